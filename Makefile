@@ -1,0 +1,42 @@
+# Two commands do everything on a fresh machine:
+#   make run    set up .venv (once), then run the playground stage end to end
+#   make test   set up .venv (once), lint, then the whole test suite
+# Set-up is idempotent: it reinstalls only when pyproject.toml or the constraints change.
+
+PYTHON ?= python3
+VENV   ?= .venv
+STAGE  ?= playground
+ARGS   ?=
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.maskdepth-installed
+CONSTRAINTS := requirements/constraints.txt
+
+.PHONY: setup run test lint bench clean-venv
+
+setup: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml $(CONSTRAINTS) | $(PY)
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e ".[test,onnx]"
+	$(PY) -m ipykernel install --sys-prefix --name maskdepth --display-name "Python (maskdepth)" >/dev/null
+	touch $(STAMP)
+
+run: setup
+	$(VENV)/bin/maskdepth run --stage $(STAGE) $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check lib tests bench notebooks
+	$(PY) -m maskdepth.nbclean --check notebooks
+
+test: setup lint
+	$(PY) -m pytest $(ARGS)
+
+bench: setup
+	$(PY) -m bench.run $(if $(QUICK),--quick,) $(ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,70 @@
+"""The three stages of the workflow, in one place: dataset sizes, training defaults, gates.
+
+playground (24 images) throws away bad ideas fast, 1k ranks promising ones, full (400k)
+is the real run. Each stage has validation samples in two splits: `seen` (new placements
+of training backgrounds/foregrounds) and `unseen` (backgrounds and foregrounds never
+used in training).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SPLITS = ("train", "seen", "unseen")
+VAL_SPLITS = ("seen", "unseen")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    n_train: int
+    n_seen: int
+    n_unseen: int
+    # Defaults for the training notebook / `maskdepth train` (overridable with -p NAME VALUE).
+    train_defaults: dict = field(default_factory=dict)
+    # The gate this stage's run must pass before the next stage may start.
+    gate: dict = field(default_factory=dict)
+    # Stage that must have passed before this one runs (None: no prerequisite).
+    requires: str | None = None
+
+    def count(self, split: str) -> int:
+        return {"train": self.n_train, "seen": self.n_seen, "unseen": self.n_unseen}[split]
+
+
+STAGES: dict[str, Stage] = {
+    "playground": Stage(
+        "playground",
+        n_train=24,
+        n_seen=8,
+        n_unseen=8,
+        train_defaults={"epochs": 60, "batch_size": 8, "lr": 3e-3},
+        gate={"seen.iou": 0.5, "seen.delta1": 0.3},
+    ),
+    "1k": Stage(
+        "1k",
+        n_train=1000,
+        n_seen=200,
+        n_unseen=200,
+        train_defaults={"epochs": 30, "batch_size": 32, "lr": 3e-3},
+        gate={"unseen.iou": 0.9, "unseen.delta1": 0.8},
+        requires="playground",
+    ),
+    "full": Stage(
+        "full",
+        n_train=400_000,
+        n_seen=4000,
+        n_unseen=4000,
+        train_defaults={"epochs": 10, "batch_size": 256, "lr": 3e-3, "workers": 8},
+        gate={"unseen.iou": 0.95, "unseen.delta1": 0.9},
+        requires="1k",
+    ),
+}
+
+
+def get_stage(name: str) -> Stage:
+    try:
+        return STAGES[name]
+    except KeyError:
+        from maskdepth.errors import MaskdepthError
+
+        raise MaskdepthError(f"unknown stage {name!r}; choose one of {', '.join(STAGES)}") from None
