@@ -1,0 +1,63 @@
+"""`maskdepth run --stage playground|1k|full`: the staged papermill pipeline (the main job)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stage", default="playground", help="playground (default) | 1k | full")
+    parser.add_argument("--notebook", help="run one stand-alone notebook instead: playground | loss_lab")
+    parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="override a notebook parameter (repeatable), e.g. -p epochs 5")
+    parser.add_argument("-f", "--params-file", help="YAML file of NAME: VALUE overrides (-p wins)")
+    parser.add_argument("--name", help="run folder name (default: UTC timestamp + parameter hash)")
+    parser.add_argument("--outputs", help="outputs root (default: ./outputs or $MASKDEPTH_OUTPUTS)")
+    parser.add_argument("--force", action="store_true",
+                        help="run even without a passing run of the previous stage / on a CPU for 'full'")
+    parser.add_argument("--timeout", type=int, default=None, help="per-cell execution timeout in seconds")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from maskdepth.errors import MaskdepthError
+    from maskdepth.params import parse_value, read_params_file
+    from maskdepth.pipeline import NotebookFailed, run_single_notebook, run_stage
+
+    overrides = read_params_file(args.params_file) if args.params_file else {}
+    for name, value in args.param:
+        overrides[name] = parse_value(value)
+    root = Path(args.outputs) if args.outputs else None
+    try:
+        if args.notebook:
+            run_single_notebook(args.notebook, overrides, name=args.name, root=root, timeout=args.timeout or 7200)
+            return 0
+        if args.stage == "full" and not _confirm_full_on_cpu(args.force):
+            return 3
+        result = run_stage(args.stage, overrides, name=args.name, root=root, force=args.force,
+                           timeout=args.timeout or (4 * 3600 if args.stage == "full" else 1800))
+    except NotebookFailed as exc:
+        print(f"maskdepth run: FAILED: {exc}", file=sys.stderr)
+        return 1
+    except MaskdepthError:
+        raise
+    return 0 if result.status == "ok" else 1
+
+
+def _confirm_full_on_cpu(force: bool) -> bool:
+    import torch
+
+    if torch.cuda.is_available():
+        return True
+    warning = ("the full stage (400,000 samples per epoch) is meant for a GPU; on this CPU one epoch of the "
+               "default model takes roughly 1-2 hours")
+    if force:
+        print(f"warning: {warning}; continuing because of --force", file=sys.stderr)
+        return True
+    if sys.stdin.isatty():
+        answer = input(f"{warning}. Continue? [y/N] ").strip().lower()
+        return answer in ("y", "yes")
+    print(f"maskdepth run: {warning}. Pass --force to run it anyway.", file=sys.stderr)
+    return False

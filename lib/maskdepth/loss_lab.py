@@ -1,0 +1,98 @@
+"""The loss lab: the seed's controlled experiment, one depth model per depth loss.
+
+Every loss trains the same model with the same data, seed, epochs and lr, so the
+depth metrics that come out differ only by the loss. Results: `loss_lab.json`, a markdown
+table, a comparison chart and one GT/prediction grid per loss in the lab's folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from maskdepth.errors import MaskdepthError
+from maskdepth.io import write_json, write_text
+
+COMPARED = ("abs_rel", "rmse", "rmse_over_std", "delta1")
+
+
+def run_loss_lab(
+    losses,
+    out_dir,
+    *,
+    model: str = "lean_unet",
+    epochs: int = 200,
+    lr: float = 0.01,
+    data: str = "playground",
+    split: str = "unseen",
+    seed: int = 0,
+    batch_size: int = 8,
+    size: int = 64,
+    n_samples: int = 8,
+) -> dict:
+    """Train one depth model per loss name; returns {"results", "table", "chart", "grids"}."""
+    from maskdepth.losses import DEPTH_LOSSES
+    from maskdepth.train import TrainConfig, train
+    from maskdepth.validate import validate
+
+    losses = list(losses)
+    unknown = [name for name in losses if name not in DEPTH_LOSSES]
+    if unknown or not losses:
+        raise MaskdepthError(f"losses={losses!r}: choose from {', '.join(DEPTH_LOSSES)}")
+    out_dir = Path(out_dir)
+    results: dict[str, dict] = {}
+    grids: dict[str, str] = {}
+    for name in losses:
+        run = out_dir / name
+        cfg = TrainConfig(
+            data=data, out_dir=str(run), model=model, task="depth", depth_loss=name, epochs=epochs, lr=lr,
+            seed=seed, batch_size=batch_size, size=size, optimizer="adam", schedule="constant",
+            best_metric=f"{split}.abs_rel", grid_every=0, progress_bar=False,
+            resume=(run / "checkpoints" / "last.pt").exists(),
+        )
+        metrics = train(cfg)
+        results[name] = {"train_time_s": metrics["train_time_s"], **metrics[split]}
+        val = validate(run / "checkpoints" / "best.pt", split=split, out_dir=run / "validation", n_samples=n_samples)
+        grid = next(iter(sorted((run / "validation").glob("*depth*grid*.png"))), None)
+        if grid is not None:
+            grids[name] = str(grid)
+        results[name]["validation"] = {k: val["overall"].get(k) for k in COMPARED}
+    table = results_table(results, split)
+    chart = out_dir / "loss_lab_chart.png"
+    comparison_chart(results, chart, title=f"Depth losses, {model}, {epochs} epochs, lr {lr}, {data} ({split})")
+    write_json(out_dir / "loss_lab.json", {"model": model, "epochs": epochs, "lr": lr, "data": data,
+                                           "split": split, "seed": seed, "results": results})
+    write_text(out_dir / "loss_lab.md", table + "\n")
+    return {"results": results, "table": table, "chart": str(chart), "grids": grids}
+
+
+def results_table(results: dict, split: str) -> str:
+    lines = [f"| loss | AbsRel | RMSE (m) | RMSE/std | δ1 | time (s) |  ({split} split)", "|---|---|---|---|---|---|"]
+    for name, m in sorted(results.items(), key=lambda kv: kv[1].get("abs_rel", float("inf"))):
+        lines.append(
+            f"| {name} | {m.get('abs_rel', float('nan')):.4f} | {m.get('rmse', float('nan')):.3f} | "
+            f"{m.get('rmse_over_std', float('nan')):.3f} | {m.get('delta1', float('nan')):.3f} | "
+            f"{m.get('train_time_s', 0):.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def comparison_chart(results: dict, path, title: str = "") -> None:
+    """Bar chart: one panel per metric, one bar per loss."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from maskdepth.viz import save_figure
+
+    names = list(results)
+    fig, axes = plt.subplots(1, len(COMPARED), figsize=(4 * len(COMPARED), 3.6), dpi=100)
+    for ax, key in zip(axes, COMPARED):
+        values = [results[n].get(key, float("nan")) for n in names]
+        ax.bar(range(len(names)), values, color="tab:blue")
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+        ax.set_title(key + (" (higher is better)" if key.startswith("delta") else " (lower is better)"), fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)

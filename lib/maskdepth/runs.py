@@ -1,0 +1,63 @@
+"""Run folders: where a training/validation run keeps everything it produces.
+
+    outputs/<stage>/<run-name>/
+        config.json  history.json  metrics.json  run.json  summary.md
+        checkpoints/{last,best}.pt   tb/   figures/*.png   notebooks/*.ipynb   validation/<split>/
+
+The default run name is a UTC timestamp plus a short hash of the parameters, so runs
+sort by time and identical settings are easy to spot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from maskdepth.errors import MaskdepthError
+
+OUTPUTS_ENV = "MASKDEPTH_OUTPUTS"
+
+
+def outputs_root() -> Path:
+    """`$MASKDEPTH_OUTPUTS`, else ./outputs (the repo's git-ignored outputs folder)."""
+    return Path(os.environ.get(OUTPUTS_ENV, "outputs"))
+
+
+def params_hash(params: dict, length: int = 8) -> str:
+    blob = json.dumps(params, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def new_run_name(params: dict) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{params_hash(params)}"
+
+
+def stage_label(data: str) -> str:
+    """The outputs/ sub-folder for a dataset: the stage name, or the folder's name."""
+    return Path(str(data)).name if os.sep in str(data) or Path(str(data)).is_dir() else str(data)
+
+
+def is_run_dir(path: str | os.PathLike) -> bool:
+    p = Path(path)
+    return (p / "config.json").is_file() and ((p / "metrics.json").is_file() or (p / "history.json").is_file())
+
+
+def find_runs(paths) -> list[Path]:
+    """Run folders among `paths`: each path is a run folder or a folder holding runs (any depth)."""
+    runs: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if not p.is_dir():
+            raise MaskdepthError(f"{p}: no such folder")
+        if is_run_dir(p):
+            runs.append(p)
+            continue
+        found = sorted({c.parent for c in p.rglob("config.json") if is_run_dir(c.parent)})
+        if not found:
+            raise MaskdepthError(f"{p}: not a run folder (no config.json with metrics.json/history.json) and holds no runs")
+        runs.extend(found)
+    return runs

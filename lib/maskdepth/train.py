@@ -1,0 +1,681 @@
+"""Training: one loop for every model and task, on CPU, one GPU, or many with torchrun.
+
+`train(TrainConfig(...))` builds the datasets, the model, the loss and the optimizer, then
+runs epochs of: train → validate on the `seen` and `unseen` splits → log (console line,
+TensorBoard, history.json) → checkpoint (`last.pt` every epoch, `best.pt` on improvement).
+
+Exact resume: every epoch starts by re-seeding all RNGs from (seed, epoch), and a
+checkpoint is written only at epoch boundaries, so a run killed at any point and resumed
+from `last.pt` repeats the interrupted epoch bit for bit (on CPU) and ends with the same
+weights as an uninterrupted run.
+
+Scale-out: launched by `torchrun --nproc_per_node=N -m maskdepth train ...`, each process
+trains on its DistributedSampler shard under DistributedDataParallel; rank 0 alone
+validates, logs and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from maskdepth import runs
+from maskdepth.checkpoint import load_checkpoint, save_checkpoint, unwrap
+from maskdepth.device import resolve_device
+from maskdepth.errors import MaskdepthError
+from maskdepth.io import write_json
+from maskdepth.progress import progress
+
+TASKS = ("mask", "depth", "joint")
+INPUT_MODES = {"fg_bg": 3, "bg_fg_bg": 6}
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "step", "constant_then_step", "plateau", "onecycle")
+# Validation metrics where lower is better (everything else: higher is better).
+LOWER_IS_BETTER = {"loss", "mask", "depth", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "rmse_over_std"}
+SINGLE_TASK_MODELS = ("lean_unet", "resnet_unet")
+
+
+class TrainingDiverged(MaskdepthError):
+    """The loss became NaN or infinite; last.pt still holds the last good epoch."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on. Field names are the papermill parameters and CLI flags."""
+
+    data: str = "playground"  # stage name (playground | 1k | full) or a dataset folder
+    out_dir: str = ""  # run folder; "" -> outputs/<stage>/<timestamp>-<hash>
+    model: str = "joint"
+    model_kwargs: dict = field(default_factory=dict)
+    weights: str = ""  # local torchvision state_dict for the encoder; never downloaded
+    task: str = "joint"  # mask | depth | joint (the seed trained one model per task)
+    input_mode: str = "fg_bg"  # fg_bg (3 channels) | bg_fg_bg (6 channels)
+    size: int = 64
+    augment: bool = True
+    mask_loss: str = "bce_dice"
+    depth_loss: str = "l1"
+    mask_weight: float = 1.0
+    depth_weight: float = 1.0
+    uncertainty: bool = False  # learned task weighting (Kendall et al. 2018)
+    optimizer: str = "adamw"
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # SGD only
+    schedule: str = "onecycle"
+    step_size: int = 10  # step / constant_then_step: epochs between decays
+    gamma: float = 0.1
+    constant_epochs: int = 0  # constant_then_step: epochs at the initial lr before StepLR starts
+    epochs: int = 10
+    max_steps: int = 0  # stop after this many optimizer steps in total (0: no limit)
+    batch_size: int = 32
+    workers: int = 0
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: str = "auto"  # auto (on for CUDA) | on | off
+    channels_last: bool = False
+    val_batch_size: int = 64
+    grid_every: int = 5  # epochs between TensorBoard image grids (0: never)
+    best_metric: str = "unseen.iou"
+    resume: bool = False  # continue from out_dir/checkpoints/last.pt
+    tensorboard: bool = True
+    progress_bar: bool = True
+
+    # -- construction ---------------------------------------------------------------
+    @classmethod
+    def from_mapping(cls, values: dict, *, strict: bool = True) -> TrainConfig:
+        """Build from a dict (papermill parameters, YAML). Unknown keys are an error when strict."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown and strict:
+            raise MaskdepthError(f"unknown training parameter(s): {', '.join(unknown)}")
+        cfg = cls(**{k: v for k, v in values.items() if k in names})
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_namespace(cls, namespace: dict) -> TrainConfig:
+        """Pick the config fields out of a notebook's globals() (the papermill parameters)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls.from_mapping({k: v for k, v in namespace.items() if k in names})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        def choice(name, value, options):
+            if value not in options:
+                raise MaskdepthError(f"{name}={value!r}: choose one of {', '.join(map(str, options))}")
+
+        choice("task", self.task, TASKS)
+        choice("input_mode", self.input_mode, tuple(INPUT_MODES))
+        choice("optimizer", self.optimizer, OPTIMIZERS)
+        choice("schedule", self.schedule, SCHEDULES)
+        choice("amp", str(self.amp), ("auto", "on", "off", "True", "False"))
+        for name in ("epochs", "batch_size", "size", "val_batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise MaskdepthError(f"{name}={getattr(self, name)!r}: must be >= 1")
+        if self.lr <= 0 or not math.isfinite(self.lr):
+            raise MaskdepthError(f"lr={self.lr!r}: must be a positive number")
+        if self.workers < 0 or self.max_steps < 0:
+            raise MaskdepthError("workers and max_steps must be >= 0")
+        split, _, metric = self.best_metric.partition(".")
+        if split not in ("seen", "unseen") or not metric:
+            raise MaskdepthError(f"best_metric={self.best_metric!r}: expected '<seen|unseen>.<metric>', e.g. unseen.iou")
+        if self.task == "joint" and self.model in SINGLE_TASK_MODELS:
+            raise MaskdepthError(f"model {self.model!r} predicts one task: use task=mask or task=depth, or model=joint")
+
+    @property
+    def in_channels(self) -> int:
+        return INPUT_MODES[self.input_mode]
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        return ("mask", "depth") if self.task == "joint" else (self.task,)
+
+
+# -- distributed helpers -------------------------------------------------------------
+def _dist_env() -> tuple[int, int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def _init_distributed(device_name: str) -> tuple[int, int, str]:
+    """Join the torchrun process group when launched by torchrun; returns (rank, world, device)."""
+    rank, world, local_rank = _dist_env()
+    if world == 1:
+        return 0, 1, device_name
+    import torch.distributed as dist
+
+    use_cuda = torch.cuda.is_available() and device_name in ("auto", "cuda")
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        device_name = f"cuda:{local_rank}"
+    elif device_name == "auto":
+        device_name = "cpu"
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return rank, world, device_name
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+# -- RNG -------------------------------------------------------------------------------
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919) % 2**31
+
+
+# -- building blocks -------------------------------------------------------------------
+def build_model(cfg: TrainConfig) -> nn.Module:
+    from maskdepth.models import create_model
+
+    kwargs = dict(cfg.model_kwargs)
+    if cfg.model in SINGLE_TASK_MODELS:
+        kwargs.setdefault("task", cfg.task)
+    if cfg.weights:
+        kwargs["weights"] = cfg.weights
+    return create_model(cfg.model, in_channels=cfg.in_channels, **kwargs)
+
+
+def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+class Schedule:
+    """Wraps the torch schedulers so the loop steps each one at the right time:
+    OneCycle per optimizer step, the others per epoch (plateau with the validation loss)."""
+
+    def __init__(self, cfg: TrainConfig, optimizer, steps_per_epoch: int):
+        from torch.optim import lr_scheduler as ls
+
+        self.kind = cfg.schedule
+        total_epochs = cfg.epochs
+        if self.kind == "constant":
+            self.sched = ls.LambdaLR(optimizer, lambda _: 1.0)
+        elif self.kind == "step":
+            self.sched = ls.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+        elif self.kind == "constant_then_step":
+            n0, step, gamma = cfg.constant_epochs, cfg.step_size, cfg.gamma
+            self.sched = ls.LambdaLR(optimizer, lambda e: 1.0 if e < n0 else gamma ** ((e - n0) // step + 1))
+        elif self.kind == "plateau":
+            self.sched = ls.ReduceLROnPlateau(optimizer, factor=cfg.gamma, patience=max(1, cfg.step_size // 2))
+        else:
+            total = total_epochs * steps_per_epoch
+            if cfg.max_steps:
+                total = min(total, cfg.max_steps)
+            self.sched = ls.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=max(total, 2), pct_start=0.25)
+        self._steps = 0
+        self._total = getattr(self.sched, "total_steps", None)
+
+    def after_step(self) -> None:
+        if self.kind == "onecycle" and self._steps < self._total - 1:
+            self.sched.step()
+        self._steps += 1
+
+    def after_epoch(self, val_loss: float | None) -> None:
+        if self.kind == "plateau":
+            if val_loss is not None and math.isfinite(val_loss):
+                self.sched.step(val_loss)
+        elif self.kind != "onecycle":
+            self.sched.step()
+
+    def state_dict(self) -> dict:
+        return {"sched": self.sched.state_dict(), "steps": self._steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sched.load_state_dict(state["sched"])
+        self._steps = state["steps"]
+
+
+def make_loader(dataset, cfg: TrainConfig, *, train: bool, pin_memory: bool, world: int = 1, rank: int = 0):
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    sampler = None
+    generator = torch.Generator()
+    generator.manual_seed(cfg.seed)
+    if world > 1 and train:
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    batch = cfg.batch_size if train else cfg.val_batch_size
+    return DataLoader(
+        dataset,
+        batch_size=batch,
+        shuffle=train and sampler is None,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        pin_memory=pin_memory,
+        drop_last=train and len(dataset) // max(world, 1) > batch,
+        persistent_workers=cfg.workers > 0,
+        generator=generator if train else None,
+    )
+
+
+def _to_device(batch: dict, device, channels_last: bool) -> dict:
+    out = {}
+    for k, v in batch.items():
+        if torch.is_tensor(v) and v.is_floating_point():
+            v = v.to(device, non_blocking=True)
+            if channels_last and v.dim() == 4:
+                v = v.contiguous(memory_format=torch.channels_last)
+        out[k] = v
+    return out
+
+
+# -- evaluation --------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, criterion, cfg: TrainConfig, device_info) -> dict:
+    """Loss and dataset-accumulated metrics of `model` over `loader`."""
+    from maskdepth.data import model_input
+    from maskdepth.metrics import DepthMeter, MaskMeter
+
+    model.eval()
+    mask_meter, depth_meter = MaskMeter(), DepthMeter()
+    sums: dict[str, float] = {}
+    count = 0
+    for batch in loader:
+        batch = _to_device(batch, device_info.device, cfg.channels_last)
+        x = model_input(batch, cfg.in_channels)
+        with torch.autocast(device_info.device.type, dtype=device_info.amp_dtype, enabled=device_info.amp):
+            pred = model(x)
+        pred = {k: v.float() for k, v in pred.items()}
+        losses = criterion(pred, batch)
+        n = x.shape[0]
+        count += n
+        for k, v in losses.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * n
+        if "mask" in pred and "mask" in cfg.tasks:
+            mask_meter.update(pred["mask"], batch["mask"])
+        if "depth" in pred and "depth" in cfg.tasks:
+            depth_meter.update(pred["depth"], batch["depth"])
+    result = {k: v / max(count, 1) for k, v in sums.items()}
+    if "mask" in cfg.tasks:
+        result.update(mask_meter.compute())
+    if "depth" in cfg.tasks:
+        result.update(depth_meter.compute())
+    return {k: float(v) for k, v in result.items()}
+
+
+def _metric_value(metrics: dict, key: str) -> float | None:
+    split, _, name = key.partition(".")
+    value = metrics.get(split, {}).get(name)
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _is_better(value: float, best: float | None, metric: str) -> bool:
+    if best is None:
+        return True
+    return value < best if metric.partition(".")[2] in LOWER_IS_BETTER else value > best
+
+
+# -- the loop ------------------------------------------------------------------------------
+class Trainer:
+    """Holds the pieces of one run; `fit()` runs the epochs. Use `train(cfg)` for the usual path."""
+
+    def __init__(self, cfg: TrainConfig):
+        cfg.validate()
+        self.cfg = cfg
+        self.rank, self.world, device_name = _init_distributed(cfg.device)
+        amp = None if str(cfg.amp) == "auto" else str(cfg.amp) in ("on", "True")
+        self.dev = resolve_device(device_name, amp=amp)
+        self.is_main = self.rank == 0
+        self.out_dir = self._resolve_out_dir()
+        self.ckpt_dir = self.out_dir / "checkpoints"
+
+        from maskdepth.data import build_dataset
+        from maskdepth.losses import build_loss
+
+        seed_everything(cfg.seed)
+        self.train_set = build_dataset(cfg.data, "train", size=cfg.size, seed=cfg.seed, augment=cfg.augment)
+        self.val_sets = {s: build_dataset(cfg.data, s, size=cfg.size, seed=cfg.seed) for s in ("seen", "unseen")}
+        self.model = build_model(cfg).to(self.dev.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.net = self.model  # what we call forward on (DDP wrapper when distributed)
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.dev.device.index] if self.dev.device.type == "cuda" else None
+            self.net = DDP(self.model, device_ids=ids)
+        self.criterion = build_loss(
+            task=cfg.task,
+            mask_loss=cfg.mask_loss,
+            depth_loss=cfg.depth_loss,
+            weights={"mask": cfg.mask_weight, "depth": cfg.depth_weight},
+            uncertainty=cfg.uncertainty,
+        ).to(self.dev.device)
+        params = list(self.model.parameters()) + list(self.criterion.parameters())
+        self.optimizer = build_optimizer(cfg, params)
+        self.train_loader = make_loader(
+            self.train_set, cfg, train=True, pin_memory=self.dev.pin_memory, world=self.world, rank=self.rank
+        )
+        self.val_loaders = {
+            s: make_loader(ds, cfg, train=False, pin_memory=self.dev.pin_memory) for s, ds in self.val_sets.items()
+        }
+        self.schedule = Schedule(cfg, self.optimizer, len(self.train_loader))
+        use_scaler = self.dev.amp and self.dev.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        self.epoch = 0  # finished epochs
+        self.step = 0
+        self.history: list[dict] = []
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+        self.train_time_s = 0.0
+        self.writer = None
+
+    # -- folders, logging ---------------------------------------------------------------
+    def _resolve_out_dir(self) -> Path:
+        if self.cfg.out_dir:
+            return Path(self.cfg.out_dir)
+        if self.cfg.resume:
+            raise MaskdepthError("resume needs out_dir: the run folder to continue")
+        name = runs.new_run_name(self.cfg.to_dict())
+        out = runs.outputs_root() / runs.stage_label(self.cfg.data) / name
+        if self.world > 1:  # every rank must agree on the folder: take rank 0's name
+            import torch.distributed as dist
+
+            holder = [str(out)]
+            dist.broadcast_object_list(holder, src=0)
+            out = Path(holder[0])
+        self.cfg.out_dir = str(out)
+        return out
+
+    def _info(self) -> dict:
+        return {
+            "task": self.cfg.task,
+            "tasks": list(self.cfg.tasks),
+            "input_mode": self.cfg.input_mode,
+            "input_size": [self.cfg.size, self.cfg.size],
+            "data": self.cfg.data,
+        }
+
+    def log(self, message: str) -> None:
+        if self.is_main:
+            print(message, flush=True)
+
+    def _open_writer(self):
+        if not (self.is_main and self.cfg.tensorboard):
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is a declared dependency; stay usable without it
+            self.log("tensorboard is not installed: skipping TensorBoard logs")
+            return None
+        return SummaryWriter(log_dir=str(self.out_dir / "tb"))
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def save(self, name: str, metrics: dict) -> None:
+        save_checkpoint(
+            self.ckpt_dir / name,
+            self.model,
+            info=self._info(),
+            config=self.cfg.to_dict(),
+            epoch=self.epoch,
+            step=self.step,
+            optimizer=self.optimizer,
+            scheduler=self.schedule,
+            scaler=self.scaler,
+            criterion=self.criterion,
+            rng=rng_state(),
+            metrics={
+                **metrics,
+                "best_value": self.best_value,
+                "best_epoch": self.best_epoch,
+                "train_time_s": self.train_time_s,
+            },
+        )
+
+    def load_for_resume(self) -> None:
+        path = self.ckpt_dir / "last.pt"
+        if not path.is_file():
+            raise MaskdepthError(f"resume: {path} does not exist (nothing to continue)")
+        ckpt = load_checkpoint(path, map_location=self.dev.device)
+        self.model.load_state_dict(ckpt["state_dict"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.schedule.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        if ckpt.get("criterion"):
+            self.criterion.load_state_dict(ckpt["criterion"])
+        if ckpt.get("rng"):
+            set_rng_state(ckpt["rng"])
+        self.epoch, self.step = ckpt["epoch"], ckpt["step"]
+        m = ckpt.get("metrics", {})
+        self.best_value, self.best_epoch = m.get("best_value"), m.get("best_epoch")
+        self.train_time_s = float(m.get("train_time_s", 0.0))
+        hist = self.out_dir / "history.json"
+        if hist.is_file():
+            self.history = [e for e in json.loads(hist.read_text())["epochs"] if e["epoch"] <= self.epoch]
+        self.log(f"resumed from {path} at epoch {self.epoch} (step {self.step})")
+
+    # -- one epoch ---------------------------------------------------------------------------
+    def train_one_epoch(self) -> dict:
+        from maskdepth.data import model_input
+
+        cfg = self.cfg
+        self.net.train()
+        if hasattr(self.train_loader.sampler, "set_epoch"):
+            self.train_loader.sampler.set_epoch(self.epoch)
+        sums: dict[str, float] = {}
+        seen = 0
+        bar = progress(
+            self.train_loader,
+            desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+            disable=not (self.is_main and cfg.progress_bar),
+        )
+        for batch in bar:
+            if cfg.max_steps and self.step >= cfg.max_steps:
+                break
+            batch = _to_device(batch, self.dev.device, cfg.channels_last)
+            x = model_input(batch, cfg.in_channels)
+            with torch.autocast(self.dev.device.type, dtype=self.dev.amp_dtype, enabled=self.dev.amp):
+                pred = self.net(x)
+            pred = {k: v.float() for k, v in pred.items()}
+            losses = self.criterion(pred, batch)
+            loss = losses["loss"]
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"non-finite loss ({float(loss)}) at epoch {self.epoch + 1}, step {self.step + 1}; "
+                    f"training stopped. {self.ckpt_dir / 'last.pt'} holds the last good state "
+                    f"(epoch {self.epoch}). Try a lower lr (now {cfg.lr}) or amp=off."
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.schedule.after_step()
+            self.step += 1
+            n = x.shape[0]
+            seen += n
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
+        bar.close()
+        return {k: v / max(seen, 1) for k, v in sums.items()} | {"samples": seen * self.world}
+
+    def _log_images(self, epoch: int) -> None:
+        """A small GT/prediction grid in TensorBoard: input, GT mask, pred mask, GT depth, pred depth."""
+        from torchvision.utils import make_grid
+
+        from maskdepth.data import model_input
+        from maskdepth.depth import DEPTH_MAX, DEPTH_MIN
+
+        ds = self.val_sets["unseen"]
+        n = min(8, len(ds))
+        batch = {k: torch.stack([ds[i][k] for i in range(n)]) for k in ("image", "bg", "mask", "depth")}
+        batch = _to_device(batch, self.dev.device, False)
+        self.model.eval()
+        with torch.no_grad():
+            pred = self.model(model_input(batch, self.cfg.in_channels))
+
+        def norm_depth(d):
+            t = (torch.log(d.clamp(DEPTH_MIN, DEPTH_MAX)) - math.log(DEPTH_MIN)) / math.log(DEPTH_MAX / DEPTH_MIN)
+            return t.repeat(1, 3, 1, 1)
+
+        rows = [batch["image"]]
+        if "mask" in pred:
+            rows += [batch["mask"].repeat(1, 3, 1, 1), (torch.sigmoid(pred["mask"]) > 0.5).float().repeat(1, 3, 1, 1)]
+        if "depth" in pred:
+            rows += [norm_depth(batch["depth"]), norm_depth(pred["depth"].float())]
+        grid = make_grid(torch.cat(rows).float().cpu(), nrow=n, padding=2)
+        self.writer.add_image("val_unseen/grid", grid, epoch)
+
+    def _write_tb(self, record: dict) -> None:
+        w, e = self.writer, record["epoch"]
+        for split in ("train", "seen", "unseen"):
+            for k, v in record.get(split, {}).items():
+                if isinstance(v, (int, float)) and k != "samples":
+                    w.add_scalar(f"{split}/{k}", v, e)
+        w.add_scalar("lr", record["lr"], e)
+        w.add_scalar("time/epoch_s", record["time_s"], e)
+        w.add_scalar("time/samples_per_s", record["samples_per_s"], e)
+        if self.cfg.grid_every and (e % self.cfg.grid_every == 0 or e == self.cfg.epochs):
+            self._log_images(e)
+        w.flush()
+
+    def _console_line(self, r: dict) -> str:
+        parts = [f"epoch {r['epoch']:>3}/{self.cfg.epochs}", f"loss {r['train']['loss']:.4f}"]
+        for split in ("seen", "unseen"):
+            m = r[split]
+            bits = []
+            if "iou" in m:
+                bits.append(f"IoU {m['iou']:.3f}")
+            if "delta1" in m:
+                bits.append(f"d1 {m['delta1']:.3f} AbsRel {m['abs_rel']:.3f}")
+            parts.append(f"{split}: " + " ".join(bits))
+        parts.append(f"lr {r['lr']:.2e}  {r['time_s']:.1f}s  {r['samples_per_s']:.0f} samples/s")
+        return " | ".join(parts)
+
+    # -- run -----------------------------------------------------------------------------------
+    def fit(self) -> dict:
+        cfg = self.cfg
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            if not cfg.resume and (self.ckpt_dir / "last.pt").exists():
+                raise MaskdepthError(
+                    f"{self.out_dir} already holds a run (checkpoints/last.pt): pass resume=True to continue it, "
+                    "or choose another out_dir"
+                )
+        _barrier(self.world)
+        if cfg.resume:
+            self.load_for_resume()
+        if self.is_main:
+            write_json(self.out_dir / "config.json", cfg.to_dict())
+        self.writer = self._open_writer()
+        from maskdepth.checkpoint import unwrap as _unwrap
+
+        n_params = sum(p.numel() for p in _unwrap(self.model).parameters())
+        self.log(
+            f"training {cfg.model} ({n_params:,} params) on {cfg.data} [{len(self.train_set)} train, "
+            f"{len(self.val_sets['seen'])} seen, {len(self.val_sets['unseen'])} unseen] at {cfg.size}px, "
+            f"task {cfg.task}, device {self.dev.device}{' +AMP' if self.dev.amp else ''}, world {self.world} -> {self.out_dir}"
+        )
+        try:
+            while self.epoch < cfg.epochs and not (cfg.max_steps and self.step >= cfg.max_steps):
+                # Re-seed from (seed, epoch): an interrupted epoch replays identically on resume.
+                seed_everything(epoch_seed(cfg.seed, self.epoch))
+                t0 = time.perf_counter()
+                train_stats = self.train_one_epoch()
+                train_s = time.perf_counter() - t0
+                self.epoch += 1
+                record: dict[str, Any] = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"]}
+                if self.is_main:
+                    for split, loader in self.val_loaders.items():
+                        record[split] = evaluate(self.model, loader, self.criterion, cfg, self.dev)
+                _barrier(self.world)
+                self.schedule.after_epoch(record.get("seen", {}).get("loss"))
+                self.train_time_s += time.perf_counter() - t0
+                record["train"] = {k: v for k, v in train_stats.items() if k != "samples"}
+                record["time_s"] = time.perf_counter() - t0
+                record["samples_per_s"] = train_stats["samples"] / max(train_s, 1e-9)
+                if self.is_main:
+                    self._end_epoch(record)
+                _barrier(self.world)
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+        result = self._final_metrics() if self.is_main else {}
+        _barrier(self.world)
+        return result
+
+    def _end_epoch(self, record: dict) -> None:
+        self.history.append(record)
+        value = _metric_value(record, self.cfg.best_metric)
+        improved = value is not None and _is_better(value, self.best_value, self.cfg.best_metric)
+        if improved:
+            self.best_value, self.best_epoch = value, self.epoch
+        metrics = {"seen": record["seen"], "unseen": record["unseen"], "epoch": self.epoch}
+        self.save("last.pt", metrics)
+        if improved:
+            self.save("best.pt", metrics)
+        write_json(self.out_dir / "history.json", {"epochs": self.history})
+        if self.writer is not None:
+            self._write_tb(record)
+        self.log(self._console_line(record) + ("  *best" if improved else ""))
+
+    def _final_metrics(self) -> dict:
+        best = next((r for r in self.history if r["epoch"] == self.best_epoch), self.history[-1] if self.history else {})
+        n_params = sum(p.numel() for p in unwrap(self.model).parameters())
+        result = {
+            "model": self.cfg.model,
+            "params": n_params,
+            "task": self.cfg.task,
+            "data": self.cfg.data,
+            "size": self.cfg.size,
+            "epochs": self.epoch,
+            "steps": self.step,
+            "train_time_s": round(self.train_time_s, 2),
+            "best_metric": self.cfg.best_metric,
+            "best_epoch": self.best_epoch,
+            "seen": best.get("seen", {}),
+            "unseen": best.get("unseen", {}),
+            "last": {"seen": self.history[-1]["seen"], "unseen": self.history[-1]["unseen"]} if self.history else {},
+            "device": str(self.dev.device),
+            "world_size": self.world,
+        }
+        write_json(self.out_dir / "metrics.json", result)
+        return result
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Train according to `cfg`; returns the final metrics (also in RUN/metrics.json)."""
+    trainer = Trainer(cfg)
+    return trainer.fit()
