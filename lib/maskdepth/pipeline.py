@@ -67,7 +67,7 @@ def notebooks_dir() -> Path:
 
 def stage_defaults(stage: str) -> dict:
     """The one place a stage's pipeline parameters come from."""
-    get_stage(stage)  # fail early on an unknown stage
+    st = get_stage(stage)
     return {"stage": st.name, "data": st.name, "size": 64, "seed": 0, **st.train_defaults}
 
 
