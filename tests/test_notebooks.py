@@ -1,0 +1,48 @@
+"""The stand-alone notebooks run through papermill on the smallest parameters.
+
+(The stage notebooks 00-03 are executed by tests/test_pipeline.py.)
+"""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from maskdepth.nbclean import is_clean
+from maskdepth.pipeline import notebooks_dir, run_single_notebook
+
+NOTEBOOKS = sorted(notebooks_dir().glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_notebooks_are_thin_and_clean(path):
+    nb = nbformat.read(path, as_version=4)
+    assert is_clean(nb), f"{path} has outputs"
+    tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{path} needs exactly one cell tagged 'parameters'"
+    assert "run_dir" in tagged[0].source
+    assert nb.metadata["kernelspec"]["name"] == "maskdepth"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert len(code) <= 8, "notebooks stay thin: logic belongs in lib/maskdepth"
+    assert not any("def " in c.source or "class " in c.source for c in code), "no logic only in a notebook"
+
+
+def test_loss_lab_notebook(tmp_path):
+    run = run_single_notebook("loss_lab", {"losses": ["l1", "silog"], "epochs": 1, "lr": 0.01},
+                              name="lab", root=tmp_path, log=lambda _: None)
+    lab = json.loads((run / "loss_lab.json").read_text())
+    assert set(lab["results"]) == {"l1", "silog"}
+    for m in lab["results"].values():
+        assert m["abs_rel"] > 0 and 0 <= m["delta1"] <= 1
+    assert (run / "loss_lab_chart.png").is_file() and (run / "loss_lab.md").read_text().count("|") > 10
+    executed = nbformat.read(run / "loss_lab.ipynb", as_version=4)
+    assert any(o.get("output_type") == "display_data" for c in executed.cells for o in c.get("outputs", []))
+
+
+def test_playground_notebook(tmp_path):
+    run = run_single_notebook("playground", {"epochs": 1}, name="pg", root=tmp_path, log=lambda _: None)
+    assert (run / "train" / "checkpoints" / "best.pt").is_file()
+    assert json.loads((run / "validation" / "metrics.json").read_text())["overall"]
+    assert list((run / "validation").glob("*grid*.png"))
