@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 
 def predict(images, checkpoint, **kwargs):
-    """Predict mask and depth for images (paths, PIL images or arrays). See `maskdepth.predict`."""
-    from maskdepth.predict import predict as _predict
+    """Predict mask and depth for images (paths, PIL images or arrays). See `maskdepth.inference.predict`."""
+    from maskdepth.inference import predict as _predict
 
     return _predict(images, checkpoint=checkpoint, **kwargs)

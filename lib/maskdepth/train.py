@@ -268,12 +268,12 @@ class Schedule:
         self._steps = state["steps"]
 
 
-def make_loader(dataset, cfg: TrainConfig, *, train: bool, pin_memory: bool, world: int = 1, rank: int = 0):
+def make_loader(dataset, cfg: TrainConfig, *, train: bool, pin_memory: bool, world: int = 1, rank: int = 0,
+                generator: torch.Generator | None = None):
+    """DataLoader for a split. The shuffle `generator` is re-seeded by the trainer every epoch."""
     from torch.utils.data import DataLoader, DistributedSampler
 
     sampler = None
-    generator = torch.Generator()
-    generator.manual_seed(cfg.seed)
     if world > 1 and train:
         sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
     batch = cfg.batch_size if train else cfg.val_batch_size
@@ -385,8 +385,10 @@ class Trainer:
         ).to(self.dev.device)
         params = list(self.model.parameters()) + list(self.criterion.parameters())
         self.optimizer = build_optimizer(cfg, params)
+        self.shuffle_generator = torch.Generator()
         self.train_loader = make_loader(
-            self.train_set, cfg, train=True, pin_memory=self.dev.pin_memory, world=self.world, rank=self.rank
+            self.train_set, cfg, train=True, pin_memory=self.dev.pin_memory, world=self.world, rank=self.rank,
+            generator=self.shuffle_generator,
         )
         self.val_loaders = {
             s: make_loader(ds, cfg, train=False, pin_memory=self.dev.pin_memory) for s, ds in self.val_sets.items()
@@ -514,7 +516,7 @@ class Trainer:
             loss = losses["loss"]
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
-                    f"non-finite loss ({float(loss)}) at epoch {self.epoch + 1}, step {self.step + 1}; "
+                    f"non-finite loss ({float(loss.detach())}) at epoch {self.epoch + 1}, step {self.step + 1}; "
                     f"training stopped. {self.ckpt_dir / 'last.pt'} holds the last good state "
                     f"(epoch {self.epoch}). Try a lower lr (now {cfg.lr}) or amp=off."
                 )
@@ -612,9 +614,11 @@ class Trainer:
             while self.epoch < cfg.epochs and not (cfg.max_steps and self.step >= cfg.max_steps):
                 # Re-seed from (seed, epoch): an interrupted epoch replays identically on resume.
                 seed_everything(epoch_seed(cfg.seed, self.epoch))
+                self.shuffle_generator.manual_seed(epoch_seed(cfg.seed, self.epoch))
                 t0 = time.perf_counter()
                 train_stats = self.train_one_epoch()
                 train_s = time.perf_counter() - t0
+                self._sync_buffers()
                 self.epoch += 1
                 record: dict[str, Any] = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"]}
                 if self.is_main:
@@ -635,6 +639,15 @@ class Trainer:
         result = self._final_metrics() if self.is_main else {}
         _barrier(self.world)
         return result
+
+    def _sync_buffers(self) -> None:
+        """DDP keeps parameters identical; BatchNorm statistics drift per rank after the last
+        forward, so rank 0's are broadcast at each epoch end (the ones it validates and saves)."""
+        if self.world > 1:
+            import torch.distributed as dist
+
+            for buffer in self.model.buffers():
+                dist.broadcast(buffer, src=0)
 
     def _end_epoch(self, record: dict) -> None:
         self.history.append(record)

@@ -1,0 +1,26 @@
+"""`maskdepth export`: a checkpoint as an ONNX file, verified against torch with onnxruntime."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", "-c", required=True,
+                        help="checkpoint file, or a run folder (uses its checkpoints/best.pt)")
+    parser.add_argument("--onnx", required=True, metavar="FILE", help="ONNX file to write")
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    parser.add_argument("--atol", type=float, default=1e-4,
+                        help="largest |onnxruntime - torch| accepted on random inputs (default 1e-4)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from maskdepth.export import export_onnx
+
+    result = export_onnx(args.checkpoint, args.onnx, opset=args.opset, atol=args.atol)
+    print(
+        f"wrote {result.path} (inputs {result.input_name} {result.input_shape}, outputs "
+        f"{', '.join(result.output_names)}, opset {result.opset}); onnxruntime vs torch: "
+        f"max abs diff {result.max_abs_diff:.2e} over batches {', '.join(map(str, result.batch_sizes))}"
+    )
+    return 0

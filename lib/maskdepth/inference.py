@@ -1,0 +1,303 @@
+"""Predict the mask and depth of any image with a trained checkpoint.
+
+The network works at the checkpoint's `input_size` (the size it was trained at). Each
+image is brought to that size exactly as the dataset does (float32 RGB in [0, 1], bilinear
+resize with antialiasing), and the outputs are brought back to the **image's own
+resolution**: the mask *logits* and the depth (metres) are upsampled bilinearly, and the
+mask is thresholded only after upsampling, so its edges are interpolated, not blocky.
+This is no super-resolution: the detail is the working size's.
+
+For 6-channel checkpoints (`input_mode` "bg_fg_bg") the background image is given once and
+goes in front of every image: the network input is cat([bg, image]) (`data.model_input`).
+
+Files written per input by `predict_files` (the `maskdepth predict` command), NAME being
+the input's name without suffix (with its sub-folder when found in a folder):
+
+    NAME_mask.png         8-bit, 0 background / 255 foreground
+    NAME_depth.png        16-bit, depth in metres * 256 (`maskdepth.depth.depth_to_png16`;
+                          read back with `depth_from_png16`: value / 256 = metres)
+    NAME_depth_color.png  depth through a log-scaled colour map, range of this image
+    NAME_preview.png      with --preview: input | mask overlay | depth colour, side by side
+
+Single-task checkpoints write only what they predict.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from maskdepth.checkpoint import load_model
+from maskdepth.data.dataset import model_input
+from maskdepth.device import resolve_device
+from maskdepth.errors import BadInputError, MaskdepthError
+from maskdepth.imageio import ImageFile, load_image, save_png, to_rgb_array, upright
+from maskdepth.progress import progress
+from maskdepth.validate import resolve_checkpoint
+
+MASK_THRESHOLD = 0.5
+PREVIEW_MAX_SIDE = 1024  # preview panels are shrunk to this; the other outputs never are
+OVERLAY_COLOR = np.array([255, 40, 40], np.float32)
+OVERLAY_ALPHA = 0.5
+
+
+def resize_image(image: torch.Tensor, size) -> torch.Tensor:
+    """[B,C,H,W] float -> [B,C,*size]: bilinear with antialiasing, as the dataset resizes."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    return F.interpolate(image, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def upsample_output(values: torch.Tensor, size) -> torch.Tensor:
+    """[B,1,h,w] mask logits or depth -> [B,1,*size] by bilinear interpolation."""
+    if tuple(values.shape[-2:]) == tuple(size):
+        return values
+    return F.interpolate(values, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def _as_pixels(image) -> np.ndarray:
+    """Path, PIL image, array [H,W(,C)] or tensor [C,H,W] -> float32 RGB [H,W,3] in [0,1]."""
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image)
+    if isinstance(image, Image.Image):
+        return to_rgb_array(upright(image))
+    if isinstance(image, torch.Tensor):
+        tensor = image.detach().cpu()
+        if tensor.ndim == 3 and tensor.shape[0] in (1, 3, 4):
+            tensor = tensor.permute(1, 2, 0)
+        return to_rgb_array(tensor.numpy())
+    return to_rgb_array(image)
+
+
+def _is_single_image(images) -> bool:
+    if isinstance(images, (str, os.PathLike, Image.Image)):
+        return True
+    if isinstance(images, (np.ndarray, torch.Tensor)):
+        return images.ndim <= 3
+    return False
+
+
+class Predictor:
+    """A checkpoint loaded once (from the file alone) and ready for batches of any-size images."""
+
+    def __init__(self, checkpoint, *, device: str = "auto", threshold: float = MASK_THRESHOLD):
+        if not 0.0 < threshold < 1.0:
+            raise MaskdepthError(f"threshold must be in (0, 1), got {threshold}")
+        checkpoint = resolve_checkpoint(checkpoint)
+        self.checkpoint = str(checkpoint)
+        self.device = resolve_device(device).device
+        model, info = load_model(checkpoint, map_location="cpu")
+        self.model = model.to(self.device).eval()
+        self.info = info
+        self.threshold = threshold
+        self.in_channels = int(info["in_channels"])
+        self.tasks = tuple(getattr(model, "tasks", ()))
+        size = info.get("input_size")
+        if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(int(s) > 0 for s in size)):
+            raise MaskdepthError(f"checkpoint {checkpoint}: info['input_size'] [H, W] is missing or invalid")
+        self.input_size = (int(size[0]), int(size[1]))
+        self._background: torch.Tensor | None = None
+
+    @property
+    def needs_background(self) -> bool:
+        return self.in_channels == 6
+
+    def set_background(self, background) -> None:
+        """The background (path, PIL image or array) that 6-channel checkpoints see with every image."""
+        if not self.needs_background:
+            raise MaskdepthError(
+                f"checkpoint {self.checkpoint} takes the image alone (input_mode fg_bg, 3 channels): "
+                "drop the background (--bg)"
+            )
+        self._background = self.prepare(_as_pixels(background))
+
+    def prepare(self, pixels: np.ndarray) -> torch.Tensor:
+        """float32 RGB [H,W,3] -> the network-size tensor [3, h, w] on the device."""
+        tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].to(self.device)
+        return resize_image(tensor, self.input_size)[0]
+
+    @torch.inference_mode()
+    def run(self, prepared: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Network outputs at the working size for a batch of `prepare`d images."""
+        batch = torch.stack(prepared)
+        if self.needs_background:
+            if self._background is None:
+                raise MaskdepthError(
+                    f"checkpoint {self.checkpoint} needs the background image too (input_mode bg_fg_bg, "
+                    "6 channels): pass bg=... (command line: --bg FILE)"
+                )
+            batch = model_input({"image": batch, "bg": self._background.expand_as(batch)}, self.in_channels)
+        return {k: v.float() for k, v in self.model(batch).items()}
+
+    @torch.inference_mode()
+    def at_size(self, outputs: dict[str, torch.Tensor], index: int, size) -> dict[str, np.ndarray]:
+        """One image's outputs upsampled to `size` (H, W): mask (bool), mask_prob, depth (metres)."""
+        result = {}
+        if "mask" in outputs:
+            prob = torch.sigmoid(upsample_output(outputs["mask"][index : index + 1], size))[0, 0]
+            result["mask"] = (prob > self.threshold).cpu().numpy()
+            result["mask_prob"] = prob.cpu().numpy().astype(np.float32)
+        if "depth" in outputs:
+            depth = upsample_output(outputs["depth"][index : index + 1], size)[0, 0]
+            result["depth"] = depth.cpu().numpy().astype(np.float32)
+        return result
+
+
+def predict(
+    images,
+    checkpoint,
+    *,
+    bg=None,
+    batch_size: int = 32,
+    device: str = "auto",
+    threshold: float = MASK_THRESHOLD,
+    show_progress: bool = True,
+) -> list[dict[str, np.ndarray]]:
+    """Mask and depth of each image, at the image's resolution.
+
+    `images`: one or a list of file paths, PIL images, arrays [H,W], [H,W,3|4] (uint8,
+    uint16 or float in [0,1]) or tensors [3,H,W] in [0,1]. `checkpoint`: a checkpoint file
+    (nothing else is needed) or a run folder (its best checkpoint). `bg`: the background,
+    for 6-channel checkpoints only.
+
+    Returns one dict per image, with the keys its checkpoint predicts: "mask" (bool [H,W]),
+    "mask_prob" (float32 [H,W] in [0,1]) and "depth" (float32 [H,W], metres).
+    A bad file raises `BadInputError` naming it.
+    """
+    if batch_size < 1:
+        raise MaskdepthError(f"batch_size must be at least 1, got {batch_size}")
+    predictor = Predictor(checkpoint, device=device, threshold=threshold)
+    if bg is not None:
+        predictor.set_background(bg)
+    items = [images] if _is_single_image(images) else list(images)
+    results: list[dict[str, np.ndarray]] = []
+    disable = None if show_progress else True  # None: the progress module decides (MASKDEPTH_NO_PROGRESS)
+    with progress(total=len(items), desc="predict", unit="img", disable=disable) as bar:
+        for start in range(0, len(items), batch_size):
+            pixels = [_as_pixels(item) for item in items[start : start + batch_size]]
+            outputs = predictor.run([predictor.prepare(p) for p in pixels])
+            results.extend(predictor.at_size(outputs, i, p.shape[:2]) for i, p in enumerate(pixels))
+            bar.update(len(pixels))
+    return results
+
+
+# --------------------------------------------------------------------------- files
+
+
+@dataclass
+class PredictSummary:
+    """What `predict_files` did: the names written and the inputs that failed (with why)."""
+
+    written: list[str] = field(default_factory=list)
+    failed: list[BadInputError] = field(default_factory=list)
+
+    @property
+    def line(self) -> str:
+        return f"{len(self.written)} ok, {len(self.failed)} failed"
+
+
+@dataclass
+class _Loaded:
+    file: ImageFile
+    size: tuple[int, int]
+    prepared: torch.Tensor
+    preview_input: np.ndarray | None  # uint8 [h, w, 3] at the preview size
+
+
+def preview_size(size) -> tuple[int, int]:
+    """The image's size shrunk (aspect kept) so that its longer side is at most PREVIEW_MAX_SIDE."""
+    height, width = size
+    scale = min(1.0, PREVIEW_MAX_SIDE / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def predict_files(
+    files: list[ImageFile],
+    predictor: Predictor,
+    out_dir,
+    *,
+    preview: bool = False,
+    batch_size: int = 32,
+    failed: list[BadInputError] | None = None,
+) -> PredictSummary:
+    """Predict each file and write its outputs into `out_dir`; bad files are reported and skipped.
+
+    `failed`: inputs that already failed (e.g. in `expand_inputs`), counted in the summary.
+    Images are loaded a batch at a time and reduced to the working size right away, so the
+    memory used does not grow with the number or size of the inputs.
+    """
+    if batch_size < 1:
+        raise MaskdepthError(f"--batch-size must be at least 1, got {batch_size}")
+    out_dir = Path(out_dir)
+    summary = PredictSummary(failed=list(failed or []))
+    with progress(total=len(files), desc="predict", unit="img") as bar:
+        for start in range(0, len(files), batch_size):
+            loaded = []
+            for file in files[start : start + batch_size]:
+                try:
+                    loaded.append(_load(file, predictor, preview))
+                except BadInputError as exc:
+                    summary.failed.append(exc)
+                    bar.write(f"skipped {exc}", file=sys.stderr)
+            if loaded:
+                outputs = predictor.run([item.prepared for item in loaded])
+                for index, item in enumerate(loaded):
+                    _write_outputs(out_dir, item, predictor, outputs, index)
+                    summary.written.append(item.file.name)
+            bar.update(len(files[start : start + batch_size]))
+    return summary
+
+
+def _load(file: ImageFile, predictor: Predictor, preview: bool) -> _Loaded:
+    pixels = load_image(file.path)
+    size = pixels.shape[:2]
+    preview_input = None
+    if preview:
+        tensor = torch.from_numpy(pixels).permute(2, 0, 1)[None]
+        small = resize_image(tensor, preview_size(size))[0].permute(1, 2, 0).numpy()
+        preview_input = np.rint(np.clip(small, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return _Loaded(file, size, predictor.prepare(pixels), preview_input)
+
+
+def _write_outputs(out_dir: Path, item: _Loaded, predictor: Predictor, outputs, index: int) -> None:
+    from maskdepth.depth import depth_to_png16
+    from maskdepth.viz import depth_scale
+
+    stem = out_dir / item.file.name
+    result = predictor.at_size(outputs, index, item.size)
+    scale = None
+    try:
+        if "mask" in result:
+            save_png(f"{stem}_mask.png", result["mask"].astype(np.uint8) * 255)
+        if "depth" in result:
+            save_png(f"{stem}_depth.png", depth_to_png16(result["depth"]))
+            scale = depth_scale(result["depth"])
+            save_png(f"{stem}_depth_color.png", scale.to_uint8(result["depth"]))
+        if item.preview_input is not None:
+            small = predictor.at_size(outputs, index, item.preview_input.shape[:2])
+            save_png(f"{stem}_preview.png", preview_image(item.preview_input, small, scale))
+    except OSError as exc:  # the output folder, not the input, is at fault: stop everything
+        raise MaskdepthError(f"cannot write the outputs of {item.file.path} under {out_dir}: {exc}") from exc
+
+
+def preview_image(image: np.ndarray, result: dict[str, np.ndarray], scale=None) -> np.ndarray:
+    """uint8 [H, W*k, 3]: the input, then the mask overlaid in red, then the coloured depth."""
+    panels = [image]
+    if "mask" in result:
+        tint = result["mask"][:, :, None] * OVERLAY_ALPHA
+        panels.append(np.rint(image * (1.0 - tint) + OVERLAY_COLOR * tint).astype(np.uint8))
+    if "depth" in result:
+        if scale is None:
+            from maskdepth.viz import depth_scale
+
+            scale = depth_scale(result["depth"])
+        panels.append(scale.to_uint8(result["depth"]))
+    return np.concatenate(panels, axis=1)
+

@@ -1,0 +1,245 @@
+"""Prediction on user images: API, outputs at the input's resolution, files written, CLI exit codes."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import maskdepth
+from maskdepth.checkpoint import save_checkpoint
+from maskdepth.cli import main
+from maskdepth.depth import DEPTH_MAX, DEPTH_MIN, depth_from_png16
+from maskdepth.errors import MaskdepthError
+from maskdepth.inference import Predictor, predict
+from maskdepth.models import create_model
+
+SIZE = [64, 64]
+
+
+def _save(path, model, input_mode="fg_bg", task="joint"):
+    save_checkpoint(path, model, info={"task": task, "input_mode": input_mode, "input_size": SIZE})
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Small untrained models: weights are random, but outputs are deterministic and checkable."""
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("ckpt")
+    return {
+        "joint": _save(folder / "joint.pt", create_model("joint", base_channels=8)),
+        "mask": _save(folder / "mask.pt", create_model("lean_unet", task="mask"), task="mask"),
+        "depth": _save(folder / "depth.pt", create_model("lean_unet", task="depth"), task="depth"),
+        "joint6": _save(
+            folder / "joint6.pt", create_model("joint", in_channels=6, base_channels=8), input_mode="bg_fg_bg"
+        ),
+    }
+
+
+def _noise(height, width, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def _reference(checkpoint, image_u8: np.ndarray, bg_u8: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+    """The documented recipe, written out independently: resize to 64x64 (bilinear, antialias),
+    run the net, upsample logits / depth bilinearly to the input size."""
+    model, _ = maskdepth.checkpoint.load_model(checkpoint)
+
+    def to_net(u8):
+        x = torch.from_numpy(u8).float().div(255).permute(2, 0, 1)[None]
+        return F.interpolate(x, size=SIZE, mode="bilinear", align_corners=False, antialias=True)
+
+    x = to_net(image_u8)
+    if bg_u8 is not None:
+        x = torch.cat([to_net(bg_u8), x], dim=1)
+    with torch.no_grad():
+        out = model(x)
+    size = image_u8.shape[:2]
+    return {k: F.interpolate(v, size=size, mode="bilinear", align_corners=False)[0, 0]
+            for k, v in out.items()}
+
+
+def test_outputs_are_at_the_input_resolution_and_follow_the_recipe(checkpoints):
+    image = _noise(37, 100)  # 100 wide, 37 high: neither the working size nor its aspect
+    (result,) = predict([image], checkpoints["joint"], device="cpu", show_progress=False)
+    assert set(result) == {"mask", "mask_prob", "depth"}
+    assert result["mask"].shape == result["mask_prob"].shape == result["depth"].shape == (37, 100)
+    assert result["mask"].dtype == bool and result["depth"].dtype == np.float32
+    ref = _reference(checkpoints["joint"], image)
+    np.testing.assert_allclose(result["depth"], ref["depth"].numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(result["mask_prob"], torch.sigmoid(ref["mask"]).numpy(), atol=1e-6)
+    # thresholded after upsampling (not an upsampled 64x64 mask)
+    assert np.array_equal(result["mask"], ref["mask"].numpy() > 0)
+    assert DEPTH_MIN <= result["depth"].min() and result["depth"].max() <= DEPTH_MAX
+
+
+def test_batching_does_not_change_results(checkpoints):
+    images = [_noise(40 + 9 * i, 50 + 13 * i, seed=i) for i in range(5)]
+    one = predict(images, checkpoints["joint"], batch_size=1, device="cpu", show_progress=False)
+    many = predict(images, checkpoints["joint"], batch_size=4, device="cpu", show_progress=False)
+    for a, b, image in zip(one, many, images, strict=True):
+        assert a["depth"].shape == image.shape[:2]
+        np.testing.assert_allclose(a["depth"], b["depth"], rtol=1e-5)
+        np.testing.assert_allclose(a["mask_prob"], b["mask_prob"], atol=1e-6)
+
+
+def test_every_input_kind_through_the_api(checkpoints, tmp_path):
+    rgb = _noise(30, 44)
+    files = {}
+    files["rgb.png"] = Image.fromarray(rgb)
+    files["rgba.png"] = Image.fromarray(np.dstack([rgb, np.full((30, 44), 255, np.uint8)]), "RGBA")
+    files["l.png"] = Image.fromarray(rgb[:, :, 0], "L")
+    files["p.gif"] = Image.fromarray(rgb).convert("P")
+    files["g16.png"] = Image.fromarray(rgb[:, :, 0].astype(np.uint16) * 257)
+    files["cmyk.jpg"] = Image.fromarray(rgb).convert("CMYK")
+    for name, image in files.items():
+        image.save(tmp_path / name)
+    exif = Image.Exif()
+    exif[0x0112] = 8  # rotate 90 degrees counter-clockwise to display
+    Image.fromarray(rgb).save(tmp_path / "rotated.jpg", exif=exif.tobytes())
+    inputs = [tmp_path / n for n in files] + [str(tmp_path / "rotated.jpg"), Image.fromarray(rgb),
+                                               rgb, torch.from_numpy(rgb).permute(2, 0, 1).float() / 255]
+    results = predict(inputs, checkpoints["joint"], device="cpu", show_progress=False)
+    shapes = [r["depth"].shape for r in results]
+    assert shapes == [(30, 44)] * len(files) + [(44, 30)] + [(30, 44)] * 3
+    # identical pixels through different doors give identical predictions
+    np.testing.assert_allclose(results[0]["depth"], results[-1]["depth"], rtol=1e-5)
+    np.testing.assert_allclose(results[0]["depth"], results[-2]["depth"], rtol=1e-6)
+    np.testing.assert_allclose(results[0]["depth"], results[1]["depth"], rtol=1e-6)  # opaque RGBA == RGB
+    np.testing.assert_allclose(results[2]["depth"], results[4]["depth"], rtol=1e-6)  # 16-bit x257 == 8-bit
+
+
+def test_single_image_gives_a_list_of_one(checkpoints):
+    results = predict(_noise(20, 24), checkpoints["joint"], device="cpu", show_progress=False)
+    assert isinstance(results, list) and len(results) == 1
+    assert results[0]["depth"].shape == (20, 24)
+
+
+def test_package_level_api(checkpoints):
+    import maskdepth.inference  # noqa: F401  (importing the module must not shadow the function)
+
+    image = _noise(20, 24)
+    (result,) = maskdepth.predict([image], checkpoint=checkpoints["joint"], device="cpu", show_progress=False)
+    (direct,) = predict([image], checkpoints["joint"], device="cpu", show_progress=False)
+    assert callable(maskdepth.predict)
+    np.testing.assert_array_equal(result["depth"], direct["depth"])
+
+
+def test_single_task_checkpoints_predict_only_their_output(checkpoints):
+    image = _noise(33, 21)
+    (mask_only,) = predict([image], checkpoints["mask"], device="cpu", show_progress=False)
+    (depth_only,) = predict([image], checkpoints["depth"], device="cpu", show_progress=False)
+    assert set(mask_only) == {"mask", "mask_prob"} and mask_only["mask"].shape == (33, 21)
+    assert set(depth_only) == {"depth"} and depth_only["depth"].shape == (33, 21)
+
+
+def test_six_channel_checkpoint_uses_the_background(checkpoints):
+    image, bg, other_bg = _noise(40, 52, 1), _noise(40, 52, 2), _noise(40, 52, 3)
+    (result,) = predict([image], checkpoints["joint6"], bg=bg, device="cpu", show_progress=False)
+    ref = _reference(checkpoints["joint6"], image, bg)
+    np.testing.assert_allclose(result["depth"], ref["depth"].numpy(), rtol=1e-5, atol=1e-5)
+    (other,) = predict([image], checkpoints["joint6"], bg=other_bg, device="cpu", show_progress=False)
+    assert np.abs(other["depth"] - result["depth"]).max() > 1e-3  # the background really is an input
+    with pytest.raises(MaskdepthError, match=r"needs the background.*--bg"):
+        predict([image], checkpoints["joint6"], device="cpu", show_progress=False)
+    with pytest.raises(MaskdepthError, match="3 channels"):
+        predict([image], checkpoints["joint"], bg=bg, device="cpu", show_progress=False)
+
+
+def test_checkpoint_errors_name_the_file(tmp_path):
+    with pytest.raises(MaskdepthError, match="nope.pt"):
+        Predictor(tmp_path / "nope.pt", device="cpu")
+    no_size = tmp_path / "nosize.pt"
+    save_checkpoint(no_size, create_model("lean_unet", task="mask"), info={"task": "mask"})
+    with pytest.raises(MaskdepthError, match=r"nosize.pt.*input_size"):
+        Predictor(no_size, device="cpu")
+
+
+# --- command line -----------------------------------------------------------------------
+
+
+def _png_claiming_size(path, width, height):
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+
+
+def test_cli_partial_success_writes_the_good_and_names_the_bad(checkpoints, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    (inputs / "sub").mkdir(parents=True)
+    Image.fromarray(_noise(37, 100)).save(inputs / "wide.png")
+    Image.fromarray(_noise(48, 30)).save(inputs / "sub" / "tall.jpg")
+    (inputs / "text.png").write_text("hello")
+    (inputs / "empty.jpg").write_bytes(b"")
+    Image.new("RGB", (1, 1)).save(inputs / "dot.png")
+    jpeg = io.BytesIO()
+    Image.fromarray(_noise(64, 64)).save(jpeg, format="JPEG")
+    (inputs / "cut.jpg").write_bytes(jpeg.getvalue()[:400])
+    _png_claiming_size(inputs / "huge.png", 20000, 20000)
+    out = tmp_path / "out"
+
+    code = main(["predict", "--checkpoint", str(checkpoints["joint"]), str(inputs),
+                 str(tmp_path / "missing.png"), "--out", str(out), "--preview", "--batch-size", "2",
+                 "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "2 ok, 6 failed" in captured.out
+    for name in ["text.png", "empty.jpg", "dot.png", "cut.jpg", "huge.png", "missing.png"]:
+        assert name in captured.err
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert written == sorted(f"{n}_{kind}.png" for n in ["wide", "sub/tall"]
+                             for kind in ["mask", "depth", "depth_color", "preview"])
+
+    (api,) = predict([inputs / "wide.png"], checkpoints["joint"], device="cpu", show_progress=False)
+    mask = np.asarray(Image.open(out / "wide_mask.png"))
+    assert mask.shape == (37, 100) and mask.dtype == np.uint8
+    assert np.array_equal(mask, api["mask"].astype(np.uint8) * 255)
+    depth_png = Image.open(out / "wide_depth.png")
+    assert depth_png.mode.startswith("I;16") and depth_png.size == (100, 37)
+    np.testing.assert_allclose(depth_from_png16(np.asarray(depth_png)), api["depth"], atol=0.5 / 256 + 1e-6)
+    assert Image.open(out / "wide_depth_color.png").mode == "RGB"
+    assert Image.open(out / "wide_depth_color.png").size == (100, 37)
+    assert Image.open(out / "wide_preview.png").size == (300, 37)  # input | mask overlay | depth
+    assert Image.open(out / "sub" / "tall_depth.png").size == (30, 48)
+
+
+def test_cli_all_good_exits_zero_and_single_task_writes_only_its_output(checkpoints, tmp_path, capsys):
+    Image.fromarray(_noise(20, 30)).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    code = main(["predict", "-c", str(checkpoints["mask"]), str(tmp_path / "a.png"), "--out", str(out),
+                 "--preview", "--device", "cpu"])
+    assert code == 0
+    assert "1 ok, 0 failed" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["a_mask.png", "a_preview.png"]
+    assert Image.open(out / "a_preview.png").size == (60, 20)  # input | mask overlay
+
+
+def test_cli_six_channel_needs_bg(checkpoints, tmp_path, capsys):
+    Image.fromarray(_noise(20, 30, 1)).save(tmp_path / "fg_bg.png")
+    Image.fromarray(_noise(20, 30, 2)).save(tmp_path / "bg.png")
+    out = tmp_path / "out"
+    args = ["predict", "-c", str(checkpoints["joint6"]), str(tmp_path / "fg_bg.png"), "--out", str(out),
+            "--device", "cpu"]
+    assert main(args) == 2
+    assert "--bg FILE" in capsys.readouterr().err
+    assert not out.exists()
+
+    assert main([*args, "--bg", str(tmp_path / "bg.png")]) == 0
+    (api,) = predict([tmp_path / "fg_bg.png"], checkpoints["joint6"], bg=tmp_path / "bg.png", device="cpu",
+                     show_progress=False)
+    written = depth_from_png16(np.asarray(Image.open(out / "fg_bg_depth.png")))
+    np.testing.assert_allclose(written, api["depth"], atol=0.5 / 256 + 1e-6)
+
+    (tmp_path / "bad_bg.png").write_text("no")
+    assert main([*args, "--bg", str(tmp_path / "bad_bg.png")]) == 2
+    assert "bad_bg.png: not an image" in capsys.readouterr().err
