@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from tqdm.auto import tqdm as _tqdm
+from tqdm import tqdm as _tqdm
 
 
 def is_interactive() -> bool:

@@ -1,0 +1,49 @@
+"""`maskdepth validate`: metrics.json, predictions and GT/prediction grids for a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", "-c", required=True,
+                        help="checkpoint file, or a run folder (uses its checkpoints/best.pt)")
+    parser.add_argument("--data", "--stage", dest="data", default=None,
+                        help="stage name or dataset folder (default: what the checkpoint was trained on)")
+    parser.add_argument("--split", default="unseen", choices=("seen", "unseen", "train"),
+                        help="which split to score (default: unseen)")
+    parser.add_argument("--out", default=None, help="output folder (default: RUN/validation/SPLIT)")
+    parser.add_argument("--n-samples", type=int, default=0,
+                        help="score only the first N samples of the split (default 0: all)")
+    parser.add_argument("--n-show", type=int, default=8, help="samples shown in the grids (default 8)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--size", type=int, default=None, help="image size (default: the checkpoint's)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--no-predictions", action="store_true", help="don't write predictions.npz")
+    parser.add_argument("--no-figures", action="store_true", help="only metrics.json (and predictions)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from maskdepth.validate import summary_line, validate
+
+    metrics = validate(
+        args.checkpoint,
+        data=args.data,
+        split=args.split,
+        out_dir=args.out,
+        n_samples=args.n_samples,
+        n_show=args.n_show,
+        batch_size=args.batch_size,
+        device=args.device,
+        size=args.size,
+        save_predictions=not args.no_predictions,
+        figures=not args.no_figures,
+    )
+    print(summary_line(metrics))
+    out = Path(metrics["out_dir"])
+    for name in ["metrics.json", metrics["predictions"], *metrics["figures"]]:
+        if name:
+            print(f"wrote {out / name}")
+    return 0

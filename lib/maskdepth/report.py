@@ -1,0 +1,221 @@
+"""Compare runs: one row per run folder, as a markdown table, a JSON list and a PNG chart.
+
+`report(paths)` accepts run folders and folders holding runs (e.g. outputs/1k) and reads
+each run's metrics.json (written when training ends), falling back to history.json and
+config.json for a run that was interrupted. Metrics are shown as "seen / unseen".
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from maskdepth import runs, viz
+from maskdepth.errors import MaskdepthError
+from maskdepth.io import read_json, write_json, write_text
+
+# (key in the metrics dicts, column title, higher is better)
+METRICS = [
+    ("iou", "IoU", True),
+    ("dice", "Dice", True),
+    ("delta1", "δ1", True),
+    ("abs_rel", "AbsRel", False),
+    ("rmse_over_std", "RMSE/std", False),
+]
+VAL_SPLITS = ("seen", "unseen")
+
+
+@dataclass
+class Report:
+    rows: list[dict]
+    markdown: str
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def _read(path: Path) -> dict:
+    try:
+        return read_json(path)
+    except (OSError, ValueError) as exc:
+        raise MaskdepthError(f"{path}: cannot be read as JSON ({exc})") from exc
+
+
+def _params_from_checkpoint(run: Path) -> int | None:
+    """Parameter count of a run without metrics.json, from its checkpoint (None if absent)."""
+    for name in ("best.pt", "last.pt"):
+        path = run / "checkpoints" / name
+        if path.is_file():
+            from maskdepth.checkpoint import load_model
+
+            model, _ = load_model(path)
+            return sum(p.numel() for p in model.parameters())
+    return None
+
+
+def summarize_run(run: str | os.PathLike) -> dict:
+    """One report row: model, params, stage, epochs, time and seen/unseen metrics of a run."""
+    run = Path(run)
+    if not runs.is_run_dir(run):
+        raise MaskdepthError(f"{run}: not a run folder (needs config.json plus metrics.json or history.json)")
+    config = _read(run / "config.json")
+    metrics = _read(run / "metrics.json") if (run / "metrics.json").is_file() else {}
+    history = _read(run / "history.json").get("epochs", []) if (run / "history.json").is_file() else []
+    if metrics:
+        splits = {s: metrics.get(s) or {} for s in VAL_SPLITS}
+        epochs = metrics.get("epochs")
+        time_s = metrics.get("train_time_s")
+        params = metrics.get("params")
+        best_epoch = metrics.get("best_epoch")
+        status = "finished"
+    else:  # interrupted run: its last finished epoch
+        last = history[-1] if history else {}
+        splits = {s: last.get(s) or {} for s in VAL_SPLITS}
+        epochs = last.get("epoch", 0)
+        time_s = sum(e.get("time_s", 0.0) for e in history)
+        params = _params_from_checkpoint(run)
+        best_epoch = None
+        status = f"unfinished ({epochs}/{config.get('epochs', '?')} epochs)"
+    model = metrics.get("model") or config.get("model", "?")
+    encoder = (config.get("model_kwargs") or {}).get("encoder")
+    return {
+        "run": str(run),
+        "model": model + (f"({encoder})" if encoder else ""),
+        "task": metrics.get("task") or config.get("task"),
+        "params": params,
+        "stage": runs.stage_label(metrics.get("data") or config.get("data", "?")),
+        "size": config.get("size"),
+        "epochs": epochs,
+        "best_epoch": best_epoch,
+        "train_time_s": time_s,
+        "status": status,
+        **{s: {k: splits[s].get(k) for k, _, _ in METRICS} for s in VAL_SPLITS},
+    }
+
+
+def _short_names(paths: list[str]) -> list[str]:
+    """Run names relative to the runs' common folder (just the name for a single run)."""
+    resolved = [Path(p).resolve() for p in paths]
+    if len(resolved) == 1:
+        return [resolved[0].name]
+    common = Path(os.path.commonpath(resolved))
+    return [str(p.relative_to(common)) or p.name for p in resolved]
+
+
+def _num(v, fmt: str) -> str:
+    return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
+
+
+def _params(n) -> str:
+    if n is None:
+        return "–"
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return "–"
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """Markdown table; metric cells read "seen / unseen"."""
+    names = _short_names([r["run"] for r in rows])
+    head = ["run", "model", "task", "params", "stage", "epochs", "time"] + [f"{t} (seen / unseen)" for _, t, _ in METRICS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in zip(names, rows):
+        cells = [f"`{name}`", r["model"], str(r["task"] or "–"), _params(r["params"]), r["stage"],
+                 str(r["epochs"] if r["epochs"] is not None else "–") + ("" if r["status"] == "finished" else "*"),
+                 _duration(r["train_time_s"])]
+        cells += [f"{_num(r['seen'][k], '.3f')} / {_num(r['unseen'][k], '.3f')}" for k, _, _ in METRICS]
+        lines.append("| " + " | ".join(cells) + " |")
+    if any(r["status"] != "finished" for r in rows):
+        lines += ["", "\\* unfinished run: metrics of its last finished epoch."]
+    return "\n".join(lines) + "\n"
+
+
+def chart_figure(rows: list[dict], title: str = ""):
+    """One panel per metric; per run a seen bar and an unseen bar (horizontal, runs on the y axis)."""
+    names = [f"{name}\n{r['model']} · {r['task'] or '?'}" for name, r in zip(_short_names([r["run"] for r in rows]), rows)]
+    n = len(rows)
+    label_px = min(360, 40 + 7 * max(len(line) for s in names for line in s.splitlines()))
+    width, height = viz.MAX_WIDTH_PX, min(1200, 140 + 36 * n)
+    fig = viz.new_figure(width, height)
+    y = np.arange(n)
+    panel_w = (1 - label_px / width - 0.02) / len(METRICS)
+    for k, (key, label, higher) in enumerate(METRICS):
+        ax = fig.add_axes((label_px / width + k * panel_w, 50 / height, panel_w * 0.86, 1 - 110 / height))
+        for s, (split, color) in enumerate((("seen", "#4c72b0"), ("unseen", "#dd8452"))):
+            values = [r[split][key] for r in rows]
+            v = np.array([np.nan if x is None else x for x in values], dtype=float)
+            ax.barh(y + (s - 0.5) * 0.38, np.nan_to_num(v), height=0.38, color=color, label=split)
+            for yi, vi in zip(y, v):
+                if np.isfinite(vi):
+                    ax.text(vi, yi + (s - 0.5) * 0.38, f" {vi:.3f}", va="center", fontsize=7)
+        ax.set_title(f"{label} ({'higher' if higher else 'lower'} is better)", fontsize=9)
+        ax.set_yticks(y, names if k == 0 else [], fontsize=8)
+        ax.invert_yaxis()
+        ax.tick_params(axis="x", labelsize=7)
+        ax.margins(x=0.25)
+        if k == 0:
+            ax.legend(fontsize=7, loc="lower right")
+    if title:
+        viz.set_title(fig, title)
+    return fig
+
+
+def metrics_markdown(metrics: dict) -> str:
+    """A finished run's metrics.json (what `train` returns) as a short markdown summary."""
+    head = (f"**{metrics.get('model', '?')}** ({_params(metrics.get('params'))} params, task {metrics.get('task', '?')}) "
+            f"on {runs.stage_label(metrics.get('data', '?'))}: {metrics.get('epochs', '?')} epochs in "
+            f"{_duration(metrics.get('train_time_s'))}, best epoch {metrics.get('best_epoch', '–')}")
+    lines = [head, "", "| split | " + " | ".join(t for _, t, _ in METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+    for split in VAL_SPLITS:
+        m = metrics.get(split) or {}
+        lines.append(f"| {split} | " + " | ".join(_num(m.get(k), ".3f") for k, _, _ in METRICS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _sort_key(metric: str):
+    split, _, key = metric.partition(".")
+    if split not in VAL_SPLITS or key not in {k for k, _, _ in METRICS}:
+        raise MaskdepthError(
+            f"sort={metric!r}: expected <seen|unseen>.<{'|'.join(k for k, _, _ in METRICS)}>, e.g. unseen.iou"
+        )
+    higher = next(h for k, _, h in METRICS if k == key)
+
+    def value(row):
+        v = row[split][key]
+        missing = v is None or not math.isfinite(v)
+        return (missing, 0.0 if missing else (-v if higher else v))
+
+    return value
+
+
+def report(paths, out_dir: str | os.PathLike | None = None, *, sort: str | None = None, write: bool = True) -> Report:
+    """Rows for every run found under `paths`; writes report.md, report.json and report.png.
+
+    `out_dir` defaults to the runs' common folder (e.g. outputs/1k). `sort` orders the
+    rows best first by a metric such as "unseen.iou"; by default they keep folder order.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if not paths:
+        raise MaskdepthError("report: give at least one run folder or a folder holding runs")
+    found = runs.find_runs(paths)
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    rows = [summarize_run(p) for p in unique]
+    if sort:
+        rows.sort(key=_sort_key(sort))
+    result = Report(rows=rows, markdown=markdown_table(rows))
+    if write:
+        out = Path(out_dir) if out_dir else Path(os.path.commonpath(unique))
+        result.files = {"md": out / "report.md", "json": out / "report.json", "png": out / "report.png"}
+        write_text(result.files["md"], f"# Runs compared\n\n{result.markdown}")
+        write_json(result.files["json"], rows)
+        title = f"{len(rows)} run{'s' if len(rows) != 1 else ''} · {out}"
+        viz.save_figure(chart_figure(rows, title), result.files["png"])
+    return result

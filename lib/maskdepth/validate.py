@@ -1,0 +1,329 @@
+"""Validate a checkpoint on a split: metrics.json (overall and per sample), predictions, figures.
+
+`validate(checkpoint, split=...)` runs the model over the split (in dataset order, so the
+numbers are reproducible), writes into `out_dir` (default `RUN/validation/<split>/`) and
+returns the content of metrics.json:
+
+    metrics.json       {"run", "checkpoint", "epoch", "task", "model", "split", "data", "size",
+                        "seed", "n_samples", "overall": {...}, "per_sample": [{"index", "iou", ...}],
+                        "out_dir", "figures": [file names], "predictions": "predictions.npz" | null}
+    predictions.npz    index [N], mask_logits / depth [N,1,H,W] float32 and the ground truth
+                       (gt_mask uint8, gt_depth float32) they were scored against, so anyone
+                       can recompute metrics.json without the model or the dataset
+    mask_grid.png, depth_grid.png              input / GT / prediction / |error| rows
+    best_worst_iou.png, best_worst_abs_rel.png the samples that fail worst and do best
+    histograms.png     per-sample IoU and AbsRel
+    training_curves.png (when the run folder has history.json)
+
+"overall" is accumulated over all pixels of the split by `MaskMeter` / `DepthMeter` (the
+same numbers training reports); "per_sample" holds one score per image, from
+`mask_scores_per_sample` / `depth_errors_per_sample`.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from maskdepth import runs, viz
+from maskdepth.errors import MaskdepthError
+from maskdepth.io import read_json, write_bytes, write_json
+from maskdepth.stages import SPLITS
+
+PREDICTIONS_FILE = "predictions.npz"
+METRICS_FILE = "metrics.json"
+N_BEST_WORST = 4  # samples in each of the best and worst blocks
+# Which per-sample metric ranks samples for each task, and whether higher is better.
+RANKING = {"mask": ("iou", True), "depth": ("abs_rel", False)}
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint file, or a run folder -> its checkpoints/best.pt (else last.pt)."""
+    p = Path(path)
+    if p.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (p / "checkpoints" / name).is_file():
+                return p / "checkpoints" / name
+        raise MaskdepthError(f"{p}: a folder without checkpoints/best.pt or checkpoints/last.pt")
+    if not p.is_file():
+        raise MaskdepthError(f"checkpoint {p}: no such file")
+    return p
+
+
+def run_dir_of(checkpoint: Path) -> Path | None:
+    """The run folder a checkpoint belongs to (RUN/checkpoints/x.pt), if it is one."""
+    run = checkpoint.resolve().parent.parent
+    return run if checkpoint.resolve().parent.name == "checkpoints" and runs.is_run_dir(run) else None
+
+
+def _nan_to_none(value: float):
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+_HEADLINE = ("iou", "dice", "delta1", "abs_rel", "rmse_over_std")
+TASK_METRICS = {"mask": ("iou", "dice"), "depth": ("delta1", "abs_rel", "rmse_over_std")}
+
+
+def _fmt_metrics(overall: dict, keys=_HEADLINE) -> str:
+    names = {"iou": "IoU", "dice": "Dice", "delta1": "δ1", "abs_rel": "AbsRel", "rmse_over_std": "RMSE/std"}
+    return "  ".join(f"{names[k]} {overall[k]:.3f}" for k in keys if _nan_to_none(overall.get(k)) is not None)
+
+
+def _save_npz(path: Path, arrays: dict) -> None:
+    buf = _io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    write_bytes(path, buf.getvalue())
+
+
+@torch.no_grad()
+def predict_split(model, dataset, tasks, in_channels: int, *, batch_size: int, device_info, progress_bar=True):
+    """Run `model` over `dataset` in order; numpy arrays of predictions and ground truth, plus meters."""
+    from torch.utils.data import DataLoader
+
+    from maskdepth.data import model_input
+    from maskdepth.metrics import DepthMeter, MaskMeter
+    from maskdepth.progress import progress
+
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, pin_memory=device_info.pin_memory)
+    loader = progress(loader, desc="validate", disable=None if progress_bar else True)
+    meters = {"mask": MaskMeter(), "depth": DepthMeter()}
+    out: dict[str, list] = {"index": [], "mask_logits": [], "depth": [], "gt_mask": [], "gt_depth": []}
+    dev = device_info.device
+    for batch in loader:
+        batch = {k: v.to(dev, non_blocking=True) if torch.is_tensor(v) and v.is_floating_point() else v
+                 for k, v in batch.items()}
+        with torch.autocast(dev.type, dtype=device_info.amp_dtype, enabled=device_info.amp):
+            pred = model(model_input(batch, in_channels))
+        out["index"].append(torch.as_tensor(batch["index"]).cpu().numpy().astype(np.int64))
+        if "mask" in tasks:
+            logits = pred["mask"].float()
+            meters["mask"].update(logits, batch["mask"])
+            out["mask_logits"].append(logits.cpu().numpy())
+            out["gt_mask"].append((batch["mask"] > 0.5).to(torch.uint8).cpu().numpy())
+        if "depth" in tasks:
+            depth = pred["depth"].float()
+            meters["depth"].update(depth, batch["depth"])
+            out["depth"].append(depth.cpu().numpy())
+            out["gt_depth"].append(batch["depth"].float().cpu().numpy())
+    arrays = {k: np.concatenate(v) for k, v in out.items() if v}
+    return arrays, {t: meters[t] for t in tasks}
+
+
+def per_sample_metrics(arrays: dict) -> list[dict]:
+    """One record per sample from saved predictions (also how tests recompute metrics.json)."""
+    from maskdepth.metrics import depth_errors_per_sample, mask_scores_per_sample
+
+    columns: dict[str, np.ndarray] = {}
+    if "mask_logits" in arrays:
+        scores = mask_scores_per_sample(torch.from_numpy(arrays["mask_logits"]), torch.from_numpy(arrays["gt_mask"]).float())
+        columns.update({k: v.numpy() for k, v in scores.items()})
+    if "depth" in arrays:
+        errors = depth_errors_per_sample(torch.from_numpy(arrays["depth"]), torch.from_numpy(arrays["gt_depth"]))
+        columns.update({k: v.numpy() for k, v in errors.items()})
+    return [
+        {"index": int(idx), **{k: _nan_to_none(float(v[i])) for k, v in columns.items()}}
+        for i, idx in enumerate(arrays["index"])
+    ]
+
+
+def overall_metrics(arrays: dict) -> dict:
+    """Dataset-accumulated metrics from saved predictions (what validate computed on the fly)."""
+    from maskdepth.metrics import DepthMeter, MaskMeter
+
+    overall: dict[str, float] = {}
+    if "mask_logits" in arrays:
+        meter = MaskMeter()
+        meter.update(torch.from_numpy(arrays["mask_logits"]), torch.from_numpy(arrays["gt_mask"]).float())
+        overall.update(meter.compute())
+    if "depth" in arrays:
+        meter = DepthMeter()
+        meter.update(torch.from_numpy(arrays["depth"]), torch.from_numpy(arrays["gt_depth"]))
+        overall.update(meter.compute())
+    return overall
+
+
+def load_predictions(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    path = Path(path)
+    if not path.is_file():
+        raise MaskdepthError(f"predictions {path}: no such file")
+    with np.load(path) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def _images(dataset, positions) -> np.ndarray:
+    return np.stack([np.asarray(dataset[int(p)]["image"], dtype=np.float32) for p in positions])
+
+
+def _figures(out: Path, arrays, per_sample, dataset, tasks, overall: dict, heading: str, n_show: int,
+             run_dir: Path | None):
+    """Write the PNGs; returns {name: path}. Titles: `heading` plus the task's overall metrics."""
+
+    def title(what: str, task: str | None = None) -> str:
+        return f"{what} · {heading} · {_fmt_metrics(overall, TASK_METRICS[task] if task else _HEADLINE)}"
+
+    figures: dict[str, Path] = {}
+    n = len(arrays["index"])
+    shown = list(range(min(n_show, n)))
+    images = _images(dataset, shown)
+    labels = [f"#{arrays['index'][p]}" for p in shown]
+
+    def save(name, fig):
+        figures[name] = out / f"{name}.png"
+        viz.save_figure(fig, figures[name])
+
+    def grid(task, positions, imgs, **kw):
+        if task == "mask":
+            prob = 1.0 / (1.0 + np.exp(-arrays["mask_logits"][positions]))
+            return viz.mask_grid(imgs, arrays["gt_mask"][positions], prob, **kw)
+        return viz.depth_grid(imgs, arrays["gt_depth"][positions], arrays["depth"][positions], **kw)
+
+    for task in tasks:
+        save(f"{task}_grid", viz.grid_figure(grid(task, shown, images, sample_labels=labels), title(task, task)))
+        key, higher = RANKING[task]
+        values = [np.nan if r[key] is None else r[key] for r in per_sample]
+        worst, best = viz.best_worst_order(values, N_BEST_WORST, higher_is_better=higher)
+        if worst:
+            chosen = worst + best
+            sample_labels = [f"#{arrays['index'][p]} {key} {values[p]:.3f}" for p in chosen]
+            g = grid(task, chosen, _images(dataset, chosen), per_row=len(worst), sample_labels=sample_labels,
+                     block_names=["worst", "best"])
+            save(f"best_worst_{key}", viz.grid_figure(g, title(f"{task}: worst and best by {key}", task)))
+    hist = {key: [r[key] for r in per_sample if r.get(key) is not None] for key, _ in
+            (RANKING[t] for t in tasks)}
+    save("histograms", viz.histogram_figure(hist, title("per-sample metrics")))
+    if run_dir is not None and (run_dir / "history.json").is_file():
+        history = read_json(run_dir / "history.json")
+        save("training_curves", viz.training_curves_figure(history, f"training · {run_dir.name}"))
+    return figures
+
+
+def validate(
+    checkpoint: str | os.PathLike,
+    data: str | None = None,
+    split: str = "unseen",
+    out_dir: str | os.PathLike | None = None,
+    *,
+    n_samples: int | None = None,
+    n_show: int = 8,
+    batch_size: int = 64,
+    device: str = "auto",
+    size: int | None = None,
+    seed: int | None = None,
+    save_predictions: bool = True,
+    figures: bool = True,
+    progress_bar: bool = True,
+) -> dict:
+    """Score `checkpoint` on `split` of `data` and write metrics.json, predictions and figures.
+
+    `checkpoint` is a .pt file or a run folder (-> checkpoints/best.pt). `data`, `size` and
+    `seed` default to what the model was trained with (its checkpoint's config), so the
+    split is the one training validated on. `n_samples` limits the evaluation to the first
+    n samples of the split (None or 0: all); `n_show` is how many the grids show.
+    Returns the metrics.json content; figure and prediction files are named relative to
+    its "out_dir".
+    """
+    from maskdepth.checkpoint import load_model
+    from maskdepth.data import build_dataset
+    from maskdepth.device import resolve_device
+
+    if split not in SPLITS:
+        raise MaskdepthError(f"split={split!r}: choose one of {', '.join(SPLITS)}")
+    ckpt_path = resolve_checkpoint(checkpoint)
+    model, info = load_model(ckpt_path)
+    config = info.get("config") or {}
+    data = data or config.get("data") or info.get("data")
+    if not data:
+        raise MaskdepthError(f"checkpoint {ckpt_path}: its config names no dataset; pass data (a stage or folder)")
+    input_size = info.get("input_size") or [config.get("size", 64)] * 2
+    size = int(size or input_size[0])
+    seed = int(config.get("seed", 0) if seed is None else seed)
+    tasks = tuple(info.get("tasks") or getattr(model, "tasks", None) or ("mask", "depth"))
+    if batch_size < 1:
+        raise MaskdepthError(f"batch_size={batch_size}: must be >= 1")
+
+    run_dir = run_dir_of(ckpt_path)
+    if out_dir is None:
+        out_dir = (run_dir if run_dir is not None else ckpt_path.parent) / "validation" / split
+    out = Path(out_dir)
+
+    dataset = build_dataset(data, split, size=size, seed=seed)
+    if n_samples:
+        if n_samples < 0:
+            raise MaskdepthError(f"n_samples={n_samples}: must be >= 0 (0 or None: the whole split)")
+        dataset = torch.utils.data.Subset(dataset, range(min(int(n_samples), len(dataset))))
+    if len(dataset) == 0:
+        raise MaskdepthError(f"{data} split {split!r} has no samples")
+
+    dev = resolve_device(device)
+    model = model.to(dev.device)
+    arrays, meters = predict_split(model, dataset, tasks, int(info["in_channels"]), batch_size=batch_size,
+                                   device_info=dev, progress_bar=progress_bar)
+    overall: dict[str, float] = {}
+    for meter in meters.values():
+        overall.update(meter.compute())
+    per_sample = per_sample_metrics(arrays)
+
+    run_name = run_dir.name if run_dir is not None else ckpt_path.stem
+    heading = f"{run_name} · {ckpt_path.name} (epoch {info.get('epoch')}) · {split} of {runs.stage_label(data)}, n={len(dataset)}"
+    if save_predictions:
+        _save_npz(out / PREDICTIONS_FILE, arrays)
+    written = _figures(out, arrays, per_sample, dataset, tasks, overall, heading, n_show, run_dir) if figures else {}
+    metrics = {
+        "run": str(run_dir) if run_dir is not None else None,
+        "checkpoint": str(ckpt_path),
+        "epoch": info.get("epoch"),
+        "task": info.get("task"),
+        "model": info["model_spec"]["name"],
+        "split": split,
+        "data": str(data),
+        "size": size,
+        "seed": seed,
+        "n_samples": len(dataset),
+        "overall": {k: _nan_to_none(v) for k, v in overall.items()},
+        "per_sample": per_sample,
+        "out_dir": str(out),
+        "figures": sorted(p.name for p in written.values()),
+        "predictions": PREDICTIONS_FILE if save_predictions else None,
+    }
+    write_json(out / METRICS_FILE, metrics)
+    return metrics
+
+
+SECTIONS = {
+    "mask": ("mask_grid.png", "best_worst_iou.png"),
+    "depth": ("depth_grid.png", "best_worst_abs_rel.png"),
+    "overview": ("histograms.png", "training_curves.png"),
+}
+
+
+def figure_paths(metrics: dict, section: str) -> list[Path]:
+    """The PNGs a validation wrote for one notebook section: "mask", "depth" or "overview"."""
+    if section not in SECTIONS:
+        raise MaskdepthError(f"section={section!r}: choose one of {', '.join(SECTIONS)}")
+    out = Path(metrics["out_dir"])
+    return [out / name for name in SECTIONS[section] if name in metrics.get("figures", [])]
+
+
+def summary_markdown(metrics: dict) -> str:
+    """What was validated and how it scored, as markdown (for notebooks and summaries)."""
+    names = {"iou": "IoU", "dice": "Dice", "pixel_acc": "pixel acc", "abs_rel": "AbsRel", "rmse": "RMSE (m)",
+             "rmse_over_std": "RMSE/std", "delta1": "δ1", "delta2": "δ2", "delta3": "δ3"}
+    shown = [k for k in names if metrics["overall"].get(k) is not None]
+    return "\n".join([
+        f"**{metrics['model']}** ({metrics['task']}), `{metrics['checkpoint']}` (epoch {metrics['epoch']}), "
+        f"split **{metrics['split']}** of {metrics['data']}: {metrics['n_samples']} samples at {metrics['size']} px",
+        "",
+        "| " + " | ".join(names[k] for k in shown) + " |",
+        "|" + "---|" * len(shown),
+        "| " + " | ".join(f"{metrics['overall'][k]:.3f}" for k in shown) + " |",
+    ]) + "\n"
+
+
+def summary_line(metrics: dict) -> str:
+    """One line for logs and notebooks: split, sample count and the headline metrics."""
+    return f"{metrics['split']} ({metrics['n_samples']} samples): {_fmt_metrics(metrics['overall'])}"

@@ -1,0 +1,110 @@
+"""`maskdepth report`: every run folder becomes a row; folders that are not runs fail clearly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from maskdepth import report as rep
+from maskdepth.cli import main
+from maskdepth.errors import MaskdepthError
+
+
+def _metrics(iou, delta1):
+    return {"iou": iou, "dice": iou + 0.01, "pixel_acc": 0.99, "delta1": delta1, "abs_rel": 1 - delta1,
+            "rmse_over_std": 0.5, "loss": 0.3}
+
+
+def _finished_run(path, *, model, iou, delta1, params, time_s, data="1k"):
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"model": model, "task": "joint", "data": data, "size": 64,
+                                                  "epochs": 3, "model_kwargs": {}}))
+    (path / "metrics.json").write_text(json.dumps({
+        "model": model, "params": params, "task": "joint", "data": data, "epochs": 3, "train_time_s": time_s,
+        "best_epoch": 2, "seen": _metrics(iou + 0.05, delta1 + 0.05), "unseen": _metrics(iou, delta1)}))
+    return path
+
+
+def _unfinished_run(path):
+    """Interrupted after 2 of 5 epochs: only config.json and history.json."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps({"model": "lean_unet", "task": "mask", "data": "1k", "epochs": 5}))
+    epochs = [{"epoch": e, "lr": 0.01, "time_s": 10.0 * e, "train": {"loss": 1.0},
+               "seen": {"iou": 0.3 * e}, "unseen": {"iou": 0.2 * e}} for e in (1, 2)]
+    (path / "history.json").write_text(json.dumps({"epochs": epochs}))
+    return path
+
+
+@pytest.fixture
+def stage_dir(tmp_path):
+    stage = tmp_path / "outputs" / "1k"
+    _finished_run(stage / "run-a", model="joint", iou=0.70, delta1=0.60, params=1_234_567, time_s=3725)
+    _finished_run(stage / "run-b", model="resnet_unet", iou=0.90, delta1=0.80, params=456_000, time_s=95)
+    _unfinished_run(stage / "run-c")
+    (stage / "notes").mkdir()  # not a run: skipped when scanning a parent folder
+    return stage
+
+
+def test_report_lists_every_run_of_a_stage_folder(stage_dir):
+    result = rep.report([stage_dir])
+    assert [r["run"].rsplit("/", 1)[-1] for r in result.rows] == ["run-a", "run-b", "run-c"]
+    lines = result.markdown.splitlines()
+    table = [ln for ln in lines if ln.startswith("| `")]
+    assert len(table) == 3
+    assert table[0].startswith("| `run-a` | joint | joint | 1.23M | 1k | 3 | 1h02m |")
+    assert "| 0.750 / 0.700 |" in table[0]  # IoU seen / unseen
+    assert "| 0.650 / 0.600 |" in table[0]  # δ1 seen / unseen
+    assert table[1].startswith("| `run-b` | resnet_unet | joint | 456k | 1k | 3 | 1m35s |")
+    # the interrupted run shows its last epoch, marked, with time summed from history
+    assert table[2].startswith("| `run-c` | lean_unet | mask | – | 1k | 2* | 0m30s |")
+    assert "| 0.600 / 0.400 |" in table[2] and "| – / – |" in table[2]
+    assert "unfinished run" in result.markdown
+    # files land in the runs' common folder
+    assert result.files["md"] == stage_dir.resolve() / "report.md"
+    assert result.markdown in result.files["md"].read_text()
+    assert [r["unseen"]["iou"] for r in json.loads(result.files["json"].read_text())] == [0.70, 0.90, 0.40]
+    width, _ = Image.open(result.files["png"]).size
+    assert width <= 1600
+
+
+def test_report_sorts_best_first(stage_dir, tmp_path):
+    result = rep.report([stage_dir / "run-a", stage_dir / "run-b", stage_dir / "run-c"], tmp_path / "rep",
+                        sort="unseen.iou")
+    assert [r["unseen"]["iou"] for r in result.rows] == [0.90, 0.70, 0.40]
+    by_abs_rel = rep.report([stage_dir], write=False, sort="unseen.abs_rel")  # lower first; missing last
+    assert [r["unseen"]["abs_rel"] for r in by_abs_rel.rows] == [pytest.approx(0.2), pytest.approx(0.4), None]
+    with pytest.raises(MaskdepthError, match="sort='iou'"):
+        rep.report([stage_dir], write=False, sort="iou")
+
+
+def test_folder_that_is_not_a_run_fails_naming_it(tmp_path, stage_dir):
+    empty = tmp_path / "not-a-run"
+    empty.mkdir()
+    (empty / "config.json").write_text("{}")  # config alone is not a run
+    with pytest.raises(MaskdepthError, match="not-a-run.*not a run folder"):
+        rep.report([stage_dir / "run-a", empty])
+    with pytest.raises(MaskdepthError, match="missing.*no such folder"):
+        rep.report([tmp_path / "missing"])
+    with pytest.raises(MaskdepthError, match="not a run folder"):
+        rep.summarize_run(stage_dir / "notes")
+
+
+def test_cli_report(stage_dir, tmp_path, capsys):
+    assert main(["report", str(stage_dir / "run-a"), str(stage_dir / "run-b"), "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "| `run-a` |" in out and "| `run-b` |" in out and "run-c" not in out
+    assert (tmp_path / "r" / "report.png").is_file()
+    assert main(["report", str(stage_dir / "notes")]) == 2
+    err = capsys.readouterr().err
+    assert "maskdepth report: error:" in err and "notes" in err
+
+
+def test_metrics_markdown_summarises_a_finished_run(stage_dir):
+    metrics = json.loads((stage_dir / "run-b" / "metrics.json").read_text())
+    text = rep.metrics_markdown(metrics)
+    assert text.startswith("**resnet_unet** (456k params, task joint) on 1k: 3 epochs in 1m35s, best epoch 2")
+    rows = [ln for ln in text.splitlines() if ln.startswith("| seen") or ln.startswith("| unseen")]
+    assert rows == ["| seen | 0.950 | 0.960 | 0.850 | 0.150 | 0.500 |",
+                    "| unseen | 0.900 | 0.910 | 0.800 | 0.200 | 0.500 |"]
