@@ -1,0 +1,349 @@
+"""Manifests: which background, foreground, placement and flip make each sample of a stage.
+
+Layout of the source set (seed's dataset): every training (bg, fg) pair has
+PLACEMENTS_PER_PAIR = 20 placements, each used unflipped and flipped, so the full stage's
+train split is 100 x 100 x 20 x 2 = 400,000 samples. Validation splits:
+
+* `seen`: new placements (index >= PLACEMENTS_PER_PAIR) of (bg, fg) pairs used in training;
+* `unseen`: the held-out backgrounds and foregrounds (ids >= n_bg / n_fg), never in training.
+
+Smaller stages take deterministic random subsets of the same (bg, fg, placement) triples,
+each with both flips. A placement is a pure function of (seed, bg, fg, placement index)
+(counter-based hashing), so a triple looks the same in every stage.
+
+A placement is a foot point (u, v) in normalised image coordinates, on visible ground in
+front of walls/facades, plus a size jitter `scale`. Values are stored as decimal strings
+with 6 decimals (integers of 1e-6 internally), so the CSV holds them exactly and the
+foreground depth, the ground depth at row v computed from the camera, is reproducible
+from the manifest alone. The manifest's identity is the sha256 of its CSV text; the
+committed `data_manifests/spec.json` records it for every stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from maskdepth.data.backgrounds import background_params
+from maskdepth.data.foregrounds import foreground_params
+from maskdepth.data.sources import SourceSpec
+from maskdepth.data.textures import hash_uniform
+from maskdepth.errors import BadInputError, MaskdepthError
+from maskdepth.io import read_json, write_json, write_text
+from maskdepth.stages import SPLITS, Stage, get_stage
+
+PLACEMENTS_PER_PAIR = 20
+QUANT = 1_000_000  # manifest floats are integers of 1e-6
+COLUMNS = ("id", "split", "bg", "fg", "placement", "u", "v", "scale", "flip")
+SPEC_FORMAT = "maskdepth-data-spec/1"
+
+# Placement rules: foreground pixel height between these fractions of the image height
+# (when the visible ground allows it), foot above the bottom margin, away from the sides.
+FRAC_MIN, FRAC_MAX = 0.2, 0.75
+V_BOTTOM = 0.97
+U_MARGIN = 0.08
+SCALE_JITTER = 0.1
+WALL_MARGIN = 0.1
+
+
+@dataclass
+class Manifest:
+    stage: str
+    seed: int
+    columns: dict[str, np.ndarray]  # COLUMNS; split as int codes into SPLITS; u, v, scale as int 1e-6
+
+    def __len__(self) -> int:
+        return len(self.columns["id"])
+
+    def rows(self, split: str) -> np.ndarray:
+        """Row indices of one split, in manifest order."""
+        if split not in SPLITS:
+            raise MaskdepthError(f"split={split!r}: choose one of {', '.join(SPLITS)}")
+        return np.flatnonzero(self.columns["split"] == SPLITS.index(split))
+
+    def count(self, split: str) -> int:
+        return int((self.columns["split"] == SPLITS.index(split)).sum())
+
+    def values(self, name: str, rows=None) -> np.ndarray:
+        """A column as numbers; u, v and scale as float64 (the exact decimal values)."""
+        col = self.columns[name] if rows is None else self.columns[name][rows]
+        return col / QUANT if name in ("u", "v", "scale") else col
+
+    def to_csv(self) -> str:
+        c = self.columns
+        names = [SPLITS[k] for k in c["split"].tolist()]
+        lines = [",".join(COLUMNS)]
+        lines.extend(
+            f"{i},{s},{b},{f},{p},{_dec(u)},{_dec(v)},{_dec(sc)},{fl}"
+            for i, s, b, f, p, u, v, sc, fl in zip(
+                c["id"].tolist(), names, c["bg"].tolist(), c["fg"].tolist(), c["placement"].tolist(),
+                c["u"].tolist(), c["v"].tolist(), c["scale"].tolist(), c["flip"].tolist(),
+            )
+        )
+        return "\n".join(lines) + "\n"
+
+    def sha256(self) -> str:
+        if not hasattr(self, "_sha"):
+            self._sha = hashlib.sha256(self.to_csv().encode()).hexdigest()
+        return self._sha
+
+
+def _dec(q: int) -> str:
+    return f"{q // QUANT}.{q % QUANT:06d}"
+
+
+# --- placements ---------------------------------------------------------------------------
+
+
+def _scene_tables(spec: SourceSpec):
+    bgs = [background_params(spec.seed, i) for i in range(spec.n_bg_total)]
+    fgs = [foreground_params(spec.seed, i) for i in range(spec.n_fg_total)]
+    cam = {
+        "height": np.array([b.camera.height for b in bgs]),
+        "sin": np.array([b.camera.sin_pitch for b in bgs]),
+        "cos": np.array([b.camera.cos_pitch for b in bgs]),
+        "focal": np.array([b.camera.focal for b in bgs]),
+        "x_min": np.array([b.x_min for b in bgs]),
+        "x_max": np.array([b.x_max for b in bgs]),
+        "z_max": np.array([b.z_max for b in bgs]),
+    }
+    fg = {"height": np.array([f.height_m for f in fgs]), "width": np.array([f.width_m for f in fgs])}
+    return cam, fg
+
+
+def place(spec: SourceSpec, bg: np.ndarray, fg: np.ndarray, placement: np.ndarray, tables=None):
+    """Foot points and scale jitter for (bg, fg, placement) triples, as integers of 1e-6.
+
+    The depth of the foot is drawn uniformly in inverse depth (uniform pixel size) within
+    what the scene allows: visible ground above the bottom margin, in front of the back
+    wall or first facade row, far enough from side walls for the object's half width.
+    """
+    cam, obj = tables or _scene_tables(spec)
+    r_depth, r_u, r_scale = (hash_uniform(spec.seed, 3, bg, fg, placement, k) for k in range(3))
+    h, s, c, f = cam["height"][bg], cam["sin"][bg], cam["cos"][bg], cam["focal"][bg]
+    scale = 1.0 - SCALE_JITTER + 2.0 * SCALE_JITTER * r_scale
+    size_m = obj["height"][fg] * scale
+    half_width = 0.5 * obj["width"][fg] * scale
+    z_near = h / (((V_BOTTOM - 0.5) / f) * c + s)  # ground depth at the bottom margin
+    z_far = np.maximum(cam["z_max"][bg] * c + h * s, z_near)  # ground depth below the back wall
+    z_lo = np.clip(size_m * f / FRAC_MAX, z_near, z_far)
+    z_hi = np.clip(size_m * f / FRAC_MIN, z_lo, z_far)
+    depth = 1.0 / (1.0 / z_hi + r_depth * (1.0 / z_lo - 1.0 / z_hi))
+    v = 0.5 + f * (h / depth - s) / c
+    with np.errstate(invalid="ignore"):
+        x_lo = cam["x_min"][bg] + half_width
+        x_hi = cam["x_max"][bg] - half_width
+        centre = np.where(np.isfinite(x_lo), 0.5 * (cam["x_min"][bg] + cam["x_max"][bg]), 0.0)
+        too_wide = x_lo > x_hi
+        x_lo = np.where(too_wide, centre, x_lo)
+        x_hi = np.where(too_wide, centre, x_hi)
+    u_lo = np.clip(0.5 + f * x_lo / depth, U_MARGIN, 1.0 - U_MARGIN)
+    u_hi = np.clip(0.5 + f * x_hi / depth, u_lo, 1.0 - U_MARGIN)
+    u = u_lo + r_u * (u_hi - u_lo)
+    q = lambda x: np.rint(x * QUANT).astype(np.int64)  # noqa: E731
+    return q(u), q(v), q(scale)
+
+
+# --- stages -------------------------------------------------------------------------------
+
+
+def _choose(rng: np.random.Generator, population: int, k: int, what: str) -> np.ndarray:
+    if k > population:
+        raise MaskdepthError(f"{what}: {k} samples requested but only {population} exist")
+    if k == population:
+        return np.arange(population, dtype=np.int64)
+    return np.sort(rng.choice(population, size=k, replace=False)).astype(np.int64)
+
+
+def _half(stage: Stage, split: str) -> int:
+    n = stage.count(split)
+    if n % 2:
+        raise MaskdepthError(f"stage {stage.name!r}: {split} count {n} must be even (every placement comes with its flip)")
+    return n // 2
+
+
+def build_manifest(stage: str | Stage, seed: int = 0, spec: SourceSpec | None = None) -> Manifest:
+    """Generate a stage's manifest deterministically (vectorised; the 400k one in about a second)."""
+    stage = get_stage(stage) if isinstance(stage, str) else stage
+    spec = spec or SourceSpec(seed=seed)
+    P = PLACEMENTS_PER_PAIR
+    rng = np.random.default_rng([int(seed), 10, zlib.crc32(stage.name.encode())])
+    # train: triples of training ids
+    t = _choose(rng, spec.n_bg * spec.n_fg * P, _half(stage, "train"), f"stage {stage.name} train")
+    train = (t // (spec.n_fg * P), (t // P) % spec.n_fg, t % P)
+    # seen: new placements of the (bg, fg) pairs that the train split uses
+    pairs = np.unique(train[0] * spec.n_fg + train[1])
+    k = _choose(rng, len(pairs) * P, _half(stage, "seen"), f"stage {stage.name} seen")
+    pair = pairs[k // P]
+    seen = (pair // spec.n_fg, pair % spec.n_fg, P + k % P)
+    # unseen: triples of held-out ids
+    n_u = spec.n_fg_unseen
+    t = _choose(rng, spec.n_bg_unseen * n_u * P, _half(stage, "unseen"), f"stage {stage.name} unseen")
+    unseen = (spec.n_bg + t // (n_u * P), spec.n_fg + (t // P) % n_u, t % P)
+
+    parts = [train, seen, unseen]
+    bg = np.concatenate([np.repeat(p[0], 2) for p in parts]).astype(np.int64)
+    fg = np.concatenate([np.repeat(p[1], 2) for p in parts]).astype(np.int64)
+    placement = np.concatenate([np.repeat(p[2], 2) for p in parts]).astype(np.int64)
+    split = np.concatenate([np.full(2 * len(p[0]), code, dtype=np.int8) for code, p in enumerate(parts)])
+    flip = np.tile(np.array([0, 1], dtype=np.int8), len(bg) // 2)
+    u, v, scale = place(spec, bg, fg, placement)
+    columns = {
+        "id": np.arange(len(bg), dtype=np.int64),
+        "split": split,
+        "bg": bg,
+        "fg": fg,
+        "placement": placement,
+        "u": u,
+        "v": v,
+        "scale": scale,
+        "flip": flip,
+    }
+    return Manifest(stage.name, int(seed), columns)
+
+
+# --- committed spec and CSVs ---------------------------------------------------------------
+
+
+def manifests_dir() -> Path:
+    """`data_manifests/` of the checkout (or $MASKDEPTH_MANIFESTS)."""
+    env = os.environ.get("MASKDEPTH_MANIFESTS")
+    return Path(env) if env else Path(__file__).resolve().parents[3] / "data_manifests"
+
+
+def read_data_spec(folder: Path | None = None) -> dict | None:
+    """The committed spec (seed, source spec, per-stage counts and sha256), or None when absent
+    (e.g. an installed package without the checkout: manifests are then generated unverified)."""
+    path = (folder or manifests_dir()) / "spec.json"
+    if not path.is_file():
+        return None
+    try:
+        spec = read_json(path)
+    except ValueError as exc:
+        raise BadInputError(path, f"not valid JSON ({exc})") from exc
+    if spec.get("format") != SPEC_FORMAT:
+        raise BadInputError(path, f"format {SPEC_FORMAT!r} expected")
+    return spec
+
+
+_MEMO: dict[tuple, Manifest] = {}
+
+
+def load_manifest(stage: str, seed: int = 0, verify: bool = True) -> Manifest:
+    """A stage's manifest, verified against the recorded sha256 when the spec covers this seed."""
+    get_stage(stage)
+    key = (stage, int(seed))
+    if key in _MEMO:
+        return _MEMO[key]
+    manifest = build_manifest(stage, seed)
+    if verify:
+        verify_manifest(manifest)
+    _MEMO[key] = manifest
+    return manifest
+
+
+def verify_manifest(manifest: Manifest, folder: Path | None = None) -> bool:
+    """True if checked against the committed spec, False if the spec does not cover it.
+
+    Raises MaskdepthError when the generated manifest differs from the recorded one: the
+    generator (or its inputs) changed, and results would not be comparable across runs.
+    """
+    data_spec = read_data_spec(folder)
+    if data_spec is None or int(data_spec["seed"]) != manifest.seed or manifest.stage not in data_spec["stages"]:
+        return False
+    if data_spec["sources"] != SourceSpec(seed=manifest.seed).to_dict():
+        raise MaskdepthError(f"{manifests_dir() / 'spec.json'}: its source spec differs from this version's; "
+                             "regenerate it with `maskdepth data manifest --update-spec`")
+    expected = data_spec["stages"][manifest.stage]["sha256"]
+    if manifest.sha256() != expected:
+        raise MaskdepthError(
+            f"manifest of stage {manifest.stage!r} (seed {manifest.seed}) has sha256 {manifest.sha256()}, "
+            f"but data_manifests/spec.json records {expected}: the generator changed; "
+            "regenerate with `maskdepth data manifest --update-spec` if that is intended"
+        )
+    return True
+
+
+def read_manifest_csv(path, stage: str = "", seed: int = 0) -> Manifest:
+    """Parse a manifest CSV (as written by `to_csv`); errors name the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(path, "no such file")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines or lines[0] != ",".join(COLUMNS):
+        raise BadInputError(path, f"header must be {','.join(COLUMNS)}")
+    cols: dict[str, list] = {name: [] for name in COLUMNS}
+    for number, line in enumerate(lines[1:], start=2):
+        fields = line.split(",")
+        try:
+            if len(fields) != len(COLUMNS):
+                raise ValueError(f"{len(fields)} fields")
+            for name, value in zip(COLUMNS, fields):
+                if name == "split":
+                    cols[name].append(SPLITS.index(value))
+                elif name in ("u", "v", "scale"):
+                    whole, frac = value.split(".")
+                    if len(frac) != 6:
+                        raise ValueError(f"{name} needs 6 decimals")
+                    cols[name].append(int(whole) * QUANT + int(frac))
+                else:
+                    cols[name].append(int(value))
+        except ValueError as exc:
+            raise BadInputError(path, f"line {number}: {exc}") from exc
+    dtypes = {"split": np.int8, "flip": np.int8}
+    columns = {name: np.array(values, dtype=dtypes.get(name, np.int64)) for name, values in cols.items()}
+    return Manifest(stage or path.stem, seed, columns)
+
+
+COMMITTED_CSV_STAGES = ("playground", "1k")
+REFERENCE_SIZE = 64
+
+
+def reference_match(report: dict, size: int, seed: int) -> bool | None:
+    """Whether freshly loaded sources have the recorded reference bytes (None: no reference applies)."""
+    data_spec = read_data_spec()
+    ref = (data_spec or {}).get("reference_sources")
+    if not ref or int(data_spec["seed"]) != seed or ref["size"] != size:
+        return None
+    return report["sha256"] == ref["sha256"]
+
+
+def write_data_spec(folder: Path | None = None, seed: int = 0) -> dict:
+    """Regenerate `data_manifests/`: spec.json for every stage and the small stages' CSVs."""
+    from maskdepth.stages import STAGES
+
+    folder = folder or manifests_dir()
+    source_spec = SourceSpec(seed=seed)
+    stages = {}
+    for name, stage in STAGES.items():
+        manifest = build_manifest(stage, seed, source_spec)
+        csv = f"{name}.csv" if name in COMMITTED_CSV_STAGES else None
+        if csv:
+            write_text(folder / csv, manifest.to_csv())
+        stages[name] = {
+            **{split: manifest.count(split) for split in SPLITS},
+            "rows": len(manifest),
+            "sha256": manifest.sha256(),
+            "csv": csv,
+        }
+    from maskdepth.data.sources import load_sources
+
+    reference = load_sources(source_spec, REFERENCE_SIZE, rebuild=True).report["sha256"]
+    data_spec = {
+        "format": SPEC_FORMAT,
+        "seed": seed,
+        "placements_per_pair": PLACEMENTS_PER_PAIR,
+        "sources": source_spec.to_dict(),
+        # sha256 of the cached source files at REFERENCE_SIZE: the same seed must give these
+        # bytes on every machine (`maskdepth data build` reports whether they match).
+        "reference_sources": {"size": REFERENCE_SIZE, "sha256": reference},
+        "stages": stages,
+    }
+    write_json(folder / "spec.json", data_spec)
+    _MEMO.clear()
+    return data_spec

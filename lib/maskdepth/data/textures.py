@@ -1,0 +1,151 @@
+"""Procedural surface textures shared by backgrounds and foregrounds.
+
+Everything here uses only IEEE-754 basic operations (+, -, *, /, floor, sqrt) and
+unsigned integer hashing, never transcendental functions such as sin/exp whose last bit
+may differ between CPUs and math libraries: that is what makes the same seed give
+byte-identical sources on any machine.
+
+A texture is a small dict (`kind`, colours `c1`/`c2`, `scale` in metres, ...) drawn by
+`random_texture` from a numpy Generator, evaluated with `shade(texture, s, t)` at surface
+coordinates (s, t) in metres.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+KINDS = ("checks", "stripes", "bricks", "noise", "gradient", "windows")
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _as_u64(x) -> np.ndarray:
+    """Integers (possibly negative) as uint64 bit patterns (two's complement wrap, well defined)."""
+    return np.asarray(x, dtype=np.int64).view(np.uint64)
+
+
+def mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: a well-spread uint64 hash of a uint64 array."""
+    with np.errstate(over="ignore"):
+        z = x + _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+        return z ^ (z >> np.uint64(31))
+
+
+def hash_ints(*values) -> np.ndarray:
+    """Hash any number of broadcastable integer arrays into one uint64 array."""
+    h = np.zeros((), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for v in values:
+            h = mix64(h ^ _as_u64(v))
+    return np.asarray(h)
+
+
+def hash_uniform(*values) -> np.ndarray:
+    """Uniform float64 in [0, 1) from integer keys: counter-based, so any subset is reproducible."""
+    return (hash_ints(*values) >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+
+
+def value_noise(s: np.ndarray, t: np.ndarray, key: int) -> np.ndarray:
+    """Smooth lattice noise in [0, 1] (bilinear with a smoothstep fade)."""
+    i = np.floor(s)
+    j = np.floor(t)
+    fs = s - i
+    ft = t - j
+    i = i.astype(np.int64)
+    j = j.astype(np.int64)
+    ws = fs * fs * (3.0 - 2.0 * fs)
+    wt = ft * ft * (3.0 - 2.0 * ft)
+    a = hash_uniform(key, i, j)
+    b = hash_uniform(key, i + 1, j)
+    c = hash_uniform(key, i, j + 1)
+    d = hash_uniform(key, i + 1, j + 1)
+    top = a + (b - a) * ws
+    bottom = c + (d - c) * ws
+    return top + (bottom - top) * wt
+
+
+def fbm(s: np.ndarray, t: np.ndarray, key: int, octaves: int = 3) -> np.ndarray:
+    """Fractal noise in [0, 1]: octaves of value noise, each twice as fine and half as strong."""
+    total = np.zeros(np.broadcast(s, t).shape)
+    weight = 1.0
+    norm = 0.0
+    for octave in range(octaves):
+        total = total + weight * value_noise(s, t, key * 8 + octave)
+        norm += weight
+        s = s * 2.0
+        t = t * 2.0
+        weight *= 0.5
+    return total / norm
+
+
+def random_colour(rng: np.random.Generator, lo: float = 0.08, hi: float = 0.95) -> np.ndarray:
+    return lo + (hi - lo) * rng.random(3)
+
+
+def random_texture(rng: np.random.Generator, kinds=KINDS, scale=(0.2, 1.2)) -> dict:
+    """Draw a texture: kind, two colours, a scale in metres, an axis and a noise key."""
+    kind = kinds[int(rng.integers(len(kinds)))]
+    c1 = random_colour(rng)
+    # The second colour is a related shade, so patterns look like materials, not confetti.
+    c2 = np.clip(c1 * (0.45 + 0.5 * rng.random()) + 0.25 * rng.random(3) * rng.random(), 0.0, 1.0)
+    return {
+        "kind": kind,
+        "c1": c1,
+        "c2": c2,
+        "scale": float(scale[0] + (scale[1] - scale[0]) * rng.random()),
+        "axis": int(rng.integers(2)),
+        "key": int(rng.integers(1 << 30)),
+        "grain": float(0.04 + 0.12 * rng.random()),
+    }
+
+
+def _mix(c1: np.ndarray, c2: np.ndarray, w: np.ndarray) -> np.ndarray:
+    w = w[..., None]
+    return c1 * (1.0 - w) + c2 * w
+
+
+def shade(texture: dict, s: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """RGB in [0, 1] (float64, shape s.shape + (3,)) of `texture` at surface coordinates (s, t)."""
+    kind = texture["kind"]
+    a = texture["scale"]
+    c1 = np.asarray(texture["c1"], dtype=np.float64)
+    c2 = np.asarray(texture["c2"], dtype=np.float64)
+    key = texture["key"]
+    ss, tt = (s, t) if texture.get("axis", 0) == 0 else (t, s)
+    if kind == "checks":
+        k = (np.floor(ss / a) + np.floor(tt / a)) % 2.0
+        rgb = _mix(c1, c2, k)
+    elif kind == "stripes":
+        rgb = _mix(c1, c2, np.floor(ss / a) % 2.0)
+    elif kind == "bricks":
+        bh = a * 0.35
+        row = np.floor(t / bh)
+        x = s / a + 0.5 * (row % 2.0)
+        col = np.floor(x)
+        mortar = ((x - col) < 0.05) | ((t / bh - row) < 0.12)
+        tone = 0.8 + 0.35 * hash_uniform(key, row.astype(np.int64), col.astype(np.int64))
+        rgb = np.where(mortar[..., None], 0.5 * c2 + 0.4, c1 * tone[..., None])
+    elif kind == "noise":
+        rgb = _mix(c1, c2, fbm(ss / a, tt / a, key))
+    elif kind == "gradient":
+        rgb = _mix(c1, c2, np.clip(tt / (4.0 * a), 0.0, 1.0))
+    elif kind == "windows":
+        x = s / a
+        y = t / (1.4 * a)
+        fx = x - np.floor(x)
+        fy = y - np.floor(y)
+        glass = (fx > 0.25) & (fx < 0.75) & (fy > 0.3) & (fy < 0.8)
+        lit = hash_uniform(key, np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)) > 0.7
+        glass_rgb = np.where(lit[..., None], np.array([0.85, 0.8, 0.55]), 0.35 * c2)
+        rgb = np.where(glass[..., None], glass_rgb, c1)
+    else:
+        raise ValueError(f"unknown texture kind {kind!r}")
+    grain = texture.get("grain", 0.0)
+    if grain:
+        n = value_noise(s / (0.25 * a), t / (0.25 * a), key + 1)
+        rgb = rgb * (1.0 - grain + 2.0 * grain * n)[..., None]
+    return np.clip(rgb, 0.0, 1.0)

@@ -1,0 +1,134 @@
+"""Manifests: counts per stage, recorded sha256, split hygiene, placements on visible ground."""
+
+import numpy as np
+import pytest
+
+from maskdepth.cli import main
+from maskdepth.data import manifest as mf
+from maskdepth.data.backgrounds import background_params
+from maskdepth.data.sources import SourceSpec
+from maskdepth.errors import MaskdepthError
+
+
+@pytest.mark.parametrize("stage,counts", [("playground", (24, 8, 8)), ("1k", (1000, 200, 200))])
+def test_small_stage_counts_and_committed_csv(stage, counts):
+    m = mf.build_manifest(stage)
+    assert (m.count("train"), m.count("seen"), m.count("unseen")) == counts
+    committed = mf.manifests_dir() / f"{stage}.csv"
+    assert committed.read_text() == m.to_csv()
+    parsed = mf.read_manifest_csv(committed, stage)
+    for name in mf.COLUMNS:
+        np.testing.assert_array_equal(parsed.columns[name], m.columns[name])
+    assert mf.verify_manifest(m) is True
+
+
+def test_full_manifest_has_400k_train_samples_and_its_recorded_sha256():
+    m = mf.load_manifest("full")  # verifies against data_manifests/spec.json
+    assert (m.count("train"), m.count("seen"), m.count("unseen")) == (400_000, 4000, 4000)
+    train = m.rows("train")
+    # 100 bg x 100 fg x 20 placements x 2 flips, each combination exactly once.
+    key = ((m.columns["bg"][train] * 100 + m.columns["fg"][train]) * 20 + m.columns["placement"][train]) * 2
+    key = key + m.columns["flip"][train]
+    assert np.array_equal(np.sort(key), np.arange(400_000))
+
+
+@pytest.mark.parametrize("stage", ["playground", "1k", "full"])
+def test_splits_keep_unseen_sources_out_of_training(stage):
+    m = mf.load_manifest(stage)
+    c = m.columns
+    train, seen, unseen = m.rows("train"), m.rows("seen"), m.rows("unseen")
+    assert c["bg"][train].max() < 100 and c["fg"][train].max() < 100
+    assert c["bg"][unseen].min() >= 100 and c["fg"][unseen].min() >= 100
+    assert not set(c["bg"][unseen]) & set(c["bg"][train])
+    assert not set(c["fg"][unseen]) & set(c["fg"][train])
+    # seen: pairs from training, placements never used in training
+    train_pairs = set(zip(c["bg"][train].tolist(), c["fg"][train].tolist()))
+    assert set(zip(c["bg"][seen].tolist(), c["fg"][seen].tolist())) <= train_pairs
+    assert c["placement"][seen].min() >= mf.PLACEMENTS_PER_PAIR > c["placement"][train].max()
+    # every placement appears unflipped and flipped
+    assert np.array_equal(c["flip"], np.tile([0, 1], len(m) // 2))
+    assert np.array_equal(c["u"][0::2], c["u"][1::2]) and np.array_equal(c["v"][0::2], c["v"][1::2])
+    assert np.array_equal(c["id"], np.arange(len(m)))
+
+
+def test_small_stages_are_subsets_of_the_same_placements():
+    """A (bg, fg, placement) triple has the same foot point in every stage."""
+    full = mf.load_manifest("full")
+    small = mf.load_manifest("1k")
+    rows = small.rows("train")
+    c = small.columns
+    full_row = (((c["bg"][rows] * 100 + c["fg"][rows]) * 20 + c["placement"][rows]) * 2 + c["flip"][rows])
+    for name in ("u", "v", "scale"):
+        np.testing.assert_array_equal(full.columns[name][full_row], c[name][rows])
+
+
+def test_foot_points_lie_on_visible_floor_in_front_of_walls():
+    m = mf.load_manifest("1k")
+    u, v = m.values("u"), m.values("v")
+    assert (u >= mf.U_MARGIN).all() and (u <= 1 - mf.U_MARGIN).all() and (v <= mf.V_BOTTOM + 1e-6).all()
+    scale = m.values("scale")
+    assert (np.abs(scale - 1) <= mf.SCALE_JITTER + 1e-6).all()
+    for bg_id in np.unique(m.columns["bg"])[:40]:
+        bg = background_params(0, int(bg_id))
+        sel = m.columns["bg"] == bg_id
+        depth = bg.camera.ground_depth(v[sel])
+        assert (depth > 0).all()  # below the horizon
+        ground_z = bg.camera.ground_z_of_depth(depth)
+        assert (ground_z <= bg.z_max + 1e-4).all()  # in front of the back wall / first facade row
+        x = (u[sel] - 0.5) / bg.camera.focal * depth
+        assert ((x >= bg.x_min - 1e-4) & (x <= bg.x_max + 1e-4)).all()  # between the side walls
+
+
+def test_changed_generator_fails_verification(tmp_path):
+    import json
+    import shutil
+
+    shutil.copy(mf.manifests_dir() / "spec.json", tmp_path / "spec.json")
+    spec = json.loads((tmp_path / "spec.json").read_text())
+    spec["stages"]["playground"]["sha256"] = "0" * 64
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    with pytest.raises(MaskdepthError, match="generator changed"):
+        mf.verify_manifest(mf.build_manifest("playground"), tmp_path)
+    assert mf.verify_manifest(mf.build_manifest("playground", seed=5), tmp_path) is False
+
+
+def test_different_seed_gives_different_placements():
+    a, b = mf.build_manifest("playground", 0), mf.build_manifest("playground", 1, SourceSpec(seed=1))
+    assert a.sha256() != b.sha256()
+
+
+def test_read_manifest_csv_names_file_and_line(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text(",".join(mf.COLUMNS) + "\n0,train,1,2,3,0.500000,0.700000,1.0,0\n")
+    with pytest.raises(MaskdepthError, match=r"bad\.csv: line 2: scale needs 6 decimals"):
+        mf.read_manifest_csv(bad)
+
+
+def test_cli_manifest_prints_count_and_verified_sha(capsys):
+    assert main(["data", "manifest", "--stage", "playground"]) == 0
+    out = capsys.readouterr().out
+    assert "40 samples (train 24, seen 8, unseen 8)" in out
+    assert mf.read_data_spec()["stages"]["playground"]["sha256"] in out
+    assert "verified" in out
+
+
+def test_cli_unknown_stage_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["data", "manifest", "--stage", "10k"])
+    assert exc.value.code == 2
+    assert "invalid choice: '10k'" in capsys.readouterr().err
+    with pytest.raises(MaskdepthError, match="unknown stage"):
+        mf.build_manifest("10k")
+
+
+def test_cli_build_reports_counts_storage_and_time(capsys):
+    from maskdepth.data.sources import SourceSpec, load_sources
+
+    load_sources(SourceSpec(), 64)  # built once per test session (MASKDEPTH_CACHE is a temp folder)
+    assert main(["data", "build", "--stage", "playground", "--size", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "40 samples (train 24, seen 8, unseen 8)" in out
+    assert "110 backgrounds at 64px, 110 foregrounds" in out
+    assert "verified cache (sha256)" in out and "MiB" in out
+    assert main(["data", "build", "--stage", "playground", "--size", "7"]) == 2
+    assert "size=7" in capsys.readouterr().err
