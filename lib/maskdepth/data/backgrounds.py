@@ -91,9 +91,12 @@ def background_params(seed: int, bg_id: int) -> Background:
     """Draw background `bg_id` of the source set `seed` (no rendering)."""
     rng = np.random.default_rng([int(seed), 1, int(bg_id)])
     kind = "indoor" if rng.random() < 0.5 else "outdoor"
-    half_tan = 0.02 + 0.11 * rng.random()  # pitch 2.3 to 14.8 degrees
+    # Knee- to chest-height cameras, level or tilted slightly down, as in casual photos of a
+    # person or an object: the near floor is in view and an object standing on it can fill much
+    # of the frame (an object's largest on-screen height grows with its height / camera height).
+    half_tan = 0.01 + 0.07 * rng.random()  # pitch 1.1 to 9.1 degrees
     camera = Camera(
-        height=float((1.0 + 0.8 * rng.random()) if kind == "indoor" else (1.2 + 1.3 * rng.random())),
+        height=float((0.5 + 0.55 * rng.random()) if kind == "indoor" else (0.5 + 0.65 * rng.random())),
         sin_pitch=2.0 * half_tan / (1.0 + half_tan * half_tan),
         cos_pitch=(1.0 - half_tan * half_tan) / (1.0 + half_tan * half_tan),
         focal=float(0.62 + 0.45 * rng.random()),  # horizontal field of view ~50 to 78 degrees

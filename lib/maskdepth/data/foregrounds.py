@@ -122,7 +122,7 @@ def _ball(rng, h):
 def _bottle(rng, h):
     glass = textures.random_texture(rng, ("gradient", "noise"), (0.05, 0.2))
     label = textures.random_texture(rng, ("stripes", "checks"), (0.01, 0.04))
-    bw = (0.14 + 0.08 * rng.random()) * h
+    bw = (0.17 + 0.1 * rng.random()) * h
     parts = [
         _part(("box", 0.0, 0.33 * h, bw, 0.33 * h, 0.2 * bw), glass, "cylinder"),
         _part(("trapezoid", 0.0, 0.64 * h, 0.8 * h, bw, 0.28 * bw), glass, "cylinder"),
@@ -134,17 +134,21 @@ def _bottle(rng, h):
 
 
 def _chair(rng, h):
+    """Front view of a chair with an upholstered backrest (a solid silhouette, like real chairs)."""
     wood = textures.random_texture(rng, ("stripes", "noise", "gradient"), (0.02, 0.1))
-    seat_y, seat_w, leg = 0.47 * h, 0.26 * h, 0.025 * h
-    side = 1.0 if rng.random() < 0.5 else -1.0
+    cushion = textures.random_texture(rng, ("noise", "checks", "stripes", "gradient"), (0.03, 0.12))
+    seat_y, seat_w, leg = 0.47 * h, 0.26 * h, 0.035 * h
+    rest_bottom = (0.55 + 0.15 * rng.random()) * h
     parts = [
         _part(("box", -seat_w + leg, seat_y / 2, leg, seat_y / 2), wood),
         _part(("box", seat_w - leg, seat_y / 2, leg, seat_y / 2), wood),
-        _part(("box", 0.0, seat_y, seat_w, 0.03 * h, 0.01 * h), wood),
-        _part(("box", side * (seat_w - leg), (seat_y + h) / 2, leg * 1.2, (h - seat_y) / 2), wood),
-        _part(("box", side * (seat_w - 3 * leg), 0.82 * h, 2.5 * leg, 0.12 * h, 0.01 * h), wood),
+        _part(("box", -seat_w + leg, (seat_y + h) / 2, leg, (h - seat_y) / 2), wood),
+        _part(("box", seat_w - leg, (seat_y + h) / 2, leg, (h - seat_y) / 2), wood),
+        _part(("box", 0.0, seat_y, seat_w, 0.045 * h, 0.015 * h), cushion),
+        _part(("box", 0.0, (rest_bottom + 0.97 * h) / 2, seat_w - leg, (0.97 * h - rest_bottom) / 2, 0.03 * h),
+              cushion),
     ]
-    return parts, 2 * (seat_w + leg)
+    return parts, 2 * seat_w
 
 
 def _cone(rng, h):
@@ -153,7 +157,7 @@ def _cone(rng, h):
                "axis": 1, "key": 1, "grain": 0.05}
     parts = [
         _part(("box", 0.0, 0.03 * h, 0.32 * h, 0.03 * h, 0.01 * h), _solid(orange * 0.8)),
-        _part(("trapezoid", 0.0, 0.05 * h, h, 0.22 * h, 0.04 * h), stripes, "cylinder"),
+        _part(("trapezoid", 0.0, 0.05 * h, h, 0.25 * h, 0.06 * h), stripes, "cylinder"),
     ]
     return parts, 0.64 * h
 
@@ -176,13 +180,16 @@ def _plant(rng, h):
     return parts, 0.7 * h
 
 
+# Real-world height ranges (metres). Props are "big" ones (gym balls, floor vases and water
+# jugs, road cones, packing crates): small objects only look prominent in a photo taken from
+# a few centimetres, which a floor-standing scene cannot show.
 _BUILDERS = {
-    "person": (_person, 1.45, 1.95),
-    "box": (_box_object, 0.3, 1.2),
-    "ball": (_ball, 0.25, 0.75),
-    "bottle": (_bottle, 0.3, 0.6),
+    "person": (_person, 1.5, 1.9),
+    "box": (_box_object, 0.4, 1.2),
+    "ball": (_ball, 0.4, 0.9),
+    "bottle": (_bottle, 0.6, 1.1),
     "chair": (_chair, 0.8, 1.05),
-    "cone": (_cone, 0.45, 0.9),
+    "cone": (_cone, 0.6, 1.0),
     "plant": (_plant, 0.6, 1.8),
 }
 
@@ -199,6 +206,22 @@ def foreground_params(seed: int, fg_id: int) -> Foreground:
     height = float(lo + (hi - lo) * rng.random())
     parts, width = builder(rng, height)
     return Foreground(int(fg_id), kind, height, float(width), parts)
+
+
+def coverage(fg: Foreground, rows: int = 32) -> float:
+    """Fraction of the object's bounding box (width_m x height_m) that it covers.
+
+    Placement uses it to aim at a mask *area*: a chair or a person covers far less of its box
+    than a ball or a crate of the same height. Evaluated on a coarse grid of cell centres.
+    """
+    cols = max(1, int(np.ceil(fg.width_m / fg.height_m * rows)))
+    x = (np.arange(cols, dtype=np.float64) + 0.5 - cols / 2.0) * (fg.width_m / cols)
+    y = (np.arange(rows, dtype=np.float64) + 0.5) * (fg.height_m / rows)
+    x, y = np.meshgrid(x, y)
+    inside = np.zeros(x.shape, dtype=bool)
+    for part in fg.parts:
+        inside |= _sdf(part["shape"], x, y) < 0.0
+    return float(inside.mean())
 
 
 def sprite_width(fg: Foreground, resolution: int) -> int:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from maskdepth.data.backgrounds import background_params
-from maskdepth.data.foregrounds import foreground_params
+from maskdepth.data.foregrounds import coverage, foreground_params
 from maskdepth.data.sources import SourceSpec
 from maskdepth.data.textures import hash_uniform
 from maskdepth.errors import BadInputError, MaskdepthError
@@ -42,10 +42,20 @@ QUANT = 1_000_000  # manifest floats are integers of 1e-6
 COLUMNS = ("id", "split", "bg", "fg", "placement", "u", "v", "scale", "flip")
 SPEC_FORMAT = "maskdepth-data-spec/1"
 
-# Placement rules: foreground pixel height between these fractions of the image height
-# (when the visible ground allows it), foot above the bottom margin, away from the sides.
-FRAC_MIN, FRAC_MAX = 0.2, 0.75
-V_BOTTOM = 0.97
+# Placement rules. Most placements aim at a prominent object: a mask area drawn log-uniformly
+# in [AREA_NEAR_MIN, AREA_NEAR_MAX] of the image; the others (FAR_SHARE) at a smaller one in
+# [AREA_FAR_MIN, AREA_NEAR_MIN]. The area is reached by choosing the depth of the foot point
+# (nearer = larger), as far as the visible floor allows: the foot stays above a bottom margin
+# drawn in [V_BOTTOM - BOTTOM_SPREAD, V_BOTTOM] (so that the nearest objects do not all stand
+# on the same image row), in front of walls/facades, the object's top at or below row TOP_MIN (except for
+# a share TOP_CUT_SHARE of placements, which may be cut by up to TOP_CUT of the image), its
+# height at most HEIGHT_MAX of the image and its width inside the frame where walls allow.
+AREA_NEAR_MIN, AREA_NEAR_MAX = 0.12, 0.45
+AREA_FAR_MIN = 0.03
+FAR_SHARE = 0.08
+HEIGHT_MAX = 0.92
+TOP_MIN, TOP_CUT, TOP_CUT_SHARE = 0.02, 0.15, 0.1
+V_BOTTOM, BOTTOM_SPREAD = 0.99, 0.1
 U_MARGIN = 0.08
 SCALE_JITTER = 0.1
 WALL_MARGIN = 0.1
@@ -112,28 +122,62 @@ def _scene_tables(spec: SourceSpec):
         "x_max": np.array([b.x_max for b in bgs]),
         "z_max": np.array([b.z_max for b in bgs]),
     }
-    fg = {"height": np.array([f.height_m for f in fgs]), "width": np.array([f.width_m for f in fgs])}
+    fg = {
+        "height": np.array([f.height_m for f in fgs]),
+        "width": np.array([f.width_m for f in fgs]),
+        "coverage": np.array([coverage(f) for f in fgs]),
+    }
     return cam, fg
+
+
+def depth_for_pixel_height(frac, size_m, h, s, c, f):
+    """Foot depth (m) at which an upright object of height size_m spans `frac` of the image height.
+
+    Projecting its foot and top (see Camera.project) gives the pixel height
+    frac = f * size_m * (d - h s) / (c d (d - size_m s)), a quadratic in d; the larger root
+    is the one in front of the camera. An object lower than the camera has a largest possible
+    pixel height; beyond it there is no root and the result is 0 (as near as possible).
+    """
+    a = frac * c
+    b = frac * c * size_m * s + f * size_m
+    disc = b * b - 4.0 * a * f * size_m * h * s
+    return np.where(disc >= 0.0, (b + np.sqrt(np.maximum(disc, 0.0))) / (2.0 * a), 0.0)
+
+
+def depth_for_top_row(v_top, size_m, h, s, c, f):
+    """Smallest foot depth at which the object's top is at or below image row v_top (0 if any)."""
+    k = (v_top - 0.5) * c / f
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d = (h - size_m * c * c + k * size_m * s) / (s + k)
+    return np.where(s + k < 0.0, np.maximum(d, 0.0), 0.0)
 
 
 def place(spec: SourceSpec, bg: np.ndarray, fg: np.ndarray, placement: np.ndarray, tables=None):
     """Foot points and scale jitter for (bg, fg, placement) triples, as integers of 1e-6.
 
-    The depth of the foot is drawn uniformly in inverse depth (uniform pixel size) within
-    what the scene allows: visible ground above the bottom margin, in front of the back
-    wall or first facade row, far enough from side walls for the object's half width.
+    A target mask area (see the placement rules above) becomes a target pixel height through
+    the object's bounding-box aspect and coverage, then a foot depth through the camera
+    projection, clipped to what the scene allows; u keeps the object inside the frame and
+    between the side walls.
     """
     cam, obj = tables or _scene_tables(spec)
-    r_depth, r_u, r_scale = (hash_uniform(spec.seed, 3, bg, fg, placement, k) for k in range(3))
+    r_area, r_u, r_scale, r_far, r_cut, r_bottom = (hash_uniform(spec.seed, 3, bg, fg, placement, k) for k in range(6))
     h, s, c, f = cam["height"][bg], cam["sin"][bg], cam["cos"][bg], cam["focal"][bg]
     scale = 1.0 - SCALE_JITTER + 2.0 * SCALE_JITTER * r_scale
     size_m = obj["height"][fg] * scale
     half_width = 0.5 * obj["width"][fg] * scale
-    z_near = h / (((V_BOTTOM - 0.5) / f) * c + s)  # ground depth at the bottom margin
+    aspect = obj["width"][fg] / obj["height"][fg]
+    far = r_far < FAR_SHARE
+    lo = np.where(far, AREA_FAR_MIN, AREA_NEAR_MIN)
+    hi = np.where(far, AREA_NEAR_MIN, AREA_NEAR_MAX)
+    area = lo * (hi / lo) ** r_area
+    frac = np.minimum(np.sqrt(area / (aspect * obj["coverage"][fg])), np.minimum(HEIGHT_MAX, 1.0 / aspect))
+    top_min = np.where(r_cut < TOP_CUT_SHARE, -TOP_CUT, TOP_MIN)
+    v_bottom = V_BOTTOM - BOTTOM_SPREAD * r_bottom
+    z_near = h / (((v_bottom - 0.5) / f) * c + s)  # ground depth at the bottom margin
     z_far = np.maximum(cam["z_max"][bg] * c + h * s, z_near)  # ground depth below the back wall
-    z_lo = np.clip(size_m * f / FRAC_MAX, z_near, z_far)
-    z_hi = np.clip(size_m * f / FRAC_MIN, z_lo, z_far)
-    depth = 1.0 / (1.0 / z_hi + r_depth * (1.0 / z_lo - 1.0 / z_hi))
+    depth = np.maximum(depth_for_pixel_height(frac, size_m, h, s, c, f), depth_for_top_row(top_min, size_m, h, s, c, f))
+    depth = np.clip(depth, z_near, z_far)
     v = 0.5 + f * (h / depth - s) / c
     with np.errstate(invalid="ignore"):
         x_lo = cam["x_min"][bg] + half_width
@@ -144,6 +188,11 @@ def place(spec: SourceSpec, bg: np.ndarray, fg: np.ndarray, placement: np.ndarra
         x_hi = np.where(too_wide, centre, x_hi)
     u_lo = np.clip(0.5 + f * x_lo / depth, U_MARGIN, 1.0 - U_MARGIN)
     u_hi = np.clip(0.5 + f * x_hi / depth, u_lo, 1.0 - U_MARGIN)
+    # Keep the whole width in the frame where the walls allow it.
+    half_frame = np.clip(f * half_width / depth, U_MARGIN, 0.5)
+    in_lo, in_hi = np.maximum(u_lo, half_frame), np.minimum(u_hi, 1.0 - half_frame)
+    fits = in_lo <= in_hi
+    u_lo, u_hi = np.where(fits, in_lo, u_lo), np.where(fits, in_hi, u_hi)
     u = u_lo + r_u * (u_hi - u_lo)
     q = lambda x: np.rint(x * QUANT).astype(np.int64)  # noqa: E731
     return q(u), q(v), q(scale)

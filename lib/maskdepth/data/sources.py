@@ -30,7 +30,7 @@ from maskdepth.io import atomic_path, read_json, write_json
 from maskdepth.progress import progress
 
 # Bump when a change to the generators changes the sources' bytes: it invalidates caches.
-GENERATOR_VERSION = "maskdepth-synth/1"
+GENERATOR_VERSION = "maskdepth-synth/2"
 MIN_SIZE, MAX_SIZE = 16, 512
 
 
