@@ -80,7 +80,7 @@ def test_augmentation_keeps_image_mask_depth_aligned():
 def test_clear_errors(tmp_path):
     with pytest.raises(MaskdepthError, match="'nope': not a stage"):
         build_dataset("nope", "train")
-    with pytest.raises(MaskdepthError, match="not supported yet"):
+    with pytest.raises(MaskdepthError, match="not a complete maskdepth dataset"):
         build_dataset(str(tmp_path), "train")
     with pytest.raises(MaskdepthError, match="split='val'"):
         build_dataset("playground", "val")

@@ -3,6 +3,11 @@
   maskdepth data manifest --stage 1k          count and sha256 of the stage's manifest (verified)
   maskdepth data manifest --update-spec       regenerate data_manifests/ (maintainers, after a generator change)
   maskdepth data build --stage 1k --size 64   build or verify the cached sources; counts, storage, time
+  maskdepth data materialize --stage 1k --format packed --out DIR     write a stage to disk (resumable)
+  maskdepth data import SRC --out DIR [--skip-bad]                    import a fg_bg/mask/depth folder or zip
+  maskdepth data compose --bg DIR --fg DIR --teacher FILE --out DIR   real photos, depth from a teacher model
+
+A dataset folder written by materialize/import/compose trains like a stage: `-p data DIR`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,39 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", help="cache folder (default $MASKDEPTH_CACHE or ~/.cache/maskdepth)")
     p.add_argument("--rebuild", action="store_true", help="render the sources again even if cached")
+    p = sub.add_parser("materialize", help="write a stage to disk: packed arrays or the seed's folder layout")
+    p.add_argument("--stage", choices=STAGE_NAMES, required=True)
+    p.add_argument("--format", choices=("packed", "folders"), default="packed",
+                   help="packed: memory-mapped arrays for training (default); folders: bg/ fg/ fg_bg/ mask/ depth/")
+    p.add_argument("--out", required=True, metavar="DIR", help="new (or interrupted) dataset folder")
+    p.add_argument("--size", type=int, default=64, help="working size in pixels (square), default 64")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-dir", help="source cache folder (default $MASKDEPTH_CACHE or ~/.cache/maskdepth)")
+    p = sub.add_parser("import", help="import an existing fg_bg/mask/depth dataset (folder or zip) for training")
+    p.add_argument("src", metavar="SRC", help="folder or zip holding fg_bg/, mask/, depth/ (optional bg/)")
+    p.add_argument("--out", required=True, metavar="DIR", help="new (or interrupted) dataset folder")
+    p.add_argument("--size", type=int, default=64, help="working size in pixels (square), default 64")
+    p.add_argument("--skip-bad", action="store_true", help="leave out samples with a problem file (and count them)")
+    p.add_argument("--depth-scale", type=float, metavar="M",
+                   help="metres per stored depth unit (default 1/256 for 16-bit PNGs; 8-bit maps are relative "
+                        "depth unless this is given)")
+    p.add_argument("--depth-bright", choices=("far", "near"), default="far",
+                   help="8-bit relative depth maps: are bright pixels far (default) or near?")
+    p = sub.add_parser("compose", help="compose real photos (bg) with RGBA cut-outs (fg); depth from a teacher")
+    p.add_argument("--bg", required=True, metavar="DIR", help="background photos (JPEG/PNG, RGB)")
+    p.add_argument("--fg", required=True, metavar="DIR", help="foreground cut-outs (RGBA PNG)")
+    p.add_argument("--teacher", metavar="FILE", help="depth model: TorchScript (.pt) or ONNX (.onnx)")
+    p.add_argument("--teacher-output", choices=("depth", "inverse"), default="depth",
+                   help="what the teacher returns: depth (default) or inverse depth (MiDaS)")
+    p.add_argument("--teacher-scale", type=float, default=1.0,
+                   help="metres = scale * output (depth) or scale / output (inverse); default 1")
+    p.add_argument("--teacher-size", type=int, help="teacher input size (default: --size); MiDaS: 384")
+    p.add_argument("--out", required=True, metavar="DIR", help="new (or interrupted) dataset folder")
+    p.add_argument("--size", type=int, default=64, help="working size in pixels (square), default 64")
+    p.add_argument("--per-pair", type=int, default=2, help="placements per (bg, fg) pair, default 2")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=16, help="teacher batch size, default 16")
+    p.add_argument("--device", default="auto", help="teacher device: auto | cpu | cuda | cuda:N")
     parser.set_defaults(_parser=parser)
 
 
@@ -34,6 +72,8 @@ def run(args) -> int:
         return _manifest(args)
     if args.data_command == "build":
         return _build(args)
+    if args.data_command in ("materialize", "import", "compose"):
+        return {"materialize": _materialize, "import": _import, "compose": _compose}[args.data_command](args)
     args._parser.print_help()
     return 2
 
@@ -84,4 +124,61 @@ def _build(args) -> int:
         print("sources are byte-identical to the recorded reference" if r["reference_match"] else
               "WARNING: sources differ from the bytes recorded in data_manifests/spec.json "
               "(different numpy/platform behaviour?); results may not be comparable")
+    return 0
+
+
+def _speed(r: dict) -> str:
+    rate = r.get("samples_per_s")
+    return f"{r['seconds']:.1f} s ({rate:.0f} samples/s)" if rate else f"{r['seconds']:.1f} s"
+
+
+def _counts(r: dict) -> str:
+    return ", ".join(f"{split} {n}" for split, n in r["counts"].items())
+
+
+def _materialize(args) -> int:
+    from maskdepth.data.materialize import materialize
+
+    r = materialize(args.stage, args.out, fmt=args.format, size=args.size, seed=args.seed, cache_dir=args.cache_dir)
+    if r["complete_already"]:
+        print(f"{args.out}: already complete ({_counts(r)})")
+        return 0
+    resumed = sum(r.get("resumed", {}).values()) + r.get("kept", 0)
+    note = f", continued after {resumed} samples already written" if resumed else ""
+    print(f"materialized {args.stage} as {args.format} into {args.out}: {_counts(r)}{note}; "
+          f"{r['written']} samples written in {_speed(r)}")
+    return 0
+
+
+def _import(args) -> int:
+    from maskdepth.data.importer import import_dataset
+
+    r = import_dataset(args.src, args.out, size=args.size, skip_bad=args.skip_bad, depth_scale=args.depth_scale,
+                       depth_bright=args.depth_bright)
+    if r["complete_already"]:
+        print(f"{args.out}: already complete")
+        return 0
+    print(f"imported {r['samples']} samples from {args.src} into {args.out} ({_counts(r)}) in {_speed(r)}; "
+          f"depth units: {r['depth_units']}")
+    if r["problems"]:
+        print(f"skipped {r['skipped']} sample(s) with problems ({len(r['problems'])} problem file(s), "
+              f"listed in {args.out}/problems.txt), e.g.:")
+        for line in r["problems"][:5]:
+            print(f"  {line}")
+    return 0
+
+
+def _compose(args) -> int:
+    from maskdepth.data.real import compose_real
+    from maskdepth.data.teacher import Teacher
+
+    teacher = Teacher(args.teacher, output=args.teacher_output, scale=args.teacher_scale,
+                      input_size=args.teacher_size, device=args.device)
+    r = compose_real(args.bg, args.fg, teacher, args.out, size=args.size, per_pair=args.per_pair, seed=args.seed,
+                     batch_size=args.batch_size)
+    if r["complete_already"]:
+        print(f"{args.out}: already complete")
+        return 0
+    print(f"composed {sum(r['counts'].values())} samples into {args.out} ({_counts(r)}) in {_speed(r)}; "
+          f"depth from {teacher.kind} teacher {args.teacher}")
     return 0

@@ -96,7 +96,8 @@ class SyntheticDataset(Dataset):
 
 
 def build_dataset(data: str, split: str, size: int = 64, seed: int = 0, cache_dir=None, augment=False) -> SyntheticDataset:
-    """Dataset of one split of a stage ("playground" | "1k" | "full").
+    """Dataset of one split of a stage ("playground" | "1k" | "full") or of a dataset directory
+    (written by `maskdepth data materialize/import/compose`, see `datadir`).
 
     `augment`: False, True (flip + colour jitter, see `transforms.build_augment`) or any
     transforms.v2 callable. `cache_dir` defaults to $MASKDEPTH_CACHE or ~/.cache/maskdepth.
@@ -106,8 +107,9 @@ def build_dataset(data: str, split: str, size: int = 64, seed: int = 0, cache_di
     check_size(size)
     if data not in STAGES:
         if Path(str(data)).is_dir():
-            raise MaskdepthError(f"dataset directory {data}: directories are not supported yet; use a stage name "
-                                 f"({', '.join(STAGES)})")
+            from maskdepth.data.datadir import open_dataset_dir
+
+            return open_dataset_dir(data, split, size=size, augment=augment)
         raise MaskdepthError(f"data={data!r}: not a stage ({', '.join(STAGES)}) nor an existing dataset directory")
     manifest = load_manifest(data, seed)
     return SyntheticDataset(manifest, split, size=size, cache_dir=cache_dir, augment=augment)

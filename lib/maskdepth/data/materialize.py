@@ -1,0 +1,152 @@
+"""Write a synthetic stage to disk: packed arrays (fast training) or the seed's folder layout.
+
+* `packed`: memory-mapped uint8 / uint16 arrays (see `packed`); exact: the mask is the
+  composed mask, depth is rounded to 1/256 m, images to uint8.
+* `folders`: the seed's layout, to look at, share or feed other tools::
+
+      bg/bg{B:03d}.png                 backgrounds (lossless)
+      fg/fg{F:03d}.png                 foregrounds, RGBA at their canonical resolution
+      fg_bg/{name}.jpg                 composites (JPEG quality 95, 4:4:4, as the seed: lossy)
+      mask/{name}.png                  8-bit, 255 = foreground
+      depth/{name}.png                 16-bit, metres * 256
+      samples.csv, dataset.json
+
+  with name = `bg{B:03d}_fg{F:03d}_p{P:02d}` plus `_flip` for mirrored samples, so
+  `maskdepth data import` of such a folder recovers the held-out backgrounds from the names.
+
+Both are resumable: a killed run leaves no dataset.json, and the same command completes
+it (packed: from the last checkpoint; folders: every file is written atomically, so
+samples whose three files exist are kept).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from maskdepth.data.datadir import already_complete, claim_output, finish_output
+from maskdepth.data.packed import PackedSample, write_packed
+from maskdepth.depth import DEPTH_MAX, DEPTH_MIN, DEPTH_PNG_SCALE, depth_to_png16
+from maskdepth.errors import MaskdepthError
+from maskdepth.imageio import save_png
+from maskdepth.io import atomic_path
+from maskdepth.progress import progress
+from maskdepth.stages import SPLITS
+
+FORMATS = ("packed", "folders")
+JPEG_QUALITY = 95
+FOLDER_FILES = {"image": "fg_bg/{name}.jpg", "mask": "mask/{name}.png", "depth": "depth/{name}.png"}
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """float [0, 1] -> uint8, rounded to nearest."""
+    return np.clip(np.rint(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)
+
+
+def sample_name(bg: int, fg: int, placement: int, flip: bool) -> str:
+    return f"bg{bg:03d}_fg{fg:03d}_p{placement:02d}{'_flip' if flip else ''}"
+
+
+def materialize(stage: str, out, fmt: str = "packed", size: int = 64, seed: int = 0, cache_dir=None) -> dict:
+    """Write `stage` to `out` (or complete an interrupted write); returns counts, seconds, samples/s."""
+    from maskdepth.data.dataset import build_dataset
+
+    if fmt not in FORMATS:
+        raise MaskdepthError(f"format={fmt!r}: choose one of {', '.join(FORMATS)}")
+    datasets = {split: build_dataset(stage, split, size=size, seed=seed, cache_dir=cache_dir) for split in SPLITS}
+    first = datasets["train"]
+    columns = {
+        split: {name: ds.manifest.values(name, ds.rows) for name in ("id", "bg", "fg", "placement", "flip")}
+        for split, ds in datasets.items()
+    }
+    counts = {split: len(ds) for split, ds in datasets.items()}
+    identity = {"kind": "synthetic", "stage": stage, "seed": seed, "size": size, "layout": fmt,
+                "manifest_sha256": first.manifest.sha256()}
+    rows = [
+        {"split": split, "index": k, "name": sample_name(int(c["bg"][k]), int(c["fg"][k]), int(c["placement"][k]),
+                                                         bool(c["flip"][k])),
+         "id": int(c["id"][k]), "bg": int(c["bg"][k]), "fg": int(c["fg"][k]),
+         "placement": int(c["placement"][k]), "flip": int(c["flip"][k])}
+        for split, c in columns.items() for k in range(counts[split])
+    ]
+    meta = {
+        "source": {"kind": "synthetic", "stage": stage, "seed": seed, "manifest_sha256": identity["manifest_sha256"]},
+        "depth": {"units": "metres", "png_scale": DEPTH_PNG_SCALE, "range": [DEPTH_MIN, DEPTH_MAX],
+                  "note": "exact synthetic depth, stored as rounded metres * 256"},
+        "splits": {"method": "the stage's manifest (seen: new placements; unseen: held-out backgrounds "
+                             "and foregrounds)"},
+    }
+    start = time.perf_counter()
+    if fmt == "packed":
+        result = _packed(out, datasets, columns, counts, identity, rows, meta, size)
+    else:
+        result = _folders(out, datasets, columns, counts, identity, rows, meta, size)
+    seconds = time.perf_counter() - start
+    return {**result, "out": str(out), "format": fmt, "counts": counts, "seconds": seconds,
+            "samples_per_s": result["written"] / seconds if result["written"] and seconds > 0 else None}
+
+
+def _packed(out, datasets, columns, counts, identity, rows, meta, size) -> dict:
+    first = datasets["train"]
+    used = sorted({int(b) for c in columns.values() for b in c["bg"]})
+    slot = {b: k for k, b in enumerate(used)}
+    backgrounds = first.source_set.bg_rgb[used].transpose(0, 3, 1, 2) if used else np.zeros((0, 3, size, size))
+
+    def samples(split: str, start: int):
+        ds, c = datasets[split], columns[split]
+        for i in range(start, len(ds)):
+            s = ds.compose(i)
+            yield PackedSample(to_uint8(s["image"]), s["mask"][0].astype(np.uint8), depth_to_png16(s["depth"][0]),
+                               slot[int(c["bg"][i])], bool(c["flip"][i]))
+
+    meta = {**meta, "backgrounds": [f"bg{b:03d}" for b in used]}
+    return write_packed(out, size=size, counts=counts, identity=identity, backgrounds=backgrounds,
+                        samples=samples, rows=lambda: rows, meta=meta, desc=f"materialize {identity['stage']}")
+
+
+def _folders(out, datasets, columns, counts, identity, rows, meta, size) -> dict:
+    out = Path(out)
+    if already_complete(out, identity):
+        return {"written": 0, "kept": 0, "complete_already": True}
+    claim_output(out, {"identity": identity, "size": size, "counts": counts})
+    first = datasets["train"]
+    bg_ids = sorted({int(b) for c in columns.values() for b in c["bg"]})
+    fg_ids = sorted({int(f) for c in columns.values() for f in c["fg"]})
+    for b in bg_ids:
+        if not (out / "bg" / f"bg{b:03d}.png").is_file():
+            save_png(out / "bg" / f"bg{b:03d}.png", np.ascontiguousarray(first.source_set.bg_rgb[b]))
+    for f in fg_ids:
+        path = out / "fg" / f"fg{f:03d}.png"
+        if not path.is_file():
+            with atomic_path(path) as tmp:
+                Image.fromarray(np.ascontiguousarray(first.source_set.fg_rgba(f))).save(tmp, format="PNG")
+    written = kept = 0
+    bar = progress(desc=f"materialize {identity['stage']}", total=len(rows), unit="sample")
+    try:
+        for row in rows:
+            paths = {k: out / pattern.format(name=row["name"]) for k, pattern in FOLDER_FILES.items()}
+            if all(p.is_file() for p in paths.values()):
+                kept += 1
+            else:
+                write_folder_sample(paths, datasets[row["split"]].compose(row["index"]))
+                written += 1
+            bar.update(1)
+    finally:
+        bar.close()
+    for row in rows:
+        row["bg_file"] = f"bg/bg{row['bg']:03d}.png"
+    meta = {**meta, "files": {**FOLDER_FILES, "bg": "{bg_file}"}, "jpeg_quality": JPEG_QUALITY}
+    finish_output(out, {"layout": "folders", "size": size, "counts": counts, "identity": identity, **meta}, rows)
+    return {"written": written, "kept": kept, "complete_already": False}
+
+
+def write_folder_sample(paths: dict[str, Path], sample: dict[str, np.ndarray]) -> None:
+    """The composite (JPEG), mask (8-bit PNG) and depth (16-bit PNG) of one sample, each atomically."""
+    image = to_uint8(sample["image"]).transpose(1, 2, 0)
+    with atomic_path(paths["image"]) as tmp:
+        Image.fromarray(np.ascontiguousarray(image)).save(tmp, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
+    save_png(paths["mask"], (sample["mask"][0] > 0.5).astype(np.uint8) * 255)
+    save_png(paths["depth"], depth_to_png16(sample["depth"][0]))

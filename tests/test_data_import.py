@@ -1,0 +1,166 @@
+"""Importing an existing fg_bg/mask/depth dataset from a folder or a zip: labels, splits, bad files."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskdepth.cli import main
+from maskdepth.data import build_dataset
+from maskdepth.data.datadir import assign_splits, read_dataset_json, read_samples_csv
+from maskdepth.data.importer import ImportProblems, import_dataset
+from maskdepth.depth import DEPTH_MAX, DEPTH_MIN
+from maskdepth.errors import BadInputError
+
+SIZE = 24
+N_BG, N_FG, K = 4, 2, 2  # 16 samples named like the seed's: bg{B}_fg{F}_{k}
+
+
+def make_tree(root: Path, depth_bits: int = 16, with_bg: bool = True) -> dict:
+    """A seed-style dataset with known pixels; returns the arrays written, by name."""
+    rng = np.random.default_rng(0)
+    truth = {}
+    bgs = {b: rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8) for b in range(N_BG)}
+    for name in ("fg_bg", "mask", "depth") + (("bg",) if with_bg else ()):
+        (root / name).mkdir(parents=True, exist_ok=True)
+    if with_bg:
+        for b, arr in bgs.items():
+            Image.fromarray(arr).save(root / "bg" / f"bg{b}.png")
+    for b in range(N_BG):
+        for f in range(N_FG):
+            for k in range(K):
+                name = f"bg{b}_fg{f}_{k}"
+                image = bgs[b].copy()
+                mask = np.zeros((SIZE, SIZE), np.uint8)
+                y, x = rng.integers(0, SIZE - 8, 2)
+                mask[y : y + 8, x : x + 6] = 255
+                image[mask > 0] = rng.integers(0, 256, 3, dtype=np.uint8)
+                if depth_bits == 16:
+                    depth = rng.integers(64, 20000, (SIZE, SIZE)).astype(np.uint16)
+                else:
+                    depth = rng.integers(0, 256, (SIZE, SIZE)).astype(np.uint8)
+                Image.fromarray(image).save(root / "fg_bg" / f"{name}.png")  # lossless, to compare exactly
+                Image.fromarray(mask).save(root / "mask" / f"{name}.png")
+                Image.fromarray(depth).save(root / "depth" / f"{name}.png")
+                truth[name] = {"image": image, "mask": mask > 0, "depth": depth, "bg": bgs[b]}
+    return truth
+
+
+def test_folder_import_keeps_labels_and_holds_out_backgrounds(tmp_path):
+    truth = make_tree(tmp_path / "src")
+    r = import_dataset(tmp_path / "src", tmp_path / "out", size=SIZE)
+    assert r["samples"] == 16 and r["skipped"] == 0 and r["depth_units"] == "metres"
+    meta = read_dataset_json(tmp_path / "out")
+    assert sum(meta["counts"].values()) == 16 and meta["source"]["kind"] == "imported"
+    rows = read_samples_csv(tmp_path / "out")
+    unseen_bgs = {r["name"].split("_")[0] for r in rows if r["split"] == "unseen"}
+    train_bgs = {r["name"].split("_")[0] for r in rows if r["split"] == "train"}
+    assert unseen_bgs and not unseen_bgs & train_bgs  # whole backgrounds held out
+    assert meta["counts"]["seen"] >= 1
+    for split in ("train", "seen", "unseen"):
+        ds = build_dataset(str(tmp_path / "out"), split, size=SIZE)
+        for row in (r for r in rows if r["split"] == split):
+            s, t = ds[int(row["index"])], truth[row["name"]]
+            assert np.array_equal(s["mask"][0].numpy(), t["mask"])
+            assert np.array_equal(s["image"].numpy(), t["image"].transpose(2, 0, 1) / np.float32(255))
+            assert np.array_equal(s["bg"].numpy(), t["bg"].transpose(2, 0, 1) / np.float32(255))
+            assert np.allclose(s["depth"][0].numpy(), t["depth"] / 256.0)
+
+
+def test_import_resizes_and_maps_8bit_relative_depth(tmp_path):
+    truth = make_tree(tmp_path / "src", depth_bits=8, with_bg=False)
+    import_dataset(tmp_path / "src", tmp_path / "rel", size=16)
+    meta = read_dataset_json(tmp_path / "rel")
+    assert meta["depth"]["units"] == "relative" and meta["depth"]["source_bits"] == 8
+    ds = build_dataset(str(tmp_path / "rel"), "train", size=16)
+    row = next(r for r in read_samples_csv(tmp_path / "rel") if r["split"] == "train" and r["index"] == "0")
+    s, t = ds[0], truth[row["name"]]
+    assert s["image"].shape == (3, 16, 16) and s["depth"].shape == (1, 16, 16)
+    assert np.array_equal(s["bg"].numpy(), s["image"].numpy())  # no bg/ folder: bg is the image itself
+    nearest = t["depth"][(np.arange(16) * 1.5 + 0.75).astype(int)][:, (np.arange(16) * 1.5 + 0.75).astype(int)]
+    expected = DEPTH_MIN * (DEPTH_MAX / DEPTH_MIN) ** (nearest / 255.0)
+    assert np.abs(s["depth"][0].numpy() - expected).max() <= 0.5 / 256 + 1e-5
+    import_dataset(tmp_path / "src", tmp_path / "metric", size=SIZE, depth_scale=0.1)
+    assert read_dataset_json(tmp_path / "metric")["depth"]["units"] == "metres"
+    row = read_samples_csv(tmp_path / "metric")[0]
+    got = build_dataset(str(tmp_path / "metric"), row["split"], size=SIZE)[int(row["index"])]["depth"][0].numpy()
+    assert np.allclose(got, np.clip(truth[row["name"]]["depth"] * 0.1, DEPTH_MIN, DEPTH_MAX), atol=0.5 / 256)
+
+
+def make_bad_zip(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    make_tree(src)
+    (src / "mask" / "bg0_fg0_0.png").unlink()  # unpaired fg_bg + depth
+    data = (src / "fg_bg" / "bg1_fg0_0.png").read_bytes()
+    (src / "fg_bg" / "bg1_fg0_0.png").write_bytes(data[: len(data) // 2])  # truncated
+    Image.new("L", (SIZE + 4, SIZE)).save(src / "mask" / "bg2_fg0_0.png")  # wrong size
+    Image.new("L", (SIZE, SIZE)).save(src / "fg_bg" / "bg3_fg0_0.png")  # greyscale where RGB is needed
+    Image.new("P", (SIZE, SIZE)).save(src / "mask" / "bg3_fg1_0.png")  # palette mask
+    zpath = tmp_path / "data.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        for p in sorted(src.rglob("*")):
+            if p.is_file():
+                zf.write(p, "dataset/" + p.relative_to(src).as_posix())  # under a top-level folder
+        zf.writestr("__MACOSX/dataset/fg_bg/._bg0_fg0_0.png", b"junk")
+    return zpath
+
+
+BAD = {
+    "fg_bg/bg0_fg0_0.png": "unpaired: no mask/bg0_fg0_0",
+    "fg_bg/bg1_fg0_0.png": "truncated",
+    "mask/bg2_fg0_0.png": "wrong size 28x24",
+    "fg_bg/bg3_fg0_0.png": "greyscale",
+    "mask/bg3_fg1_0.png": "palette",
+}
+
+
+def test_zip_with_bad_files_fails_naming_each(tmp_path):
+    zpath = make_bad_zip(tmp_path)
+    with pytest.raises(ImportProblems) as info:
+        import_dataset(zpath, tmp_path / "out", size=SIZE)
+    message = str(info.value)
+    for rel, reason in BAD.items():
+        assert f"data.zip:dataset/{rel}: " in message and reason in message.split(f"dataset/{rel}: ")[1], rel
+    assert "--skip-bad to import the 11 good samples" in message
+    assert not (tmp_path / "out" / "dataset.json").exists()
+    with pytest.raises(Exception, match="not a complete maskdepth dataset"):
+        build_dataset(str(tmp_path / "out"), "train", size=SIZE)
+
+
+def test_skip_bad_counts_and_lists_what_it_skipped(tmp_path, capsys):
+    zpath = make_bad_zip(tmp_path)
+    assert main(["data", "import", str(zpath), "--out", str(tmp_path / "out"), "--size", str(SIZE), "--skip-bad"]) == 0
+    printed = capsys.readouterr().out
+    assert "imported 11 samples" in printed and "skipped 5 sample(s)" in printed
+    listed = (tmp_path / "out" / "problems.txt").read_text()
+    assert all(rel in listed for rel in BAD)
+    meta = read_dataset_json(tmp_path / "out")
+    assert sum(meta["counts"].values()) == 11 and meta["source"]["skipped_samples"] == 5
+    assert len(build_dataset(str(tmp_path / "out"), "train", size=SIZE)) == meta["counts"]["train"]
+    # the CLI reports other bad input in one line naming the file
+    assert main(["data", "import", str(tmp_path / "missing.zip"), "--out", str(tmp_path / "o2")]) == 2
+    assert "missing.zip: no such file or folder" in capsys.readouterr().err
+
+
+def test_split_assignment_is_deterministic_and_never_empty():
+    names = [f"img{i}" for i in range(40)]
+    splits, method = assign_splits(names)
+    assert splits == assign_splits(list(names))[0]
+    assert splits.count("seen") == 2 and splits.count("unseen") == 2 and "random" in method["unseen"]
+    grouped, method = assign_splits(names, [f"b{i % 8}" for i in range(40)])
+    held = {f"b{i % 8}" for i, s in enumerate(grouped) if s == "unseen"}
+    assert len(held) == 1 and grouped.count("unseen") == 5 and method["unseen"] == "held-out backgrounds"
+    assert assign_splits(["a", "b", "c"])[0].count("train") == 1
+
+
+def test_bad_source_is_named(tmp_path):
+    (tmp_path / "notzip.zip").write_bytes(b"hello")
+    with pytest.raises(BadInputError, match="notzip.zip: neither a folder nor a readable zip"):
+        import_dataset(tmp_path / "notzip.zip", tmp_path / "out")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Exception, match="no fg_bg/ folder found"):
+        import_dataset(tmp_path / "empty", tmp_path / "out")
