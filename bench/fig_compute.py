@@ -1,0 +1,143 @@
+"""Figure 3: compute efficiency, training FLOP/s as a fraction of this machine's float32 matmul peak.
+
+peak     a large float32 torch.mm loop (2 n^3 FLOP each) and a large 3x3 convolution, in the
+         same threads and interleaved with the models' repeats; fractions use the higher
+         (MKL's sgemm runs its AVX2 path on AMD CPUs, oneDNN's convolutions use AVX-512),
+         and the JSON also holds them against the torch.mm peak alone
+models   lean_unet, resnet_unet, joint: one training step on a fixed batch; training FLOP =
+         3 x forward FLOP (torch.utils.flop_counter: the backward costs about twice the
+         forward); the JSON also holds the forward + backward FLOP the counter sees in one
+         real step, and the fraction of peak from those
+variants joint with channels_last memory format, and with bf16 autocast: which one helps?
+         The library's default (float32, contiguous) should be the fastest here; if a
+         variant wins by more than `HELPS` the figure says so, and the default should change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from bench.report import fmt_percent, fmt_rate, fmt_ratio
+from bench.settings import Settings
+from bench.steps import JOINT, LEAN, RESNET, fixed_batch, make_rig
+from bench.timing import compare_rates
+
+HELPS = 1.05  # a variant must be 5 % faster to count as helping (noise on a shared CPU is that large)
+
+
+def matmul_chunk(n: int, calls: int, device: str = "cpu"):
+    """A case for `compare_rates`: `calls` float32 n x n torch.mm, returning the FLOP done (2 n^3 each)."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    out = torch.empty(n, n, device=device)
+
+    def chunk() -> int:
+        for _ in range(calls):
+            torch.mm(a, b, out=out)
+        return 2 * n**3 * calls
+
+    return chunk
+
+
+def conv3x3_chunk(calls: int, channels: int = 256, size: int = 32, batch: int = 8):
+    """A case for `compare_rates`: `calls` float32 3x3 convolutions (oneDNN), returning their FLOP.
+
+    Why beside torch.mm: MKL's sgemm may not use a CPU's widest vectors (AMD CPUs get its
+    AVX2 path), while oneDNN's convolutions do; the machine's peak is the higher of the two."""
+    x = torch.randn(batch, channels, size, size)
+    w = torch.randn(channels, channels, 3, 3)
+
+    def chunk() -> int:
+        for _ in range(calls):
+            torch.nn.functional.conv2d(x, w, padding=1)
+        return 2 * channels * channels * 9 * size * size * batch * calls
+
+    return chunk
+
+
+def counted_step_gflops(rig, batch: dict, samples: int = 2) -> float:
+    """Forward + backward GFLOP per sample of one training step, as FlopCounterMode counts them.
+
+    A check on the 3 x forward rule: the first layer needs no input gradient, so the true
+    factor is a little under 3. (The step updates the weights once; timing does not care.)"""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    small = {k: v[:samples] if torch.is_tensor(v) else v for k, v in batch.items()}
+    with FlopCounterMode(display=False) as counter:
+        rig.step(small)
+    return counter.get_total_flops() / samples / 1e9
+
+
+def run(settings: Settings, workdir: Path) -> dict:
+    from maskdepth.data import build_dataset
+    from maskdepth.models import forward_gflops
+
+    torch.set_num_threads(settings.threads)
+    dataset = build_dataset("1k", "train", size=settings.size)
+    batch = fixed_batch(dataset, settings.batch)
+    batch_cl = fixed_batch(dataset, settings.batch, channels_last=True)
+    configs = {  # name -> (model, task, channels_last, autocast dtype, steps per repeat)
+        "lean_unet": (*LEAN, False, None, settings.steps),
+        "resnet_unet": (*RESNET, False, None, settings.seed_steps),
+        "joint": (*JOINT, False, None, settings.steps),
+        "joint_channels_last": (*JOINT, True, None, settings.steps),
+        "joint_bf16_autocast": (*JOINT, False, torch.bfloat16, settings.seed_steps),
+    }
+    # The peak runs interleaved with the models, so both see the same load from neighbours.
+    gflops, counted = {}, {}
+    cases = {"matmul_peak": matmul_chunk(settings.matmul_n, settings.matmul_calls),
+             "conv3x3_peak": conv3x3_chunk(settings.matmul_calls)}
+    for name, (model, task, channels_last, dtype, steps) in configs.items():
+        rig = make_rig(model, task, channels_last=channels_last, autocast_dtype=dtype)
+        gflops[name] = forward_gflops(rig.model, settings.size)
+        data = batch_cl if channels_last else batch
+        counted[name] = counted_step_gflops(rig, data)
+        cases[name] = (lambda rig=rig, data=data, steps=steps: sum(rig.step(data) for _ in range(steps)))
+    rates = compare_rates(cases, repeats=settings.repeats, warmup=settings.warmup)
+    peak, conv_peak = rates.pop("matmul_peak"), rates.pop("conv3x3_peak")
+    peak_flops = max(peak.median, conv_peak.median)
+    per_model = {}
+    for name, rate in rates.items():
+        train_flops = 3.0 * gflops[name] * 1e9 * rate.median
+        per_model[name] = {
+            "forward_gflops_per_sample": gflops[name],
+            "train_gflops_per_sample_counted": counted[name],
+            "fraction_of_peak_counted": counted[name] * 1e9 * rate.median / peak_flops,
+            "samples_per_s": rate.to_dict(),
+            "train_gflop_per_s": train_flops / 1e9,
+            "fraction_of_peak": train_flops / peak_flops,
+            "fraction_of_matmul_peak": train_flops / peak.median,
+        }
+    base = rates["joint"].median
+    speedups = {name: rates[name].median / base for name in ("joint_channels_last", "joint_bf16_autocast")}
+    best = max(speedups, key=speedups.get)
+    helps = [name for name, s in speedups.items() if s >= HELPS]
+    verdict = (f"{best} helps ({fmt_ratio(speedups[best])}): consider making it the default" if helps
+               else "neither helps: keep float32 contiguous (the default)")
+    table = [["float32 peak: torch.mm, 3x3 conv",
+              f"{fmt_rate(peak.median / 1e9, 'GFLOP/s')}, {fmt_rate(conv_peak.median / 1e9, 'GFLOP/s')}",
+              f"mm {settings.matmul_n}^2, conv 256ch 32x32; {settings.threads} threads; "
+              "fractions below use the higher"]]
+    for name, info in per_model.items():
+        table.append([f"{name} training", f"{fmt_rate(info['train_gflop_per_s'], 'GFLOP/s')} "
+                      f"= {fmt_percent(info['fraction_of_peak'])} of peak",
+                      f"{fmt_rate(info['samples_per_s']['median'])}, {info['forward_gflops_per_sample']:.3g} "
+                      "GFLOP fwd/sample"])
+    table.append(["joint: channels_last, bf16 vs float32",
+                  f"{fmt_ratio(speedups['joint_channels_last'])}, {fmt_ratio(speedups['joint_bf16_autocast'])}",
+                  verdict])
+    return {
+        "batch_size": settings.batch,
+        "threads": settings.threads,
+        "matmul_peak": {"n": settings.matmul_n, "gflop_per_s": peak.median / 1e9,
+                        "best_gflop_per_s": max(peak.rates) / 1e9, "flop_per_s": peak.to_dict()},
+        "conv3x3_peak": {"gflop_per_s": conv_peak.median / 1e9, "flop_per_s": conv_peak.to_dict()},
+        "peak_gflop_per_s": peak_flops / 1e9,
+        "models": per_model,
+        "variant_speedup_vs_joint": speedups,
+        "variants_that_help": helps,
+        "verdict": verdict,
+        "table": table,
+    }

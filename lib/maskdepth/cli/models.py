@@ -1,0 +1,52 @@
+"""`maskdepth models [--json]`: the registered models with their default options.
+
+For each: parameters, input channels, outputs and forward GFLOPs for one 64x64 image
+(or --size), so a user can pick a model for their hardware before training.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    parser.add_argument(
+        "--in-channels", type=int, default=3, choices=(3, 6), help="3: fg_bg, 6: bg + fg_bg (default 3)"
+    )
+    parser.add_argument("--size", type=int, default=64, help="square input size for the GFLOPs (default 64)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from maskdepth.errors import MaskdepthError
+    from maskdepth.models import DEFAULT_MODEL, list_models, model_info
+
+    if args.size <= 0:
+        raise MaskdepthError(f"--size must be positive, got {args.size}")
+    rows = [model_info(name, in_channels=args.in_channels, size=args.size) for name in list_models()]
+    for row in rows:
+        row["default"] = row["name"] == DEFAULT_MODEL
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = ("model", "params", "in", "outputs", f"GFLOPs@{args.size}", "H,W multiple of", "options")
+    table = [
+        (
+            r["name"] + (" (default)" if r["default"] else ""),
+            f"{r['params']:,}",
+            str(r["in_channels"]),
+            "+".join(r["outputs"]),
+            f"{r['gflops']:.3f}",
+            str(r["size_multiple"]),
+            " ".join(f"{k}={v}" for k, v in r["kwargs"].items()),
+        )
+        for r in rows
+    ]
+    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(header)]
+    for line in (header, *table):
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+    for r in rows:
+        print(f"  {r['name']}: {r['description']}")
+    return 0

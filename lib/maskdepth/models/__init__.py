@@ -1,0 +1,38 @@
+"""Networks: a registry of U-Nets that predict the foreground mask and/or the depth map.
+
+    create_model(name, in_channels=3, **options) -> nn.Module
+        forward(x) -> {"mask": logits [B,1,H,W], "depth": metres [B,1,H,W]}
+        (single-task models return only their key; see `model.tasks`)
+
+Registered: ``joint`` (default, both outputs), ``lean_unet`` and ``resnet_unet`` (the
+seed's two single-task U-Nets, ``task="mask"|"depth"``). Encoders for ``joint``: ``lean``,
+``resnet18``, ``resnet34`` (`get_encoder`).
+"""
+
+from maskdepth.models import joint, lean_unet, resnet_unet  # noqa: F401  (registers the models)
+from maskdepth.models.encoders import get_encoder, list_encoders
+from maskdepth.models.registry import (
+    DEFAULT_MODEL,
+    IN_CHANNELS,
+    count_parameters,
+    create_model,
+    forward_gflops,
+    list_models,
+    model_info,
+    model_options,
+    register,
+)
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "IN_CHANNELS",
+    "count_parameters",
+    "create_model",
+    "forward_gflops",
+    "get_encoder",
+    "list_encoders",
+    "list_models",
+    "model_info",
+    "model_options",
+    "register",
+]

@@ -1,0 +1,106 @@
+"""`joint` (the default model): one shared encoder and decoder, mask and depth together.
+
+Why this shape: mask and depth share almost all the evidence (the pasted foreground is
+what changes both), so one encoder-decoder is trained by both losses and each task only
+adds a light full-resolution refinement (3x3 conv+BN+ReLU) and a 1x1 output conv. That
+costs about one single-task U-Net instead of two.
+
+    encoder   lean (default; features at strides 1, 2, 4, 8, widths c, 2c, 4c, 8c with
+              c = base_channels) or resnet18/resnet34 (strides 2..32, plus a small
+              full-resolution stem added here so mask edges stay crisp)
+    decoder   from the deepest feature up: 1x1 conv+BN+ReLU down to the next level's width
+              (cheap, at low resolution), bilinear x2, concatenate the skip, 3x3 conv+BN+ReLU
+    heads     per task: 3x3 conv+BN+ReLU refinement at full resolution, 1x1 conv -> raw;
+              mask raw = logits, depth = depth_from_raw(raw)
+
+H and W must be multiples of the encoder's total stride (8 for lean, 32 for resnet).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from maskdepth.errors import MaskdepthError
+from maskdepth.models.blocks import TASKS, ConvBNReLU, check_input, task_outputs, upsample2x
+from maskdepth.models.encoders import get_encoder
+from maskdepth.models.registry import register
+
+
+class UpFuse(nn.Module):
+    """Reduce the deeper feature (1x1, at low resolution), upsample x2, cat the skip, 3x3 conv."""
+
+    def __init__(self, deep_ch: int, skip_ch: int, out_ch: int):
+        super().__init__()
+        self.reduce = ConvBNReLU(deep_ch, out_ch, kernel_size=1, bias=False)
+        self.fuse = ConvBNReLU(out_ch + skip_ch, out_ch, bias=False)
+
+    def forward(self, deep: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        return self.fuse(torch.cat([upsample2x(self.reduce(deep)), skip], dim=1))
+
+
+class TaskHead(nn.Sequential):
+    """Light per-task refinement at full resolution, then the raw 1-channel output."""
+
+    def __init__(self, channels: int, refine: bool):
+        layers = [ConvBNReLU(channels, channels, bias=False)] if refine else []
+        super().__init__(*layers, nn.Conv2d(channels, 1, kernel_size=1))
+
+
+class JointUNet(nn.Module):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        encoder: str = "lean",
+        base_channels: int = 16,
+        refine: bool = True,
+        weights=None,
+    ):
+        super().__init__()
+        if base_channels < 4:
+            raise MaskdepthError(f"joint: base_channels must be >= 4, got {base_channels}")
+        self.tasks = TASKS
+        self.in_channels = in_channels
+        enc_kwargs = {"base_channels": base_channels} if encoder == "lean" else {}
+        self.encoder = get_encoder(encoder, in_channels, weights=weights, **enc_kwargs)
+        channels, strides = list(self.encoder.channels), list(self.encoder.strides)
+        if strides[0] != 1:  # no full-resolution feature: add a light stem for crisp edges
+            self.full_res = nn.Sequential(
+                ConvBNReLU(in_channels, base_channels, bias=False),
+                ConvBNReLU(base_channels, base_channels, bias=False),
+            )
+            channels, strides = [base_channels, *channels], [1, *strides]
+        else:
+            self.full_res = None
+        self.size_multiple = strides[-1]
+        self.ups = nn.ModuleList()
+        deep = channels[-1]
+        for skip in reversed(channels[:-1]):
+            self.ups.append(UpFuse(deep, skip, skip))
+            deep = skip
+        self.heads = nn.ModuleDict({task: TaskHead(channels[0], refine) for task in self.tasks})
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        check_input(x, self.in_channels, self.size_multiple, "joint")
+        feats = self.encoder(x)
+        if self.full_res is not None:
+            feats = [self.full_res(x), *feats]
+        y = feats[-1]
+        for up, skip in zip(self.ups, reversed(feats[:-1])):
+            y = up(y, skip)
+        raw = torch.cat([self.heads[task](y) for task in self.tasks], dim=1)
+        return task_outputs(raw, self.tasks)
+
+
+@register("joint", description="shared encoder-decoder with mask and depth heads (default)")
+def joint(
+    in_channels: int,
+    *,
+    encoder: str = "lean",
+    base_channels: int = 16,
+    refine: bool = True,
+    weights=None,
+) -> nn.Module:
+    return JointUNet(
+        in_channels, encoder=encoder, base_channels=base_channels, refine=refine, weights=weights
+    )

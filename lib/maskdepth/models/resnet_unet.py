@@ -1,0 +1,73 @@
+"""`resnet_unet`: the seed's ResNet-backbone U-Net, the well-known ResNetUNet design.
+
+    encoder   torchvision resnet18 (or resnet34) without avgpool/fc:
+              layer0 = conv1+bn1+relu (/2, 64), layer1 = maxpool+layer1 (/4, 64),
+              layer2 (/8, 128), layer3 (/16, 256), layer4 (/32, 512)
+    laterals  1x1 conv+ReLU on every layer (layer0_1x1 ... layer4_1x1)
+    decoder   bilinear x2 upsampling, cat with the next lateral, 3x3 conv+ReLU:
+              conv_up3 (256+512->512), conv_up2 (128+512->256), conv_up1 (64+256->256),
+              conv_up0 (64+256->128)
+    full-res  conv_original_size0/1 (3x3 in->64->64) on the input,
+              conv_original_size2 (3x3, 64+128->64) after the last upsampling
+    head      conv_last, 1x1 64->1 (raw: mask logits, or depth through depth_from_raw)
+
+H and W must be multiples of 32. With resnet18, 3 input channels and one output the net
+has 17,799,809 parameters. The seed's printed summary says 28,976,321: its summary tool
+hooked the backbone twice (the original ResNetUNet keeps the whole torchvision model *and*
+slices of it as layer0..layer4, so the 11,176,512 backbone parameters were listed twice);
+the parameters that exist and train are 17,799,809. resnet's fc is not registered here.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from maskdepth.errors import MaskdepthError
+from maskdepth.models.blocks import ConvReLU, check_input, check_task, task_outputs, upsample2x
+from maskdepth.models.encoders import get_encoder
+from maskdepth.models.registry import register
+
+
+class ResNetUNet(nn.Module):
+    size_multiple = 32
+
+    def __init__(self, in_channels: int = 3, task: str = "mask", encoder: str = "resnet18", weights=None):
+        super().__init__()
+        if encoder not in ("resnet18", "resnet34"):
+            raise MaskdepthError(f"resnet_unet: encoder must be resnet18 or resnet34, got {encoder!r}")
+        self.tasks = check_task(task, "resnet_unet")
+        self.in_channels = in_channels
+        self.encoder = get_encoder(encoder, in_channels, weights=weights)
+        self.layer0_1x1 = ConvReLU(64, 64, 1)
+        self.layer1_1x1 = ConvReLU(64, 64, 1)
+        self.layer2_1x1 = ConvReLU(128, 128, 1)
+        self.layer3_1x1 = ConvReLU(256, 256, 1)
+        self.layer4_1x1 = ConvReLU(512, 512, 1)
+        self.conv_up3 = ConvReLU(256 + 512, 512, 3)
+        self.conv_up2 = ConvReLU(128 + 512, 256, 3)
+        self.conv_up1 = ConvReLU(64 + 256, 256, 3)
+        self.conv_up0 = ConvReLU(64 + 256, 128, 3)
+        self.conv_original_size0 = ConvReLU(in_channels, 64, 3)
+        self.conv_original_size1 = ConvReLU(64, 64, 3)
+        self.conv_original_size2 = ConvReLU(64 + 128, 64, 3)
+        self.conv_last = nn.Conv2d(64, len(self.tasks), 1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        check_input(x, self.in_channels, self.size_multiple, "resnet_unet")
+        x_original = self.conv_original_size1(self.conv_original_size0(x))
+        layer0, layer1, layer2, layer3, layer4 = self.encoder(x)
+        y = upsample2x(self.layer4_1x1(layer4))
+        y = upsample2x(self.conv_up3(torch.cat([y, self.layer3_1x1(layer3)], dim=1)))
+        y = upsample2x(self.conv_up2(torch.cat([y, self.layer2_1x1(layer2)], dim=1)))
+        y = upsample2x(self.conv_up1(torch.cat([y, self.layer1_1x1(layer1)], dim=1)))
+        y = upsample2x(self.conv_up0(torch.cat([y, self.layer0_1x1(layer0)], dim=1)))
+        y = self.conv_original_size2(torch.cat([y, x_original], dim=1))
+        return task_outputs(self.conv_last(y), self.tasks)
+
+
+@register("resnet_unet", description="the seed's ResNetUNet (resnet18 backbone), one task")
+def resnet_unet(
+    in_channels: int, *, task: str = "mask", encoder: str = "resnet18", weights=None
+) -> nn.Module:
+    return ResNetUNet(in_channels, task=task, encoder=encoder, weights=weights)
