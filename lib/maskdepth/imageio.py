@@ -25,6 +25,7 @@ Conversions (documented choices):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
@@ -112,34 +113,42 @@ def _unique_names(files: list[ImageFile]) -> list[ImageFile]:
 def load_image(path, *, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> np.ndarray:
     """Decode an image file into float32 RGB [H, W, 3] in [0, 1], or raise `BadInputError`."""
     path = Path(path)
-    try:
+    with pillow_errors(path):
         if path.is_dir():
             raise BadInputError(path, "is a folder, not an image file")
         if path.stat().st_size == 0:
             raise BadInputError(path, "empty file (0 bytes)")
+        with Image.open(path) as image:
+            _check_size(path, image, max_pixels, min_side)
+            image.load()
+            image = upright(image)
+            return to_rgb_array(image)
+
+
+@contextlib.contextmanager
+def pillow_errors(name):
+    """Turn whatever Pillow raises for a bad file into one `BadInputError` naming it.
+
+    Also silences Pillow's decompression-bomb *warning*: callers enforce their own limit."""
+    try:
         with warnings.catch_warnings():
-            # We enforce our own, lower pixel limit below; Pillow's warning would only be noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                _check_size(path, image, max_pixels, min_side)
-                image.load()
-                image = upright(image)
-                return to_rgb_array(image)
+            yield
     except BadInputError:
         raise
     except FileNotFoundError as exc:
-        raise BadInputError(path, "no such file") from exc
+        raise BadInputError(name, "no such file") from exc
     except PermissionError as exc:
-        raise BadInputError(path, "cannot read file (permission denied)") from exc
+        raise BadInputError(name, "cannot read file (permission denied)") from exc
     except UnidentifiedImageError as exc:
-        raise BadInputError(path, "not an image (or a format Pillow cannot read)") from exc
+        raise BadInputError(name, "not an image (or a format Pillow cannot read)") from exc
     except Image.DecompressionBombError as exc:
-        raise BadInputError(path, f"too large to decode safely ({exc})") from exc
+        raise BadInputError(name, f"too large to decode safely ({exc})") from exc
     except MemoryError as exc:
-        raise BadInputError(path, "too large to decode in the available memory") from exc
+        raise BadInputError(name, "too large to decode in the available memory") from exc
     except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
         # Pillow reports truncated/corrupt data with any of these, depending on the format.
-        raise BadInputError(path, f"truncated or corrupt image ({exc})") from exc
+        raise BadInputError(name, f"truncated or corrupt image ({exc})") from exc
 
 
 def _check_size(path: Path, image: Image.Image, max_pixels: int, min_side: int) -> None:

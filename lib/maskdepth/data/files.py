@@ -11,13 +11,11 @@ binary file object, `name` the name shown in messages (e.g. `data.zip:fg_bg/x.jp
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from maskdepth.errors import BadInputError
-from maskdepth.imageio import MAX_PIXELS, upright
+from maskdepth.imageio import MAX_PIXELS, pillow_errors, upright
 
 MODE_NAMES = {
     "1": "1-bit black and white", "L": "greyscale", "LA": "greyscale with alpha", "P": "palette",
@@ -34,25 +32,14 @@ def describe_mode(mode: str) -> str:
 def open_image(source, name=None, *, decode: bool = True) -> Image.Image:
     """Open (and by default fully decode) an image; truncated or non-image data -> BadInputError."""
     name = name if name is not None else source
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(source)
-            w, h = image.size
-            if w * h > MAX_PIXELS:
-                raise BadInputError(name, f"too large: {w}x{h} is over the {MAX_PIXELS / 1e6:.3g} Mpx limit")
-            if decode:
-                image.load()
-            return image
-    except BadInputError:
-        raise
-    except FileNotFoundError as exc:
-        raise BadInputError(name, "no such file") from exc
-    except UnidentifiedImageError as exc:
-        raise BadInputError(name, "not an image (or a format Pillow cannot read)") from exc
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, Image.DecompressionBombError) as exc:
-        # Pillow reports truncated/corrupt data with any of these, depending on the format.
-        raise BadInputError(name, f"truncated or corrupt image ({exc})") from exc
+    with pillow_errors(name):
+        image = Image.open(source)
+        w, h = image.size
+        if w * h > MAX_PIXELS:
+            raise BadInputError(name, f"too large: {w}x{h} is over the {MAX_PIXELS / 1e6:.3g} Mpx limit")
+        if decode:
+            image.load()
+        return image
 
 
 def rgb_array(image: Image.Image, name) -> np.ndarray:
