@@ -19,8 +19,10 @@ class DeviceInfo:
 
 
 def resolve_device(name: str = "auto", amp: bool | None = None) -> DeviceInfo:
-    """`auto` -> CUDA if available, else CPU. AMP defaults to on for CUDA only
-    (bf16 autocast is slower than float32 on the AVX2 CPUs we measured)."""
+    """`auto` -> CUDA if available, else CPU. AMP defaults to on for CUDA only (float16 +
+    GradScaler). On a CPU, bf16 autocast depends on the hardware: far slower than float32 on
+    AVX2-only CPUs, faster on CPUs with AVX512-BF16/AMX (see bench/ figure 3), and it costs a
+    little precision, so it stays opt-in there (`amp=on`)."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
