@@ -103,9 +103,9 @@ def test_gate_accepts_a_passing_run_with_the_same_settings(playground_run, tmp_p
 
 
 def test_evaluate_gate_thresholds():
-    passed = evaluate_gate("1k", {"unseen": {"iou": 0.95, "delta1": 0.85}})
+    passed = evaluate_gate("1k", {"unseen": {"iou": 0.95}, "seen": {"delta1": 0.85}})
     assert passed["passed"]
-    failed = evaluate_gate("1k", {"unseen": {"iou": 0.95, "delta1": 0.5}})
+    failed = evaluate_gate("1k", {"unseen": {"iou": 0.95}, "seen": {"delta1": 0.5}})
     assert not failed["passed"] and [c["ok"] for c in failed["checks"]] == [True, False]
     assert not evaluate_gate("1k", {})["passed"]
 
