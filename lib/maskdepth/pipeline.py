@@ -172,6 +172,24 @@ def _now() -> str:
 
 
 # -- execution -----------------------------------------------------------------------------
+def _kernel_manager_class():
+    """Talk to the kernel over local IPC sockets where the OS has them: nothing listens on TCP,
+    and ipykernel stops warning about unencrypted TCP in every papermill log."""
+    import os
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    if os.name != "posix":
+        return AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            kwargs.setdefault("transport", "ipc")
+            super().__init__(**kwargs)
+
+    return IPCKernelManager
+
+
 def execute(nb_in: Path, nb_out: Path, parameters: dict, timeout: int, cwd: Path | None = None) -> float:
     """Run one notebook with papermill; returns seconds. Raises MaskdepthError naming notebook and cell."""
     import papermill as pm
@@ -188,6 +206,7 @@ def execute(nb_in: Path, nb_out: Path, parameters: dict, timeout: int, cwd: Path
             execution_timeout=timeout,
             progress_bar={"mininterval": 10.0, "ascii": True, "desc": nb_in.stem, "leave": False},
             cwd=str(cwd) if cwd else None,
+            kernel_manager_class=_kernel_manager_class(),
         )
     except PapermillExecutionError as exc:
         raise NotebookFailed(nb_in.name, exc.exec_count, exc.ename, exc.evalue, nb_out) from None

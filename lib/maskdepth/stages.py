@@ -37,7 +37,7 @@ STAGES: dict[str, Stage] = {
         n_train=24,
         n_seen=8,
         n_unseen=8,
-        train_defaults={"epochs": 60, "batch_size": 8, "lr": 3e-3},
+        train_defaults={"epochs": 100, "batch_size": 8, "lr": 3e-3},
         gate={"seen.iou": 0.5, "seen.delta1": 0.3},
     ),
     "1k": Stage(
