@@ -46,7 +46,7 @@ def run_loss_lab(
         cfg = TrainConfig(
             data=data, out_dir=str(run), model=model, task="depth", depth_loss=name, epochs=epochs, lr=lr,
             seed=seed, batch_size=batch_size, size=size, optimizer="adam", schedule="constant",
-            best_metric=f"{split}.abs_rel", grid_every=0, progress_bar=False,
+            best_metric="seen.abs_rel", grid_every=0, progress_bar=False,
             resume=(run / "checkpoints" / "last.pt").exists(),
         )
         metrics = train(cfg)

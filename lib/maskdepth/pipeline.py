@@ -106,8 +106,19 @@ def evaluate_gate(stage: str, metrics: dict) -> dict:
     return {"passed": all(c["ok"] for c in checks), "checks": checks}
 
 
+def gate_settings(params: dict) -> dict:
+    """The settings that define an idea, with the training defaults filled in."""
+    import dataclasses
+
+    from maskdepth.train import TrainConfig
+
+    defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[misc]
+                for f in dataclasses.fields(TrainConfig)}
+    return {k: params.get(k, defaults.get(k)) for k in GATE_KEYS}
+
+
 def same_idea(a: dict, b: dict) -> bool:
-    return all(a.get(k) == b.get(k) for k in GATE_KEYS)
+    return gate_settings(a) == gate_settings(b)
 
 
 def find_passing_run(stage: str, params: dict, root: Path) -> Path | None:
@@ -129,7 +140,7 @@ def check_prerequisite(stage: str, params: dict, root: Path, force: bool) -> dic
     if need is None:
         return {"required": None, "decision": "no prerequisite"}
     found = find_passing_run(need, params, root)
-    settings = ", ".join(f"{k}={params.get(k)!r}" for k in GATE_KEYS if k in params)
+    settings = ", ".join(f"{k}={v!r}" for k, v in gate_settings(params).items())
     if found:
         return {"required": need, "run": str(found), "decision": f"go: {need} run {found.name} passed with the same settings"}
     if force:

@@ -86,7 +86,8 @@ class TrainConfig:
     channels_last: bool = False
     val_batch_size: int = 64
     grid_every: int = 5  # epochs between TensorBoard image grids (0: never)
-    best_metric: str = "unseen.iou"
+    # Checkpoint selection uses the `seen` split only; `unseen` stays an untouched test split.
+    best_metric: str = "seen.loss"
     resume: bool = False  # continue from out_dir/checkpoints/last.pt
     tensorboard: bool = True
     progress_bar: bool = True
@@ -131,7 +132,7 @@ class TrainConfig:
             raise MaskdepthError("workers and max_steps must be >= 0")
         split, _, metric = self.best_metric.partition(".")
         if split not in ("seen", "unseen") or not metric:
-            raise MaskdepthError(f"best_metric={self.best_metric!r}: expected '<seen|unseen>.<metric>', e.g. unseen.iou")
+            raise MaskdepthError(f"best_metric={self.best_metric!r}: expected '<seen|unseen>.<metric>', e.g. seen.loss or seen.iou")
         if self.task == "joint" and self.model in SINGLE_TASK_MODELS:
             raise MaskdepthError(f"model {self.model!r} predicts one task: use task=mask or task=depth, or model=joint")
 
