@@ -82,8 +82,8 @@ class TrainConfig:
     workers: int = 0
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "auto"  # auto (on for CUDA) | on | off
-    channels_last: bool = False
+    amp: str = "auto"  # auto (CUDA float16; CPU bf16 where the CPU has native bf16) | on | off
+    channels_last: bool = True  # 1.36x faster training on CPU for the joint model (bench/ figure 3)
     val_batch_size: int = 64
     grid_every: int = 5  # epochs between TensorBoard image grids (0: never)
     # Checkpoint selection uses the `seen` split only; `unseen` stays an untouched test split.
@@ -316,7 +316,7 @@ def evaluate(model: nn.Module, loader, criterion, cfg: TrainConfig, device_info)
     for batch in loader:
         batch = _to_device(batch, device_info.device, cfg.channels_last)
         x = model_input(batch, cfg.in_channels)
-        with torch.autocast(device_info.device.type, dtype=device_info.amp_dtype, enabled=device_info.amp):
+        with torch.autocast(device_info.device.type, dtype=device_info.amp_dtype, enabled=device_info.eval_amp):
             pred = model(x)
         pred = {k: v.float() for k, v in pred.items()}
         losses = criterion(pred, batch)

@@ -97,7 +97,7 @@ def predict_split(model, dataset, tasks, in_channels: int, *, batch_size: int, d
     for batch in loader:
         batch = {k: v.to(dev, non_blocking=True) if torch.is_tensor(v) and v.is_floating_point() else v
                  for k, v in batch.items()}
-        with torch.autocast(dev.type, dtype=device_info.amp_dtype, enabled=device_info.amp):
+        with torch.autocast(dev.type, dtype=device_info.amp_dtype, enabled=device_info.eval_amp):
             pred = model(model_input(batch, in_channels))
         out["index"].append(torch.as_tensor(batch["index"]).cpu().numpy().astype(np.int64))
         if "mask" in tasks:
