@@ -48,6 +48,7 @@ def test_playground_stage_end_to_end(playground_run):
     assert [nb["notebook"] for nb in info["notebooks"]] == [f"{n}.ipynb" for n in names]
     assert all(nb["seconds"] > 0 for nb in info["notebooks"])
     assert info["packages"]["torch"] and "start" in info and "end" in info
+    assert info["device"]["torch"].startswith(info["packages"]["torch"]) and "cuda_available" in info["device"]
     assert info["prerequisite"]["decision"] == "no prerequisite"
     metrics = json.loads((run / "metrics.json").read_text())
     assert [c["metric"] for c in info["gate"]["checks"]] == ["seen.iou", "seen.delta1"]

@@ -178,6 +178,12 @@ def package_versions() -> dict:
     return out
 
 
+def _device_summary() -> dict:
+    from maskdepth.device import cpu_has_fast_bf16, describe
+
+    return {**describe(), "cpu_native_bf16": cpu_has_fast_bf16()}
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -282,6 +288,7 @@ def run_stage(
         "git_commit": git_commit(),
         "packages": package_versions(),
         "python": sys.version.split()[0],
+        "device": _device_summary(),
         "prerequisite": prereq,
         "start": _now(),
         "notebooks": [],
