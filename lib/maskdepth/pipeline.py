@@ -277,7 +277,8 @@ def run_stage(
     prereq = check_prerequisite(stage, params, root, force)
     log(f"[gate] {prereq['decision']}")
 
-    run_dir = root / runs.stage_label(params["data"] if params["data"] != stage else stage) / (name or runs.new_run_name(params))
+    # Runs live under their stage whatever the data (a stage or a dataset folder): the gate looks there.
+    run_dir = root / stage / (name or runs.new_run_name(params))
     if (run_dir / "run.json").exists():
         raise MaskdepthError(f"run folder {run_dir} already exists; choose another --name")
     run_dir.mkdir(parents=True, exist_ok=True)

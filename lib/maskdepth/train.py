@@ -603,9 +603,7 @@ class Trainer:
         if self.is_main:
             write_json(self.out_dir / "config.json", cfg.to_dict())
         self.writer = self._open_writer()
-        from maskdepth.checkpoint import unwrap as _unwrap
-
-        n_params = sum(p.numel() for p in _unwrap(self.model).parameters())
+        n_params = sum(p.numel() for p in unwrap(self.model).parameters())
         self.log(
             f"training {cfg.model} ({n_params:,} params) on {cfg.data} [{len(self.train_set)} train, "
             f"{len(self.val_sets['seen'])} seen, {len(self.val_sets['unseen'])} unseen] at {cfg.size}px, "
