@@ -126,3 +126,22 @@ def test_params_file_and_stage_defaults(tmp_path):
     assert main(["run", "--stage", "playground", "-f", str(bad), "--outputs", str(tmp_path)]) == 2
     assert main(["run", "--stage", "playground", "-f", str(tmp_path / "missing.yaml")]) == 2
 
+
+
+def test_stage_runs_on_a_dataset_folder(tmp_path):
+    from maskdepth.data.materialize import materialize
+
+    folder = tmp_path / "my_data"
+    materialize("playground", folder, fmt="folders", size=32)
+    result = run_stage("playground", {"data": str(folder), **FAST}, name="own-data", root=tmp_path / "out",
+                       log=lambda _: None)
+    run = result.run_dir
+    assert run == tmp_path / "out" / "playground" / "own-data"
+    assert json.loads((run / "metrics.json").read_text())["data"] == str(folder)
+    assert json.loads((run / "data.json").read_text())["data"] == str(folder)
+    created = nbformat.read(run / "notebooks" / "01_create_data.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for c in created.cells for o in c.get("outputs", []))
+    assert f"dataset {folder}" in text
+    assert (run / "figures" / "data_grid.png").is_file()
+    unseen = json.loads((run / "validation" / "unseen" / "metrics.json").read_text())
+    assert unseen["data"] == str(folder)

@@ -37,3 +37,24 @@ def prepare(stage: str, size: int = 64, seed: int = 0, cache_dir=None, rebuild: 
         "storage_bytes": report["storage_bytes"],
         "seconds": round(time.perf_counter() - start, 3),
     }
+
+
+def describe_dataset_dir(path) -> dict:
+    """What `prepare` says of a stage, for a dataset folder (materialized, imported, composed)."""
+    from pathlib import Path
+
+    from maskdepth.data.datadir import read_dataset_json
+
+    start = time.perf_counter()
+    meta = read_dataset_json(path)
+    storage = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+    return {
+        "data": str(path),
+        "size": meta.get("size"),
+        "counts": meta.get("counts", {}),
+        "source": meta.get("source"),
+        "depth_units": meta.get("depth_units", meta.get("units")),
+        "storage_bytes": storage,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+

@@ -33,20 +33,26 @@ def sample_grid(dataset, indices, title: str | None = None):
     import matplotlib.pyplot as plt
 
     indices = list(indices)
-    fig, axes = plt.subplots(len(indices), len(COLUMNS), figsize=(2.2 * len(COLUMNS), 2.2 * len(indices)),
+    synthetic = hasattr(dataset, "sources")  # dataset folders hold no fg sprites
+    columns = COLUMNS if synthetic else tuple(c for c in COLUMNS if c != "fg")
+    fig, axes = plt.subplots(len(indices), len(columns), figsize=(2.2 * len(columns), 2.2 * len(indices)),
                              squeeze=False)
     for row, i in enumerate(indices):
-        sample = dataset.compose(i)
-        src = dataset.sources(i)
-        info = src["info"]
+        if synthetic:
+            sample = dataset.compose(i)
+            src = dataset.sources(i)
+            info = src["info"]
+        else:
+            sample = {k: v.numpy() for k, v in dataset[i].items() if k != "index"}
         panels = {
             "bg": sample["bg"].transpose(1, 2, 0),
-            "fg": checkerboard_under(src["fg"][:, ::-1] if info["flip"] else src["fg"]),
             "fg_bg": sample["image"].transpose(1, 2, 0),
             "mask": sample["mask"][0],
             "depth": depth_to_rgb(sample["depth"][0]),
         }
-        for col, name in enumerate(COLUMNS):
+        if synthetic:
+            panels["fg"] = checkerboard_under(src["fg"][:, ::-1] if info["flip"] else src["fg"])
+        for col, name in enumerate(columns):
             ax = axes[row, col]
             ax.imshow(panels[name], cmap="gray" if name == "mask" else None, vmin=0, vmax=1,
                       interpolation="nearest")
@@ -54,8 +60,8 @@ def sample_grid(dataset, indices, title: str | None = None):
             ax.set_yticks([])
             if row == 0:
                 ax.set_title(name)
-        axes[row, 0].set_ylabel(f"#{i} bg{info['bg']} fg{info['fg']}\n{info['fg_kind']} {info['fg_depth']:.1f} m",
-                                fontsize=8)
+        label = f"#{i} bg{info['bg']} fg{info['fg']}\n{info['fg_kind']} {info['fg_depth']:.1f} m" if synthetic else f"#{i}"
+        axes[row, 0].set_ylabel(label, fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
