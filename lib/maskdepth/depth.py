@@ -36,6 +36,13 @@ def raw_from_depth(depth: torch.Tensor) -> torch.Tensor:
     return torch.logit(t)
 
 
+def normalised_log_depth(depth: torch.Tensor) -> torch.Tensor:
+    """Metres -> t in [0, 1], log-uniform over [DEPTH_MIN, DEPTH_MAX] (= sigmoid of the raw output).
+
+    The space the pixel depth losses compare in, and the grey level of depth in image grids."""
+    return (torch.log(depth.clamp(DEPTH_MIN, DEPTH_MAX)) - _LOG_MIN) / _LOG_SPAN
+
+
 def depth_to_png16(depth: np.ndarray) -> np.ndarray:
     """Metres -> uint16 (depth * 256, rounded); non-finite and <= 0 become 0 (invalid)."""
     d = np.nan_to_num(np.asarray(depth, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)

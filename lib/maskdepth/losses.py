@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskdepth.depth import DEPTH_MAX, DEPTH_MIN
+from maskdepth.depth import DEPTH_MAX, DEPTH_MIN, normalised_log_depth
 from maskdepth.errors import MaskdepthError
 
 TASKS = ("mask", "depth")
@@ -62,11 +62,6 @@ def valid_depth(gt: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Te
             raise MaskdepthError(f"valid: shape {tuple(valid.shape)} != depth shape {tuple(gt.shape)}")
         ok = ok & valid.bool()
     return ok
-
-
-def normalised_log_depth(depth: torch.Tensor) -> torch.Tensor:
-    """Metres -> t in [0, 1] (log-uniform over [DEPTH_MIN, DEPTH_MAX]); the pixel losses' space."""
-    return (torch.log(depth.clamp(DEPTH_MIN, DEPTH_MAX)) - _LOG_MIN) / _LOG_SPAN
 
 
 def _prepare_depth(pred, gt, valid, what):

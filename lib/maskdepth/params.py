@@ -59,27 +59,33 @@ def coerce(name: str, value: Any, default: Any) -> Any:
     return value
 
 
+def field_defaults(cls) -> dict[str, Any]:
+    """{field name: default value} of a dataclass (default factories called)."""
+    return {
+        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        for f in dataclasses.fields(cls)
+    }
+
+
 def add_dataclass_flags(parser: argparse.ArgumentParser, cls) -> None:
     """One `--field-name` flag per dataclass field; booleans get --x / --no-x."""
-    for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        flag = "--" + f.name.replace("_", "-")
+    for name, default in field_defaults(cls).items():
+        flag = "--" + name.replace("_", "-")
         if isinstance(default, bool):
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None)
         else:
             shown = json.dumps(default) if isinstance(default, dict) else default
-            parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=f"default: {shown}")
+            parser.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=f"default: {shown}")
 
 
 def dataclass_values(args: argparse.Namespace, cls) -> dict:
     """The flags the user actually gave, coerced to the field types."""
     out = {}
-    for f in dataclasses.fields(cls):
-        value = getattr(args, f.name, None)
+    for name, default in field_defaults(cls).items():
+        value = getattr(args, name, None)
         if value is None:
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        out[f.name] = coerce(f.name, parse_value(value) if isinstance(value, str) and not isinstance(default, str) else value, default)
+        out[name] = coerce(name, parse_value(value) if isinstance(value, str) and not isinstance(default, str) else value, default)
     return out
 
 

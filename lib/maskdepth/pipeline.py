@@ -108,12 +108,10 @@ def evaluate_gate(stage: str, metrics: dict) -> dict:
 
 def gate_settings(params: dict) -> dict:
     """The settings that define an idea, with the training defaults filled in."""
-    import dataclasses
-
+    from maskdepth.params import field_defaults
     from maskdepth.train import TrainConfig
 
-    defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[misc]
-                for f in dataclasses.fields(TrainConfig)}
+    defaults = field_defaults(TrainConfig)
     return {k: params.get(k, defaults.get(k)) for k in GATE_KEYS}
 
 
@@ -356,13 +354,10 @@ def run_single_notebook(which: str, overrides: dict | None = None, *, name: str 
 
 def _coerce_known(params: dict) -> None:
     """Give -p values the type of the training config's fields (e.g. epochs '3' -> 3)."""
-    import dataclasses
-
-    from maskdepth.params import coerce
+    from maskdepth.params import coerce, field_defaults
     from maskdepth.train import TrainConfig
 
-    defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())  # type: ignore[misc]
-                for f in dataclasses.fields(TrainConfig)}
+    defaults = field_defaults(TrainConfig)
     for k, v in params.items():
         if k in defaults:
             params[k] = coerce(k, v, defaults[k])

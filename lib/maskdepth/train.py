@@ -539,7 +539,7 @@ class Trainer:
         from torchvision.utils import make_grid
 
         from maskdepth.data import model_input
-        from maskdepth.depth import DEPTH_MAX, DEPTH_MIN
+        from maskdepth.depth import normalised_log_depth
 
         ds = self.val_sets["unseen"]
         n = min(8, len(ds))
@@ -550,8 +550,7 @@ class Trainer:
             pred = self.model(model_input(batch, self.cfg.in_channels))
 
         def norm_depth(d):
-            t = (torch.log(d.clamp(DEPTH_MIN, DEPTH_MAX)) - math.log(DEPTH_MIN)) / math.log(DEPTH_MAX / DEPTH_MIN)
-            return t.repeat(1, 3, 1, 1)
+            return normalised_log_depth(d).repeat(1, 3, 1, 1)
 
         rows = [batch["image"]]
         if "mask" in pred:
