@@ -1,15 +1,21 @@
-"""Procedural backgrounds rendered analytically, so that their depth is exact at any size.
+"""Procedural scenes (backgrounds), ray-traced per view so that their depth is exact.
 
-A background is a pinhole camera (height above the ground, downward pitch, focal length)
-in a scene made of planes: an indoor room (floor, ceiling, back and side walls) or an
-outdoor street (ground, rows of building facades at several distances, sky). Each pixel's
-depth is the ray-plane intersection through the pixel centre: *z-depth* (distance along the
-optical axis) in metres, clipped to [DEPTH_MIN, DEPTH_MAX]; the sky and ground beyond
-DEPTH_MAX read DEPTH_MAX. Colours are supersampled 2x2 per pixel (anti-aliasing).
+A background is a scene of one *family* — rooms of any proportion, corridors, halls with
+pillars, streets, open ground, courtyards, terraces with steps up to a raised platform —
+made of planes (floor, ceiling, walls, building facades, sky) and *clutter that is
+background*: doors, windows, frames, wall panels, skirting, shelves, furniture-like
+blocks, pillars, poles, trees and rocks (solids from `shapes`). Objects that stand free on
+the floor are what the foreground is; clutter stands against walls or far away, so an
+object-like thing is not automatically foreground.
 
-Conventions: image coordinates u (right) and v (down) are normalised to [0, 1] over the
-image width/height (images are square); the focal length `focal` is in image widths.
-World: x right, y up, z forward on the ground; the camera sits at (0, height, 0).
+A *view* is the scene seen by one camera (`camera.draw_cameras`: one camera per placement).
+Rendering traces the ray through each pixel centre for the depth (z-depth, metres, clipped
+to [DEPTH_MIN, DEPTH_MAX]; sky reads DEPTH_MAX) and 2 x 2 rays per pixel for the colour.
+Surfaces are textured (`textures`) and lit by a per-view light: Lambertian shading plus
+ambient, distance falloff indoors, a sun and aerial haze outdoors.
+
+Scene families in OOD_FAMILIES and texture kinds in textures.OOD_KINDS occur only in the
+backgrounds of the `ood` split (ids from SourceSpec.first_ood_bg on).
 """
 
 from __future__ import annotations
@@ -19,207 +25,375 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from maskdepth.data import textures
+from maskdepth.data.camera import Camera
+from maskdepth.data.shapes import Primitive, intersect, surface_coords
+from maskdepth.data.textures import hash_uniform
 from maskdepth.depth import DEPTH_MAX, DEPTH_MIN
 
 SUPERSAMPLE = 2
-
-
-@dataclass(frozen=True)
-class Camera:
-    """Pinhole camera pitched down by an angle given by its sine and cosine.
-
-    The angle comes from tan(pitch/2) through the rational half-angle formulas, so no
-    platform-dependent trigonometry enters the depth maps.
-    """
-
-    height: float
-    sin_pitch: float
-    cos_pitch: float
-    focal: float
-
-    def rays(self, u, v):
-        """World direction (dx, dy, dz) of the ray through (u, v), scaled so its camera z is 1."""
-        xc = (np.asarray(u, dtype=np.float64) - 0.5) / self.focal
-        yc = (np.asarray(v, dtype=np.float64) - 0.5) / self.focal  # image y points down
-        dx = xc
-        dy = -yc * self.cos_pitch - self.sin_pitch
-        dz = self.cos_pitch - yc * self.sin_pitch
-        return np.broadcast_arrays(dx, dy, dz)
-
-    def ground_depth(self, v):
-        """Exact z-depth (m) of the ground point seen at image row v (below the horizon)."""
-        yc = (np.asarray(v, dtype=np.float64) - 0.5) / self.focal
-        return self.height / (yc * self.cos_pitch + self.sin_pitch)
-
-    def v_of_ground_depth(self, depth):
-        """Inverse of `ground_depth`: the image row where the ground is `depth` metres away."""
-        return 0.5 + self.focal * (self.height / np.asarray(depth, dtype=np.float64) - self.sin_pitch) / self.cos_pitch
-
-    def ground_z_of_depth(self, depth):
-        """World z (forward distance along the ground) of the ground point at z-depth `depth`."""
-        return (np.asarray(depth, dtype=np.float64) - self.height * self.sin_pitch) / self.cos_pitch
-
-    def depth_of_ground_z(self, z):
-        return np.asarray(z, dtype=np.float64) * self.cos_pitch + self.height * self.sin_pitch
-
-    def project(self, x, y, z):
-        """World points -> (u, v, z-depth)."""
-        x = np.asarray(x, dtype=np.float64)
-        ry = np.asarray(y, dtype=np.float64) - self.height
-        z = np.asarray(z, dtype=np.float64)
-        depth = -ry * self.sin_pitch + z * self.cos_pitch
-        y_down = -(ry * self.cos_pitch + z * self.sin_pitch)
-        return 0.5 + self.focal * x / depth, 0.5 + self.focal * y_down / depth, depth
+FAMILIES = ("room", "corridor", "hall", "street", "open", "courtyard", "terrace")
+OOD_FAMILIES = ("terrace",)
+TRAIN_FAMILIES = tuple(f for f in FAMILIES if f not in OOD_FAMILIES)
+INDOOR = ("room", "corridor", "hall")
+FAR = 1e9  # "no wall on this side"
 
 
 @dataclass(frozen=True)
 class Background:
-    """Everything needed to render one background; cheap to draw from the seed."""
+    """A scene: its family, planes, clutter, textures and lighting; cheap to draw from the seed.
+
+    Objects may stand on the floor inside x in [walk_x[0], walk_x[1]], forward distance
+    z < walk_z (world metres); cameras stand at x in [cam_x[0], cam_x[1]], z = 0.
+    """
 
     id: int
-    kind: str  # "indoor" | "outdoor"
-    camera: Camera
-    # Where a foreground may stand on the visible floor (world metres): x in [x_min, x_max],
-    # forward distance z < z_max (in front of the back wall / first facade row).
-    x_min: float
-    x_max: float
-    z_max: float
+    family: str
+    walk_x: tuple[float, float]
+    walk_z: float
+    cam_x: tuple[float, float]
     scene: dict = field(repr=False, compare=False, hash=False)
 
+    @property
+    def kind(self) -> str:
+        return "indoor" if self.scene["indoor"] else "outdoor"
 
-def background_params(seed: int, bg_id: int) -> Background:
-    """Draw background `bg_id` of the source set `seed` (no rendering)."""
-    rng = np.random.default_rng([int(seed), 1, int(bg_id)])
-    kind = "indoor" if rng.random() < 0.5 else "outdoor"
-    # Knee- to chest-height cameras, level or tilted slightly down, as in casual photos of a
-    # person or an object: the near floor is in view and an object standing on it can fill much
-    # of the frame (an object's largest on-screen height grows with its height / camera height).
-    half_tan = 0.01 + 0.07 * rng.random()  # pitch 1.1 to 9.1 degrees
-    camera = Camera(
-        height=float((0.5 + 0.55 * rng.random()) if kind == "indoor" else (0.5 + 0.65 * rng.random())),
-        sin_pitch=2.0 * half_tan / (1.0 + half_tan * half_tan),
-        cos_pitch=(1.0 - half_tan * half_tan) / (1.0 + half_tan * half_tan),
-        focal=float(0.62 + 0.45 * rng.random()),  # horizontal field of view ~50 to 78 degrees
-    )
-    if kind == "indoor":
-        scene = {
-            "left": 1.5 + 3.0 * rng.random(),
-            "right": 1.5 + 3.0 * rng.random(),
-            "back": 5.0 + 9.0 * rng.random(),
-            "ceiling": max(camera.height + 0.6, 2.4 + 1.2 * rng.random()),
-            "floor_tex": textures.random_texture(rng, ("checks", "noise", "stripes", "bricks"), (0.25, 1.0)),
-            "wall_tex": [textures.random_texture(rng, ("stripes", "noise", "gradient", "bricks", "checks"))
-                         for _ in range(3)],
-            "ceiling_tex": textures.random_texture(rng, ("noise", "gradient"), (0.5, 2.0)),
-            "light_range": 5.0 + 8.0 * rng.random(),
-        }
-        margin = 0.3
-        x_min, x_max = -scene["left"] + margin, scene["right"] - margin
-        z_max = scene["back"] - margin
+
+# --- drawing a scene ------------------------------------------------------------------------
+
+
+def _tex(rng, kinds, scale, ood):
+    """A texture from `kinds`; an ood scene may draw the held-out kinds too, and often does."""
+    if ood and rng.random() < 0.6:
+        kinds = textures.OOD_KINDS
     else:
-        n_rows = int(rng.integers(1, 4))
-        rows = []
-        distance = 14.0 + 14.0 * rng.random()
-        for row in range(n_rows):
-            widths = 4.0 + 10.0 * rng.random(80)
-            edges = np.concatenate([[-260.0], -260.0 + np.cumsum(widths)])
-            heights = 3.0 + (10.0 + 10.0 * row) * rng.random(80)
-            if row > 0:  # gaps in far rows let the sky or farther rows show through
-                heights = np.where(rng.random(80) < 0.2, 0.0, heights)
-            rows.append({
-                "z": distance,
-                "edges": edges,
-                "heights": heights,
-                "tints": 0.45 + 0.55 * rng.random((80, 3)),
-                "tex": textures.random_texture(rng, ("windows", "bricks", "stripes", "noise"), (1.0, 3.0)),
-            })
-            distance += 10.0 + 25.0 * rng.random()
-        scene = {
-            "rows": rows,
-            "ground_tex": textures.random_texture(rng, ("noise", "checks", "stripes", "bricks"), (0.4, 2.5)),
-            "sky_horizon": np.array([0.75, 0.82, 0.9]) * (0.8 + 0.2 * rng.random()),
-            "sky_zenith": np.array([0.25, 0.45, 0.85]) * (0.6 + 0.4 * rng.random()),
-            "haze": 60.0 + 140.0 * rng.random(),
-        }
-        x_min, x_max = -np.inf, np.inf
-        z_max = rows[0]["z"] - 1.0
-    return Background(int(bg_id), kind, camera, float(x_min), float(x_max), float(z_max), scene)
+        kinds = tuple(k for k in kinds if k not in textures.OOD_KINDS) or textures.TRAIN_KINDS
+    return textures.random_texture(rng, kinds, scale)
 
 
-def _nearest(t_best, t_new, valid):
-    """Where the new surface is hit in front of the best so far: a boolean mask."""
-    return valid & (t_new > 0.0) & (t_new < t_best)
+def _wall_clutter(rng, wall: str, span: tuple[float, float], at: float, height: float, ood: bool, sky=False):
+    """Doors, windows, frames, panels, shelves, skirting, blocks along one wall.
 
+    `wall` is "back" (plane z = at, running along x), "left" (x = at, along z) or "right".
+    """
+    prims = []
+    lo, hi = span
+    length = hi - lo
+    inward = {"back": -1.0, "left": 1.0, "right": -1.0}[wall]
 
-def trace(bg: Background, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Colour (float64 [..., 3] in [0, 1]) and unclipped z-depth of the rays through (u, v)."""
-    cam = bg.camera
-    dx, dy, dz = cam.rays(u, v)
-    t = np.full(dx.shape, np.inf)
-    rgb = np.zeros(dx.shape + (3,))
-    scene = bg.scene
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t_ground = np.where(dy < 0.0, cam.height / -dy, np.inf)
-        if bg.kind == "indoor":
-            planes = [
-                (t_ground, "floor"),
-                (np.where(dy > 0.0, (scene["ceiling"] - cam.height) / dy, np.inf), "ceiling"),
-                (np.where(dz > 0.0, scene["back"] / dz, np.inf), "back"),
-                (np.where(dx < 0.0, scene["left"] / -dx, np.inf), "left"),
-                (np.where(dx > 0.0, scene["right"] / dx, np.inf), "right"),
-            ]
-            surface = np.zeros(dx.shape, dtype=np.int8)
-            for index, (t_plane, _name) in enumerate(planes):
-                hit = _nearest(t, t_plane, True)
-                t = np.where(hit, t_plane, t)
-                surface = np.where(hit, index, surface)
-            x, y, z = t * dx, cam.height + t * dy, t * dz
-            coords = {
-                0: (x, z, scene["floor_tex"], 1.0),
-                1: (x, z, scene["ceiling_tex"], 0.9),
-                2: (x, y, scene["wall_tex"][0], 0.85),
-                3: (z, y, scene["wall_tex"][1], 0.7),
-                4: (z, y, scene["wall_tex"][2], 0.75),
-            }
-            for index, (s_coord, t_coord, tex, light) in coords.items():
-                sel = surface == index
-                if sel.any():
-                    rgb[sel] = textures.shade(tex, s_coord[sel], t_coord[sel]) * light
-            # Light falls off with distance (rational, so it is exact on every machine).
-            falloff = 1.0 / (1.0 + t * t / (scene["light_range"] * scene["light_range"]))
-            rgb = rgb * (0.35 + 0.65 * falloff)[..., None]
+    def add(kind, along, width, y0, h, depth, tex, cyl=False):
+        """A box (or a cylinder) against the wall, centred at `along`, protruding `depth`."""
+        if cyl:
+            r = 0.5 * width
+            pos = at + inward * r
+            centre = (along, y0, pos) if wall == "back" else (pos, y0, along)
+            prims.append(Primitive("cylinder", centre, (r, h, r), 1, tex))
+            return
+        c_w = at + inward * 0.5 * depth
+        centre = (along, y0 + 0.5 * h, c_w) if wall == "back" else (c_w, y0 + 0.5 * h, along)
+        size = (0.5 * width, 0.5 * h, 0.5 * depth) if wall == "back" else (0.5 * depth, 0.5 * h, 0.5 * width)
+        prims.append(Primitive("box", centre, size, 1, tex))
+
+    if not sky and rng.random() < 0.6:  # skirting along the whole wall
+        add("skirting", 0.5 * (lo + hi), length, 0.0, 0.06 + 0.08 * rng.random(), 0.02 + 0.02 * rng.random(),
+            _tex(rng, ("gradient", "noise", "planks"), (0.5, 2.0), ood))
+    n = int(rng.integers(1, 5))
+    for _ in range(n):
+        what = rng.choice(["door", "window", "frame", "panel", "shelf", "block", "pillar"],
+                          p=[0.2, 0.22, 0.14, 0.1, 0.14, 0.12, 0.08])
+        along = lo + length * rng.random()
+        if what == "door":
+            w, h = 0.8 + 0.4 * rng.random(), min(height - 0.05, 1.9 + 0.4 * rng.random())
+            add(what, along, w, 0.0, h, 0.03 + 0.04 * rng.random(), _tex(rng, ("planks", "gradient", "noise"), (0.1, 0.5), ood))
+        elif what == "window":
+            w, h = 0.6 + 1.4 * rng.random(), 0.6 + 1.2 * rng.random()
+            y0 = min(0.6 + 0.8 * rng.random(), max(0.1, height - h - 0.1))
+            glass = {"kind": "gradient", "c1": np.array([0.55, 0.7, 0.85]) * (0.6 + 0.4 * rng.random()),
+                     "c2": np.array([0.85, 0.9, 0.95]), "scale": 0.4, "axis": 0, "key": 0, "grain": 0.02}
+            add(what, along, w + 0.12, y0 - 0.06, h + 0.12, 0.04, _tex(rng, ("gradient", "noise"), (0.3, 1.0), ood))
+            add(what, along, w, y0, h, 0.06, glass)
+        elif what == "frame":
+            w, h = 0.3 + 0.9 * rng.random(), 0.3 + 0.8 * rng.random()
+            add(what, along, w, min(1.0 + 0.8 * rng.random(), max(0.1, height - h - 0.1)), h, 0.03,
+                _tex(rng, textures.TRAIN_KINDS, (0.05, 0.4), ood))
+        elif what == "panel":
+            w, h = 1.0 + 2.0 * rng.random(), 0.5 + 0.8 * rng.random()
+            add(what, along, w, 0.0, h, 0.015, _tex(rng, ("planks", "tiles", "stripes", "fabric"), (0.1, 0.5), ood))
+        elif what == "shelf":
+            w, h = 0.6 + 1.4 * rng.random(), min(height - 0.1, 0.8 + 1.4 * rng.random())
+            add(what, along, w, 0.0, h, 0.3 + 0.2 * rng.random(), _tex(rng, ("planks", "noise", "gradient"), (0.1, 0.5), ood))
+        elif what == "block":
+            w, h = 0.6 + 1.2 * rng.random(), 0.4 + 0.6 * rng.random()
+            add(what, along, w, 0.0, h, 0.4 + 0.4 * rng.random(), _tex(rng, textures.TRAIN_KINDS, (0.1, 0.6), ood))
         else:
-            surface = np.full(dx.shape, -1, dtype=np.int16)  # -1 sky, 0 ground, 1+k facade row k
-            hit = _nearest(t, t_ground, np.isfinite(t_ground))
-            t = np.where(hit, t_ground, t)
-            surface = np.where(hit, 0, surface)
-            building = np.zeros(dx.shape, dtype=np.int64)
-            for k, row in enumerate(scene["rows"]):
-                t_row = np.where(dz > 0.0, row["z"] / dz, np.inf)
-                xr = t_row * dx
-                yr = cam.height + t_row * dy
-                idx = np.clip(np.searchsorted(row["edges"], xr) - 1, 0, len(row["heights"]) - 1)
-                inside = np.isfinite(t_row) & (yr >= 0.0) & (yr <= row["heights"][idx])
-                hit = _nearest(t, t_row, inside)
-                t = np.where(hit, t_row, t)
-                surface = np.where(hit, 1 + k, surface)
-                building = np.where(hit, idx, building)
-            x, y, z = t * dx, cam.height + t * dy, t * dz
-            sel = surface == 0
-            if sel.any():
-                rgb[sel] = textures.shade(scene["ground_tex"], x[sel], z[sel])
-            for k, row in enumerate(scene["rows"]):
-                sel = surface == 1 + k
-                if sel.any():
-                    rgb[sel] = textures.shade(row["tex"], x[sel], y[sel]) * row["tints"][building[sel]]
-            # Sky: a gradient with elevation; aerial perspective hazes distant surfaces.
-            norm = np.sqrt(dx * dx + dy * dy + dz * dz)
-            elevation = np.clip(3.0 * dy / norm, 0.0, 1.0)[..., None]
-            sky = scene["sky_horizon"] * (1.0 - elevation) + scene["sky_zenith"] * elevation
-            haze = np.where(np.isfinite(t), t / (t + scene["haze"]), 1.0)[..., None]
-            is_sky = (surface < 0)[..., None]
-            rgb = np.where(is_sky, sky, rgb * (1.0 - haze) + scene["sky_horizon"] * haze)
-    return np.clip(rgb, 0.0, 1.0), t
+            w = 0.25 + 0.35 * rng.random()
+            h = height if not sky else 2.5 + 3.0 * rng.random()
+            add(what, along, w, 0.0, h, w, _tex(rng, ("noise", "gradient", "bricks", "tiles"), (0.2, 1.0), ood),
+                cyl=rng.random() < 0.5)
+    return prims
+
+
+def _far_clutter(rng, n: int, z_range, x_half: float, ood: bool):
+    """Trees, rocks, poles and bollards far from where objects stand (outdoor background)."""
+    prims = []
+    for _ in range(n):
+        x = (2.0 * rng.random() - 1.0) * x_half
+        z = z_range[0] + (z_range[1] - z_range[0]) * rng.random()
+        what = rng.choice(["tree", "rock", "pole", "bollard"], p=[0.4, 0.25, 0.2, 0.15])
+        if what == "tree":
+            trunk_h, r = 1.5 + 2.5 * rng.random(), 0.1 + 0.15 * rng.random()
+            prims.append(Primitive("cylinder", (x, 0.0, z), (r, trunk_h, r * 0.8), 1,
+                                   _tex(rng, ("noise", "planks"), (0.1, 0.4), ood)))
+            cr = 0.8 + 1.5 * rng.random()
+            leaves = textures.random_texture(rng, ("noise",), (0.1, 0.4), colour=[0.1, 0.3 + 0.3 * rng.random(), 0.08])
+            prims.append(Primitive("ellipsoid", (x, trunk_h + 0.7 * cr, z), (cr, 0.8 * cr + 0.6 * cr * rng.random(), cr),
+                                   1, leaves))
+        elif what == "rock":
+            r = 0.3 + 1.2 * rng.random()
+            prims.append(Primitive("ellipsoid", (x, 0.2 * r, z), (r, 0.6 * r, 0.8 * r), 1,
+                                   _tex(rng, ("noise", "marble"), (0.2, 1.0), ood)))
+        elif what == "pole":
+            h, r = 3.0 + 4.0 * rng.random(), 0.06 + 0.08 * rng.random()
+            prims.append(Primitive("cylinder", (x, 0.0, z), (r, h, r), 1, _tex(rng, ("gradient", "noise"), (0.5, 2.0), ood)))
+        else:
+            h, r = 0.6 + 0.5 * rng.random(), 0.08 + 0.1 * rng.random()
+            prims.append(Primitive("cylinder", (x, 0.0, z), (r, h, r), 1, _tex(rng, ("stripes", "gradient"), (0.1, 0.3), ood)))
+    return prims
+
+
+def _facade_rows(rng, first_z: float, ood: bool):
+    rows = []
+    distance = first_z
+    for row in range(int(rng.integers(1, 4))):
+        widths = 4.0 + 10.0 * rng.random(80)
+        edges = np.concatenate([[-260.0], -260.0 + np.cumsum(widths)])
+        heights = 3.0 + (10.0 + 10.0 * row) * rng.random(80)
+        if row > 0:  # gaps in far rows let the sky or farther rows show through
+            heights = np.where(rng.random(80) < 0.2, 0.0, heights)
+        rows.append({"z": distance, "edges": edges, "heights": heights, "tints": 0.45 + 0.55 * rng.random((80, 3)),
+                     "tex": _tex(rng, ("windows", "bricks", "stripes", "noise", "tiles"), (1.0, 3.0), ood)})
+        distance += 10.0 + 25.0 * rng.random()
+    return rows
+
+
+def background_params(seed: int, bg_id: int, ood: bool = False) -> Background:
+    """Draw background `bg_id` of the source set `seed` (no rendering).
+
+    Training and unseen backgrounds come from TRAIN_FAMILIES with training textures; an
+    ood background (`ood=True`) is of a held-out family for every other id, and otherwise
+    a training family whose surfaces mostly use the held-out texture kinds.
+    """
+    rng = np.random.default_rng([int(seed), 1, int(bg_id)])
+    if ood and bg_id % 2 == 0:
+        family = OOD_FAMILIES[int(rng.integers(len(OOD_FAMILIES)))]
+    else:
+        family = TRAIN_FAMILIES[int(rng.integers(len(TRAIN_FAMILIES)))]
+    tex_ood = ood and family not in OOD_FAMILIES
+    floor_kinds = ("checks", "noise", "stripes", "bricks", "planks", "tiles", "marble")
+    wall_kinds = ("stripes", "noise", "gradient", "bricks", "checks", "planks", "tiles", "fabric", "dots", "marble")
+    scene: dict = {"light": _light(rng), "clutter": []}
+    if family in INDOOR or family == "terrace" and rng.random() < 0.5:
+        if family == "terrace":
+            width, back = 4.0 + 8.0 * rng.random(), 9.0 + 8.0 * rng.random()
+        elif family == "corridor":
+            width, back = 1.6 + 1.4 * rng.random(), 10.0 + 20.0 * rng.random()
+        elif family == "hall":
+            width, back = 10.0 + 15.0 * rng.random(), 12.0 + 23.0 * rng.random()
+        else:
+            width, back = 3.0 + 6.0 * rng.random(), 4.0 + 8.0 * rng.random()
+        ceiling = (4.0 + 4.0 * rng.random()) if family == "hall" else (2.4 + 1.2 * rng.random())
+        left = width * (0.3 + 0.4 * rng.random())
+        scene.update(indoor=True, left=-left, right=width - left, back=back, ceiling=ceiling,
+                     floor_tex=_tex(rng, floor_kinds, (0.25, 1.2), tex_ood),
+                     wall_tex=[_tex(rng, wall_kinds, (0.2, 1.5), tex_ood) for _ in range(4)],
+                     ceiling_tex=_tex(rng, ("noise", "gradient", "tiles"), (0.5, 2.0), tex_ood),
+                     light_range=3.0 + 10.0 * rng.random())
+        for wall, span, at in (("back", (-left, width - left), back), ("left", (0.5, back), -left),
+                               ("right", (0.5, back), width - left)):
+            scene["clutter"] += _wall_clutter(rng, wall, span, at, ceiling, tex_ood)
+        if family == "hall":  # rows of pillars along both sides
+            n = int(rng.integers(2, 6))
+            r = 0.2 + 0.3 * rng.random()
+            tex = _tex(rng, ("noise", "gradient", "bricks", "tiles"), (0.3, 1.5), tex_ood)
+            for k in range(n):
+                z = back * (k + 0.5) / n
+                for x in (-left + 1.0 + r, width - left - 1.0 - r):
+                    prims = (Primitive("cylinder", (x, 0.0, z), (r, ceiling, r), 1, tex) if rng.random() < 0.5
+                             else Primitive("box", (x, 0.5 * ceiling, z), (r, 0.5 * ceiling, r), 1, tex))
+                    scene["clutter"].append(prims)
+        margin = 1.0 + (1.4 if family == "hall" else 0.0)
+        walk_x = (-left + margin, width - left - margin)
+        if walk_x[0] > walk_x[1] - 0.2:  # narrow corridors: the middle strip
+            walk_x = (-left + 0.3 * width, width - left - 0.3 * width)
+        walk_z = back - 0.8
+        cam_x = (-left + 0.4 * width, width - left - 0.4 * width)
+    else:
+        scene.update(indoor=False,
+                     ground_tex=_tex(rng, floor_kinds, (0.4, 2.5), tex_ood),
+                     sky_horizon=np.array([0.75, 0.82, 0.9]) * (0.7 + 0.3 * rng.random()),
+                     sky_zenith=np.array([0.25, 0.45, 0.85]) * (0.5 + 0.5 * rng.random()),
+                     haze=50.0 + 150.0 * rng.random(), rows=[], walls=None)
+        if family == "street":
+            first = 12.0 + 16.0 * rng.random()
+            scene["rows"] = _facade_rows(rng, first, tex_ood)
+            scene["clutter"] += _far_clutter(rng, int(rng.integers(2, 8)), (first - 3.0, first - 0.5), 25.0, tex_ood)
+            walk_z = first - 4.0
+        elif family == "courtyard":
+            w, back = 8.0 + 12.0 * rng.random(), 10.0 + 15.0 * rng.random()
+            left = w * (0.3 + 0.4 * rng.random())
+            wall_h = 3.0 + 6.0 * rng.random()
+            scene["walls"] = {"left": -left, "right": w - left, "back": back, "height": wall_h,
+                              "tex": [_tex(rng, wall_kinds, (0.3, 2.0), tex_ood) for _ in range(3)]}
+            for wall, span, at in (("back", (-left, w - left), back), ("left", (0.5, back), -left),
+                                   ("right", (0.5, back), w - left)):
+                scene["clutter"] += _wall_clutter(rng, wall, span, at, wall_h, tex_ood, sky=True)
+            walk_z = back - 1.0
+        elif family == "terrace":
+            first = 10.0 + 15.0 * rng.random()
+            if rng.random() < 0.5:
+                scene["rows"] = _facade_rows(rng, first + 8.0, tex_ood)
+            walk_z = first - 1.0
+        else:  # open ground: far clutter only
+            walk_z = 20.0 + 20.0 * rng.random()
+            scene["clutter"] += _far_clutter(rng, int(rng.integers(3, 12)), (walk_z + 2.0, walk_z + 60.0), 60.0, tex_ood)
+        if family == "courtyard":
+            walk_x = (scene["walls"]["left"] + 1.0, scene["walls"]["right"] - 1.0)
+            cam_x = (scene["walls"]["left"] + 1.5, scene["walls"]["right"] - 1.5)
+        else:
+            walk_x, cam_x = (-FAR, FAR), (-3.0, 3.0)
+    if family == "terrace":  # steps up to a raised platform across the whole width
+        walk_z = scene["back"] - 4.0 if scene["indoor"] else walk_z
+        n_steps = int(rng.integers(1, 5))
+        rise, run = 0.12 + 0.1 * rng.random(), 0.25 + 0.15 * rng.random()
+        z0 = walk_z + 0.5
+        tex = _tex(rng, ("tiles", "planks", "noise", "marble"), (0.2, 1.0), True)
+        end = scene["back"] if scene["indoor"] else z0 + run * n_steps + 3.0 + 20.0 * rng.random()
+        for k in range(n_steps):  # each step runs to the platform's far end
+            top = rise * (k + 1)
+            z = z0 + run * k
+            scene["clutter"].append(Primitive("box", (0.0, 0.5 * top, 0.5 * (z + end)), (200.0, 0.5 * top, 0.5 * (end - z)),
+                                              1, tex))
+    return Background(int(bg_id), family, (float(walk_x[0]), float(walk_x[1])), float(walk_z),
+                      (float(cam_x[0]), float(cam_x[1])), scene)
+
+
+def _light(rng) -> np.ndarray:
+    """A unit light direction (towards the light), from above, any azimuth."""
+    v = np.array([2.0 * rng.random() - 1.0, 0.6 + 1.0 * rng.random(), 2.0 * rng.random() - 1.5])
+    return v / np.sqrt((v * v).sum())
+
+
+# --- rendering --------------------------------------------------------------------------------
+
+
+def lambert(normal, light, ambient=0.45, diffuse=0.65):
+    nl = normal[0] * light[0] + normal[1] * light[1] + normal[2] * light[2]
+    return ambient + diffuse * np.clip(nl, 0.0, 1.0)
+
+
+def view_light(bg: Background, seed: int, placement: int) -> np.ndarray:
+    """The light of view (bg, placement): the scene's light turned by a per-view azimuth (unit vector)."""
+    r = float(hash_uniform(int(seed), 11, bg.id, int(placement)))
+    q = 0.8 * (2.0 * r - 1.0)
+    s, c = 2.0 * q / (1.0 + q * q), (1.0 - q * q) / (1.0 + q * q)
+    lx, ly, lz = bg.scene["light"]
+    return np.array([lx * c + lz * s, ly, lz * c - lx * s])
+
+
+def trace(bg: Background, cam: Camera, u, v, light) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Colour (float64 [..., 3] in [0, 1]), unclipped z-depth and ground flag of the rays through (u, v)."""
+    scene = bg.scene
+    dx, dy, dz = cam.rays(u, v)
+    ox, oy, oz = cam.origin
+    shape = dx.shape
+    t = np.full(shape, np.inf)
+    surface = np.full(shape, -1, dtype=np.int16)  # -1 sky, 0 floor, 1.. planes, 100+ clutter
+    rgb = np.zeros(shape + (3,))
+    normal = [np.zeros(shape), np.zeros(shape), np.zeros(shape)]
+
+    def plane(axis_d, offset, index, n):
+        nonlocal t, surface, normal
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tp = np.where(axis_d * np.sign(offset) > 0.0, offset / axis_d, np.inf)
+        hit = (tp > 0.0) & (tp < t)
+        t = np.where(hit, tp, t)
+        surface = np.where(hit, index, surface)
+        normal = [np.where(hit, n[a], normal[a]) for a in range(3)]
+
+    plane(dy, -oy, 0, (0.0, 1.0, 0.0))
+    planes = []
+    if scene["indoor"]:
+        ceiling = max(scene["ceiling"], cam.height + 0.3)
+        planes = [(dy, ceiling - oy, 1, (0.0, -1.0, 0.0)), (dz, scene["back"] - oz, 2, (0.0, 0.0, -1.0)),
+                  (dx, scene["left"] - ox, 3, (1.0, 0.0, 0.0)), (dx, scene["right"] - ox, 4, (-1.0, 0.0, 0.0)),
+                  (dz, -1.5 - oz, 5, (0.0, 0.0, 1.0))]
+    for p in planes:
+        plane(*p)
+    walls = scene.get("walls")
+    if walls:  # courtyard walls up to a height, sky above
+        for index, (axis, at, n) in enumerate(((2, walls["back"], (0.0, 0.0, -1.0)), (0, walls["left"], (1.0, 0.0, 0.0)),
+                                                (0, walls["right"], (-1.0, 0.0, 0.0))), start=6):
+            d_axis = (dx, dy, dz)[axis]
+            o_axis = (ox, oy, oz)[axis]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                tp = np.where(d_axis * np.sign(at - o_axis) > 0.0, (at - o_axis) / d_axis, np.inf)
+            y = oy + np.where(np.isfinite(tp), tp, 0.0) * dy
+            hit = np.isfinite(tp) & (tp > 0.0) & (tp < t) & (y <= walls["height"])
+            t = np.where(hit, tp, t)
+            surface = np.where(hit, index, surface)
+            normal = [np.where(hit, n[a], normal[a]) for a in range(3)]
+    building = np.zeros(shape, dtype=np.int64)
+    for k, row in enumerate(scene.get("rows", [])):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_row = np.where(dz > 0.0, (row["z"] - oz) / dz, np.inf)
+        tt = np.where(np.isfinite(t_row), t_row, 0.0)
+        xr, yr = ox + tt * dx, oy + tt * dy
+        idx = np.clip(np.searchsorted(row["edges"], xr) - 1, 0, len(row["heights"]) - 1)
+        hit = np.isfinite(t_row) & (yr >= 0.0) & (yr <= row["heights"][idx]) & (t_row < t)
+        t = np.where(hit, t_row, t)
+        surface = np.where(hit, 20 + k, surface)
+        building = np.where(hit, idx, building)
+        normal = [np.where(hit, n, normal[a]) for a, n in enumerate((0.0, 0.0, -1.0))]
+    clutter = scene["clutter"]
+    if clutter:
+        hit_c = intersect(clutter, (ox, oy, oz), (dx, dy, dz))
+        hit = hit_c["t"] < t
+        t = np.where(hit, hit_c["t"], t)
+        surface = np.where(hit, 100 + hit_c["index"], surface)
+        normal = [np.where(hit, hit_c["normal"][a], normal[a]) for a in range(3)]
+    tt = np.where(np.isfinite(t), t, 0.0)
+    x, y, z = ox + tt * dx, oy + tt * dy, oz + tt * dz
+    s_coord, t_coord = surface_coords((x, y, z), normal)
+    for index in np.unique(surface):
+        sel = surface == index
+        if index < 0:
+            continue
+        if index == 0:
+            tex = scene["floor_tex"] if scene["indoor"] else scene["ground_tex"]
+        elif index == 1:
+            tex = scene["ceiling_tex"]
+        elif index < 6:
+            tex = scene["wall_tex"][index - 2]
+        elif index < 20:
+            tex = walls["tex"][index - 6]
+        elif index < 100:
+            row = scene["rows"][index - 20]
+            rgb[sel] = textures.shade(row["tex"], x[sel], y[sel]) * row["tints"][building[sel]]
+            continue
+        else:
+            tex = clutter[index - 100].texture
+        rgb[sel] = textures.shade(tex, s_coord[sel], t_coord[sel])
+    rgb = rgb * lambert(normal, light)[..., None]
+    if scene["indoor"]:
+        # Light falls off with distance (rational, so it is exact on every machine).
+        falloff = 1.0 / (1.0 + tt * tt / (scene["light_range"] * scene["light_range"]))
+        rgb = rgb * (0.4 + 0.6 * falloff)[..., None]
+    else:
+        norm = np.sqrt(dx * dx + dy * dy + dz * dz)
+        elevation = np.clip(3.0 * dy / norm, 0.0, 1.0)[..., None]
+        sky = scene["sky_horizon"] * (1.0 - elevation) + scene["sky_zenith"] * elevation
+        haze = np.where(np.isfinite(t), tt / (tt + scene["haze"]), 1.0)[..., None]
+        rgb = np.where((surface < 0)[..., None], sky, rgb * (1.0 - haze) + scene["sky_horizon"] * haze)
+    return np.clip(rgb, 0.0, 1.0), t, surface == 0
 
 
 def pixel_centres(size: int, offset: float = 0.5, step: int = 1) -> np.ndarray:
@@ -227,17 +401,25 @@ def pixel_centres(size: int, offset: float = 0.5, step: int = 1) -> np.ndarray:
     return (np.arange(size * step, dtype=np.float64) + offset) / (size * step)
 
 
-def render_background(bg: Background, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """RGB uint8 [size, size, 3] and exact depth float32 [size, size] (metres, pixel centres)."""
+def box_mean(a: np.ndarray) -> np.ndarray:
+    """Mean over SUPERSAMPLE x SUPERSAMPLE blocks: [H*k, W*k, C] -> [H, W, C].
+
+    Explicit sums: a fixed order of additions on every machine."""
+    k = SUPERSAMPLE
+    a = a.reshape(a.shape[0] // k, k, a.shape[1] // k, k, a.shape[2])
+    acc = np.zeros(a[:, 0, :, 0].shape)
+    for i in range(k):
+        for j in range(k):
+            acc = acc + a[:, i, :, j, :]
+    return acc / (k * k)
+
+
+def render_view(bg: Background, cam: Camera, size: int, light) -> dict[str, np.ndarray]:
+    """rgb uint8 [S,S,3], exact depth float32 [S,S] (metres, pixel centres), ground bool [S,S]."""
     c = pixel_centres(size)
-    _, depth = trace(bg, c[None, :], c[:, None])
+    _, depth, ground = trace(bg, cam, c[None, :], c[:, None], light)
     sub = pixel_centres(size, step=SUPERSAMPLE)
-    rgb, _ = trace(bg, sub[None, :], sub[:, None])
-    rgb = rgb.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE, 3)
-    acc = np.zeros((size, size, 3))
-    for i in range(SUPERSAMPLE):  # explicit sums: a fixed order of additions on every machine
-        for j in range(SUPERSAMPLE):
-            acc = acc + rgb[:, i, :, j, :]
-    rgb8 = np.floor(acc * (255.0 / SUPERSAMPLE**2) + 0.5).astype(np.uint8)
+    rgb, _, _ = trace(bg, cam, sub[None, :], sub[:, None], light)
+    rgb8 = np.floor(box_mean(rgb) * 255.0 + 0.5).astype(np.uint8)
     depth = np.clip(np.where(np.isfinite(depth), depth, DEPTH_MAX), DEPTH_MIN, DEPTH_MAX).astype(np.float32)
-    return rgb8, depth
+    return {"rgb": rgb8, "depth": depth, "ground": ground}

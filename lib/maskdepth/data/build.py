@@ -9,22 +9,30 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from maskdepth.data.manifest import load_manifest, reference_match
 from maskdepth.data.sources import SourceSpec, load_sources
 from maskdepth.stages import SPLITS
 
 
 def prepare(stage: str, size: int = 64, seed: int = 0, cache_dir=None, rebuild: bool = False) -> dict:
-    """Counts, manifest sha256, source cache (what was built, storage bytes) and seconds taken.
+    """Counts, manifest sha256, the views rendered or found in the cache, storage bytes, seconds.
 
-    `reference_match`: True when the sources' bytes equal those recorded in
+    `reference_match`: True when reference renders equal the bytes recorded in
     data_manifests/spec.json (seed 0, 64 px), False if they differ, None if no reference applies.
     """
     start = time.perf_counter()
     manifest = load_manifest(stage, seed)
     manifest_seconds = time.perf_counter() - start
-    sources = load_sources(SourceSpec(seed=seed), size, cache_dir, rebuild=rebuild)
+    sources = load_sources(SourceSpec(seed=seed), size, cache_dir)
+    pairs = np.unique(np.stack([manifest.values("bg"), manifest.values("placement")], axis=1), axis=0)
+    if rebuild:
+        for b, p in pairs.tolist():
+            (sources.folder / f"b{b:04d}_p{p:03d}.npz").unlink(missing_ok=True)
+    sources.views(pairs[:, 0], pairs[:, 1])
     report = sources.report
+    files = [sources.folder / f"b{b:04d}_p{p:03d}.npz" for b, p in pairs.tolist()]
     return {
         "stage": stage,
         "size": size,
@@ -32,9 +40,12 @@ def prepare(stage: str, size: int = 64, seed: int = 0, cache_dir=None, rebuild: 
         "counts": {split: manifest.count(split) for split in SPLITS},
         "manifest_sha256": manifest.sha256(),
         "manifest_seconds": round(manifest_seconds, 3),
-        "sources": {k: report[k] for k in ("spec_hash", "folder", "built", "n_backgrounds", "n_foregrounds")},
-        "reference_match": reference_match(report, size, seed),
-        "storage_bytes": report["storage_bytes"],
+        "sources": {"spec_hash": report["spec_hash"], "folder": report["folder"],
+                    "built": ["views"] if report["views_built"] else [],
+                    "n_backgrounds": len(sources.backgrounds), "n_foregrounds": len(sources.foregrounds),
+                    "views": report["views"], "views_built": report["views_built"]},
+        "reference_match": reference_match(size, seed),
+        "storage_bytes": sum(f.stat().st_size for f in files if f.is_file()),
         "seconds": round(time.perf_counter() - start, 3),
     }
 

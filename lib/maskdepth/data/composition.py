@@ -1,22 +1,22 @@
-"""Foreground-on-background composition with exact labels, fast enough to run on the fly.
+"""Object-in-scene composition with exact labels, on the fly.
 
-For a manifest row (bg, fg, foot point (u, v), scale, flip) at working size S:
+For a manifest row (bg, fg, placement, foot point (u, v), scale, flip) at working size S:
 
-* depth of the foreground = the ground depth at the foot point, computed analytically from
-  the background's camera at row v (`Camera.ground_depth`): the object stands on the floor.
-  The object is a flat, upright sprite, so its depth is this one value over its whole
-  mask (no relief);
-* its pixel height is the projection of its real height (height_m * scale) standing at the
-  foot point, about height_m * focal / depth, rounded to whole pixels; its width keeps the
-  sprite's aspect ratio;
-* image = alpha blend of the sprite over the background;
-* mask = alpha > 0.5: soft edge pixels with alpha <= 0.5 count as background (mask 0 and the
-  background's depth) although their colour is partly the object's; pixels with alpha > 0.5
-  are foreground (mask 1, foreground depth);
+* the view is background `bg` seen by the camera of (bg, placement) (cached by `sources`);
+* the object stands with its foot on the ground where the ray through (u, v) meets it,
+  turned by a yaw drawn from (seed, bg, fg, placement), every length times `scale`;
+* it is ray-traced into the view (`foregrounds.render_object`): its z-depth at each pixel
+  centre is exact; where it is nearer than the background at that pixel it is visible:
+  mask 1 and depth = the object's depth; elsewhere mask 0 and the background's depth
+  (so background clutter in front of an object occludes it, exactly);
+* image = the view with a soft contact shadow on the ground around the object's foot
+  (shadows change colours only, never labels), then the object's anti-aliased colour
+  blended over it where it is visible;
+* `bg` = the view without object or shadow (the seed's "bg" image);
 * a flipped row is the horizontal mirror of the unflipped sample: image, bg, mask, depth.
 
-Sprites are resized (Pillow, area-correct for RGBA) once per (foreground, pixel height) and
-kept in a small LRU cache, so composing a sample is numpy slicing only.
+Rendered objects are kept in an LRU cache (a row and its flip share one), so every epoch
+after the first composes from memory.
 """
 
 from __future__ import annotations
@@ -25,91 +25,143 @@ import time
 from collections import OrderedDict
 
 import numpy as np
-from PIL import Image
 
-from maskdepth.data.sources import Sources
+from maskdepth.data.camera import Camera, camera_at
+from maskdepth.data.foregrounds import render_object
+from maskdepth.data.sources import Sources, SourceSpec, load_sources, view_cameras
+from maskdepth.data.textures import hash_uniform
 
-FG_CACHE_BYTES = 256 * 2**20
+OBJECT_CACHE_BYTES = 512 * 2**20
+YAW_HALF_TAN_MAX = 1.5  # object yaw about +-113 degrees
+SHADOW_STRENGTH = (0.25, 0.6)
+
+
+def object_pose(seed: int, bg, fg, placement):
+    """(sin, cos) of each row's object yaw: counter-based, the same in every stage."""
+    q = YAW_HALF_TAN_MAX * (2.0 * hash_uniform(int(seed), 5, bg, fg, placement) - 1.0)
+    den = 1.0 + q * q
+    return 2.0 * q / den, (1.0 - q * q) / den
 
 
 class Composer:
     """Composes rows of a manifest (given as column arrays) at the sources' working size."""
 
-    def __init__(self, sources: Sources, bg, fg, u, v, scale, flip):
+    def __init__(self, sources: Sources, bg, fg, placement, u, v, scale, flip):
         self.sources = sources
-        self.size = S = sources.size
+        self.size = sources.size
+        spec = sources.spec
         self.bg = np.asarray(bg, dtype=np.int64)
         self.fg = np.asarray(fg, dtype=np.int64)
+        self.placement = np.asarray(placement, dtype=np.int64)
         self.u = np.asarray(u, dtype=np.float64)
         self.v = np.asarray(v, dtype=np.float64)
         self.scale = np.asarray(scale, dtype=np.float64)
         self.flip = np.asarray(flip, dtype=bool)
-        cams = [b.camera for b in sources.backgrounds]
-        h = np.array([c.height for c in cams])[self.bg]
-        s = np.array([c.sin_pitch for c in cams])[self.bg]
-        c = np.array([c.cos_pitch for c in cams])[self.bg]
-        f = np.array([c.focal for c in cams])[self.bg]
-        # Same arithmetic as Camera.ground_depth, so labels equal the analytic value bit for bit.
-        self.fg_depth = (h / (((self.v - 0.5) / f) * c + s)).astype(np.float32)
-        depth = h / (((self.v - 0.5) / f) * c + s)
-        size_m = np.array([g.height_m for g in sources.foregrounds])[self.fg] * self.scale
-        ground_z = (depth - h * s) / c
-        top_depth = -(size_m - h) * s + ground_z * c
-        v_top = 0.5 - f * ((size_m - h) * c + ground_z * s) / top_depth
-        self.pixel_height = np.maximum(1, np.rint((self.v - v_top) * S)).astype(np.int64)
-        R = sources.spec.fg_resolution
-        canvas_w = np.diff(sources.fg_offsets)[self.fg]
-        self.pixel_width = np.maximum(1, np.rint(canvas_w * self.pixel_height / R)).astype(np.int64)
-        self.y0 = np.rint(self.v * S).astype(np.int64) - self.pixel_height
-        self.x0 = np.rint(self.u * S - self.pixel_width / 2.0).astype(np.int64)
-        used = np.unique(self.bg)
-        self._bg_slot = np.zeros(len(sources.backgrounds), dtype=np.int64)
-        self._bg_slot[used] = np.arange(len(used))
-        self._bg_chw = np.ascontiguousarray(sources.bg_rgb[used].transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
-        self._bg_depth = sources.bg_depth[used]
-        self._sprites: OrderedDict = OrderedDict()
-        self._sprite_bytes = 0
+        self.cameras = view_cameras(spec, self.bg, self.placement)
+        self.sin_yaw, self.cos_yaw = object_pose(spec.seed, self.bg, self.fg, self.placement)
+        self.shadow = SHADOW_STRENGTH[0] + (SHADOW_STRENGTH[1] - SHADOW_STRENGTH[0]) * hash_uniform(
+            spec.seed, 6, self.bg, self.fg, self.placement)
+        pairs, self._view_slot = np.unique(np.stack([self.bg, self.placement], axis=1), axis=0, return_inverse=True)
+        self._view_slot = self._view_slot.reshape(-1)
+        views = sources.views(pairs[:, 0], pairs[:, 1])
+        self._view_rgb = np.ascontiguousarray(views["rgb"].transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+        self._view_depth = views["depth"]
+        self._view_ground = views["ground"]
+        self._objects: OrderedDict = OrderedDict()
+        self._object_bytes = 0
 
     def __len__(self) -> int:
         return len(self.bg)
 
-    def sprite(self, fg_id: int, height: int, width: int):
-        """(alpha [h, w], premultiplied rgb [3, h, w], mask [h, w]) of a sprite at a pixel size."""
-        key = (fg_id, height, width)
-        hit = self._sprites.get(key)
-        if hit is not None:
-            self._sprites.move_to_end(key)
-            return hit
-        rgba = Image.fromarray(self.sources.fg_rgba(fg_id))
-        resized = np.asarray(rgba.resize((int(width), int(height)), Image.Resampling.BOX), dtype=np.float32) / 255.0
-        alpha = resized[..., 3]
-        entry = (alpha, np.ascontiguousarray((resized[..., :3] * alpha[..., None]).transpose(2, 0, 1)), alpha > 0.5)
-        self._sprites[key] = entry
-        self._sprite_bytes += alpha.nbytes * 5
-        while self._sprite_bytes > FG_CACHE_BYTES and len(self._sprites) > 1:
-            _, old = self._sprites.popitem(last=False)
-            self._sprite_bytes -= old[0].nbytes * 5
+    def camera(self, i: int) -> Camera:
+        return camera_at(self.cameras, i, float(self.cameras["x"][i]))
+
+    def foot(self, i: int) -> tuple[float, float]:
+        """World (x, z) of row i's foot point: the ground under pixel (u, v)."""
+        x, z, _ = self.camera(i).ground_point(self.u[i], self.v[i])
+        return float(x), float(z)
+
+    def light(self, i: int) -> np.ndarray:
+        from maskdepth.data.backgrounds import view_light
+
+        return view_light(self.sources.backgrounds[self.bg[i]], self.sources.spec.seed, int(self.placement[i]))
+
+    def object_layer(self, i: int) -> tuple[dict | None, tuple | None]:
+        """Row i's rendered object (see `render_object`) and contact shadow (window, factor [h, w]),
+        cached per (bg, fg, placement): a row and its flip share them."""
+        key = (int(self.bg[i]), int(self.fg[i]), int(self.placement[i]))
+        if key in self._objects:
+            self._objects.move_to_end(key)
+            return self._objects[key]
+        x, z = self.foot(i)
+        pose = (x, z, float(self.sin_yaw[i]), float(self.cos_yaw[i]), float(self.scale[i]))
+        layer = render_object(self.sources.foregrounds[self.fg[i]], self.camera(i), pose, self.size, self.light(i))
+        slot = self._view_slot[i]
+        shadow = self._shadow(i, self._view_ground[slot], self._view_depth[slot])
+        entry = (layer, shadow)
+        nbytes = _nbytes(entry)
+        self._objects[key] = entry
+        self._object_bytes += nbytes
+        while self._object_bytes > OBJECT_CACHE_BYTES and len(self._objects) > 1:
+            _, old = self._objects.popitem(last=False)
+            self._object_bytes -= _nbytes(old)
         return entry
+
+    def _shadow(self, i: int, ground: np.ndarray, depth: np.ndarray) -> tuple | None:
+        """A soft disc of darkening on the ground around the foot, shifted away from the light:
+        (window, factor float32 [h, w]) or None where it falls outside the image."""
+        S = self.size
+        fg = self.sources.foregrounds[self.fg[i]]
+        scale = self.scale[i]
+        x, z = self.foot(i)
+        lx, ly, lz = self.light(i)
+        reach = 0.25 * fg.height_m * scale / max(ly, 0.2)
+        cx, cz = x - lx * reach, z - lz * reach
+        radius = 0.55 * fg.width_m * scale + 0.1
+        cam = self.camera(i)
+        corners_x = np.array([cx - radius, cx + radius, cx - radius, cx + radius])
+        corners_z = np.array([cz - radius, cz - radius, cz + radius, cz + radius])
+        u, v, d = cam.project(corners_x, np.zeros(4), corners_z)
+        if (d <= 0.05).any():
+            y0, y1, x0, x1 = 0, S, 0, S
+        else:
+            x0, x1 = max(int(np.floor(u.min() * S)), 0), min(int(np.ceil(u.max() * S)) + 1, S)
+            y0, y1 = max(int(np.floor(v.min() * S)), 0), min(int(np.ceil(v.max() * S)) + 1, S)
+        if x0 >= x1 or y0 >= y1:
+            return None
+        uc = (np.arange(x0, x1) + 0.5) / S
+        vc = (np.arange(y0, y1) + 0.5) / S
+        dx, _, dz = cam.rays(uc[None, :], vc[:, None])
+        t = depth[y0:y1, x0:x1]
+        gx, gz = cam.x + t * dx - cx, t * dz - cz
+        r2 = (gx * gx + gz * gz) / (radius * radius)
+        w = np.clip(1.0 - r2, 0.0, 1.0)
+        dark = 1.0 - self.shadow[i] * w * w * ground[y0:y1, x0:x1]
+        return (y0, y1, x0, x1), dark.astype(np.float32)
 
     def compose(self, i: int) -> dict[str, np.ndarray]:
         """Sample i as numpy arrays: image/bg float32 [3,S,S] in [0,1], mask {0,1} and depth (m) [1,S,S]."""
         S = self.size
-        slot = self._bg_slot[self.bg[i]]
-        bg = self._bg_chw[slot]
+        slot = self._view_slot[i]
+        bg = self._view_rgb[slot]
         image = bg.copy()
-        depth = self._bg_depth[slot].copy()
+        depth = self._view_depth[slot].copy()
         mask = np.zeros((S, S), dtype=np.float32)
-        h, w = int(self.pixel_height[i]), int(self.pixel_width[i])
-        y0, x0 = int(self.y0[i]), int(self.x0[i])
-        ys, ye, xs, xe = max(y0, 0), min(y0 + h, S), max(x0, 0), min(x0 + w, S)
-        if ys < ye and xs < xe:
-            alpha, rgb, inside = self.sprite(int(self.fg[i]), h, w)
-            win = (slice(ys - y0, ye - y0), slice(xs - x0, xe - x0))
-            a = alpha[win]
-            image[:, ys:ye, xs:xe] = image[:, ys:ye, xs:xe] * (1.0 - a) + rgb[(slice(None),) + win]
-            m = inside[win]
-            mask[ys:ye, xs:xe] = m
-            depth[ys:ye, xs:xe][m] = self.fg_depth[i]
+        layer, shadow = self.object_layer(i)
+        if shadow is not None:
+            (y0, y1, x0, x1), dark = shadow
+            image[:, y0:y1, x0:x1] *= dark
+        if layer is not None:
+            y0, y1, x0, x1 = layer["window"]
+            behind = depth[y0:y1, x0:x1]
+            visible = layer["depth"] < behind
+            # colour: the object's coverage where its centre ray is visible or it only grazes the
+            # pixel in front of the background (its edge); hidden where clutter is in front of it
+            front = visible | (~np.isfinite(layer["depth"]))
+            a = layer["alpha"] * front
+            image[:, y0:y1, x0:x1] = image[:, y0:y1, x0:x1] * (1.0 - a) + layer["rgb"] * front
+            mask[y0:y1, x0:x1] = visible
+            depth[y0:y1, x0:x1] = np.where(visible, layer["depth"], behind)
         if self.flip[i]:
             image, bg, mask, depth = image[:, :, ::-1], bg[:, :, ::-1], mask[:, ::-1], depth[:, ::-1]
         return {
@@ -120,8 +172,25 @@ class Composer:
         }
 
 
+def _nbytes(entry) -> int:
+    layer, shadow = entry
+    n = 0 if layer is None else sum(a.nbytes for k, a in layer.items() if k != "window")
+    return n + (0 if shadow is None else shadow[1].nbytes)
+
+
+def render_sample(spec: SourceSpec, bg: int, fg: int, placement: int, size: int = 64, flip: bool = False,
+                  cache_dir=None) -> dict[str, np.ndarray]:
+    """One sample of (bg, fg, placement), placed by the manifest's rules (for tests and figures)."""
+    from maskdepth.data.manifest import QUANT, place
+
+    u, v, scale = (q / QUANT for q in place(spec, np.array([bg]), np.array([fg]), np.array([placement])))
+    sources = load_sources(spec, size, cache_dir)
+    composer = Composer(sources, [bg], [fg], [placement], u, v, scale, [flip])
+    return composer.compose(0)
+
+
 def composition_rate(composer: Composer, n: int = 5000, warmup: int = 1000) -> float:
-    """Samples per second of `composer.compose` on this core (after warming the sprite cache)."""
+    """Samples per second of `composer.compose` on this core (after warming the object cache)."""
     count = len(composer)
     for i in range(min(warmup, count)):
         composer.compose(i)

@@ -37,6 +37,7 @@ class SyntheticDataset(Dataset):
             self.source_set,
             m.values("bg", self.rows),
             m.values("fg", self.rows),
+            m.values("placement", self.rows),
             m.values("u", self.rows),
             m.values("v", self.rows),
             m.values("scale", self.rows),
@@ -75,22 +76,29 @@ class SyntheticDataset(Dataset):
         out["split"] = SPLITS[out["split"]]
         c = self.composer
         fg = self.source_set.foregrounds[out["fg"]]
+        cam = c.camera(i)
+        x, z = c.foot(i)
         out.update(
-            fg_kind=fg.kind,
+            fg_family=fg.family,
             fg_height_m=fg.height_m,
-            fg_depth=float(c.fg_depth[i]),
-            pixel_height=int(c.pixel_height[i]),
+            fg_ood=out["fg"] >= self.source_set.spec.first_ood_fg,
+            foot_x=x,
+            foot_z=z,
+            camera_height=cam.height,
+            focal=cam.focal,
+            bg_family=self.source_set.backgrounds[out["bg"]].family,
             bg_kind=self.source_set.backgrounds[out["bg"]].kind,
         )
         return out
 
     def sources(self, i: int) -> dict:
-        """The source images of sample i: bg RGB uint8 [S,S,3], bg depth [S,S], fg RGBA uint8 [R,W,4]."""
+        """The source images of sample i: bg RGB uint8 [S,S,3], bg depth [S,S], and its info."""
         info = self.info(i)
+        c = self.composer
+        slot = c._view_slot[self._check_index(i)]
         return {
-            "bg": self.source_set.bg_rgb[info["bg"]],
-            "bg_depth": self.source_set.bg_depth[info["bg"]],
-            "fg": self.source_set.fg_rgba(info["fg"]),
+            "bg": np.floor(c._view_rgb[slot].transpose(1, 2, 0) * 255.0 + 0.5).astype(np.uint8),
+            "bg_depth": c._view_depth[slot],
             "info": info,
         }
 

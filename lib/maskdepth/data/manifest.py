@@ -5,18 +5,21 @@ PLACEMENTS_PER_PAIR = 20 placements, each used unflipped and flipped, so the ful
 train split is 100 x 100 x 20 x 2 = 400,000 samples. Validation splits:
 
 * `seen`: new placements (index >= PLACEMENTS_PER_PAIR) of (bg, fg) pairs used in training;
-* `unseen`: the held-out backgrounds and foregrounds (ids >= n_bg / n_fg), never in training.
+* `unseen`: held-out backgrounds and foregrounds of the training families, never in training;
+* `ood`: backgrounds and foregrounds of held-out scene, object and texture families, seen
+  from cameras partly in a held-out height range (see `SourceSpec` and data_manifests/README.md).
 
 Smaller stages take deterministic random subsets of the same (bg, fg, placement) triples,
 each with both flips. A placement is a pure function of (seed, bg, fg, placement index)
-(counter-based hashing), so a triple looks the same in every stage.
+(counter-based hashing), so a triple looks the same in every stage; so is the view's
+camera (`sources.view_cameras`) and the object's yaw (`composition.object_pose`).
 
-A placement is a foot point (u, v) in normalised image coordinates, on visible ground in
-front of walls/facades, plus a size jitter `scale`. Values are stored as decimal strings
-with 6 decimals (integers of 1e-6 internally), so the CSV holds them exactly and the
-foreground depth, the ground depth at row v computed from the camera, is reproducible
-from the manifest alone. The manifest's identity is the sha256 of its CSV text; the
-committed `data_manifests/spec.json` records it for every stage.
+A placement is a foot point (u, v) in normalised image coordinates, on walkable floor of
+the view, plus a size jitter `scale`. Values are stored as decimal strings with 6 decimals
+(integers of 1e-6 internally), so the CSV holds them exactly and the object's pose — the
+ground point under (u, v) through the view's camera — is reproducible from the manifest
+alone. The manifest's identity is the sha256 of its CSV text; the committed
+`data_manifests/spec.json` records it for every stage.
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdepth.data.backgrounds import background_params
-from maskdepth.data.foregrounds import coverage, foreground_params
-from maskdepth.data.sources import SourceSpec
+from maskdepth.data.camera import Camera
+from maskdepth.data.foregrounds import coverage
+from maskdepth.data.sources import SourceSpec, object_table, scene_table, view_cameras
 from maskdepth.data.textures import hash_uniform
 from maskdepth.errors import BadInputError, MaskdepthError
 from maskdepth.io import read_json, write_json, write_text
@@ -43,22 +46,23 @@ COLUMNS = ("id", "split", "bg", "fg", "placement", "u", "v", "scale", "flip")
 SPEC_FORMAT = "maskdepth-data-spec/1"
 
 # Placement rules. Most placements aim at a prominent object: a mask area drawn log-uniformly
-# in [AREA_NEAR_MIN, AREA_NEAR_MAX] of the image; the others (FAR_SHARE) at a smaller one in
-# [AREA_FAR_MIN, AREA_NEAR_MIN]. The area is reached by choosing the depth of the foot point
+# in [AREA_NEAR_MIN, AREA_NEAR_MAX] of the image; the others (SMALL_SHARE) at a small one in
+# [AREA_SMALL_MIN, AREA_NEAR_MIN]. The area is reached by choosing the depth of the foot point
 # (nearer = larger), as far as the visible floor allows: the foot stays above a bottom margin
-# drawn in [V_BOTTOM - BOTTOM_SPREAD, V_BOTTOM] (so that the nearest objects do not all stand
-# on the same image row), in front of walls/facades, the object's top at or below row TOP_MIN (except for
-# a share TOP_CUT_SHARE of placements, which may be cut by up to TOP_CUT of the image), its
-# height at most HEIGHT_MAX of the image and its width inside the frame where walls allow.
-AREA_NEAR_MIN, AREA_NEAR_MAX = 0.12, 0.45
-AREA_FAR_MIN = 0.03
-FAR_SHARE = 0.08
+# drawn in [V_BOTTOM - BOTTOM_SPREAD, V_BOTTOM], on the scene's walkable floor (in front of
+# walls, steps and facades, between side walls), the object's top at or below row TOP_MIN
+# (except for a share CUT_SHARE of placements, which may be cut by the top or side edges of
+# the frame), its height at most HEIGHT_MAX of the image.
+AREA_NEAR_MIN, AREA_NEAR_MAX = 0.06, 0.45
+AREA_SMALL_MIN = 0.01
+SMALL_SHARE = 0.2
 HEIGHT_MAX = 0.92
-TOP_MIN, TOP_CUT, TOP_CUT_SHARE = 0.02, 0.15, 0.1
-V_BOTTOM, BOTTOM_SPREAD = 0.99, 0.1
+WIDTH_MAX = 0.9
+TOP_MIN, TOP_CUT, CUT_SHARE = 0.02, 0.15, 0.12
+V_BOTTOM, BOTTOM_SPREAD = 0.99, 0.12
 U_MARGIN = 0.08
 SCALE_JITTER = 0.1
-WALL_MARGIN = 0.1
+RETRIES = 8
 
 
 @dataclass
@@ -110,30 +114,19 @@ def _dec(q: int) -> str:
 # --- placements ---------------------------------------------------------------------------
 
 
-def _scene_tables(spec: SourceSpec):
-    bgs = [background_params(spec.seed, i) for i in range(spec.n_bg_total)]
-    fgs = [foreground_params(spec.seed, i) for i in range(spec.n_fg_total)]
-    cam = {
-        "height": np.array([b.camera.height for b in bgs]),
-        "sin": np.array([b.camera.sin_pitch for b in bgs]),
-        "cos": np.array([b.camera.cos_pitch for b in bgs]),
-        "focal": np.array([b.camera.focal for b in bgs]),
-        "x_min": np.array([b.x_min for b in bgs]),
-        "x_max": np.array([b.x_max for b in bgs]),
-        "z_max": np.array([b.z_max for b in bgs]),
-    }
-    fg = {
+def _object_columns(spec: SourceSpec) -> dict[str, np.ndarray]:
+    fgs = object_table(spec)
+    return {
         "height": np.array([f.height_m for f in fgs]),
         "width": np.array([f.width_m for f in fgs]),
-        "coverage": np.array([coverage(f) for f in fgs]),
+        "coverage": np.array([max(coverage(f), 0.05) for f in fgs]),
     }
-    return cam, fg
 
 
 def depth_for_pixel_height(frac, size_m, h, s, c, f):
     """Foot depth (m) at which an upright object of height size_m spans `frac` of the image height.
 
-    Projecting its foot and top (see Camera.project) gives the pixel height
+    Projecting its foot and top (level camera roll) gives the pixel height
     frac = f * size_m * (d - h s) / (c d (d - size_m s)), a quadratic in d; the larger root
     is the one in front of the camera. An object lower than the camera has a largest possible
     pixel height; beyond it there is no root and the result is 0 (as near as possible).
@@ -152,48 +145,63 @@ def depth_for_top_row(v_top, size_m, h, s, c, f):
     return np.where(s + k < 0.0, np.maximum(d, 0.0), 0.0)
 
 
-def place(spec: SourceSpec, bg: np.ndarray, fg: np.ndarray, placement: np.ndarray, tables=None):
+def place(spec: SourceSpec, bg: np.ndarray, fg: np.ndarray, placement: np.ndarray, objects=None):
     """Foot points and scale jitter for (bg, fg, placement) triples, as integers of 1e-6.
 
     A target mask area (see the placement rules above) becomes a target pixel height through
     the object's bounding-box aspect and coverage, then a foot depth through the camera
-    projection, clipped to what the scene allows; u keeps the object inside the frame and
-    between the side walls.
+    projection, clipped to what the view allows. The foot's ground point (through the view's
+    exact camera, roll and yaw included) must lie on the scene's walkable floor: while it
+    does not, the foot moves nearer and towards the image centre (RETRIES times).
     """
-    cam, obj = tables or _scene_tables(spec)
-    r_area, r_u, r_scale, r_far, r_cut, r_bottom = (hash_uniform(spec.seed, 3, bg, fg, placement, k) for k in range(6))
-    h, s, c, f = cam["height"][bg], cam["sin"][bg], cam["cos"][bg], cam["focal"][bg]
+    obj = objects or _object_columns(spec)
+    scenes = scene_table(spec)
+    bg = np.asarray(bg, dtype=np.int64)
+    r_area, r_u, r_scale, r_small, r_cut, r_bottom = (hash_uniform(spec.seed, 3, bg, fg, placement, k)
+                                                      for k in range(6))
+    cams = view_cameras(spec, bg, placement)
+    cam = Camera(**cams)
+    h, s, c, f = cams["height"], cams["sin_pitch"], cams["cos_pitch"], cams["focal"]
     scale = 1.0 - SCALE_JITTER + 2.0 * SCALE_JITTER * r_scale
     size_m = obj["height"][fg] * scale
     half_width = 0.5 * obj["width"][fg] * scale
     aspect = obj["width"][fg] / obj["height"][fg]
-    far = r_far < FAR_SHARE
-    lo = np.where(far, AREA_FAR_MIN, AREA_NEAR_MIN)
-    hi = np.where(far, AREA_NEAR_MIN, AREA_NEAR_MAX)
+    small = r_small < SMALL_SHARE
+    lo = np.where(small, AREA_SMALL_MIN, AREA_NEAR_MIN)
+    hi = np.where(small, AREA_NEAR_MIN, AREA_NEAR_MAX)
     area = lo * (hi / lo) ** r_area
     frac = np.minimum(np.sqrt(area / (aspect * obj["coverage"][fg])), np.minimum(HEIGHT_MAX, 1.0 / aspect))
-    top_min = np.where(r_cut < TOP_CUT_SHARE, -TOP_CUT, TOP_MIN)
+    cut = r_cut < CUT_SHARE
+    top_min = np.where(cut, -TOP_CUT, TOP_MIN)
     v_bottom = V_BOTTOM - BOTTOM_SPREAD * r_bottom
     z_near = h / (((v_bottom - 0.5) / f) * c + s)  # ground depth at the bottom margin
-    z_far = np.maximum(cam["z_max"][bg] * c + h * s, z_near)  # ground depth below the back wall
+    # ... and no nearer than where the object's width fills WIDTH_MAX of the frame
+    z_near = np.maximum(z_near, f * 1.5 * half_width / WIDTH_MAX + half_width)
+    walk_x = np.array([sc.walk_x for sc in scenes])[bg]
+    walk_z = np.array([sc.walk_z for sc in scenes])[bg]
+    z_far = np.maximum(walk_z * c + h * s, z_near)  # ground depth at the end of the walkable floor
     depth = np.maximum(depth_for_pixel_height(frac, size_m, h, s, c, f), depth_for_top_row(top_min, size_m, h, s, c, f))
     depth = np.clip(depth, z_near, z_far)
-    v = 0.5 + f * (h / depth - s) / c
-    with np.errstate(invalid="ignore"):
-        x_lo = cam["x_min"][bg] + half_width
-        x_hi = cam["x_max"][bg] - half_width
-        centre = np.where(np.isfinite(x_lo), 0.5 * (cam["x_min"][bg] + cam["x_max"][bg]), 0.0)
-        too_wide = x_lo > x_hi
-        x_lo = np.where(too_wide, centre, x_lo)
-        x_hi = np.where(too_wide, centre, x_hi)
-    u_lo = np.clip(0.5 + f * x_lo / depth, U_MARGIN, 1.0 - U_MARGIN)
-    u_hi = np.clip(0.5 + f * x_hi / depth, u_lo, 1.0 - U_MARGIN)
-    # Keep the whole width in the frame where the walls allow it.
-    half_frame = np.clip(f * half_width / depth, U_MARGIN, 0.5)
-    in_lo, in_hi = np.maximum(u_lo, half_frame), np.minimum(u_hi, 1.0 - half_frame)
-    fits = in_lo <= in_hi
-    u_lo, u_hi = np.where(fits, in_lo, u_lo), np.where(fits, in_hi, u_hi)
-    u = u_lo + r_u * (u_hi - u_lo)
+    margin = np.where(cut, 0.0, U_MARGIN)
+    u = np.zeros(len(bg))
+    v = np.zeros(len(bg))
+    ok = np.zeros(len(bg), dtype=bool)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for attempt in range(RETRIES + 1):
+            # keep the whole width in the frame unless this placement may be cut
+            half_frame = np.where(cut, 0.0, np.clip(f * half_width / depth, 0.0, 0.45))
+            u_lo, u_hi = np.maximum(margin, half_frame), np.minimum(1.0 - margin, 1.0 - half_frame)
+            u_try = 0.5 + (u_lo + r_u * (u_hi - u_lo) - 0.5) * (0.7 ** attempt)
+            v_try = 0.5 + f * (h / depth - s) / c
+            gx, gz, _ = cam.ground_point(u_try, v_try)
+            inside = (np.isfinite(gx) & (gx - half_width >= walk_x[:, 0]) & (gx + half_width <= walk_x[:, 1])
+                      & (gz > 0.0) & (gz <= walk_z) & (v_try < 1.0))
+            take = inside & ~ok
+            u, v, ok = np.where(take, u_try, u), np.where(take, v_try, v), ok | inside
+            depth = np.where(ok, depth, z_near + 0.6 * (depth - z_near))
+        # Last resort (a camera close to a wall): the bottom-centre floor point.
+        v_last = 0.5 + f * (h / z_near - s) / c
+        u, v = np.where(ok, u, 0.5), np.where(ok, v, v_last)
     q = lambda x: np.rint(x * QUANT).astype(np.int64)  # noqa: E731
     return q(u), q(v), q(scale)
 
@@ -234,8 +242,12 @@ def build_manifest(stage: str | Stage, seed: int = 0, spec: SourceSpec | None = 
     n_u = spec.n_fg_unseen
     t = _choose(rng, spec.n_bg_unseen * n_u * P, _half(stage, "unseen"), f"stage {stage.name} unseen")
     unseen = (spec.n_bg + t // (n_u * P), spec.n_fg + (t // P) % n_u, t % P)
+    # ood: triples of the out-of-distribution ids (held-out families, see SourceSpec)
+    n_o = spec.n_fg_ood
+    t = _choose(rng, spec.n_bg_ood * n_o * P, _half(stage, "ood"), f"stage {stage.name} ood")
+    ood = (spec.first_ood_bg + t // (n_o * P), spec.first_ood_fg + (t // P) % n_o, t % P)
 
-    parts = [train, seen, unseen]
+    parts = [train, seen, unseen, ood]
     bg = np.concatenate([np.repeat(p[0], 2) for p in parts]).astype(np.int64)
     fg = np.concatenate([np.repeat(p[1], 2) for p in parts]).astype(np.int64)
     placement = np.concatenate([np.repeat(p[2], 2) for p in parts]).astype(np.int64)
@@ -353,13 +365,15 @@ COMMITTED_CSV_STAGES = ("playground", "1k")
 REFERENCE_SIZE = 64
 
 
-def reference_match(report: dict, size: int, seed: int) -> bool | None:
-    """Whether freshly loaded sources have the recorded reference bytes (None: no reference applies)."""
+def reference_match(size: int, seed: int) -> bool | None:
+    """Whether this machine renders the recorded reference bytes (None: no reference applies)."""
+    from maskdepth.data.sources import reference_digest
+
     data_spec = read_data_spec()
     ref = (data_spec or {}).get("reference_sources")
     if not ref or int(data_spec["seed"]) != seed or ref["size"] != size:
         return None
-    return report["sha256"] == ref["sha256"]
+    return reference_digest(SourceSpec(seed=seed), size) == ref["sha256"]
 
 
 def write_data_spec(folder: Path | None = None, seed: int = 0) -> dict:
@@ -380,16 +394,16 @@ def write_data_spec(folder: Path | None = None, seed: int = 0) -> dict:
             "sha256": manifest.sha256(),
             "csv": csv,
         }
-    from maskdepth.data.sources import load_sources
+    from maskdepth.data.sources import reference_digest
 
-    reference = load_sources(source_spec, REFERENCE_SIZE, rebuild=True).report["sha256"]
+    reference = reference_digest(source_spec, REFERENCE_SIZE)
     data_spec = {
         "format": SPEC_FORMAT,
         "seed": seed,
         "placements_per_pair": PLACEMENTS_PER_PAIR,
         "sources": source_spec.to_dict(),
-        # sha256 of the cached source files at REFERENCE_SIZE: the same seed must give these
-        # bytes on every machine (`maskdepth data build` reports whether they match).
+        # sha256 of reference renders at REFERENCE_SIZE (`sources.reference_digest`): the same
+        # seed must give these bytes on every machine (`maskdepth data build` reports whether they match).
         "reference_sources": {"size": REFERENCE_SIZE, "sha256": reference},
         "stages": stages,
     }

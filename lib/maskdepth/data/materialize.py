@@ -4,8 +4,7 @@
   composed mask, depth is rounded to 1/256 m, images to uint8.
 * `folders`: the seed's layout, to look at, share or feed other tools::
 
-      bg/bg{B:03d}.png                 backgrounds (lossless)
-      fg/fg{F:03d}.png                 foregrounds, RGBA at their canonical resolution
+      bg/bg{B:03d}_p{P:02d}.png        backgrounds: the view of each (bg, placement), lossless
       fg_bg/{name}.jpg                 composites (JPEG quality 95, 4:4:4, as the seed: lossy)
       mask/{name}.png                  8-bit, 255 = foreground
       depth/{name}.png                 16-bit, metres * 256
@@ -91,18 +90,19 @@ def materialize(stage: str, out, fmt: str = "packed", size: int = 64, seed: int 
 
 def _packed(out, datasets, columns, counts, identity, rows, meta, size) -> dict:
     first = datasets["train"]
-    used = sorted({int(b) for c in columns.values() for b in c["bg"]})
-    slot = {b: k for k, b in enumerate(used)}
-    backgrounds = first.source_set.bg_rgb[used].transpose(0, 3, 1, 2) if used else np.zeros((0, 3, size, size))
+    used = sorted({(int(b), int(p)) for c in columns.values() for b, p in zip(c["bg"], c["placement"])})
+    slot = {view: k for k, view in enumerate(used)}
+    backgrounds = (_view_images(first, used).transpose(0, 3, 1, 2) if used
+                   else np.zeros((0, 3, size, size), dtype=np.uint8))
 
     def samples(split: str, start: int):
         ds, c = datasets[split], columns[split]
         for i in range(start, len(ds)):
             s = ds.compose(i)
             yield PackedSample(to_uint8(s["image"]), s["mask"][0].astype(np.uint8), depth_to_png16(s["depth"][0]),
-                               slot[int(c["bg"][i])], bool(c["flip"][i]))
+                               slot[(int(c["bg"][i]), int(c["placement"][i]))], bool(c["flip"][i]))
 
-    meta = {**meta, "backgrounds": [f"bg{b:03d}" for b in used]}
+    meta = {**meta, "backgrounds": [_view_name(b, p) for b, p in used]}
     return write_packed(out, size=size, counts=counts, identity=identity, backgrounds=backgrounds,
                         samples=samples, rows=lambda: rows, meta=meta, desc=f"materialize {identity['stage']}")
 
@@ -113,16 +113,10 @@ def _folders(out, datasets, columns, counts, identity, rows, meta, size) -> dict
         return {"written": 0, "kept": 0, "complete_already": True}
     claim_output(out, {"identity": identity, "size": size, "counts": counts})
     first = datasets["train"]
-    bg_ids = sorted({int(b) for c in columns.values() for b in c["bg"]})
-    fg_ids = sorted({int(f) for c in columns.values() for f in c["fg"]})
-    for b in bg_ids:
-        if not (out / "bg" / f"bg{b:03d}.png").is_file():
-            save_png(out / "bg" / f"bg{b:03d}.png", np.ascontiguousarray(first.source_set.bg_rgb[b]))
-    for f in fg_ids:
-        path = out / "fg" / f"fg{f:03d}.png"
-        if not path.is_file():
-            with atomic_path(path) as tmp:
-                Image.fromarray(np.ascontiguousarray(first.source_set.fg_rgba(f))).save(tmp, format="PNG")
+    views = sorted({(int(b), int(p)) for c in columns.values() for b, p in zip(c["bg"], c["placement"])})
+    missing = [v for v in views if not (out / "bg" / f"{_view_name(*v)}.png").is_file()]
+    for view, rgb in zip(missing, _view_images(first, missing) if missing else []):
+        save_png(out / "bg" / f"{_view_name(*view)}.png", np.ascontiguousarray(rgb))
     written = kept = 0
     bar = progress(desc=f"materialize {identity['stage']}", total=len(rows), unit="sample")
     try:
@@ -137,10 +131,20 @@ def _folders(out, datasets, columns, counts, identity, rows, meta, size) -> dict
     finally:
         bar.close()
     for row in rows:
-        row["bg_file"] = f"bg/bg{row['bg']:03d}.png"
+        row["bg_file"] = f"bg/{_view_name(row['bg'], row['placement'])}.png"
     meta = {**meta, "files": {**FOLDER_FILES, "bg": "{bg_file}"}, "jpeg_quality": JPEG_QUALITY}
     finish_output(out, {"layout": "folders", "size": size, "counts": counts, "identity": identity, **meta}, rows)
     return {"written": written, "kept": kept, "complete_already": False}
+
+
+def _view_name(bg: int, placement: int) -> str:
+    return f"bg{bg:03d}_p{placement:02d}"
+
+
+def _view_images(dataset, views) -> np.ndarray:
+    """uint8 [N, S, S, 3]: the background views (bg, placement) of a synthetic dataset's sources."""
+    bg, placement = (np.array(a, dtype=np.int64) for a in zip(*views))
+    return dataset.source_set.views(bg, placement)["rgb"]
 
 
 def write_folder_sample(paths: dict[str, Path], sample: dict[str, np.ndarray]) -> None:

@@ -1,5 +1,10 @@
-"""Figures of samples: for each, the bg, the fg sprite, the fg_bg composite, the mask and the
-colour-mapped depth (log scale over [DEPTH_MIN, DEPTH_MAX], the range the models predict)."""
+"""Figures of samples: image, mask and depth, the depth coloured near = bright on a log scale
+over [DEPTH_MIN, DEPTH_MAX] (the range the models predict) with a colour bar in metres.
+
+* `sample_grid(dataset, indices)`: one row per sample: bg, fg_bg, mask, depth;
+* `family_grid(spec)`: one sample of every scene family and every object family (training
+  and held-out), so a reader sees what the world holds and what the `ood` split holds back.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,13 @@ import numpy as np
 
 from maskdepth.depth import DEPTH_MAX, DEPTH_MIN
 
-COLUMNS = ("bg", "fg", "fg_bg", "mask", "depth")
+COLUMNS = ("bg", "fg_bg", "mask", "depth")
+DEPTH_CMAP = "magma_r"  # reversed: near (small depth) is bright
+DEPTH_TICKS = (0.25, 0.5, 1, 2, 5, 10, 20, 40, 80)
 
 
-def depth_to_rgb(depth: np.ndarray, cmap: str = "magma_r") -> np.ndarray:
-    """Depth (m) -> RGB float [..., 3], log-scaled so near and far get equal contrast."""
+def depth_to_rgb(depth: np.ndarray, cmap: str = DEPTH_CMAP) -> np.ndarray:
+    """Depth (m) -> RGB float [..., 3], log-scaled so near and far get equal contrast; near = bright."""
     import matplotlib
 
     d = np.clip(np.asarray(depth, dtype=np.float64), DEPTH_MIN, DEPTH_MAX)
@@ -19,29 +26,30 @@ def depth_to_rgb(depth: np.ndarray, cmap: str = "magma_r") -> np.ndarray:
     return matplotlib.colormaps[cmap](t)[..., :3]
 
 
-def checkerboard_under(rgba: np.ndarray, square: int = 8) -> np.ndarray:
-    """RGBA uint8 -> RGB float over a grey checkerboard, so transparency is visible."""
-    h, w = rgba.shape[:2]
-    yy, xx = np.mgrid[:h, :w]
-    board = np.where(((yy // square + xx // square) % 2 == 0)[..., None], 0.8, 0.6)
-    a = rgba[..., 3:4] / 255.0
-    return rgba[..., :3] / 255.0 * a + board * (1 - a)
+def depth_colorbar(fig, axes) -> None:
+    """A colour bar in metres (log scale, near = bright) beside `axes`, matching `depth_to_rgb`."""
+    import matplotlib
+    from matplotlib.colors import LogNorm
+
+    mappable = matplotlib.cm.ScalarMappable(norm=LogNorm(DEPTH_MIN, DEPTH_MAX), cmap=DEPTH_CMAP)
+    bar = fig.colorbar(mappable, ax=axes, fraction=0.03, pad=0.02)
+    bar.set_ticks(list(DEPTH_TICKS))
+    bar.set_ticklabels([f"{t:g}" for t in DEPTH_TICKS])
+    bar.set_label("depth (m), log scale, near = bright")
 
 
 def sample_grid(dataset, indices, title: str | None = None):
-    """A matplotlib Figure: one row per sample, columns bg, fg, fg_bg, mask, depth."""
+    """A matplotlib Figure: one row per sample, columns bg, fg_bg, mask, depth (+ colour bar)."""
     import matplotlib.pyplot as plt
 
     indices = list(indices)
-    synthetic = hasattr(dataset, "sources")  # dataset folders hold no fg sprites
-    columns = COLUMNS if synthetic else tuple(c for c in COLUMNS if c != "fg")
-    fig, axes = plt.subplots(len(indices), len(columns), figsize=(2.2 * len(columns), 2.2 * len(indices)),
-                             squeeze=False)
+    synthetic = hasattr(dataset, "composer")
+    fig, axes = plt.subplots(len(indices), len(COLUMNS), figsize=(2.2 * len(COLUMNS) + 1.2, 2.2 * len(indices)),
+                             squeeze=False, layout="constrained")
     for row, i in enumerate(indices):
         if synthetic:
             sample = dataset.compose(i)
-            src = dataset.sources(i)
-            info = src["info"]
+            info = dataset.info(i)
         else:
             sample = {k: v.numpy() for k, v in dataset[i].items() if k != "index"}
         panels = {
@@ -50,21 +58,69 @@ def sample_grid(dataset, indices, title: str | None = None):
             "mask": sample["mask"][0],
             "depth": depth_to_rgb(sample["depth"][0]),
         }
-        if synthetic:
-            panels["fg"] = checkerboard_under(src["fg"][:, ::-1] if info["flip"] else src["fg"])
-        for col, name in enumerate(columns):
+        for col, name in enumerate(COLUMNS):
             ax = axes[row, col]
-            ax.imshow(panels[name], cmap="gray" if name == "mask" else None, vmin=0, vmax=1,
+            ax.imshow(np.clip(panels[name], 0, 1), cmap="gray" if name == "mask" else None, vmin=0, vmax=1,
                       interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
                 ax.set_title(name)
-        label = f"#{i} bg{info['bg']} fg{info['fg']}\n{info['fg_kind']} {info['fg_depth']:.1f} m" if synthetic else f"#{i}"
+        label = (f"#{i} {info['bg_family']}\n{info['fg_family']} at {info['foot_z']:.1f} m" if synthetic else f"#{i}")
         axes[row, 0].set_ylabel(label, fontsize=8)
+    depth_colorbar(fig, axes[:, -1])
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    return fig
+
+
+def family_examples(spec, seed_offset: int = 0) -> list[tuple[str, int, int, int]]:
+    """(label, bg, fg, placement) for one sample of every scene family and every object family.
+
+    Scene families are shown with a training object, object families in a training scene;
+    held-out (ood) families are labelled so."""
+    from maskdepth.data.backgrounds import FAMILIES as SCENES
+    from maskdepth.data.backgrounds import OOD_FAMILIES as OOD_SCENES
+    from maskdepth.data.foregrounds import FAMILIES as OBJECTS
+    from maskdepth.data.foregrounds import OOD_FAMILIES as OOD_OBJECTS
+    from maskdepth.data.sources import object_table, scene_table
+
+    scenes, objects = scene_table(spec), object_table(spec)
+    examples = []
+    for k, family in enumerate(SCENES):
+        bg = next((s.id for s in scenes if s.family == family), None)
+        if bg is not None:
+            tag = " (ood)" if family in OOD_SCENES else ""
+            examples.append((f"scene: {family}{tag}", bg, (3 * k + seed_offset) % spec.n_fg, k + seed_offset))
+    for k, family in enumerate(OBJECTS):
+        fg = next((o.id for o in objects if o.family == family), None)
+        if fg is not None:
+            tag = " (ood)" if family in OOD_OBJECTS else ""
+            examples.append((f"object: {family}{tag}", (7 * k + seed_offset) % spec.n_bg, fg, k + seed_offset))
+    return examples
+
+
+def family_grid(spec, size: int = 96, cache_dir=None, columns: int = 6):
+    """A Figure: image and depth of one sample per scene family and per object family."""
+    import matplotlib.pyplot as plt
+
+    from maskdepth.data.composition import render_sample
+
+    examples = family_examples(spec)
+    rows = -(-len(examples) // columns)
+    fig, axes = plt.subplots(2 * rows, columns, figsize=(2.0 * columns + 1.2, 4.1 * rows), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for k, (label, bg, fg, placement) in enumerate(examples):
+        r, c = 2 * (k // columns), k % columns
+        sample = render_sample(spec, bg, fg, placement, size, cache_dir=cache_dir)
+        axes[r, c].imshow(np.clip(sample["image"].transpose(1, 2, 0), 0, 1), interpolation="nearest")
+        axes[r, c].set_title(label, fontsize=9)
+        axes[r + 1, c].imshow(depth_to_rgb(sample["depth"][0]), interpolation="nearest")
+        axes[r + 1, c].contour(sample["mask"][0], levels=[0.5], colors="cyan", linewidths=0.8)
+    depth_colorbar(fig, axes[1::2, :].ravel().tolist())
+    fig.suptitle("every scene family and object family: image, and depth with the object's mask outline (cyan)")
     return fig
 
 

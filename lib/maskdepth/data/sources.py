@@ -1,36 +1,42 @@
-"""The source set (backgrounds + foregrounds): deterministic generation and an on-disk cache.
+"""The source set: scenes (backgrounds), objects (foregrounds), and an on-disk cache of views.
 
 A `SourceSpec` fixes everything that determines the sources' bytes. Its hash names the
 cache folder `$MASKDEPTH_CACHE/sources/<hash>/` (default `~/.cache/maskdepth`), so a
 changed spec (or generator version) builds a new set and an unchanged one is only loaded.
-Foregrounds are cached once at their canonical resolution; backgrounds once per working
-size (they are rendered at that size, which keeps their depth exact). Every cached file is
-written atomically and recorded with its sha256, checked on load; a missing or damaged
-file is rebuilt.
 
-Ids: training backgrounds/foregrounds are 0..n-1; the held-out ones used only by the
-`unseen` validation split follow them (n..n+n_unseen-1).
+Scenes and objects are cheap parameter draws. What costs time is ray-tracing a *view*
+(a scene seen by the camera of one placement, see `camera.draw_cameras`): views are
+rendered on first use at the working size, in parallel worker processes when there are
+many, and cached one file per view (written atomically; a damaged file is re-rendered).
+Objects are traced into each sample by `composition` (their pose differs per placement).
+
+Ids: training backgrounds/foregrounds are 0..n-1; the held-out ones of the `unseen` split
+follow (same families as training), then those of the `ood` split (held-out families,
+textures and camera range; see data_manifests/README.md).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from maskdepth.data.backgrounds import Background, background_params, render_background
-from maskdepth.data.foregrounds import Foreground, foreground_params, render_foreground
+from maskdepth.data.backgrounds import Background, background_params, render_view, view_light
+from maskdepth.data.camera import Camera, camera_at, draw_cameras
+from maskdepth.data.foregrounds import Foreground, foreground_params
 from maskdepth.errors import MaskdepthError
-from maskdepth.io import atomic_path, read_json, write_json
+from maskdepth.io import atomic_path
 from maskdepth.progress import progress
 
 # Bump when a change to the generators changes the sources' bytes: it invalidates caches.
-GENERATOR_VERSION = "maskdepth-synth/2"
+GENERATOR_VERSION = "maskdepth-synth/3"
 MIN_SIZE, MAX_SIZE = 16, 512
 
 
@@ -41,16 +47,25 @@ class SourceSpec:
     n_fg: int = 100
     n_bg_unseen: int = 10
     n_fg_unseen: int = 10
-    fg_resolution: int = 256
+    n_bg_ood: int = 10
+    n_fg_ood: int = 10
     version: str = GENERATOR_VERSION
 
     @property
-    def n_bg_total(self) -> int:
+    def first_ood_bg(self) -> int:
         return self.n_bg + self.n_bg_unseen
 
     @property
-    def n_fg_total(self) -> int:
+    def first_ood_fg(self) -> int:
         return self.n_fg + self.n_fg_unseen
+
+    @property
+    def n_bg_total(self) -> int:
+        return self.n_bg + self.n_bg_unseen + self.n_bg_ood
+
+    @property
+    def n_fg_total(self) -> int:
+        return self.n_fg + self.n_fg_unseen + self.n_fg_ood
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,146 +85,138 @@ def check_size(size) -> int:
     return int(size)
 
 
+@lru_cache(maxsize=8)
+def scene_table(spec: SourceSpec) -> tuple[Background, ...]:
+    """Every background of the spec (training, unseen, ood), drawn once per process."""
+    return tuple(background_params(spec.seed, i, ood=i >= spec.first_ood_bg) for i in range(spec.n_bg_total))
+
+
+@lru_cache(maxsize=8)
+def object_table(spec: SourceSpec) -> tuple[Foreground, ...]:
+    """Every foreground of the spec (training, unseen, ood), drawn once per process."""
+    return tuple(foreground_params(spec.seed, i, ood=i >= spec.first_ood_fg) for i in range(spec.n_fg_total))
+
+
+def view_cameras(spec: SourceSpec, bg, placement) -> dict[str, np.ndarray]:
+    """Camera parameters of views (bg, placement) (vectorised); `x` in metres inside the scene."""
+    bg = np.asarray(bg, dtype=np.int64)
+    params = draw_cameras(spec.seed, bg, placement, ood=bg >= spec.first_ood_bg)
+    scenes = scene_table(spec)
+    lo = np.array([s.cam_x[0] for s in scenes])[bg]
+    hi = np.array([s.cam_x[1] for s in scenes])[bg]
+    params["x"] = lo + (hi - lo) * params["x"]
+    return params
+
+
+def view_camera(spec: SourceSpec, bg: int, placement: int) -> Camera:
+    params = view_cameras(spec, np.array([bg]), np.array([placement]))
+    return camera_at(params, 0, float(params["x"][0]))
+
+
+def render_one_view(spec: SourceSpec, bg: int, placement: int, size: int) -> dict[str, np.ndarray]:
+    """rgb uint8 [S,S,3], depth float32 [S,S] (metres), ground bool [S,S] of view (bg, placement)."""
+    scene = scene_table(spec)[bg]
+    return render_view(scene, view_camera(spec, bg, placement), size, view_light(scene, spec.seed, placement))
+
+
+def _view_file(folder: Path, bg: int, placement: int) -> Path:
+    return folder / f"b{bg:04d}_p{placement:03d}.npz"
+
+
+def _write_view(args) -> None:
+    spec, bg, placement, size, folder = args
+    view = render_one_view(spec, bg, placement, size)
+    with atomic_path(_view_file(Path(folder), bg, placement)) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, rgb=view["rgb"], depth=view["depth"], ground=view["ground"])
+
+
+def _read_view(path: Path, size: int) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            view = {k: z[k] for k in ("rgb", "depth", "ground")}
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+    if view["rgb"].shape != (size, size, 3) or view["depth"].shape != (size, size):
+        return None
+    return view
+
+
 @dataclass
 class Sources:
-    """Cached backgrounds (at one working size) and foregrounds (canonical resolution)."""
+    """Scenes, objects and the views of a stage at one working size."""
 
     spec: SourceSpec
     size: int
-    bg_rgb: np.ndarray  # uint8 [n_bg_total, size, size, 3]
-    bg_depth: np.ndarray  # float32 [n_bg_total, size, size], metres
-    fg_atlas: np.ndarray  # uint8 [fg_resolution, sum of widths, 4], sprites side by side
-    fg_offsets: np.ndarray  # int64 [n_fg_total + 1], column where each sprite starts
-    backgrounds: list[Background] = field(repr=False)
-    foregrounds: list[Foreground] = field(repr=False)
+    backgrounds: tuple[Background, ...] = field(repr=False)
+    foregrounds: tuple[Foreground, ...] = field(repr=False)
     folder: Path | None = None
     report: dict = field(default_factory=dict)
 
-    def fg_rgba(self, fg_id: int) -> np.ndarray:
-        """Sprite of foreground `fg_id`: uint8 [fg_resolution, W, 4]; foot point at (W / 2, bottom)."""
-        return self.fg_atlas[:, self.fg_offsets[fg_id] : self.fg_offsets[fg_id + 1]]
+    def views(self, bg, placement, workers: int | None = None) -> dict[str, np.ndarray]:
+        """Stacked views of the (bg, placement) pairs: rgb [N,S,S,3] uint8, depth [N,S,S], ground [N,S,S].
 
-    @property
-    def nbytes(self) -> int:
-        return self.bg_rgb.nbytes + self.bg_depth.nbytes + self.fg_atlas.nbytes
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _save_arrays(folder: Path, name: str, arrays: dict[str, np.ndarray], meta: dict) -> None:
-    """Write name.<key>.npy files (byte-deterministic) then name.json with their sha256s."""
-    hashes = {}
-    for key, arr in arrays.items():
-        path = folder / f"{name}.{key}.npy"
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(arr), allow_pickle=False)
-        hashes[key] = _sha256_file(path)
-    write_json(folder / f"{name}.json", {**meta, "sha256": hashes})
-
-
-def _load_arrays(folder: Path, name: str, keys: tuple[str, ...]) -> dict[str, np.ndarray] | None:
-    """The arrays if every file is present and matches its recorded sha256, else None (rebuild)."""
-    meta_path = folder / f"{name}.json"
-    if not meta_path.is_file():
-        return None
-    try:
-        recorded = read_json(meta_path)["sha256"]
-        out = {}
-        for key in keys:
-            path = folder / f"{name}.{key}.npy"
-            if not path.is_file() or _sha256_file(path) != recorded.get(key):
-                return None
-            out[key] = np.load(path, allow_pickle=False)
+        Missing views are rendered (in `workers` processes, default: the CPU count, when
+        there are more than a few) and cached; `report` says how many and how long."""
+        start = time.perf_counter()
+        pairs = list(zip(np.asarray(bg).tolist(), np.asarray(placement).tolist()))
+        folder = self.folder
+        views = [_read_view(_view_file(folder, b, p), self.size) for b, p in pairs]
+        missing = [(b, p) for (b, p), v in zip(pairs, views) if v is None]
+        if missing:
+            jobs = [(self.spec, b, p, self.size, str(folder)) for b, p in missing]
+            workers = workers or min(os.cpu_count() or 1, 8)
+            if workers > 1 and len(jobs) > 8 and "fork" in multiprocessing.get_all_start_methods():
+                with multiprocessing.get_context("fork").Pool(workers) as pool:
+                    for _ in progress(pool.imap_unordered(_write_view, jobs, chunksize=4), total=len(jobs),
+                                      desc=f"views {self.size}px"):
+                        pass
+            else:
+                for job in progress(jobs, total=len(jobs), desc=f"views {self.size}px"):
+                    _write_view(job)
+            views = [v if v is not None else _read_view(_view_file(folder, b, p), self.size)
+                     for (b, p), v in zip(pairs, views)]
+            if any(v is None for v in views):
+                raise MaskdepthError(f"cache folder {folder}: rendered views cannot be read back (disk full?)")
+        self.report = {**self.report, "views": len(pairs), "views_built": len(missing),
+                       "seconds": round(time.perf_counter() - start, 3)}
+        n = len(views)
+        out = {
+            "rgb": np.empty((n, self.size, self.size, 3), dtype=np.uint8),
+            "depth": np.empty((n, self.size, self.size), dtype=np.float32),
+            "ground": np.empty((n, self.size, self.size), dtype=bool),
+        }
+        for i, v in enumerate(views):
+            for key in out:
+                out[key][i] = v[key]
         return out
-    except (OSError, ValueError, KeyError):
-        return None
 
 
-def render_foregrounds(spec: SourceSpec, foregrounds: list[Foreground]) -> dict[str, np.ndarray]:
-    sprites = [render_foreground(fg, spec.fg_resolution)[0]
-               for fg in progress(foregrounds, desc="foregrounds", total=len(foregrounds))]
-    widths = np.array([s.shape[1] for s in sprites], dtype=np.int64)
-    return {"rgba": np.concatenate(sprites, axis=1), "offsets": np.concatenate([[0], np.cumsum(widths)])}
-
-
-def render_backgrounds(backgrounds: list[Background], size: int) -> dict[str, np.ndarray]:
-    rgb = np.empty((len(backgrounds), size, size, 3), dtype=np.uint8)
-    depth = np.empty((len(backgrounds), size, size), dtype=np.float32)
-    for i, bg in enumerate(progress(backgrounds, desc=f"backgrounds {size}px", total=len(backgrounds))):
-        rgb[i], depth[i] = render_background(bg, size)
-    return {"rgb": rgb, "depth": depth}
-
-
-_MEMO: dict[tuple, Sources] = {}
-
-
-def load_sources(spec: SourceSpec | None = None, size: int = 64, cache_dir=None, *, rebuild: bool = False) -> Sources:
-    """Load the sources from the cache, building what is missing or damaged.
-
-    `report` on the result says what was built and how long it took. Results are also
-    memoised in-process, so the train/seen/unseen datasets share one copy.
-    """
+def load_sources(spec: SourceSpec | None = None, size: int = 64, cache_dir=None) -> Sources:
+    """The source set at a working size; views are rendered on demand by `Sources.views`."""
     spec = spec or SourceSpec()
     size = check_size(size)
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    folder = folder.expanduser() / "sources" / spec.hash()
-    key = (spec, size, str(folder))
-    if not rebuild and key in _MEMO:
-        memo = _MEMO[key]
-        memo.report = {**memo.report, "built": [], "seconds": 0.0}  # nothing built by this call
-        return memo
-    start = time.perf_counter()
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    folder = root.expanduser() / "sources" / spec.hash() / f"views_s{size:03d}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise MaskdepthError(f"cache folder {folder}: cannot be created ({exc})") from exc
-    if not (folder / "spec.json").is_file():
-        write_json(folder / "spec.json", spec.to_dict())
-    backgrounds = [background_params(spec.seed, i) for i in range(spec.n_bg_total)]
-    foregrounds = [foreground_params(spec.seed, i) for i in range(spec.n_fg_total)]
-    built = []
-    fg_name = f"fg_r{spec.fg_resolution}"
-    fg = None if rebuild else _load_arrays(folder, fg_name, ("rgba", "offsets"))
-    if fg is None:
-        fg = render_foregrounds(spec, foregrounds)
-        _save_arrays(folder, fg_name, fg, {"count": spec.n_fg_total, "resolution": spec.fg_resolution})
-        built.append("foregrounds")
-    bg_name = f"bg_s{size:03d}"
-    bg = None if rebuild else _load_arrays(folder, bg_name, ("rgb", "depth"))
-    if bg is None:
-        bg = render_backgrounds(backgrounds, size)
-        _save_arrays(folder, bg_name, bg, {"count": spec.n_bg_total, "size": size})
-        built.append("backgrounds")
-    sources = Sources(
-        spec=spec,
-        size=size,
-        bg_rgb=bg["rgb"],
-        bg_depth=bg["depth"],
-        fg_atlas=fg["rgba"],
-        fg_offsets=fg["offsets"],
-        backgrounds=backgrounds,
-        foregrounds=foregrounds,
-        folder=folder,
-    )
-    files = [p for p in folder.iterdir() if p.name.startswith((fg_name + ".", bg_name + "."))]
-    sources.report = {
-        "spec_hash": spec.hash(),
-        "folder": str(folder),
-        "built": built,
-        "n_backgrounds": spec.n_bg_total,
-        "n_foregrounds": spec.n_fg_total,
-        "storage_bytes": sum(p.stat().st_size for p in files),
-        "seconds": round(time.perf_counter() - start, 3),
-        "sha256": {
-            fg_name: read_json(folder / f"{fg_name}.json")["sha256"],
-            bg_name: read_json(folder / f"{bg_name}.json")["sha256"],
-        },
-    }
-    _MEMO[key] = sources
-    return sources
+    return Sources(spec, size, scene_table(spec), object_table(spec), folder,
+                   report={"spec_hash": spec.hash(), "folder": str(folder)})
+
+
+def reference_digest(spec: SourceSpec, size: int = 64) -> str:
+    """sha256 of a few reference renders (views of a training, an unseen and an ood scene, and
+    objects of a training and an ood family): the same seed must give these bytes everywhere."""
+    from maskdepth.data.composition import render_sample
+
+    h = hashlib.sha256()
+    for bg, placement in ((0, 0), (1, 21), (spec.n_bg, 3), (spec.first_ood_bg, 0), (spec.first_ood_bg + 1, 5)):
+        view = render_one_view(spec, bg, placement, size)
+        for key in ("rgb", "depth", "ground"):
+            h.update(np.ascontiguousarray(view[key]).tobytes())
+    for bg, fg, placement in ((0, 0, 0), (2, 3, 1), (spec.first_ood_bg, spec.first_ood_fg, 0)):
+        sample = render_sample(spec, bg, fg, placement, size)
+        for key in ("image", "mask", "depth"):
+            h.update(np.ascontiguousarray(sample[key]).tobytes())
+    return h.hexdigest()

@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-KINDS = ("checks", "stripes", "bricks", "noise", "gradient", "windows")
+KINDS = ("checks", "stripes", "bricks", "noise", "gradient", "windows", "planks", "tiles", "marble", "fabric", "dots")
+# Held out of every train split: seen only in the `ood` validation split (see data_manifests/README.md).
+OOD_KINDS = ("marble",)
+TRAIN_KINDS = tuple(k for k in KINDS if k not in OOD_KINDS)
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -86,10 +89,12 @@ def random_colour(rng: np.random.Generator, lo: float = 0.08, hi: float = 0.95) 
     return lo + (hi - lo) * rng.random(3)
 
 
-def random_texture(rng: np.random.Generator, kinds=KINDS, scale=(0.2, 1.2)) -> dict:
-    """Draw a texture: kind, two colours, a scale in metres, an axis and a noise key."""
+def random_texture(rng: np.random.Generator, kinds=TRAIN_KINDS, scale=(0.2, 1.2), colour=None) -> dict:
+    """Draw a texture: kind, two colours, a scale in metres, an axis and a noise key.
+
+    `colour` fixes the base colour (e.g. skin, a traffic cone's orange)."""
     kind = kinds[int(rng.integers(len(kinds)))]
-    c1 = random_colour(rng)
+    c1 = random_colour(rng) if colour is None else np.asarray(colour, dtype=np.float64)
     # The second colour is a related shade, so patterns look like materials, not confetti.
     c2 = np.clip(c1 * (0.45 + 0.5 * rng.random()) + 0.25 * rng.random(3) * rng.random(), 0.0, 1.0)
     return {
@@ -142,6 +147,35 @@ def shade(texture: dict, s: np.ndarray, t: np.ndarray) -> np.ndarray:
         lit = hash_uniform(key, np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)) > 0.7
         glass_rgb = np.where(lit[..., None], np.array([0.85, 0.8, 0.55]), 0.35 * c2)
         rgb = np.where(glass[..., None], glass_rgb, c1)
+    elif kind == "planks":
+        # Boards of width a along s, each with its own tone and a dark seam, grain along t.
+        board = np.floor(ss / a)
+        seam = (ss / a - board) < 0.04
+        tone = 0.75 + 0.45 * hash_uniform(key, board.astype(np.int64))
+        streak = fbm(ss / (0.05 * a), tt / (2.0 * a), key + 2, octaves=2)
+        rgb = _mix(c1, c2, streak) * tone[..., None]
+        rgb = np.where(seam[..., None], 0.35 * c1, rgb)
+    elif kind == "tiles":
+        i, j = np.floor(ss / a), np.floor(tt / a)
+        fs, ft = ss / a - i, tt / a - j
+        grout = (fs < 0.06) | (ft < 0.06)
+        tone = 0.85 + 0.3 * hash_uniform(key, i.astype(np.int64), j.astype(np.int64))
+        rgb = np.where(grout[..., None], 0.3 * c2 + 0.55, c1 * tone[..., None])
+    elif kind == "marble":
+        # Veins: a triangle wave of s warped by fractal noise (no transcendental functions).
+        w = (ss + 2.5 * a * fbm(ss / a, tt / a, key, octaves=4)) / a
+        tri = np.abs(2.0 * (w - np.floor(w)) - 1.0)
+        vein = tri * tri * tri * tri
+        rgb = _mix(c1, c2, vein)
+    elif kind == "fabric":
+        # A woven look: two crossing fine stripes plus a soft mottling.
+        warp = np.floor(ss / (0.1 * a)) % 2.0
+        weft = np.floor(tt / (0.1 * a)) % 2.0
+        rgb = _mix(c1, c2, 0.35 * (warp * weft) + 0.4 * fbm(ss / a, tt / a, key, octaves=2))
+    elif kind == "dots":
+        fs = ss / a - np.floor(ss / a) - 0.5
+        ft = tt / a - np.floor(tt / a) - 0.5
+        rgb = _mix(c1, c2, (fs * fs + ft * ft < 0.09).astype(np.float64))
     else:
         raise ValueError(f"unknown texture kind {kind!r}")
     grain = texture.get("grain", 0.0)
