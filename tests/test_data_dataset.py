@@ -9,7 +9,7 @@ from maskdepth.data.transforms import apply_joint, build_augment
 from maskdepth.errors import MaskdepthError
 
 
-@pytest.mark.parametrize("split,count", [("train", 24), ("seen", 8), ("unseen", 8)])
+@pytest.mark.parametrize("split,count", [("train", 24), ("seen", 8), ("unseen", 8), ("ood", 8)])
 def test_samples_follow_the_contract(split, count):
     ds = build_dataset("playground", split)
     assert len(ds) == count
@@ -28,8 +28,11 @@ def test_sources_of_a_sample():
     ds = build_dataset("playground", "train")
     src = ds.sources(5)
     assert src["bg"].shape == (64, 64, 3) and src["bg"].dtype == np.uint8
-    assert src["fg"].ndim == 3 and src["fg"].shape[2] == 4 and src["fg"].shape[0] == 256
-    assert src["info"]["bg"] == ds.manifest.columns["bg"][5]
+    assert src["bg_depth"].shape == (64, 64) and src["bg_depth"].min() > 0
+    info = src["info"]
+    assert info["bg"] == ds.manifest.columns["bg"][5] and info["placement"] == ds.manifest.columns["placement"][5]
+    np.testing.assert_array_equal(src["bg"], np.rint(ds.compose(4)["bg"].transpose(1, 2, 0) * 255))  # row 4: unflipped
+    assert info["fg_family"] in ("person", "crate", "ball", "vase", "chair", "table", "cone", "plant", "bin")
 
 
 def test_model_input():

@@ -5,7 +5,6 @@ import pytest
 
 from maskdepth.cli import main
 from maskdepth.data import manifest as mf
-from maskdepth.data.backgrounds import background_params
 from maskdepth.data.sources import SourceSpec
 from maskdepth.errors import MaskdepthError
 
@@ -62,21 +61,70 @@ def test_small_stages_are_subsets_of_the_same_placements():
         np.testing.assert_array_equal(full.columns[name][full_row], c[name][rows])
 
 
-def test_foot_points_lie_on_visible_floor_in_front_of_walls():
+def test_foot_points_lie_on_walkable_floor_of_their_view():
+    """Every foot point is on visible ground (below the horizon, inside the image) and, where
+    the scene bounds the floor, between the side walls and in front of walls, steps and facades."""
+    from maskdepth.data.camera import Camera
+    from maskdepth.data.sources import SourceSpec, scene_table, view_cameras
+
     m = mf.load_manifest("1k")
+    spec = SourceSpec()
+    bg, placement = m.columns["bg"], m.columns["placement"]
     u, v = m.values("u"), m.values("v")
-    assert (u >= mf.U_MARGIN).all() and (u <= 1 - mf.U_MARGIN).all() and (v <= mf.V_BOTTOM + 1e-6).all()
+    assert ((u >= 0) & (u <= 1) & (v > 0) & (v < 1)).all()
     scale = m.values("scale")
     assert (np.abs(scale - 1) <= mf.SCALE_JITTER + 1e-6).all()
-    for bg_id in np.unique(m.columns["bg"])[:40]:
-        bg = background_params(0, int(bg_id))
-        sel = m.columns["bg"] == bg_id
-        depth = bg.camera.ground_depth(v[sel])
-        assert (depth > 0).all()  # below the horizon
-        ground_z = bg.camera.ground_z_of_depth(depth)
-        assert (ground_z <= bg.z_max + 1e-4).all()  # in front of the back wall / first facade row
-        x = (u[sel] - 0.5) / bg.camera.focal * depth
-        assert ((x >= bg.x_min - 1e-4) & (x <= bg.x_max + 1e-4)).all()  # between the side walls
+    cam = Camera(**view_cameras(spec, bg, placement))
+    x, z, depth = cam.ground_point(u, v)
+    assert np.isfinite(depth).all() and (depth > 0).all()
+    scenes = scene_table(spec)
+    walk_x = np.array([scenes[b].walk_x for b in bg])
+    walk_z = np.array([scenes[b].walk_z for b in bg])
+    on_floor = (x >= walk_x[:, 0] - 1e-3) & (x <= walk_x[:, 1] + 1e-3) & (z <= walk_z + 1e-3)
+    assert on_floor.mean() > 0.95, on_floor.mean()  # the rest: the last-resort bottom-centre point
+
+
+def test_held_out_families_never_occur_in_a_train_split():
+    """Scene, object and texture families and the camera range of the ood split are absent from
+    the train split of every stage, and every ood sample holds at least one held-out family."""
+    from maskdepth.data import backgrounds, foregrounds, textures
+    from maskdepth.data.camera import TRAIN_HEIGHT_MAX
+    from maskdepth.data.sources import SourceSpec, object_table, scene_table, view_cameras
+
+    spec = SourceSpec()
+    scenes, objects = scene_table(spec), object_table(spec)
+
+    def kinds(prims_or_textures):
+        return {t["kind"] for t in prims_or_textures}
+
+    def scene_textures(scene):
+        sc = scene.scene
+        out = [p.texture for p in sc["clutter"]]
+        for key in ("floor_tex", "ceiling_tex", "ground_tex"):
+            if key in sc:
+                out.append(sc[key])
+        out += sc.get("wall_tex", []) + [r["tex"] for r in sc.get("rows", [])]
+        out += (sc.get("walls") or {}).get("tex", [])
+        return out
+
+    for stage in ("playground", "1k", "full"):
+        m = mf.load_manifest(stage)
+        for split in ("train", "seen", "unseen"):
+            rows = m.rows(split)
+            bg_ids, fg_ids = np.unique(m.columns["bg"][rows]), np.unique(m.columns["fg"][rows])
+            assert not {scenes[b].family for b in bg_ids} & set(backgrounds.OOD_FAMILIES)
+            assert not {objects[f].family for f in fg_ids} & set(foregrounds.OOD_FAMILIES)
+            used = set().union(*(kinds(scene_textures(scenes[b])) for b in bg_ids),
+                               *(kinds(p.texture for p in objects[f].parts) for f in fg_ids))
+            assert not used & set(textures.OOD_KINDS), (stage, split)
+            cams = view_cameras(spec, m.columns["bg"][rows], m.columns["placement"][rows])
+            assert cams["height"].max() <= TRAIN_HEIGHT_MAX
+        ood = m.rows("ood")
+        assert {objects[f].family for f in m.columns["fg"][ood]} <= set(foregrounds.OOD_FAMILIES)
+        if stage != "playground":
+            assert {scenes[b].family for b in m.columns["bg"][ood]} & set(backgrounds.OOD_FAMILIES)
+            cams = view_cameras(spec, m.columns["bg"][ood], m.columns["placement"][ood])
+            assert (cams["height"] > TRAIN_HEIGHT_MAX).mean() > 0.3
 
 
 def test_changed_generator_fails_verification(tmp_path):
@@ -107,7 +155,7 @@ def test_read_manifest_csv_names_file_and_line(tmp_path):
 def test_cli_manifest_prints_count_and_verified_sha(capsys):
     assert main(["data", "manifest", "--stage", "playground"]) == 0
     out = capsys.readouterr().out
-    assert "40 samples (train 24, seen 8, unseen 8)" in out
+    assert "48 samples (train 24, seen 8, unseen 8, ood 8)" in out
     assert mf.read_data_spec()["stages"]["playground"]["sha256"] in out
     assert "verified" in out
 
@@ -122,13 +170,14 @@ def test_cli_unknown_stage_is_a_usage_error(capsys):
 
 
 def test_cli_build_reports_counts_storage_and_time(capsys):
-    from maskdepth.data.sources import SourceSpec, load_sources
-
-    load_sources(SourceSpec(), 64)  # built once per test session (MASKDEPTH_CACHE is a temp folder)
-    assert main(["data", "build", "--stage", "playground", "--size", "64"]) == 0
+    assert main(["data", "build", "--stage", "playground", "--size", "32"]) == 0
     out = capsys.readouterr().out
-    assert "40 samples (train 24, seen 8, unseen 8)" in out
-    assert "110 backgrounds at 64px, 110 foregrounds" in out
-    assert "verified cache (sha256)" in out and "MiB" in out
+    assert "48 samples (train 24, seen 8, unseen 8, ood 8)" in out
+    views = len({(b, p) for b, p in zip(mf.load_manifest("playground").columns["bg"],
+                                           mf.load_manifest("playground").columns["placement"])})
+    assert f"120 backgrounds, 120 foregrounds, {views} views at 32px" in out
+    assert f"rendered {views} views" in out and "MiB" in out
+    assert main(["data", "build", "--stage", "playground", "--size", "32"]) == 0
+    assert "found every view in the cache" in capsys.readouterr().out
     assert main(["data", "build", "--stage", "playground", "--size", "7"]) == 2
     assert "size=7" in capsys.readouterr().err

@@ -38,7 +38,7 @@ def folders_dir(tmp_path_factory):
 
 def test_packed_samples_equal_on_the_fly_composition(packed_dir):
     meta = read_dataset_json(packed_dir)
-    assert meta["layout"] == "packed" and meta["counts"] == {"train": 24, "seen": 8, "unseen": 8}
+    assert meta["layout"] == "packed" and meta["counts"] == {"train": 24, "seen": 8, "unseen": 8, "ood": 8}
     assert meta["source"]["kind"] == "synthetic" and meta["depth"]["units"] == "metres"
     for split in SPLITS:
         stored = build_dataset(str(packed_dir), split, size=SIZE)  # the trainer's entry point
@@ -59,12 +59,11 @@ def test_packed_samples_equal_on_the_fly_composition(packed_dir):
 def test_folders_layout_is_the_seed_layout(folders_dir):
     meta = read_dataset_json(folders_dir)
     names = [p.stem for p in sorted((folders_dir / "fg_bg").glob("*.jpg"))]
-    assert len(names) == 40 and meta["counts"]["unseen"] == 8
+    assert len(names) == 48 and meta["counts"]["unseen"] == 8 and meta["counts"]["ood"] == 8
     depth_png = Image.open(folders_dir / "depth" / f"{names[0]}.png")
     assert depth_png.mode in ("I;16", "I") and depth_png.size == (SIZE, SIZE)
-    fg = Image.open(next((folders_dir / "fg").glob("*.png")))
-    assert fg.mode == "RGBA"
-    assert len(list((folders_dir / "bg").glob("*.png"))) == len(set(n.split("_")[0] for n in names))
+    views = {(n.split("_")[0], n.split("_")[2]) for n in names}  # one background view per (bg, placement)
+    assert len(list((folders_dir / "bg").glob("*.png"))) == len(views)
     stored = open_dataset_dir(folders_dir, "train", SIZE)
     reference = build_dataset("playground", "train", size=SIZE)
     for i in range(len(stored)):
@@ -116,9 +115,9 @@ def test_killed_run_is_never_read_and_rerun_equals_uninterrupted(tmp_path, fmt, 
     result = materialize("playground", out, fmt=fmt, size=SIZE)
     if fmt == "packed":
         assert result["resumed"]["train"] == 10  # last checkpoint: 2 x CHECKPOINT_EVERY before the kill at 13
-        assert result["written"] == 40 - 10
+        assert result["written"] == 48 - 10
     else:
-        assert result["kept"] == 13 and result["written"] == 27
+        assert result["kept"] == 13 and result["written"] == 48 - 13
     assert _tree(out) == _tree(packed_dir if fmt == "packed" else folders_dir)
     again = materialize("playground", out, fmt=fmt, size=SIZE)
     assert again["complete_already"] and again["written"] == 0

@@ -88,8 +88,8 @@ class Composer:
 
     def object_layer(self, i: int) -> tuple[dict | None, tuple | None]:
         """Row i's rendered object (see `render_object`) and contact shadow (window, factor [h, w]),
-        cached per (bg, fg, placement): a row and its flip share them."""
-        key = (int(self.bg[i]), int(self.fg[i]), int(self.placement[i]))
+        cached per (bg, fg, placement, pose): a row and its flip share them."""
+        key = (int(self.bg[i]), int(self.fg[i]), int(self.placement[i]), self.u[i], self.v[i], self.scale[i])
         if key in self._objects:
             self._objects.move_to_end(key)
             return self._objects[key]

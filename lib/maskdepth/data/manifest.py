@@ -183,25 +183,31 @@ def place(spec: SourceSpec, bg: np.ndarray, fg: np.ndarray, placement: np.ndarra
     depth = np.maximum(depth_for_pixel_height(frac, size_m, h, s, c, f), depth_for_top_row(top_min, size_m, h, s, c, f))
     depth = np.clip(depth, z_near, z_far)
     margin = np.where(cut, 0.0, U_MARGIN)
-    u = np.zeros(len(bg))
-    v = np.zeros(len(bg))
+    room = np.minimum(half_width, 0.45 * (walk_x[:, 1] - walk_x[:, 0]))  # wider than a corridor: it touches a wall
+    x_lo, x_hi = walk_x[:, 0] + room, walk_x[:, 1] - room
+    cam_x = cams["x"]
+    u = np.full(len(bg), 0.5)
+    v = np.full(len(bg), 0.5)
     ok = np.zeros(len(bg), dtype=bool)
     with np.errstate(invalid="ignore", divide="ignore"):
         for attempt in range(RETRIES + 1):
-            # keep the whole width in the frame unless this placement may be cut
+            # A world foot point at the target depth, laterally anywhere on the walkable floor that
+            # the frustum shows at that depth; projected through the exact camera (roll, yaw).
+            r_x = r_u if attempt == 0 else hash_uniform(spec.seed, 3, bg, fg, placement, 10 + attempt)
+            z = (depth - h * s) / c
+            half_view = (0.5 - margin) / f * depth
+            lo_x = np.maximum(x_lo, cam_x - half_view)
+            hi_x = np.maximum(np.minimum(x_hi, cam_x + half_view), lo_x)
+            x = lo_x + r_x * (hi_x - lo_x)
+            u_try, v_try, d_try = cam.project(x, np.zeros(len(bg)), z)
             half_frame = np.where(cut, 0.0, np.clip(f * half_width / depth, 0.0, 0.45))
-            u_lo, u_hi = np.maximum(margin, half_frame), np.minimum(1.0 - margin, 1.0 - half_frame)
-            u_try = 0.5 + (u_lo + r_u * (u_hi - u_lo) - 0.5) * (0.7 ** attempt)
-            v_try = 0.5 + f * (h / depth - s) / c
-            gx, gz, _ = cam.ground_point(u_try, v_try)
-            inside = (np.isfinite(gx) & (gx - half_width >= walk_x[:, 0]) & (gx + half_width <= walk_x[:, 1])
-                      & (gz > 0.0) & (gz <= walk_z) & (v_try < 1.0))
+            inside = ((d_try > 0) & (u_try >= np.maximum(margin, half_frame)) & (u_try <= 1 - np.maximum(margin, half_frame))
+                      & (v_try > 0.0) & (v_try <= V_BOTTOM) & (z <= walk_z) & (z > 0))
             take = inside & ~ok
             u, v, ok = np.where(take, u_try, u), np.where(take, v_try, v), ok | inside
-            depth = np.where(ok, depth, z_near + 0.6 * (depth - z_near))
-        # Last resort (a camera close to a wall): the bottom-centre floor point.
-        v_last = 0.5 + f * (h / z_near - s) / c
-        u, v = np.where(ok, u, 0.5), np.where(ok, v, v_last)
+            depth = np.where(ok, depth, z_near + 0.7 * (depth - z_near))
+        # Last resort (a camera close to a wall and turned to it): the centre of the image's lower part.
+        u, v = np.where(ok, u, 0.5), np.where(ok, v, 0.8)
     q = lambda x: np.rint(x * QUANT).astype(np.int64)  # noqa: E731
     return q(u), q(v), q(scale)
 

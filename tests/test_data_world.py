@@ -1,0 +1,191 @@
+"""The synthetic world (generator v3): exact labels for every primitive, determinism, composition."""
+
+import numpy as np
+import pytest
+
+from maskdepth.data import build_dataset
+from maskdepth.data import manifest as mf
+from maskdepth.data.camera import Camera, rational_angle
+from maskdepth.data.composition import Composer, render_sample
+from maskdepth.data.foregrounds import Foreground, render_object
+from maskdepth.data.shapes import Primitive, intersect
+from maskdepth.data.sources import SourceSpec, load_sources, reference_digest, render_one_view
+from maskdepth.errors import MaskdepthError
+
+LEVEL = Camera(height=1.0, sin_pitch=0.0, cos_pitch=1.0, focal=1.0)
+GREY = {"kind": "gradient", "c1": np.array([0.5, 0.5, 0.5]), "c2": np.array([0.4, 0.4, 0.4]), "scale": 1.0, "key": 0}
+
+
+def _tilted(height=1.3):
+    sp, cp = rational_angle(0.15)
+    sr, cr = rational_angle(0.03)
+    sy, cy = rational_angle(-0.1)
+    return Camera(height, float(sp), float(cp), 0.8, float(sr), float(cr), float(sy), float(cy), x=0.4)
+
+
+def _grid(n):
+    c = (np.arange(n) + 0.5) / n
+    return np.meshgrid(c, c)
+
+
+def test_camera_project_inverts_rays_with_roll_pitch_and_yaw():
+    cam = _tilted()
+    u, v = _grid(7)
+    dx, dy, dz = cam.rays(u, v)
+    t = 2.0 + u * 5.0  # any z-depth along each ray
+    x, y, z = cam.x + t * dx, cam.height + t * dy, t * dz
+    pu, pv, depth = cam.project(x, y, z)
+    np.testing.assert_allclose(pu, u, atol=1e-12)
+    np.testing.assert_allclose(pv, v, atol=1e-12)
+    np.testing.assert_allclose(depth, t, rtol=1e-12)  # the ray parameter is the z-depth
+
+
+def test_sphere_depth_at_its_centre_is_distance_minus_radius():
+    distance, radius = 4.0, 0.7
+    sphere = Primitive("ellipsoid", (0.0, 1.0, distance), (radius,) * 3)
+    hit = intersect([sphere], (0.0, 1.0, 0.0), LEVEL.rays(0.5, 0.5))
+    assert hit["t"] == pytest.approx(distance - radius, abs=1e-12)
+    np.testing.assert_allclose([n for n in hit["normal"]], [0.0, 0.0, -1.0], atol=1e-12)
+    # the same through an object rendered into a view (pose: foot on the ground under the sphere)
+    ball = Foreground(0, "ball", 2 * radius, 2 * radius, [Primitive("ellipsoid", (0.0, 1.0, 0.0), (radius,) * 3, 1, GREY)])
+    layer = render_object(ball, LEVEL, (0.0, distance, 0.0, 1.0, 1.0), 65, np.array([0.0, 1.0, 0.0]))
+    y0, _, x0, _ = layer["window"]
+    assert layer["depth"][32 - y0, 32 - x0] == np.float32(distance - radius)
+    inside = np.isfinite(layer["depth"])
+    assert layer["depth"][inside].max() > layer["depth"][32 - y0, 32 - x0] + 0.2  # relief: the rim is farther
+
+
+def test_box_face_is_planar_in_camera_space_and_cylinder_points_are_on_its_surface():
+    cam = _tilted()
+    u, v = _grid(48)
+    d = cam.rays(u, v)
+    box = Primitive("box", (0.2, 0.4, 3.0), (0.5, 0.4, 0.3))
+    hit = intersect([box], cam.origin, d)
+    front = np.isfinite(hit["t"]) & (np.abs(hit["normal"][2] + 1.0) < 1e-12)
+    assert front.sum() > 50
+    # a plane in camera space: 1 / z-depth is affine in the image coordinates
+    a = np.stack([u[front], v[front], np.ones(front.sum())], axis=1)
+    coef, *_ = np.linalg.lstsq(a, 1.0 / hit["t"][front], rcond=None)
+    assert np.abs(a @ coef - 1.0 / hit["t"][front]).max() < 1e-12
+    np.testing.assert_allclose(hit["point"][2][front], 3.0 - 0.3, atol=1e-12)  # on the face z = 2.7
+    cone = Primitive("cylinder", (-0.3, 0.0, 4.0), (0.5, 1.2, 0.1))
+    hit = intersect([cone], cam.origin, d)
+    side = np.isfinite(hit["t"]) & (np.abs(hit["normal"][1]) < 0.99)
+    x, y, z = hit["point"]
+    radius = 0.5 + (0.1 - 0.5) * y[side] / 1.2
+    np.testing.assert_allclose(np.hypot(x[side] + 0.3, z[side] - 4.0), radius, atol=1e-9)
+    assert (y[side] >= 0).all() and (y[side] <= 1.2).all()
+
+
+def test_ground_pixels_of_a_view_have_the_analytic_ground_depth():
+    spec = SourceSpec()
+    for bg in (0, 3, spec.n_bg, spec.first_ood_bg):
+        from maskdepth.data.sources import view_camera
+
+        cam = view_camera(spec, bg, 2)
+        view = render_one_view(spec, bg, 2, 32)
+        ground = view["ground"]
+        assert ground.sum() > 20
+        u, v = _grid(32)
+        _, dy, _ = cam.rays(u, v)
+        np.testing.assert_array_equal(view["depth"][ground], np.float32(cam.height / -dy[ground]))
+
+
+def test_same_seed_same_bytes_different_seed_different_and_the_recorded_reference():
+    a = render_sample(SourceSpec(), 5, 7, 3, 32)
+    b = render_sample(SourceSpec(), 5, 7, 3, 32)
+    c = render_sample(SourceSpec(seed=1), 5, 7, 3, 32)
+    for key in ("image", "mask", "depth"):
+        assert a[key].tobytes() == b[key].tobytes()
+    assert a["image"].tobytes() != c["image"].tobytes()
+    recorded = mf.read_data_spec()["reference_sources"]
+    assert reference_digest(SourceSpec(), recorded["size"]) == recorded["sha256"]
+
+
+@pytest.fixture(scope="module")
+def train32():
+    return build_dataset("playground", "train", size=32)
+
+
+def test_labels_are_exact_and_shadows_never_touch_them(train32):
+    c = train32.composer
+    checked = 0
+    for i in range(0, len(train32), 2):  # unflipped rows
+        s = train32.compose(i)
+        layer, shadow = c.object_layer(i)
+        view_depth = c._view_depth[c._view_slot[i]]
+        mask = s["mask"][0]
+        assert set(np.unique(mask)) <= {0.0, 1.0}
+        expected = np.zeros_like(mask, dtype=bool)
+        obj_depth = np.full(mask.shape, np.inf, dtype=np.float32)
+        if layer is not None:
+            y0, y1, x0, x1 = layer["window"]
+            obj_depth[y0:y1, x0:x1] = layer["depth"]
+            expected = obj_depth < view_depth
+        np.testing.assert_array_equal(mask, expected.astype(np.float32))
+        np.testing.assert_array_equal(s["depth"][0], np.where(expected, obj_depth, view_depth))
+        checked += expected.any()
+        # the same row without its shadow: identical labels, and the image differs only by the shadow
+        saved = c.shadow[i]
+        c.shadow[i] = 0.0
+        c._objects.clear()
+        plain = train32.compose(i)
+        c.shadow[i] = saved
+        c._objects.clear()
+        np.testing.assert_array_equal(plain["mask"], s["mask"])
+        np.testing.assert_array_equal(plain["depth"], s["depth"])
+        if shadow is not None and saved > 0 and (shadow[1] < 0.99).any():
+            assert (s["image"] <= plain["image"] + 1e-6).all() and (s["image"] < plain["image"] - 1e-3).any()
+        assert 0.0 <= s["image"].min() and s["image"].max() <= 1.0
+    assert checked >= len(train32) // 2 - 1
+
+
+def test_flip_mirrors_image_bg_mask_and_depth(train32):
+    for i in range(0, len(train32), 2):
+        a, b = train32.compose(i), train32.compose(i + 1)
+        for key in ("image", "bg", "mask", "depth"):
+            np.testing.assert_array_equal(a[key][..., ::-1], b[key], err_msg=key)
+
+
+def test_nearer_foot_point_gives_a_larger_nearer_object():
+    spec = SourceSpec()
+    sources = load_sources(spec, 64)
+    fg = next(f for f in sources.foregrounds if f.family == "crate")
+    bg = next(b for b in sources.backgrounds if b.family == "open")
+    from maskdepth.data.sources import view_camera
+
+    cam = view_camera(spec, bg.id, 0)
+    u, v, _ = cam.project(np.array([cam.x, cam.x]), np.zeros(2), np.array([9.0, 4.0]))
+    comp = Composer(sources, [bg.id] * 2, [fg.id] * 2, [0, 0], u, v, [1.0, 1.0], [0, 0])
+    far, near = comp.compose(0), comp.compose(1)
+    assert near["mask"].sum() > 2.5 * far["mask"].sum()
+    assert near["depth"][0][near["mask"][0] > 0].max() < far["depth"][0][far["mask"][0] > 0].min()
+
+
+def test_object_sizes_span_one_to_forty_percent_on_the_1k_stage():
+    ds = build_dataset("1k", "train", size=32)
+    rng = np.random.default_rng(0)
+    areas = np.array([ds.compose(int(i))["mask"].mean() for i in rng.choice(len(ds), 200, replace=False)])
+    assert np.percentile(areas, 10) < 0.02 and np.percentile(areas, 95) > 0.2
+    assert np.median(areas) > 0.03 and (areas == 0).mean() < 0.03
+
+
+def test_views_are_cached_and_a_damaged_file_is_rendered_again(tmp_path):
+    spec = SourceSpec(n_bg=2, n_fg=2, n_bg_unseen=0, n_fg_unseen=0, n_bg_ood=0, n_fg_ood=0)
+    sources = load_sources(spec, 24, tmp_path)
+    first = sources.views([0, 1], [0, 5])
+    assert sources.report["views_built"] == 2
+    again = load_sources(spec, 24, tmp_path)
+    second = again.views([0, 1], [0, 5])
+    assert again.report["views_built"] == 0 and second["rgb"].tobytes() == first["rgb"].tobytes()
+    files = sorted(sources.folder.glob("*.npz"))
+    files[0].write_bytes(b"not a view")
+    third = again.views([0, 1], [0, 5])
+    assert again.report["views_built"] == 1 and third["depth"].tobytes() == first["depth"].tobytes()
+    assert load_sources(SourceSpec(seed=3, n_bg=2, n_fg=2), 24, tmp_path).folder != sources.folder
+
+
+@pytest.mark.parametrize("size", [8, 513, 64.0, True])
+def test_bad_size_is_a_clear_error(size, tmp_path):
+    with pytest.raises(MaskdepthError, match="size="):
+        load_sources(SourceSpec(), size, tmp_path)
