@@ -164,3 +164,94 @@ def test_bad_source_is_named(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(Exception, match="no fg_bg/ folder found"):
         import_dataset(tmp_path / "empty", tmp_path / "out")
+
+
+# --- issue 16: mask value ranges, corrupt and oversized zip members ------------------------------
+
+
+def _rewrite_masks(root: Path, convert) -> None:
+    for path in sorted((root / "mask").glob("*.png")):
+        Image.fromarray(convert(np.asarray(Image.open(path)))).save(path)
+
+
+def test_masks_stored_as_0_1_or_soft_values_do_not_import_empty(tmp_path, capsys):
+    truth = make_tree(tmp_path / "binary")
+    _rewrite_masks(tmp_path / "binary", lambda m: (m > 0).astype(np.uint8))  # 0/1 masks
+    assert main(["data", "import", str(tmp_path / "binary"), "--out", str(tmp_path / "b"), "--size", str(SIZE)]) == 0
+    assert "masks: 0/1 masks: read as binary, foreground = 1" in capsys.readouterr().out
+    assert read_dataset_json(tmp_path / "b")["masks"]["values"] == "0/1"
+    for row in read_samples_csv(tmp_path / "b"):
+        mask = build_dataset(str(tmp_path / "b"), row["split"], size=SIZE)[int(row["index"])]["mask"][0].numpy()
+        assert np.array_equal(mask > 0.5, truth[row["name"]]["mask"]), row["name"]
+
+    make_tree(tmp_path / "soft")
+    # a soft edge: a column of 60 next to each object, between 0 and the maximum 255
+    _rewrite_masks(tmp_path / "soft", lambda m: np.where(m > 0, 255, np.where(np.roll(m, 1, axis=1) > 0, 60, 0))
+                   .astype(np.uint8))
+    assert main(["data", "import", str(tmp_path / "soft"), "--out", str(tmp_path / "s"), "--size", str(SIZE)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: masks: soft masks" in err and "thresholded at half their range, foreground > 127.5" in err
+    row = read_samples_csv(tmp_path / "s")[0]
+    mask = build_dataset(str(tmp_path / "s"), row["split"], size=SIZE)[int(row["index"])]["mask"][0].numpy()
+    assert np.array_equal(mask > 0.5, truth[row["name"]]["mask"])
+
+
+def test_empty_and_mixed_mask_ranges_are_refused(tmp_path):
+    make_tree(tmp_path / "empty")
+    _rewrite_masks(tmp_path / "empty", np.zeros_like)
+    with pytest.raises(Exception, match="every mask is empty"):
+        import_dataset(tmp_path / "empty", tmp_path / "e", size=SIZE)
+    assert not (tmp_path / "e" / "dataset.json").exists()
+
+    make_tree(tmp_path / "mixed")
+    one = tmp_path / "mixed" / "mask" / "bg1_fg1_1.png"
+    Image.fromarray((np.asarray(Image.open(one)) > 0).astype(np.uint8)).save(one)
+    with pytest.raises(ImportProblems, match=r"bg1_fg1_1.png: mask values 0/1 among masks using 0..255"):
+        import_dataset(tmp_path / "mixed", tmp_path / "m", size=SIZE)
+
+
+def _zip_tree(src: Path, zpath: Path, compression=zipfile.ZIP_DEFLATED) -> Path:
+    with zipfile.ZipFile(zpath, "w", compression) as zf:
+        for p in sorted(src.rglob("*")):
+            if p.is_file():
+                zf.write(p, p.relative_to(src).as_posix())
+    return zpath
+
+
+def test_a_corrupt_zip_member_is_a_problem_file_not_a_traceback(tmp_path, capsys):
+    make_tree(tmp_path / "src")
+    zpath = _zip_tree(tmp_path / "src", tmp_path / "data.zip")
+    with zipfile.ZipFile(zpath) as zf:
+        info = zf.getinfo("mask/bg2_fg1_0.png")
+    data = bytearray(zpath.read_bytes())
+    data[info.header_offset : info.header_offset + 4] = b"XXXX"  # the member's local header is damaged
+    zpath.write_bytes(bytes(data))
+    with pytest.raises(ImportProblems, match=r"data.zip:mask/bg2_fg1_0.png: corrupt zip member \(BadZipFile"):
+        import_dataset(zpath, tmp_path / "out", size=SIZE)
+    assert main(["data", "import", str(zpath), "--out", str(tmp_path / "out"), "--size", str(SIZE), "--skip-bad"]) == 0
+    assert "imported 15 samples" in capsys.readouterr().out
+
+
+def test_zip_members_are_streamed_and_capped(tmp_path, monkeypatch):
+    import maskdepth.data.importer as importer
+
+    src = tmp_path / "src"
+    make_tree(src)
+    (src / "fg_bg" / "bg0_fg0_0.png").write_bytes(b"\0" * (64 * 2**20))  # 64 MiB that is no image
+    zpath = _zip_tree(src, tmp_path / "bomb.zip")
+    assert zpath.stat().st_size < 2**20
+    unpacked = {"bytes": 0}
+    real_read = zipfile.ZipExtFile.read
+
+    def counting_read(self, n=-1):
+        data = real_read(self, n)
+        unpacked["bytes"] += len(data)
+        return data
+
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", counting_read)
+    with pytest.raises(ImportProblems, match=r"bomb.zip:fg_bg/bg0_fg0_0.png: not an image"):
+        import_dataset(zpath, tmp_path / "out", size=SIZE)
+    assert unpacked["bytes"] < 2**20  # the header was enough: the 64 MiB were never unpacked
+    monkeypatch.setattr(importer, "MAX_MEMBER_BYTES", 32 * 2**20)
+    with pytest.raises(ImportProblems, match=r"bg0_fg0_0.png: unpacks to 64 MiB, over the 32 MiB limit"):
+        import_dataset(zpath, tmp_path / "out", size=SIZE)

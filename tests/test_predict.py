@@ -243,3 +243,91 @@ def test_cli_six_channel_needs_bg(checkpoints, tmp_path, capsys):
     (tmp_path / "bad_bg.png").write_text("no")
     assert main([*args, "--bg", str(tmp_path / "bad_bg.png")]) == 2
     assert "bad_bg.png: not an image" in capsys.readouterr().err
+
+
+# --- issue 16: never overwrite, per-file failures, non-finite outputs, symlink loops, device, disk full --
+
+
+def test_cli_never_replaces_an_input_nor_an_existing_file_without_overwrite(checkpoints, tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(_noise(20, 30)).save(data / "cat.png")
+    Image.fromarray((_noise(20, 30)[:, :, 0] > 127).astype(np.uint8) * 255).save(data / "cat_mask.png")
+    truth = (data / "cat_mask.png").read_bytes()
+    for extra in ([], ["--overwrite"]):  # an input is never replaced, not even with --overwrite
+        capsys.readouterr()
+        assert main(["predict", "-c", str(checkpoints["joint"]), str(data), "--out", str(data), *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "would replace the input" in err and "cat_mask.png" in err
+        assert (data / "cat_mask.png").read_bytes() == truth
+        assert sorted(p.name for p in data.iterdir()) == ["cat.png", "cat_mask.png"]  # nothing written
+
+    out = tmp_path / "out"
+    image = str(data / "cat.png")
+    assert main(["predict", "-c", str(checkpoints["joint"]), image, "--out", str(out)]) == 0
+    (out / "cat_depth.png").write_bytes(b"someone else's file")
+    capsys.readouterr()
+    assert main(["predict", "-c", str(checkpoints["joint"]), image, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "already exists" in err and "--overwrite" in err
+    assert (out / "cat_depth.png").read_bytes() == b"someone else's file"
+    assert main(["predict", "-c", str(checkpoints["joint"]), image, "--out", str(out), "--overwrite"]) == 0
+    assert Image.open(out / "cat_depth.png").size == (30, 20)
+
+
+def test_cli_a_name_too_long_fails_that_file_only(checkpoints, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    long_name = "a" * 240  # fits as NAME.png, too long as NAME_depth_color.png (255 bytes at most)
+    Image.fromarray(_noise(20, 30)).save(inputs / f"{long_name}.png")
+    Image.fromarray(_noise(20, 30, 1)).save(inputs / "z.png")
+    out = tmp_path / "out"
+    assert main(["predict", "-c", str(checkpoints["joint"]), str(inputs), "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "1 ok, 1 failed" in captured.out
+    assert long_name in captured.err and "too long" in captured.err.lower()
+    assert sorted(p.name for p in out.iterdir()) == ["z_depth.png", "z_depth_color.png", "z_mask.png"]
+
+
+def test_non_finite_outputs_are_refused_naming_the_checkpoint(checkpoints, tmp_path):
+    predictor = Predictor(checkpoints["joint"], device="cpu")
+    real = predictor.model
+    predictor.model = lambda x: {k: v * float("inf") for k, v in real(x).items()}
+    with pytest.raises(MaskdepthError, match=r"joint.pt: the network outputs NaN or infinite"):
+        predictor.run([predictor.prepare(np.zeros((20, 30, 3), np.float32))])
+
+
+def test_symlink_loop_is_reported_as_such(checkpoints, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    Image.fromarray(_noise(20, 30)).save(inputs / "good.png")
+    (inputs / "a.png").symlink_to(inputs / "b.png")
+    (inputs / "b.png").symlink_to(inputs / "a.png")
+    (inputs / "gone.png").symlink_to(inputs / "nowhere.png")
+    out = tmp_path / "out"
+    assert main(["predict", "-c", str(checkpoints["joint"]), str(inputs), str(inputs / "a.png"),
+                 "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    loops = [line for line in err.splitlines() if "a.png" in line or "b.png" in line]
+    assert len(loops) == 3 and all("symbolic link loop" in line for line in loops)
+    assert "corrupt" not in err
+    assert "gone.png: broken symbolic link" in err
+
+
+def test_unknown_device_and_full_disk_are_one_line_errors(checkpoints, tmp_path, capsys, monkeypatch):
+    import errno
+
+    Image.fromarray(_noise(20, 30)).save(tmp_path / "a.png")
+    args = ["predict", "-c", str(checkpoints["joint"]), str(tmp_path / "a.png"), "--out", str(tmp_path / "out")]
+    assert main([*args, "--device", "tpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--device 'tpu'" in err and "cpu" in err
+
+    def full(self, fp, *a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full)
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no space left on device" in err and "a_mask.png" in err
+    assert not list((tmp_path / "out").iterdir())  # no temporary file left behind

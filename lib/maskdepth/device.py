@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
+
+from maskdepth.errors import MaskdepthError
+
+DEVICE_NAMES = "auto, cpu, cuda, cuda:N or mps"
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,13 @@ def cpu_has_fast_bf16() -> bool:
     return False
 
 
+def check_device_name(name) -> str:
+    """The device name, if it is one of auto | cpu | cuda | cuda:N | mps; else a one-line error."""
+    if not isinstance(name, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", name.strip().lower()):
+        raise MaskdepthError(f"--device {name!r}: not a device this tool runs on; use {DEVICE_NAMES}")
+    return name.strip().lower()
+
+
 def resolve_device(name: str = "auto", amp: bool | None = None) -> DeviceInfo:
     """`auto` -> CUDA if available, else CPU.
 
@@ -44,13 +56,17 @@ def resolve_device(name: str = "auto", amp: bool | None = None) -> DeviceInfo:
     autocast only where the CPU has native bf16 (AVX512-BF16/AMX): there it trained the joint
     model 1.9x faster at the same 1k quality (bench/ figure 3), while on AVX2-only CPUs bf16 is
     far slower than float32."""
+    name = check_device_name(name)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        from maskdepth.errors import MaskdepthError
-
         raise MaskdepthError(f"--device {name}: CUDA is not available on this machine")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise MaskdepthError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise MaskdepthError(f"--device {name}: Apple MPS is not available on this machine")
     if amp is None:
         use_amp = device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bf16())
     else:

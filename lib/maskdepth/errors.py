@@ -12,3 +12,12 @@ class BadInputError(MaskdepthError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+class DiskFullError(MaskdepthError):
+    """Writing `path` failed because its file system is full (or the user's quota is used up)."""
+
+    def __init__(self, path, quota: bool = False):
+        self.path = str(path)
+        what = "disk quota exceeded" if quota else "no space left on device"
+        super().__init__(f"{path}: {what}; free some space (or write elsewhere) and run again")

@@ -26,6 +26,7 @@ Conversions (documented choices):
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import warnings
@@ -75,11 +76,26 @@ def expand_inputs(inputs) -> tuple[list[ImageFile], list[BadInputError]]:
             found.extend(ImageFile(f, f.relative_to(path).with_suffix("").as_posix()) for f in files)
         elif path.is_file():
             found.append(ImageFile(path, path.stem))
+        elif path.is_symlink():
+            errors.append(BadInputError(path, symlink_problem(path)))
         elif path.exists():
             errors.append(BadInputError(path, "not a regular file or folder"))
         else:
             errors.append(BadInputError(path, "no such file or folder"))
     return _unique_names(found), errors
+
+
+def symlink_problem(path) -> str:
+    """Why a symbolic link cannot be followed: a loop, or a missing target."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop (too many levels of symbolic links)"
+        if exc.errno == errno.ENOENT:
+            return f"broken symbolic link (its target {os.readlink(path)} does not exist)"
+        return f"symbolic link cannot be followed ({exc.strerror or exc})"
+    return "symbolic link to something that is not a regular file or folder"
 
 
 def _walk_images(folder: Path) -> tuple[list[Path], list[BadInputError]]:
@@ -137,6 +153,8 @@ def pillow_errors(name):
     except BadInputError:
         raise
     except FileNotFoundError as exc:
+        if isinstance(name, (str, os.PathLike)) and os.path.islink(name):
+            raise BadInputError(name, symlink_problem(name)) from exc
         raise BadInputError(name, "no such file") from exc
     except PermissionError as exc:
         raise BadInputError(name, "cannot read file (permission denied)") from exc
@@ -146,7 +164,13 @@ def pillow_errors(name):
         raise BadInputError(name, f"too large to decode safely ({exc})") from exc
     except MemoryError as exc:
         raise BadInputError(name, "too large to decode in the available memory") from exc
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as exc:
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BadInputError(name, "symbolic link loop (too many levels of symbolic links)") from exc
+        if exc.errno is not None:  # the system refused the read; Pillow's own errors carry no errno
+            raise BadInputError(name, f"cannot read file ({exc.strerror or exc})") from exc
+        raise BadInputError(name, f"truncated or corrupt image ({exc})") from exc
+    except (SyntaxError, ValueError, EOFError, IndexError) as exc:
         # Pillow reports truncated/corrupt data with any of these, depending on the format.
         raise BadInputError(name, f"truncated or corrupt image ({exc})") from exc
 

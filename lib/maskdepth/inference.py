@@ -20,10 +20,22 @@ the input's name without suffix (with its sub-folder when found in a folder):
     NAME_preview.png      with --preview: input | mask overlay | depth colour, side by side
 
 Single-task checkpoints write only what they predict.
+
+Existing files are never replaced by surprise: before anything is predicted, the outputs'
+names are checked. An output that would replace one of the inputs (e.g. `--out` is the input
+folder, holding `cat.png` and a ground-truth `cat_mask.png`) is refused, always; an output
+file that already exists (an earlier run's, or anything else) is refused unless
+`overwrite=True` (`--overwrite`). Either way nothing has been written when it is refused.
+
+An input whose outputs cannot be written for a reason of its own (its name is too long for
+the output file system) counts as a failed input and the others go on; a fault of the
+output folder itself (no space left, read-only, permission denied) stops the run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import sys
 from dataclasses import dataclass, field
@@ -34,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from maskdepth.checkpoint import load_model
+from maskdepth.checkpoint import input_size, load_model
 from maskdepth.data.dataset import model_input
 from maskdepth.device import resolve_device
 from maskdepth.errors import BadInputError, MaskdepthError
@@ -44,6 +56,10 @@ from maskdepth.validate import resolve_checkpoint
 
 MASK_THRESHOLD = 0.5
 PREVIEW_MAX_SIDE = 1024  # preview panels are shrunk to this; the other outputs never are
+OUTPUT_SUFFIXES = {"mask": ("_mask.png",), "depth": ("_depth.png", "_depth_color.png")}
+PREVIEW_SUFFIX = "_preview.png"
+# Write errors that belong to one input's output name, not to the output folder.
+PER_FILE_ERRNOS = {errno.ENAMETOOLONG, errno.EILSEQ}
 OVERLAY_COLOR = np.array([255, 40, 40], np.float32)
 OVERLAY_ALPHA = 0.5
 
@@ -99,10 +115,7 @@ class Predictor:
         self.threshold = threshold
         self.in_channels = int(info["in_channels"])
         self.tasks = tuple(getattr(model, "tasks", ()))
-        size = info.get("input_size")
-        if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(int(s) > 0 for s in size)):
-            raise MaskdepthError(f"checkpoint {checkpoint}: info['input_size'] [H, W] is missing or invalid")
-        self.input_size = (int(size[0]), int(size[1]))
+        self.input_size = input_size(info, checkpoint)
         self._background: torch.Tensor | None = None
 
     @property
@@ -134,7 +147,14 @@ class Predictor:
                     "6 channels): pass bg=... (command line: --bg FILE)"
                 )
             batch = model_input({"image": batch, "bg": self._background.expand_as(batch)}, self.in_channels)
-        return {k: v.float() for k, v in self.model(batch).items()}
+        outputs = {k: v.float() for k, v in self.model(batch).items()}
+        for key, value in outputs.items():
+            if not bool(torch.isfinite(value).all()):
+                raise MaskdepthError(
+                    f"checkpoint {self.checkpoint}: the network outputs NaN or infinite {key} values, so its "
+                    "predictions cannot be trusted (a diverged training run?); use another checkpoint"
+                )
+        return outputs
 
     @torch.inference_mode()
     def at_size(self, outputs: dict[str, torch.Tensor], index: int, size) -> dict[str, np.ndarray]:
@@ -226,16 +246,19 @@ def predict_files(
     preview: bool = False,
     batch_size: int = 32,
     failed: list[BadInputError] | None = None,
+    overwrite: bool = False,
 ) -> PredictSummary:
     """Predict each file and write its outputs into `out_dir`; bad files are reported and skipped.
 
     `failed`: inputs that already failed (e.g. in `expand_inputs`), counted in the summary.
     Images are loaded a batch at a time and reduced to the working size right away, so the
-    memory used does not grow with the number or size of the inputs.
+    memory used does not grow with the number or size of the inputs. Outputs never replace
+    an input, nor an existing file unless `overwrite` (see the module docstring).
     """
     if batch_size < 1:
         raise MaskdepthError(f"--batch-size must be at least 1, got {batch_size}")
     out_dir = Path(out_dir)
+    check_outputs(files, out_dir, output_suffixes(predictor, preview), overwrite=overwrite)
     summary = PredictSummary(failed=list(failed or []))
     with progress(total=len(files), desc="predict", unit="img") as bar:
         for start in range(0, len(files), batch_size):
@@ -249,10 +272,59 @@ def predict_files(
             if loaded:
                 outputs = predictor.run([item.prepared for item in loaded])
                 for index, item in enumerate(loaded):
-                    _write_outputs(out_dir, item, predictor, outputs, index)
+                    try:
+                        _write_outputs(out_dir, item, predictor, outputs, index)
+                    except BadInputError as exc:
+                        summary.failed.append(exc)
+                        bar.write(f"skipped {exc}", file=sys.stderr)
+                        continue
                     summary.written.append(item.file.name)
             bar.update(len(files[start : start + batch_size]))
     return summary
+
+
+def output_suffixes(predictor: Predictor, preview: bool) -> list[str]:
+    """The suffixes of the files written per input (NAME + suffix)."""
+    tasks = [t for t in OUTPUT_SUFFIXES if t in predictor.tasks] or list(OUTPUT_SUFFIXES)
+    return [s for t in tasks for s in OUTPUT_SUFFIXES[t]] + ([PREVIEW_SUFFIX] if preview else [])
+
+
+def _same_file_key(path: Path) -> str:
+    return os.path.normcase(os.path.realpath(path))
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def check_outputs(files: list[ImageFile], out_dir: Path, suffixes: list[str], *, overwrite: bool) -> None:
+    """Refuse, before anything is written, outputs that would replace an input (always) or an
+    existing file (unless `overwrite`)."""
+    inputs = {_same_file_key(f.path): f.path for f in files}
+    inodes = {_inode(f.path): f.path for f in files}
+    inodes.pop(None, None)
+    existing = []
+    for file in files:
+        for suffix in suffixes:
+            out = out_dir / f"{file.name}{suffix}"
+            source = inputs.get(_same_file_key(out)) or inodes.get(_inode(out))
+            if source is not None:
+                raise MaskdepthError(
+                    f"--out {out_dir}: the output {out} would replace the input {source}; nothing was written. "
+                    "Choose another --out folder (inputs are never overwritten, not even with --overwrite)"
+                )
+            if os.path.lexists(out):
+                existing.append(out)
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise MaskdepthError(
+            f"--out {out_dir}: {existing[0]}{more} already exists; nothing was written. Choose a new or empty "
+            "--out folder, or pass --overwrite to replace existing outputs"
+        )
 
 
 def _load(file: ImageFile, predictor: Predictor, preview: bool) -> _Loaded:
@@ -273,18 +345,36 @@ def _write_outputs(out_dir: Path, item: _Loaded, predictor: Predictor, outputs, 
     stem = out_dir / item.file.name
     result = predictor.at_size(outputs, index, item.size)
     scale = None
+    written: list[str] = []
+
+    def save(path: str, array: np.ndarray) -> None:
+        save_png(path, array)
+        written.append(path)
+
     try:
         if "mask" in result:
-            save_png(f"{stem}_mask.png", result["mask"].astype(np.uint8) * 255)
+            save(f"{stem}_mask.png", result["mask"].astype(np.uint8) * 255)
         if "depth" in result:
-            save_png(f"{stem}_depth.png", depth_to_png16(result["depth"]))
+            save(f"{stem}_depth.png", depth_to_png16(result["depth"]))
             scale = depth_scale(result["depth"])
-            save_png(f"{stem}_depth_color.png", scale.to_uint8(result["depth"]))
+            save(f"{stem}_depth_color.png", scale.to_uint8(result["depth"]))
         if item.preview_input is not None:
             small = predictor.at_size(outputs, index, item.preview_input.shape[:2])
-            save_png(f"{stem}_preview.png", preview_image(item.preview_input, small, scale))
-    except OSError as exc:  # the output folder, not the input, is at fault: stop everything
-        raise MaskdepthError(f"cannot write the outputs of {item.file.path} under {out_dir}: {exc}") from exc
+            save(f"{stem}{PREVIEW_SUFFIX}", preview_image(item.preview_input, small, scale))
+    except OSError as exc:
+        for path in written:  # no partial set of outputs for this input
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        if exc.errno in PER_FILE_ERRNOS:  # this input's name, not the folder: skip it, go on
+            raise BadInputError(
+                item.file.path, f"cannot write its outputs under {out_dir}: {exc.strerror or exc} "
+                "(rename the file or choose a shorter --out path)"
+            ) from exc
+        # The output folder, not the input, is at fault: stop everything.
+        raise MaskdepthError(
+            f"cannot write the outputs of {item.file.path} under {out_dir}: {exc.strerror or exc}"
+            f"{f' ({exc.filename})' if exc.filename else ''}"
+        ) from exc
 
 
 def preview_image(image: np.ndarray, result: dict[str, np.ndarray], scale=None) -> np.ndarray:

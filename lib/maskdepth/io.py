@@ -8,6 +8,7 @@ later read would take as valid.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -22,22 +23,40 @@ def atomic_path(path: str | os.PathLike, durable: bool = False) -> Iterator[Path
 
     The rename alone protects against a killed process. `durable=True` also fsyncs the
     data before the rename (survives a power cut; used for checkpoints), at a cost that
-    matters when writing thousands of small files."""
+    matters when writing thousands of small files.
+
+    A full disk (ENOSPC, EDQUOT), while creating, writing or renaming, raises
+    `DiskFullError` naming `path`; other OSErrors propagate unchanged."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with _disk_full_as_error(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The temporary name stays short, so that it fails only where the final name would.
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:64]}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        if durable:
-            with open(tmp_path, "rb+") as fh:
-                os.fsync(fh.fileno())
-        os.replace(tmp_path, path)
+        with _disk_full_as_error(path):
+            yield tmp_path
+            if durable:
+                with open(tmp_path, "rb+") as fh:
+                    os.fsync(fh.fileno())
+            os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def _disk_full_as_error(path: Path) -> Iterator[None]:
+    from maskdepth.errors import DiskFullError
+
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(path, quota=exc.errno == errno.EDQUOT) from exc
+        raise
 
 
 def _umask() -> int:
@@ -77,5 +96,15 @@ def read_json(path: str | os.PathLike) -> Any:
 def torch_save(obj: Any, path: str | os.PathLike) -> None:
     import torch
 
-    with atomic_path(path, durable=True) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path, durable=True) as tmp, open(tmp, "wb") as fh:
+        # Through a Python file: a full disk is an OSError (ENOSPC), which torch's own file
+        # writer reports only as "unexpected pos" RuntimeError.
+        torch.save(obj, fh)
+
+
+def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy `src` onto `dst` atomically and durably (dst is the old file or the complete copy)."""
+    import shutil
+
+    with atomic_path(dst, durable=True) as tmp:
+        shutil.copyfile(src, tmp)

@@ -40,6 +40,8 @@ def coerce(name: str, value: Any, default: Any) -> Any:
                     return False
                 raise ValueError(value)
             return bool(value)
+        if kind in (int, float) and isinstance(value, bool):
+            raise ValueError(value)  # `-p epochs true` is no number (int(True) would be 1)
         if kind is int:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)

@@ -3,12 +3,17 @@
 Each sub-command lives in its own module `maskdepth.cli.<name>` exposing
 `configure(parser)` (adds arguments, keeps imports light) and `run(args) -> int`.
 Heavy imports (torch, matplotlib) happen inside `run`, so `maskdepth --help` is fast.
+
+User errors (`maskdepth.errors`) and a full disk are printed as one line with exit status 2;
+set MASKDEPTH_DEBUG=1 to get the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 
 from maskdepth.errors import MaskdepthError
@@ -54,13 +59,23 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    debug = os.environ.get("MASKDEPTH_DEBUG", "") not in ("", "0")
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except MaskdepthError as exc:
+        if debug:
+            raise
         print(f"maskdepth {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk outside the atomic writers (memory maps, logs)
+        if debug or exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"maskdepth {args.command}: error: {where}{exc.strerror.lower()}; free some space (or write "
+              "elsewhere) and run again", file=sys.stderr)
         return 2
 
 

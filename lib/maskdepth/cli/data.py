@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 
+from maskdepth.stages import SPLITS
+
 STAGE_NAMES = ("playground", "1k", "full")
 
 
@@ -98,7 +100,7 @@ def _manifest(args) -> int:
     sha = manifest.sha256()
     seconds = time.perf_counter() - start
     verified = mf.verify_manifest(manifest)
-    counts = ", ".join(f"{s} {manifest.count(s)}" for s in ("train", "seen", "unseen"))
+    counts = ", ".join(f"{s} {manifest.count(s)}" for s in SPLITS)
     print(f"stage {args.stage} (seed {args.seed}): {len(manifest)} samples ({counts})")
     print(f"sha256 {sha}  [{'verified against data_manifests/spec.json' if verified else 'not recorded, unverified'}]")
     print(f"generated in {seconds:.2f} s")
@@ -116,9 +118,9 @@ def _build(args) -> int:
     src = r["sources"]
     print(f"stage {args.stage}: {sum(r['counts'].values())} samples ({counts}), "
           f"manifest sha256 {r['manifest_sha256'][:16]}... (verified)")
-    print(f"sources {src['spec_hash']}: {src['n_backgrounds']} backgrounds at {args.size}px, "
-          f"{src['n_foregrounds']} foregrounds")
-    action = "built " + " and ".join(src["built"]) if src["built"] else "verified cache (sha256)"
+    print(f"sources {src['spec_hash']}: {src['n_backgrounds']} backgrounds, {src['n_foregrounds']} foregrounds, "
+          f"{src['views']} views at {args.size}px")
+    action = f"rendered {src['views_built']} views" if src["views_built"] else "found every view in the cache"
     print(f"{action} in {r['seconds']:.1f} s; storage {r['storage_bytes'] / 2**20:.1f} MiB in {src['folder']}")
     if r["reference_match"] is not None:
         print("sources are byte-identical to the recorded reference" if r["reference_match"] else
@@ -151,6 +153,8 @@ def _materialize(args) -> int:
 
 
 def _import(args) -> int:
+    import sys
+
     from maskdepth.data.importer import import_dataset
 
     r = import_dataset(args.src, args.out, size=args.size, skip_bad=args.skip_bad, depth_scale=args.depth_scale,
@@ -160,6 +164,11 @@ def _import(args) -> int:
         return 0
     print(f"imported {r['samples']} samples from {args.src} into {args.out} ({_counts(r)}) in {_speed(r)}; "
           f"depth units: {r['depth_units']}")
+    masks = r.get("masks") or {}
+    if masks.get("soft_masks"):
+        print(f"warning: masks: {masks['note']}", file=sys.stderr)
+    elif masks:
+        print(f"masks: {masks['note']}")
     if r["problems"]:
         print(f"skipped {r['skipped']} sample(s) with problems ({len(r['problems'])} problem file(s), "
               f"listed in {args.out}/problems.txt), e.g.:")

@@ -19,10 +19,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="mask probability above which a pixel is foreground (default 0.5)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace output files that already exist in --out (inputs are never replaced)")
     parser.epilog = (
         "Writes NAME_mask.png (0/255), NAME_depth.png (16-bit: metres x 256) and NAME_depth_color.png "
-        "per input. Exit status 1 when any input could not be used (each is named on stderr)."
+        "per input. Nothing is written (exit status 2) when an output would replace one of the inputs, "
+        "e.g. --out is the input folder holding cat.png and cat_mask.png, or when an output file already "
+        "exists in --out and --overwrite is not given. Exit status 1 when any input could not be used or "
+        "its outputs could not be written (e.g. a name too long); each is named on stderr and the others "
+        "are processed."
     )
 
 
@@ -47,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     for error in failed:
         print(f"skipped {error}", file=sys.stderr)
     summary = predict_files(
-        files, predictor, args.out, preview=args.preview, batch_size=args.batch_size, failed=failed
+        files, predictor, args.out, preview=args.preview, batch_size=args.batch_size, failed=failed,
+        overwrite=args.overwrite,
     )
     print(f"{summary.line} (outputs in {args.out})")
     return 0 if summary.written and not summary.failed else 1

@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
         if args.notebook:
             run_single_notebook(args.notebook, overrides, name=args.name, root=root, timeout=args.timeout or 7200)
             return 0
+        _check_training_parameters(args.stage, overrides)
         if args.stage == "full" and not _confirm_full_on_cpu(args.force):
             return 3
         result = run_stage(args.stage, overrides, name=args.name, root=root, force=args.force,
@@ -44,6 +45,18 @@ def run(args: argparse.Namespace) -> int:
     except MaskdepthError:
         raise
     return 0 if result.status == "ok" else 1
+
+
+def _check_training_parameters(stage: str, overrides: dict) -> None:
+    """Types and ranges of the training parameters, checked before any notebook runs (a bad
+    `-p lr -1` or `-p epochs true` is a one-line error now, not a failed 02_train after setup)."""
+    from maskdepth.params import coerce, field_defaults
+    from maskdepth.pipeline import stage_defaults
+    from maskdepth.train import TrainConfig
+
+    defaults = field_defaults(TrainConfig)
+    params = {**stage_defaults(stage), **overrides}
+    TrainConfig.from_mapping({k: coerce(k, v, defaults[k]) for k, v in params.items() if k in defaults}, strict=False)
 
 
 def _confirm_full_on_cpu(force: bool) -> bool:

@@ -72,6 +72,17 @@ def mask_array(image: Image.Image, name) -> np.ndarray:
     return (np.asarray(image) > 127).astype(np.uint8)
 
 
+def mask_values(image: Image.Image, name) -> np.ndarray:
+    """uint8 [H, W] of a mask's stored values, not yet thresholded: 8-bit greyscale as stored
+    (0/255, 0/1 or soft), 1-bit as 0/255. The importer picks the threshold from the dataset's range."""
+    if image.mode == "1":
+        return np.asarray(image, dtype=np.uint8) * np.uint8(255)
+    if image.mode != "L":
+        raise BadInputError(name, f"{describe_mode(image.mode)}: a mask must be an 8-bit greyscale "
+                                  "(or 1-bit) image, foreground white")
+    return np.asarray(image, dtype=np.uint8)
+
+
 def depth_raw_array(image: Image.Image, name) -> tuple[np.ndarray, int]:
     """(values, bits) of a greyscale depth map: 8-bit (mode L) or 16-bit (I;16 / I)."""
     if image.mode == "L":

@@ -9,9 +9,19 @@ What is checked (every problem names the file):
 
 * pairing: a stem missing from one of fg_bg / mask / depth, or present twice (x.jpg, x.png);
 * readability: not an image, truncated (every file is fully decoded), empty;
-* modes: fg_bg and bg 8-bit RGB; masks 8-bit greyscale or 1-bit (foreground > 127); depth
-  single-channel 8- or 16-bit (the majority bit depth; the others are refused);
+* modes: fg_bg and bg 8-bit RGB; masks 8-bit greyscale or 1-bit; depth single-channel 8- or
+  16-bit (the majority bit depth; the others are refused);
+* mask values, over the whole dataset (recorded in dataset.json `masks` and reported): 0/1
+  masks are read as binary (foreground = 1); 0/255 (or 0/N) masks are binary too; soft masks
+  (values between 0 and their maximum) are thresholded at half their range, with a warning.
+  A mask whose values are 0/1 among masks that use 0..N is a problem file (the ranges would
+  be mixed), and a dataset without any foreground pixel in any mask is an error;
 * size: every file of a sample has the dataset's size (the most common fg_bg size).
+
+Zip members are read as streams, never unpacked whole into memory: the image header (mode,
+size, pixel limit) is checked from the first bytes, and a member that unpacks to more than
+`MAX_MEMBER_BYTES` is refused. A corrupt member (bad CRC, damaged data or header) is a
+problem file like any other.
 
 Without `skip_bad` any problem fails the import with the list (nothing is written as
 valid); with it, the samples with a problem are left out, counted, and listed in
@@ -42,11 +52,13 @@ are held out for `unseen` when names carry seed-style `bg{N}` ids).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import time
 import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -57,7 +69,7 @@ from maskdepth.data.datadir import already_complete, assign_splits, bg_id_from_n
 from maskdepth.data.files import (
     center_square,
     depth_raw_array,
-    mask_array,
+    mask_values,
     open_image,
     resize,
     rgb_array,
@@ -73,6 +85,9 @@ from maskdepth.stages import SPLITS
 FIELDS = ("fg_bg", "mask", "depth")
 FLIP_SUFFIX = "_flip"  # `maskdepth data materialize --format folders`: the sample shows its bg mirrored
 LISTED = 20  # problems shown in an error message (all of them go to problems.txt)
+# Largest unpacked size of one zip member. Image files are compressed already: a member far
+# larger than the 64 Mpx pixel limit needs is a decompression bomb, not a photo.
+MAX_MEMBER_BYTES = 256 * 2**20
 
 
 class ImportProblems(MaskdepthError):
@@ -117,9 +132,16 @@ class SourceTree:
         return str(self.src / self.root / rel)
 
     def open(self, rel: str):
-        if self.zip is not None:
-            return io.BytesIO(self.zip.read(self.root + rel))
-        return self.src / self.root / rel
+        """A path, or a stream over the zip member (capped, errors as BadInputError naming it)."""
+        if self.zip is None:
+            return self.src / self.root / rel
+        label = self.label(rel)
+        info = self.zip.getinfo(self.root + rel)
+        if info.file_size > MAX_MEMBER_BYTES:
+            raise BadInputError(label, f"unpacks to {info.file_size / 2**20:.0f} MiB, over the "
+                                       f"{MAX_MEMBER_BYTES / 2**20:.0f} MiB limit per file (a zip bomb?)")
+        with _zip_errors(label):
+            return _MemberStream(self.zip.open(info), label)
 
     def fingerprint(self) -> str:
         """sha256 of the file list with sizes: a changed source does not resume an old import."""
@@ -131,6 +153,50 @@ class SourceTree:
                 size = (self.src / self.root / rel).stat().st_size
             h.update(f"{rel}\0{size}\n".encode())
         return h.hexdigest()
+
+
+@contextlib.contextmanager
+def _zip_errors(label: str):
+    """A damaged zip member (bad CRC or header, undecodable or cut data, unsupported compression
+    or encryption) becomes a BadInputError naming it."""
+    try:
+        yield
+    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError) as exc:
+        raise BadInputError(label, f"corrupt zip member ({type(exc).__name__}: {exc})") from exc
+
+
+class _MemberStream(io.RawIOBase):
+    """A zip member as a seekable binary stream; read errors become BadInputError naming it.
+    zipfile never yields more than the member's declared size, which `open` has capped."""
+
+    def __init__(self, member, label: str):
+        self._member, self._label = member, label
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        with _zip_errors(self._label):
+            return self._member.read(size)
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        with _zip_errors(self._label):
+            return self._member.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._member.tell()
+
+    def close(self) -> None:
+        self._member.close()
+        super().close()
 
 
 def _hidden(name: str) -> bool:
@@ -263,6 +329,12 @@ def import_dataset(src, out, *, size: int = 64, skip_bad: bool = False, depth_sc
     skipped = len(found.candidates) - len(staged.good) + found.unusable
     if not staged.good:
         raise MaskdepthError(f"import of {src}: no usable samples")
+    if staged.mask_rule is not None and staged.mask_rule.top == 0:
+        import shutil
+
+        shutil.rmtree(partial, ignore_errors=True)
+        raise MaskdepthError(f"import of {src}: every mask is empty (all values 0), no foreground anywhere; masks "
+                             "must mark the foreground with non-zero values (255, or 1)")
     good = staged.good
     names = [found.candidates[k].name for k in good]
     groups = [bg_id_from_name(PurePosixPath(n).name) for n in names]
@@ -292,6 +364,7 @@ def import_dataset(src, out, *, size: int = 64, skip_bad: bool = False, depth_sc
                    "skipped_samples": skipped, "problem_files": len(problems),
                    "clamped_depth_fraction": staged.clamped / max(1, len(good) * size * size)},
         "depth": staged.rule.describe() if staged.rule else {},
+        "masks": staged.mask_rule.describe() if staged.mask_rule else {},
         "splits": split_method,
         "backgrounds": staged.bg_names,
     }
@@ -300,8 +373,36 @@ def import_dataset(src, out, *, size: int = 64, skip_bad: bool = False, depth_sc
     seconds = time.perf_counter() - start
     return {**result, "out": str(out), "counts": counts, "samples": len(good), "skipped": skipped,
             "unpaired_or_duplicate": len(found.problems), "problems": [str(p) for p in problems],
-            "depth_units": meta["depth"].get("units"), "seconds": seconds,
+            "depth_units": meta["depth"].get("units"), "masks": meta["masks"], "seconds": seconds,
             "samples_per_s": len(good) / seconds if seconds > 0 else None}
+
+
+@dataclass
+class MaskRule:
+    """How stored mask values become {0, 1}, from the value range of the whole dataset."""
+
+    top: int  # the dataset's largest mask value: 1 for 0/1 masks, 255 for 0/255 ones
+    soft: int = 0  # masks holding values between 0 and their maximum
+
+    @property
+    def kind(self) -> str:
+        if self.soft:
+            return f"soft 0..{self.top}"
+        return f"0/{self.top}"
+
+    @property
+    def threshold(self) -> float:
+        return self.top / 2.0  # foreground: value > threshold
+
+    def describe(self) -> dict:
+        if self.top == 1:
+            note = "0/1 masks: read as binary, foreground = 1"
+        elif self.soft:
+            note = (f"soft masks ({self.soft} with values between 0 and {self.top}): thresholded at half their range, "
+                    f"foreground > {self.threshold:g}")
+        else:
+            note = f"binary 0/{self.top} masks: foreground = {self.top}"
+        return {"values": self.kind, "threshold": self.threshold, "soft_masks": self.soft, "note": note}
 
 
 @dataclass
@@ -313,6 +414,7 @@ class Staged:
     bg_names: list[str]
     rule: DepthRule | None
     clamped: int
+    mask_rule: MaskRule | None = None
 
 
 def _stage(tree: SourceTree, found: Scan, size: int, depth_scale, depth_bright, partial: Path) -> Staged:
@@ -366,6 +468,8 @@ def _stage(tree: SourceTree, found: Scan, size: int, depth_scale, depth_bright, 
     }
     good: list[int] = []
     clamped = 0
+    mask_top = np.zeros(max(n, 1), np.int32)  # per sample: largest stored mask value
+    mask_soft = np.zeros(max(n, 1), bool)  # per sample: values between 0 and that maximum
     for k, c in enumerate(progress(cands, desc="import: decode", total=n, unit="sample")):
         if k in bad:
             continue
@@ -380,17 +484,32 @@ def _stage(tree: SourceTree, found: Scan, size: int, depth_scale, depth_bright, 
         metres = rule.metres(resize(center_square(depth), size, label=True))
         clamped += int(((metres < DEPTH_MIN) | (metres > DEPTH_MAX)).sum())
         staging["image"][k] = resize(center_square(image), size, label=False).transpose(2, 0, 1)
-        staging["mask"][k] = resize(center_square(mask), size, label=True)
+        staging["mask"][k] = resize(center_square(mask), size, label=True)  # stored values, for now
+        mask_top[k] = int(mask.max(initial=0))
+        mask_soft[k] = bool(((mask > 0) & (mask < mask_top[k])).any())
         staging["depth"][k] = depth_to_png16(np.clip(metres, DEPTH_MIN, DEPTH_MAX))
         staging["bg"][k] = bg_slot.get(c.bg, -1) if c.bg else -1
         good.append(k)
-    return Staged(staging, good, problems, backgrounds, [tree.label(r) for r in bg_slot], rule, clamped)
+    mask_rule = None
+    if good:
+        top = int(mask_top[good].max())
+        if top > 1:  # 0/1 masks among 0..top ones: their foreground would vanish
+            mixed = [k for k in good if mask_top[k] == 1]
+            problems.extend(BadInputError(tree.label(cands[k].files["mask"]), f"mask values 0/1 among masks using "
+                                          f"0..{top}: the value ranges would be mixed") for k in mixed)
+            good = [k for k in good if mask_top[k] != 1]
+        mask_rule = MaskRule(top, int(mask_soft[good].sum()) if good else 0)
+        if top > 0:
+            for start in range(0, len(good), 4096):  # threshold in place, a chunk at a time
+                chunk = good[start : start + 4096]
+                staging["mask"][chunk] = (staging["mask"][chunk] > mask_rule.threshold).astype(np.uint8)
+    return Staged(staging, good, problems, backgrounds, [tree.label(r) for r in bg_slot], rule, clamped, mask_rule)
 
 
 def _decode(tree: SourceTree, c: Candidate, ref_size, rule: DepthRule):
     """Decode one sample's three files, checking modes and sizes (BadInputError names the file)."""
     arrays = {}
-    for fld, convert in (("fg_bg", rgb_array), ("mask", mask_array), ("depth", depth_raw_array)):
+    for fld, convert in (("fg_bg", rgb_array), ("mask", mask_values), ("depth", depth_raw_array)):
         label = tree.label(c.files[fld])
         with open_image(tree.open(c.files[fld]), label) as im:
             value = convert(im, label)
