@@ -13,13 +13,28 @@ from torchmetrics.functional.classification import binary_accuracy, binary_f1_sc
 
 from maskdepth.errors import MaskdepthError
 from maskdepth.metrics import (
+    CATALOGUE,
     DEPTH_KEYS,
+    MASK_IMAGE_KEYS,
+    MASK_KEYS,
+    OBJECT_KEYS,
+    ORDERING_KEYS,
+    SCALE_ALIGNED_KEYS,
     DepthMeter,
     MaskMeter,
     compute_depth_errors,
+    definitions_table,
     depth_errors_per_sample,
+    is_better,
+    markdown_table,
     mask_scores_per_sample,
+    ordering_terms,
+    parse_split_metric,
+    scale_aligned,
+    size_bin,
 )
+
+ALL_DEPTH_KEYS = {*DEPTH_KEYS, *SCALE_ALIGNED_KEYS, *OBJECT_KEYS, *ORDERING_KEYS}
 
 
 def _np_depth_errors(pred: np.ndarray, gt: np.ndarray) -> dict:
@@ -61,7 +76,9 @@ def test_four_pixel_mask_case_worked_on_paper():
     meter = MaskMeter()
     meter.update(logits, target)
     # TP=1, FN=1, FP=1, TN=1: IoU 1/3, Dice 2/4, accuracy 2/4
-    assert meter.compute() == pytest.approx({"iou": 1 / 3, "dice": 0.5, "pixel_acc": 0.5})
+    got = meter.compute()
+    assert {k: got[k] for k in MASK_KEYS} == pytest.approx({"iou": 1 / 3, "dice": 0.5, "pixel_acc": 0.5})
+    assert got["miou"] == pytest.approx(1 / 3)  # one image: its IoU
 
 
 def test_mask_meter_matches_torchmetrics_on_random_data():
@@ -79,7 +96,8 @@ def test_perfect_mask_scores_one():
     _, target = _random_mask(1)
     meter = MaskMeter()
     meter.update(target * 8 - 4, target)
-    assert meter.compute() == {"iou": 1.0, "dice": 1.0, "pixel_acc": 1.0}
+    got = meter.compute()
+    assert {k: got[k] for k in (*MASK_KEYS, "miou")} == {"iou": 1.0, "dice": 1.0, "pixel_acc": 1.0, "miou": 1.0}
 
 
 def test_mask_accumulation_is_over_pixels_not_a_mean_of_batches():
@@ -96,7 +114,7 @@ def test_mask_accumulation_is_over_pixels_not_a_mean_of_batches():
     meter.update(b_l, b_t)
     whole = MaskMeter()
     whole.update(torch.cat([a_l, b_l]), torch.cat([a_t, b_t]))
-    assert meter.compute() == pytest.approx(whole.compute())
+    assert meter.compute() == pytest.approx(whole.compute(), nan_ok=True)
     tp, union = 72 + 2, 72 + 4  # by hand: A's 2×36 pixels, B's 2 of 4
     assert meter.compute()["iou"] == pytest.approx(tp / union)
     assert abs(meter.compute()["iou"] - (1.0 + 0.5) / 2) > 0.2  # the mean of batch IoUs differs
@@ -139,7 +157,7 @@ def test_depth_meter_matches_numpy_and_torchmetrics_on_random_data():
     meter.update(pred, gt)
     got = meter.compute()
     want = _np_depth_errors(pred.numpy().ravel(), gt.numpy().ravel())
-    assert set(got) == set(DEPTH_KEYS)
+    assert set(got) == ALL_DEPTH_KEYS
     for key in DEPTH_KEYS:
         assert got[key] == pytest.approx(want[key], rel=1e-6), key
     p, g = pred.flatten().double(), gt.flatten().double()
@@ -200,7 +218,7 @@ def test_depth_accumulation_equals_one_shot_on_the_concatenation():
     whole = compute_depth_errors(torch.cat([pred_a.flatten(), pred_b.flatten()]).view(1, -1),
                                  torch.cat([gt_a.flatten(), gt_b.flatten()]).view(1, -1))
     got = meter.compute()
-    assert got == pytest.approx(whole, rel=1e-9)
+    assert {k: got[k] for k in DEPTH_KEYS} == pytest.approx(whole, rel=1e-9)
     batch_a, batch_b = compute_depth_errors(pred_a, gt_a), compute_depth_errors(pred_b, gt_b)
     for key in ("rmse", "abs_rel", "delta1"):
         assert abs(got[key] - (batch_a[key] + batch_b[key]) / 2) > 0.05 * abs(got[key]), key
@@ -217,7 +235,7 @@ def test_depth_errors_per_sample_match_one_image_at_a_time():
     assert set(per) >= set(DEPTH_KEYS) - {"rmse_over_std"}
     for b in (0, 2):
         single = _np_depth_errors(pred[b].numpy().ravel(), gt[b].numpy().ravel())
-        for key in per:
+        for key in DEPTH_KEYS:
             assert per[key][b].item() == pytest.approx(single[key], rel=1e-6), key
     assert all(math.isnan(per[key][1].item()) for key in per)
 
@@ -245,7 +263,7 @@ def test_all_reduce_is_a_no_op_without_torch_distributed():
     meter.update(pred, gt)
     before = meter.compute()
     meter.all_reduce()
-    assert meter.compute() == before
+    assert meter.compute() == pytest.approx(before, nan_ok=True)
 
 
 def _ddp_worker(rank, world, init_file, out_file):
@@ -258,7 +276,7 @@ def _ddp_worker(rank, world, init_file, out_file):
     mask_meter, depth_meter = MaskMeter(), DepthMeter()
     shard = slice(rank * 3, rank * 3 + 3) if rank == 0 else slice(3, 4)  # uneven shards
     mask_meter.update(logits[shard], target[shard])
-    depth_meter.update(pred[shard], gt[shard])
+    depth_meter.update(pred[shard], gt[shard], mask=target[shard])
     mask_meter.all_reduce()
     depth_meter.all_reduce()
     if rank == 1:
@@ -277,9 +295,10 @@ def test_all_reduce_sums_uneven_shards_across_ranks(tmp_path):
     logits, target = _random_mask(6)
     mask_meter, depth_meter = MaskMeter(), DepthMeter()
     mask_meter.update(logits, target)
-    depth_meter.update(pred, gt)
-    assert got["mask"] == pytest.approx(mask_meter.compute(), rel=1e-12)
-    assert got["depth"] == pytest.approx(depth_meter.compute(), rel=1e-12)
+    depth_meter.update(pred, gt, mask=target)
+    assert got["mask"] == pytest.approx(mask_meter.compute(), rel=1e-12, nan_ok=True)
+    assert got["depth"] == pytest.approx(depth_meter.compute(), rel=1e-12, nan_ok=True)
+    assert got["depth"]["ordering_n"] > 0 and got["mask"]["iou_large_n"] == 4
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -287,10 +306,217 @@ def test_meters_accumulate_on_the_gpu():
     pred, gt = _random_depth(7)
     logits, target = _random_mask(7)
     cpu_d, gpu_d, cpu_m, gpu_m = DepthMeter(), DepthMeter(), MaskMeter(), MaskMeter()
-    cpu_d.update(pred, gt)
-    gpu_d.update(pred.cuda(), gt.cuda())
+    mask = torch.zeros_like(gt)
+    mask[:, :, 3:6, 2:5] = 1
+    cpu_d.update(pred, gt, mask=mask)
+    gpu_d.update(pred.cuda(), gt.cuda(), mask=mask.cuda())
     cpu_m.update(logits, target)
     gpu_m.update(logits.cuda(), target.cuda())
     assert gpu_d.state.device.type == "cuda"
-    assert gpu_d.compute() == pytest.approx(cpu_d.compute(), rel=1e-9)
-    assert gpu_m.compute() == pytest.approx(cpu_m.compute(), rel=1e-12)
+    assert gpu_d.compute() == pytest.approx(cpu_d.compute(), rel=1e-9, nan_ok=True)
+    assert gpu_m.compute() == pytest.approx(cpu_m.compute(), rel=1e-12, nan_ok=True)
+
+
+# --------------------------------------------------------------------------- scale-aligned, object, ordering
+
+
+def test_scale_aligned_metrics_forgive_a_global_scale_only():
+    pred, gt = _random_depth(8, (2, 1, 5, 5))  # 25 pixels: the median is one pixel's value
+    meter = DepthMeter()
+    meter.update(3 * gt, gt)
+    got = meter.compute()
+    assert got["delta1"] == 0 and got["abs_rel"] == pytest.approx(2.0)  # metric: three times too far
+    assert got["sa_delta1"] == 1 and got["sa_abs_rel"] == pytest.approx(0, abs=1e-6)  # float32 input
+    assert got["sa_rmse"] == pytest.approx(0, abs=1e-5)
+    # Each image gets its own scale: ×3 on one, ×0.5 on the other is still perfect after alignment.
+    mixed = torch.cat([3 * gt[:1], 0.5 * gt[1:]])
+    per = depth_errors_per_sample(mixed, gt)
+    assert per["sa_delta1"].tolist() == [1.0, 1.0] and per["delta1"].tolist() == [0.0, 0.0]
+    # A structural error stays: numpy by hand, median(gt) / median(pred) per image, then the definitions.
+    meter = DepthMeter()
+    meter.update(pred, gt)
+    got = meter.compute()
+    aligned = []
+    for b in range(2):
+        p, g = pred[b].numpy().ravel().astype(np.float64), gt[b].numpy().ravel().astype(np.float64)
+        aligned.append(p * np.median(g) / np.median(p))
+    want = _np_depth_errors(np.concatenate(aligned), gt.numpy().ravel())
+    for key in ("abs_rel", "rmse", "delta1"):
+        assert got[f"sa_{key}"] == pytest.approx(want[key], rel=1e-9), key
+    assert 0 < got["sa_delta1"] < 1
+    np.testing.assert_allclose(scale_aligned(pred, gt).numpy(), np.stack(aligned).reshape(pred.shape), rtol=1e-12)
+
+
+def test_scale_alignment_ignores_invalid_pixels_and_shows_nan_predictions():
+    gt = torch.tensor([2.0, 4.0, 8.0, 0.0]).view(1, 1, 2, 2)  # the last pixel has no ground truth
+    pred = torch.tensor([1.0, 2.0, 4.0, 70.0]).view(1, 1, 2, 2)  # half of gt; the invalid pixel is wild
+    assert compute_depth_errors(scale_aligned(pred, gt), gt)["abs_rel"] == pytest.approx(0, abs=1e-12)
+    meter = DepthMeter()
+    meter.update(pred, gt)
+    assert meter.compute()["sa_delta1"] == 1
+    broken = pred.clone()
+    broken[0, 0, 0, 0] = float("nan")
+    meter.update(broken, gt)
+    assert math.isnan(meter.compute()["sa_abs_rel"])
+
+
+def test_object_region_depth_is_measured_inside_the_gt_mask_only():
+    gt = torch.full((1, 1, 4, 4), 5.0)
+    mask = torch.zeros_like(gt)
+    mask[..., 1:3, 1:3] = 1  # 4 object pixels
+    pred = gt.clone()
+    pred[mask == 0] = 10.0  # background twice too far, object exact
+    meter = DepthMeter()
+    meter.update(pred, gt, mask=mask)
+    got = meter.compute()
+    assert got["obj_abs_rel"] == 0 and got["obj_delta1"] == 1
+    assert got["abs_rel"] == pytest.approx(12 / 16) and got["delta1"] == pytest.approx(4 / 16)
+    pred = gt.clone()
+    pred[..., 1, 1] = 7.5  # one object pixel 50 % too far
+    per = depth_errors_per_sample(pred, gt, mask=mask)
+    assert per["obj_abs_rel"].item() == pytest.approx(0.5 / 4) and per["obj_delta1"].item() == pytest.approx(3 / 4)
+    # Without a mask the object metrics are undefined, not zero.
+    plain = DepthMeter()
+    plain.update(pred, gt)
+    assert math.isnan(plain.compute()["obj_abs_rel"]) and math.isnan(plain.compute()["ordering"])
+
+
+def _ground_scene():
+    """16×16 ground plane seen from above it: row r lies at 2 + (15 − r) / 2 m (far at the top).
+    An object stands on row 11 (rows 6–11, columns 6–9) at the depth of its foot, 4 m."""
+    rows = torch.arange(16, dtype=torch.float32)
+    gt = (2 + (15 - rows) / 2).view(1, 1, 16, 1).repeat(1, 1, 1, 16)
+    mask = torch.zeros_like(gt)
+    mask[..., 6:12, 6:10] = 1
+    gt[mask > 0] = 4.0
+    return gt, mask
+
+
+def test_ordering_reference_region_worked_by_hand():
+    gt, mask = _ground_scene()
+    # foot 11, h 6 -> rows 11 - max(2, 1) = 9 .. 11; w 4 -> columns 6 - 2 = 4 .. 9 + 2 = 11;
+    # outside the mask and behind the object (gt > 4 m): rows 9 (5 m) and 10 (4.5 m) at columns 4, 5, 10, 11.
+    pred = gt.clone()
+    pred[..., 9:11, 4:6] = 1.0  # the reference, predicted in front of the object: wrong
+    pred[..., 9:11, 10:12] = 1.0
+    counted, correct = ordering_terms(pred, gt, mask)
+    assert counted.tolist() == [True] and correct.tolist() == [False]
+    pred = gt.clone()
+    pred[..., 9:11, 3] = 1.0  # just outside the widened columns: not part of the reference
+    pred[..., 8, 4:12] = 1.0  # just above the band
+    pred[..., 11, 4:6] = 1.0  # in the band, but ground at the foot's own depth (not behind): excluded
+    pred[..., :4, :] = 0.5  # far ground predicted wrong does not matter
+    assert ordering_terms(pred, gt, mask)[1].tolist() == [True]
+
+
+def test_ordering_true_false_and_uncounted_cases():
+    gt, mask = _ground_scene()
+    right = gt.clone()
+    wrong = gt.clone()
+    wrong[mask > 0] = 6.0  # object predicted behind the ground behind its foot
+    pillar = gt.clone()
+    pillar[..., 9:12, 10:12] = 3.0  # ground truth *in front of* the object beside its foot ...
+    pillar_pred = gt.clone()
+    pillar_pred[..., 9:12, 10:12] = 1.0  # ... predicted near: not a reference pixel, so still right
+    empty_mask = torch.zeros_like(mask)
+    wall = torch.zeros_like(mask)
+    wall[..., 6:12, :] = 1  # the object spans the image width: no ground beside it, not counted
+    preds = torch.cat([right, wrong, pillar_pred, gt, gt])
+    gts = torch.cat([gt, gt, pillar, gt, gt])
+    masks = torch.cat([mask, mask, mask, empty_mask, wall])
+    counted, correct = ordering_terms(preds, gts, masks)
+    assert counted.tolist() == [True, True, True, False, False]
+    assert correct.tolist() == [True, False, True, False, False]
+    per = depth_errors_per_sample(preds, gts, mask=masks)["ordering"]
+    assert per[:3].tolist() == [1.0, 0.0, 1.0] and all(math.isnan(v) for v in per[3:].tolist())
+    meter = DepthMeter()
+    meter.update(preds[:2], gts[:2], mask=masks[:2])  # the sums do not depend on the batching
+    meter.update(preds[2:], gts[2:], mask=masks[2:])
+    got = meter.compute()
+    assert got["ordering"] == pytest.approx(2 / 3) and got["ordering_n"] == 3
+    nan_pred = right.clone()
+    nan_pred[..., 7, 7] = float("nan")
+    assert ordering_terms(nan_pred, gt, mask) == (torch.tensor([True]), torch.tensor([False]))
+    with pytest.raises(MaskdepthError, match="shapes differ"):
+        ordering_terms(right, gt, mask[..., :8])
+
+
+# --------------------------------------------------------------------------- per-image IoU, size bins
+
+
+def test_mean_per_image_iou_beside_pooled_iou():
+    target = torch.zeros(2, 1, 10, 10)
+    target[0, :, :8, :8] = 1  # big object, found exactly: IoU 1
+    target[1, :, :2, :2] = 1  # small object, half found: IoU 0.5
+    logits = target * 4 - 2
+    logits[1, :, 1, :2] = -2
+    meter = MaskMeter()
+    meter.update(logits[:1], target[:1])
+    meter.update(logits[1:], target[1:])
+    got = meter.compute()
+    assert got["miou"] == pytest.approx(0.75)
+    assert got["iou"] == pytest.approx((64 + 2) / (64 + 4))  # pooled: dominated by the big object
+
+
+def test_size_bins_by_gt_area():
+    area = torch.tensor([0.0, 0.01, 0.0199, 0.02, 0.05, 0.10, 0.1001, 0.4])
+    assert size_bin(area).tolist() == [-1, 0, 0, 1, 1, 1, 2, 2]
+    target = torch.zeros(4, 1, 10, 10)  # 100 pixels: areas 1 %, 5 %, 20 %, empty
+    target[0, :, 0, 0] = 1
+    target[1, :, 0, :5] = 1
+    target[2, :, :4, :5] = 1
+    logits = target * 4 - 2
+    logits[0, :, 0, 1] = 2  # small: TP 1, FP 1 -> IoU 1/2
+    logits[1, :, 0, 4] = -2  # medium: TP 4, FN 1 -> IoU 4/5
+    logits[3, :, 9, 9] = 2  # empty GT mask: in no bin (but in the pooled IoU and in mIoU, as IoU 0)
+    meter = MaskMeter()
+    meter.update(logits, target)
+    got = meter.compute()
+    assert (got["iou_small"], got["iou_medium"], got["iou_large"]) == pytest.approx((1 / 2, 4 / 5, 1.0))
+    assert (got["iou_small_n"], got["iou_medium_n"], got["iou_large_n"]) == (1, 1, 1)
+    assert got["miou"] == pytest.approx((0.5 + 0.8 + 1 + 0) / 4)
+    only_large = MaskMeter()
+    only_large.update(logits[2:3], target[2:3])
+    got = only_large.compute()
+    assert math.isnan(got["iou_small"]) and math.isnan(got["iou_medium"]) and got["iou_large"] == 1
+    assert got["iou_small_n"] == 0
+
+
+# --------------------------------------------------------------------------- catalogue
+
+
+def test_catalogue_describes_every_key_the_meters_produce():
+    logits, target = _random_mask(9)
+    pred, gt = _random_depth(9, (4, 1, 8, 8))
+    mask_meter, depth_meter = MaskMeter(), DepthMeter()
+    mask_meter.update(logits, target)
+    depth_meter.update(pred, gt, mask=target)
+    produced = set(mask_meter.compute()) | set(depth_meter.compute())
+    assert produced == {*MASK_KEYS, *MASK_IMAGE_KEYS} | ALL_DEPTH_KEYS
+    assert produced <= set(CATALOGUE)
+    assert {CATALOGUE[k].task for k in MASK_KEYS + MASK_IMAGE_KEYS} == {"mask"}
+    assert {CATALOGUE[k].task for k in ALL_DEPTH_KEYS} == {"depth"}
+    assert is_better(0.9, 0.8, "iou") and is_better(0.1, 0.2, "abs_rel") and is_better(0.2, 0.3, "loss")
+    assert is_better(0.9, 0.8, "ordering") and is_better(0.1, 0.2, "sa_abs_rel") and is_better(1.0, None, "rmse")
+    with pytest.raises(MaskdepthError, match="count"):
+        is_better(3, 2, "ordering_n")
+    assert parse_split_metric("ood.sa_delta1") == ("ood", "sa_delta1")
+    for bad in ("iou", "train.iou", "seen.nope", "seen.ordering_n"):
+        with pytest.raises(MaskdepthError, match="expected"):
+            parse_split_metric(bad)
+
+
+def test_markdown_table_rows_notes_and_missing_values():
+    table = markdown_table([("seen", {"iou": 0.9, "ordering": 0.5, "iou_small": float("nan")}),
+                            ("ood", {}), ("unseen", {"iou": None})],
+                           keys=("iou", "iou_small", "ordering", "delta1"), notes={"ood": "no ood samples"})
+    assert table.splitlines() == [
+        "| split | IoU | ordering |",  # IoU <2% and δ1 have no finite value anywhere: dropped
+        "|---|---|---|",
+        "| seen | 0.900 | 0.500 |",
+        "| ood | no ood samples | |",
+        "| unseen | – | – |",
+    ]
+    rows = definitions_table({"abs_rel": 0.25, "ordering_n": 7.0}, ("abs_rel", "ordering_n", "iou")).splitlines()
+    assert rows[2:] == ["| AbsRel | 0.250 | lower | mean \\|pred − gt\\| / gt |",  # pipes escaped in a cell
+                        "| ordering n | 7 | (count) | images the ordering was counted on |"]

@@ -31,7 +31,7 @@ def test_playground_stage_end_to_end(playground_run):
     result, root, lines = playground_run
     run = result.run_dir
     assert run == root / "playground" / "smoke"
-    names = ["00_setup", "01_create_data", "02_train", "03_validate_seen", "03_validate_unseen"]
+    names = ["00_setup", "01_create_data", "02_train", "03_validate_seen", "03_validate_unseen", "03_validate_ood"]
     for name in names:
         nb = nbformat.read(run / "notebooks" / f"{name}.ipynb", as_version=4)
         assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), name
@@ -40,7 +40,7 @@ def test_playground_stage_end_to_end(playground_run):
                 "checkpoints/best.pt", "checkpoints/last.pt", "figures/training_curves.png"):
         assert (run / rel).is_file(), rel
     assert any((run / "tb").iterdir())
-    for split in ("seen", "unseen"):
+    for split in ("seen", "unseen", "ood"):
         assert (run / "validation" / split / "metrics.json").is_file()
         assert list((run / "validation" / split).glob("*.png"))
     info = json.loads((run / "run.json").read_text())
@@ -53,8 +53,11 @@ def test_playground_stage_end_to_end(playground_run):
     metrics = json.loads((run / "metrics.json").read_text())
     assert [c["metric"] for c in info["gate"]["checks"]] == ["seen.iou", "seen.delta1"]
     assert info["gate"]["checks"][0]["value"] == pytest.approx(metrics["seen"]["iou"])
+    assert metrics["n_samples"] == {"seen": 8, "unseen": 8, "ood": 8}
+    assert {"sa_delta1", "ordering", "obj_abs_rel", "miou", "iou_large"} <= set(metrics["ood"])
     summary = (run / "summary.md").read_text()
-    assert "playground run `smoke`" in summary and "| unseen |" in summary
+    assert "playground run `smoke`" in summary and "| unseen |" in summary and "| ood |" in summary
+    assert "| split | IoU | mIoU |" in summary
 
 
 def test_unknown_parameter_is_an_error(tmp_path):
@@ -104,11 +107,39 @@ def test_gate_accepts_a_passing_run_with_the_same_settings(playground_run, tmp_p
 
 
 def test_evaluate_gate_thresholds():
-    passed = evaluate_gate("1k", {"unseen": {"iou": 0.95}, "seen": {"delta1": 0.85}})
-    assert passed["passed"]
-    failed = evaluate_gate("1k", {"unseen": {"iou": 0.95}, "seen": {"delta1": 0.5}})
-    assert not failed["passed"] and [c["ok"] for c in failed["checks"]] == [True, False]
+    good = {"unseen": {"iou": 0.95}, "seen": {"delta1": 0.85}, "ood": {"iou": 0.6}}
+    passed = evaluate_gate("1k", good)
+    assert passed["passed"] and [c["metric"] for c in passed["checks"]] == ["unseen.iou", "seen.delta1", "ood.iou"]
+    failed = evaluate_gate("1k", {**good, "seen": {"delta1": 0.5}})
+    assert not failed["passed"] and [c["ok"] for c in failed["checks"]] == [True, False, True]
     assert not evaluate_gate("1k", {})["passed"]
+    # The 1k gate asks for an OOD number: a run without one (made before the split) does not pass.
+    assert not evaluate_gate("1k", {"unseen": {"iou": 0.95}, "seen": {"delta1": 0.85}})["passed"]
+    assert not evaluate_gate("1k", {**good, "ood": {"iou": None}})["passed"]
+
+
+def test_evaluate_gate_at_the_boundary_skips_empty_splits_and_caps_lower_is_better(monkeypatch):
+    import dataclasses
+
+    from maskdepth import stages
+
+    threshold = stages.get_stage("1k").gate["ood.iou"]
+    base = {"unseen": {"iou": 0.95}, "seen": {"delta1": 0.85}}
+    assert evaluate_gate("1k", {**base, "ood": {"iou": threshold}})["passed"]
+    assert not evaluate_gate("1k", {**base, "ood": {"iou": threshold - 1e-6}})["passed"]
+    # A dataset without ood samples (an import): the ood check is skipped and says why.
+    skipped = evaluate_gate("1k", {**base, "ood": {}, "n_samples": {"seen": 5, "unseen": 5, "ood": 0}})
+    assert skipped["passed"] and skipped["checks"][2]["skipped"] == "no ood samples"
+    from maskdepth.pipeline import describe_check
+
+    assert describe_check(skipped["checks"][2]) == "ood.iou skipped (no ood samples)"
+    assert describe_check(skipped["checks"][0]) == "unseen.iou 0.950 (min 0.88)"
+    # A lower-is-better metric is a maximum.
+    stage = dataclasses.replace(stages.get_stage("1k"), gate={"ood.sa_abs_rel": 0.2})
+    monkeypatch.setitem(stages.STAGES, "1k", stage)
+    capped = evaluate_gate("1k", {"ood": {"sa_abs_rel": 0.2}})
+    assert capped["passed"] and capped["checks"][0]["max"] == 0.2
+    assert not evaluate_gate("1k", {"ood": {"sa_abs_rel": 0.21}})["passed"]
 
 
 def test_full_stage_on_cpu_needs_force(tmp_path, capsys, monkeypatch):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskdepth.checkpoint import load_checkpoint, load_model
+from maskdepth.checkpoint import load_checkpoint, load_model, save_checkpoint
 from maskdepth.errors import MaskdepthError
 from maskdepth.train import TrainConfig, TrainingDiverged, train
 
@@ -55,14 +55,17 @@ def test_short_run_writes_the_run_folder(tmp_path):
     history = json.loads((run / "history.json").read_text())["epochs"]
     assert [e["epoch"] for e in history] == [1, 2]
     for record in history:
-        for split in ("seen", "unseen"):
-            assert 0.0 <= record[split]["iou"] <= 1.0
-            assert record[split]["abs_rel"] > 0
+        for split in ("seen", "unseen", "ood"):
+            assert 0.0 <= record[split]["iou"] <= 1.0 and 0.0 <= record[split]["miou"] <= 1.0
+            assert record[split]["abs_rel"] > 0 and 0.0 <= record[split]["sa_delta1"] <= 1.0
+            assert {"obj_abs_rel", "ordering", "ordering_n", "iou_small"} <= set(record[split])
         assert record["samples_per_s"] > 0 and record["train"]["loss"] > 0
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["epochs"] == 2 and saved["params"] == metrics["params"] > 0
+    assert saved["n_samples"] == {"seen": 8, "unseen": 8, "ood": 8}
     best_epoch = saved["best_epoch"]
-    assert saved["unseen"] == history[best_epoch - 1]["unseen"]
+    for split in ("seen", "unseen", "ood"):
+        assert saved[split] == history[best_epoch - 1][split]
     # the checkpoint alone rebuilds the model and reproduces its metrics' source
     model, info = load_model(run / "checkpoints" / "last.pt")
     assert info["input_size"] == [32, 32] and info["task"] == "joint" and info["epoch"] == 2
@@ -71,6 +74,30 @@ def test_short_run_writes_the_run_folder(tmp_path):
     # a second run into the same folder without resume is refused (nothing overwritten)
     with pytest.raises(MaskdepthError, match="already holds a run"):
         train(tiny_config(tmp_path))
+
+
+def test_a_dataset_without_ood_samples_trains_and_says_so(tmp_path, monkeypatch, capsys):
+    import maskdepth.train as T
+
+    real_open = T.open_split
+    monkeypatch.setattr(T, "open_split", lambda data, split, *a: None if split == "ood" else real_open(data, split, *a))
+    metrics = train(tiny_config(tmp_path, epochs=1, progress_bar=False))
+    assert metrics["ood"] == {} and metrics["n_samples"]["ood"] == 0 and metrics["seen"]["iou"] >= 0
+    out = capsys.readouterr().out
+    assert "no ood samples" in out and "ood:" not in out  # no ood part in the epoch line
+    with pytest.raises(MaskdepthError, match="best_metric='ood.iou'.*no ood samples"):
+        train(tiny_config(tmp_path / "b", epochs=1, best_metric="ood.iou"))
+
+
+def test_best_metric_direction_comes_from_the_catalogue():
+    from maskdepth.train import _is_better
+
+    assert _is_better(0.9, 0.8, "seen.iou") and _is_better(0.9, 0.8, "ood.ordering")
+    assert _is_better(0.1, 0.2, "seen.loss") and _is_better(0.1, 0.2, "unseen.sa_abs_rel")
+    assert not _is_better(0.3, 0.2, "seen.abs_rel")
+    assert TrainConfig.from_mapping({"best_metric": "seen.sa_delta1"}).best_metric == "seen.sa_delta1"
+    with pytest.raises(MaskdepthError, match="best_metric='seen.ordering_n'"):
+        TrainConfig.from_mapping({"best_metric": "seen.ordering_n"})
 
 
 def test_single_task_depth_model_and_six_channels(tmp_path):
@@ -94,7 +121,7 @@ def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, monkeypatch):
 
         def wrapped(pred, target):
             out = forward(pred, target)
-            if crit.training:
+            if torch.is_grad_enabled():  # training steps only (validation runs under no_grad)
                 calls["n"] += 1
                 if calls["n"] > 3:  # epoch 1 has 3 steps: epoch 2 diverges
                     out = {**out, "loss": out["loss"] * float("nan")}
@@ -105,11 +132,67 @@ def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(losses, "build_loss", poisoned)
     cfg = tiny_config(tmp_path, epochs=3)
-    with pytest.raises(TrainingDiverged, match="non-finite loss.*epoch 2"):
+    last = Path(cfg.out_dir) / "checkpoints" / "last.pt"
+    with pytest.raises(TrainingDiverged, match="non-finite loss.*epoch 2") as info:
         train(cfg)
-    ckpt = load_checkpoint(Path(cfg.out_dir) / "checkpoints" / "last.pt")
+    assert f"{last} holds the last good state (epoch 1)" in str(info.value)
+    ckpt = load_checkpoint(last)
     assert ckpt["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+def test_nan_validation_or_weights_never_become_a_checkpoint(tmp_path, monkeypatch, capsys):
+    """Issue 16 case 4: an epoch whose validation loss (or weights) is NaN is not saved, and the
+    message names no checkpoint that does not exist; predict refuses a NaN checkpoint."""
+    import maskdepth.train as T
+    from maskdepth.cli import main
+
+    real_evaluate = T.evaluate
+
+    def nan_validation(*args, **kwargs):
+        return {**real_evaluate(*args, **kwargs), "loss": float("nan")}
+
+    monkeypatch.setattr(T, "evaluate", nan_validation)
+    cfg = tiny_config(tmp_path, epochs=2)
+    with pytest.raises(TrainingDiverged, match="non-finite seen loss.*epoch 1") as info:
+        train(cfg)
+    assert "last.pt" not in str(info.value) and "No checkpoint was written" in str(info.value)
+    assert not (Path(cfg.out_dir) / "checkpoints").exists()
+    monkeypatch.setattr(T, "evaluate", real_evaluate)
+
+    # weights that overflow to inf during the epoch: caught before saving, even with finite losses
+    real_step = T.Schedule.after_epoch
+
+    def poison_weights(self, val_loss):
+        real_step(self, val_loss)
+        with torch.no_grad():
+            next(iter(self.sched.optimizer.param_groups[0]["params"])).fill_(float("inf"))
+
+    monkeypatch.setattr(T.Schedule, "after_epoch", poison_weights)
+    cfg = tiny_config(tmp_path / "w", epochs=2)
+    with pytest.raises(TrainingDiverged, match="weights hold NaN or infinite values after epoch 1"):
+        train(cfg)
+    assert not (Path(cfg.out_dir) / "checkpoints" / "last.pt").exists()
+
+    # a checkpoint holding NaN weights (written by hand) is refused by predict in one line
+    from maskdepth.models import create_model
+
+    model = create_model("joint", base_channels=8)
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    with pytest.raises(MaskdepthError, match="not written: the weights hold NaN"):
+        save_checkpoint(tmp_path / "nan.pt", model, info={"input_size": [32, 32]})
+    ckpt = {"format": "maskdepth-checkpoint/1", "model_spec": model.maskdepth_spec, "state_dict": model.state_dict(),
+            "info": {"task": "joint", "input_mode": "fg_bg", "input_size": [32, 32]}}
+    torch.save(ckpt, tmp_path / "nan.pt")
+    from PIL import Image
+
+    Image.new("RGB", (40, 40)).save(tmp_path / "x.png")
+    capsys.readouterr()
+    assert main(["predict", "-c", str(tmp_path / "nan.pt"), str(tmp_path / "x.png"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nan.pt: the weights hold NaN or infinite values" in err
+    assert not (tmp_path / "o").exists()
 
 
 # -- exact resume after SIGKILL ----------------------------------------------------------------
@@ -155,6 +238,106 @@ def test_resume_after_sigkill_gives_identical_weights(tmp_path):
         assert torch.equal(value, b["state_dict"][key]), key
     hist = json.loads((tmp_path / "cut" / "history.json").read_text())["epochs"]
     assert [e["epoch"] for e in hist] == [1, 2, 3]
+
+
+
+KILL_BEFORE_BEST = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    import torch
+    torch.set_num_threads(1)
+    import maskdepth.train as T
+    T._is_better = lambda value, best, metric: True  # every epoch is a new best: best.pt follows last.pt
+    cfg = T.TrainConfig.from_mapping(json.loads(sys.argv[1]))
+    kill_at, calls, real_copy = int(sys.argv[2]), [0], T.copy_file
+    def copy_file(src, dst):
+        calls[0] += 1
+        if calls[0] == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)  # this epoch's last.pt is written, best.pt not yet
+        real_copy(src, dst)
+    T.copy_file = copy_file
+    T.train(cfg)
+    """
+)
+
+
+def test_kill_between_last_and_best_is_repaired_by_resume(tmp_path):
+    """Issue 16 case 5: a kill after last.pt, before best.pt and history.json, left best.pt one
+    epoch behind, a permanent gap in history.json and metrics.json mixing two epochs."""
+    params = {**TINY, "epochs": 3, "out_dir": str(tmp_path / "run")}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def run(extra: dict, kill_at: int):
+        return subprocess.run([sys.executable, "-c", KILL_BEFORE_BEST, json.dumps({**params, **extra}), str(kill_at)],
+                              capture_output=True, text=True, env=env, timeout=300)
+
+    killed = run({}, kill_at=2)  # in epoch 2, between last.pt and best.pt
+    assert killed.returncode == -9, killed.stderr
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert load_checkpoint(ckpts / "last.pt")["epoch"] == 2 and load_checkpoint(ckpts / "best.pt")["epoch"] == 1
+    resumed = run({"resume": True}, kill_at=0)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "repaired" in resumed.stdout
+    history = json.loads((tmp_path / "run" / "history.json").read_text())["epochs"]
+    assert [e["epoch"] for e in history] == [1, 2, 3]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["best_epoch"] == 3 and metrics["seen"] == history[2]["seen"]
+    assert load_checkpoint(ckpts / "best.pt")["epoch"] == load_checkpoint(ckpts / "last.pt")["epoch"] == 3
+
+
+def test_a_fresh_run_refuses_any_earlier_run_and_resume_needs_the_same_model(tmp_path, capsys):
+    """Issue 16 cases 6, 8 and 10: the folder guard looks at every run file, says --resume, and
+    resuming with another model is a one-line error."""
+    from maskdepth.cli import main
+
+    cfg = tiny_config(tmp_path, epochs=1)
+    train(cfg)
+    run = Path(cfg.out_dir)
+    capsys.readouterr()
+    argv = ["train", "--data", "playground", "--size", "32", "--epochs", "1", "--out-dir", str(run)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "already holds a run" in err and "pass --resume" in err
+
+    with pytest.raises(MaskdepthError, match=r"resume: .*last.pt was trained with model_kwargs=\{'base_channels': 8\}"):
+        train(tiny_config(tmp_path, epochs=2, resume=True, model_kwargs={"base_channels": 16}))
+    assert main([*argv, "--resume", "--model-kwargs", '{"base_channels": 16}']) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "was trained with" in err
+
+    best = (run / "checkpoints" / "best.pt").read_bytes()
+    history = (run / "history.json").read_text()
+    (run / "checkpoints" / "last.pt").unlink()
+    with pytest.raises(MaskdepthError, match=r"already holds a run \(checkpoints/best.pt, history.json, metrics.json\)"):
+        train(tiny_config(tmp_path, epochs=1))
+    assert (run / "checkpoints" / "best.pt").read_bytes() == best and (run / "history.json").read_text() == history
+
+
+def test_parameters_are_strictly_typed_and_ranged_before_anything_runs(tmp_path, capsys):
+    """Issue 16 cases 8 and 10: `-p epochs true` is no number, `-p lr -1` and `--device tpu` are
+    refused by the config itself (and so before any notebook or dataset is touched)."""
+    from maskdepth.cli import main
+    from maskdepth.params import coerce
+
+    for values, message in (({"epochs": True}, "epochs=True: expected a finite int"),
+                            ({"lr": -1.0}, "lr=-1.0: must be a positive number"),
+                            ({"lr": float("nan")}, "lr=nan"),
+                            ({"augment": "no"}, "augment='no': expected true or false"),
+                            ({"weight_decay": -1e-4}, "weight_decay=-0.0001: must be >= 0"),
+                            ({"device": "tpu"}, "--device 'tpu': not a device this tool runs on")):
+        with pytest.raises(MaskdepthError, match=message.replace("(", r"\(").replace(".", r"\.")):
+            TrainConfig.from_mapping(values)
+    with pytest.raises(MaskdepthError, match="epochs=True: expected int"):
+        coerce("epochs", True, 10)
+    for argv in (["--epochs", "true"], ["--lr", "-1"], ["--device", "tpu"]):
+        capsys.readouterr()
+        assert main(["train", *argv, "--out-dir", str(tmp_path / "never")]) == 2, argv
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    for name, value in (("epochs", "true"), ("lr", "-1")):
+        assert main(["run", "--stage", "playground", "-p", name, value, "--outputs", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"{name}=" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "never").exists()
 
 
 # -- DDP ---------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -14,7 +15,14 @@ from maskdepth.checkpoint import save_checkpoint
 from maskdepth.cli import main
 from maskdepth.data import build_dataset
 from maskdepth.errors import MaskdepthError
-from maskdepth.metrics import DepthMeter, MaskMeter, depth_errors_per_sample, mask_scores_per_sample
+from maskdepth.metrics import (
+    MASK_IMAGE_KEYS,
+    MASK_KEYS,
+    DepthMeter,
+    MaskMeter,
+    depth_errors_per_sample,
+    mask_scores_per_sample,
+)
 from maskdepth.models import create_model
 from maskdepth.validate import figure_paths, load_predictions, validate
 
@@ -78,22 +86,28 @@ def test_metrics_json_matches_a_recomputation_from_the_saved_predictions(validat
     mask_meter, depth_meter = MaskMeter(), DepthMeter()
     for i in range(0, N_SAMPLES, 4):  # any batching gives the same dataset-wide sums
         mask_meter.update(logits[i:i + 4], gt_mask[i:i + 4])
-        depth_meter.update(depth[i:i + 4], gt_depth[i:i + 4])
+        depth_meter.update(depth[i:i + 4], gt_depth[i:i + 4], mask=gt_mask[i:i + 4])
     expected = {**mask_meter.compute(), **depth_meter.compute()}
     assert set(validated["overall"]) == set(expected)
+    assert {"miou", "iou_small", "sa_delta1", "obj_abs_rel", "ordering", "ordering_n"} <= set(expected)
     for key, value in expected.items():
-        assert validated["overall"][key] == pytest.approx(value, rel=1e-9), key
+        if math.isnan(value):  # e.g. an object-size bin without images: null in the JSON file
+            assert validated["overall"][key] is None, key
+        else:
+            assert validated["overall"][key] == pytest.approx(value, rel=1e-9), key
     # IoU by hand, over all pixels of the split (not a mean of per-image IoUs)
     pred, truth = arrays["mask_logits"] > 0, arrays["gt_mask"] > 0
     iou = (pred & truth).sum() / (pred | truth).sum()
     assert validated["overall"]["iou"] == pytest.approx(iou, rel=1e-12)
     per_mask = mask_scores_per_sample(logits, gt_mask)
-    per_depth = depth_errors_per_sample(depth, gt_depth)
+    per_depth = depth_errors_per_sample(depth, gt_depth, mask=gt_mask)
     for i, record in enumerate(validated["per_sample"]):
         for key in ("iou", "dice", "pixel_acc"):
             assert record[key] == pytest.approx(float(per_mask[key][i]), rel=1e-12)
-        for key in ("abs_rel", "rmse", "delta1", "rmse_over_std"):
-            assert record[key] == pytest.approx(float(per_depth[key][i]), rel=1e-12)
+        for key in ("abs_rel", "rmse", "delta1", "rmse_over_std", "sa_abs_rel", "sa_delta1", "obj_abs_rel", "ordering"):
+            want = float(per_depth[key][i])
+            assert record[key] == (None if math.isnan(want) else pytest.approx(want, rel=1e-12)), key
+    assert validated["overall"]["miou"] == pytest.approx(np.mean([r["iou"] for r in validated["per_sample"]]))
 
 
 def test_saved_predictions_are_the_models_outputs_on_the_dataset(validated, joint_run, dataset):
@@ -149,7 +163,7 @@ def test_single_task_model_gets_only_its_metrics_and_figures(tmp_path):
     run = _make_run(tmp_path, create_model("lean_unet", task="mask"), "mask", ["mask"])
     metrics = validate(run / "checkpoints" / "best.pt", split="seen", n_samples=2, n_show=2, device="cpu",
                        save_predictions=False, progress_bar=False)
-    assert set(metrics["overall"]) == {"iou", "dice", "pixel_acc"}
+    assert set(metrics["overall"]) == {*MASK_KEYS, *MASK_IMAGE_KEYS}
     assert set(metrics["per_sample"][0]) == {"index", "iou", "dice", "pixel_acc"}
     assert "depth_grid.png" not in metrics["figures"] and "mask_grid.png" in metrics["figures"]
     assert metrics["predictions"] is None and not (run / "validation" / "seen" / "predictions.npz").exists()
@@ -167,6 +181,39 @@ def test_cli_validate_end_to_end(joint_run, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.startswith("seen (3 samples): IoU ")
     assert f"wrote {out / 'mask_grid.png'}" in printed and (out / "mask_grid.png").is_file()
+
+
+def test_cli_validate_ood_split(joint_run, tmp_path, capsys):
+    run, _ = joint_run
+    out = tmp_path / "ood"
+    assert main(["validate", "--checkpoint", str(run), "--split", "ood", "--n-samples", "2", "--out", str(out),
+                 "--device", "cpu", "--no-figures"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["split"], metrics["n_samples"]) == ("ood", 2)
+    assert "sa_delta1" in metrics["overall"] and "ordering" in metrics["overall"]
+    assert capsys.readouterr().out.startswith("ood (2 samples): IoU ")
+
+
+def test_a_split_without_samples_is_reported_not_an_error(joint_run, tmp_path, capsys):
+    from maskdepth.train import open_split
+    from maskdepth.validate import summary_line, summary_markdown
+
+    folder = tmp_path / "imported"  # a dataset folder from before the ood split: no ood count at all
+    folder.mkdir()
+    (folder / "dataset.json").write_text(json.dumps({"format": "maskdepth-dataset/1", "layout": "packed", "size": 64,
+                                                    "counts": {"train": 3, "seen": 1, "unseen": 1}}))
+    assert open_split(str(folder), "ood", 64, 0) is None
+    run, _ = joint_run
+    metrics = validate(run, data=str(folder), split="ood", out_dir=tmp_path / "v", device="cpu", progress_bar=False)
+    assert metrics["n_samples"] == 0 and metrics["note"] == f"no ood samples in {folder}"
+    assert metrics["overall"] == {} and metrics["figures"] == [] and metrics["predictions"] is None
+    assert json.loads((tmp_path / "v" / "metrics.json").read_text()) == metrics
+    assert figure_paths(metrics, "mask") == []
+    assert summary_line(metrics) == f"ood: no ood samples in {folder} (skipped)"
+    assert "nothing to score" in summary_markdown(metrics)
+    assert main(["validate", "--checkpoint", str(run), "--data", str(folder), "--split", "ood",
+                 "--out", str(tmp_path / "cli"), "--device", "cpu"]) == 0
+    assert "no ood samples" in capsys.readouterr().out
 
 
 def test_bad_inputs_fail_naming_the_argument(joint_run, tmp_path, capsys):

@@ -147,19 +147,26 @@ def test_training_curves_put_lr_on_a_second_axis(tmp_path):
     history = {"epochs": [
         {"epoch": e, "lr": 0.01 * 0.5**e, "train": {"loss": 2.0 / e, "mask": 1.0 / e, "depth": 1.0 / e},
          "seen": {"loss": 2.5 / e, "iou": 0.1 * e, "abs_rel": 0.5 / e},
-         "unseen": {"loss": 3.0 / e, "iou": 0.08 * e, "abs_rel": 0.6 / e}}
+         "unseen": {"loss": 3.0 / e, "iou": 0.08 * e, "abs_rel": 0.6 / e},
+         "ood": {"loss": 4.0 / e, "iou": 0.05 * e, "sa_delta1": 0.1 * e, "ordering": None}}
         for e in range(1, 6)
     ]}
     fig = viz.training_curves_figure(history, "curves")
     loss_ax = next(a for a in fig.axes if a.get_title() == "losses")
     assert {line.get_label() for line in loss_ax.lines} == {
-        "train loss", "train mask", "train depth", "seen loss", "unseen loss"}
+        "train loss", "train mask", "train depth", "seen loss", "unseen loss", "ood loss"}
     lr_ax = next(a for a in fig.axes if a.get_ylabel() == "learning rate")
     assert lr_ax is not loss_ax and lr_ax.get_shared_x_axes().joined(lr_ax, loss_ax)  # a twin of the loss axis
     np.testing.assert_allclose(lr_ax.lines[0].get_ydata(), [0.01 * 0.5**e for e in range(1, 6)])
     higher = next(a for a in fig.axes if a.get_title() == "higher is better")
     np.testing.assert_allclose(
         next(ln for ln in higher.lines if ln.get_label() == "unseen iou").get_ydata(), [0.08 * e for e in range(1, 6)])
+    ood_iou = next(ln for ln in higher.lines if ln.get_label() == "ood iou")
+    assert ood_iou.get_linestyle() == ":"
+    assert "ood sa_delta1" in {ln.get_label() for ln in higher.lines}
+    assert "ood ordering" not in {ln.get_label() for ln in higher.lines}  # no values: no line
+    lower = next(a for a in fig.axes if a.get_title() == "lower is better")
+    assert {ln.get_label() for ln in lower.lines} == {"seen abs_rel", "unseen abs_rel"}
     viz.save_figure(fig, tmp_path / "c.png")
     assert Image.open(tmp_path / "c.png").size[0] <= viz.MAX_WIDTH_PX
 

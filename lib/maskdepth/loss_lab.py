@@ -11,8 +11,11 @@ from pathlib import Path
 
 from maskdepth.errors import MaskdepthError
 from maskdepth.io import write_json, write_text
+from maskdepth.metrics import higher_is_better, label, markdown_table
 
-COMPARED = ("abs_rel", "rmse", "rmse_over_std", "delta1")
+# Compared depth metrics (labels and directions: the catalogue in maskdepth.metrics). The
+# scale-aligned δ1 separates a loss that learns structure from one that also learns scale.
+COMPARED = ("abs_rel", "rmse", "rmse_over_std", "delta1", "sa_delta1")
 
 
 def run_loss_lab(
@@ -66,15 +69,17 @@ def run_loss_lab(
 
 
 def results_table(results: dict, split: str) -> str:
-    lines = [f"Depth metrics on the {split} split, best first by AbsRel.", "",
-             "| loss | AbsRel | RMSE (m) | RMSE/std | δ1 | time (s) |", "|---|---|---|---|---|---|"]
-    for name, m in sorted(results.items(), key=lambda kv: kv[1].get("abs_rel", float("inf"))):
-        lines.append(
-            f"| {name} | {m.get('abs_rel', float('nan')):.4f} | {m.get('rmse', float('nan')):.3f} | "
-            f"{m.get('rmse_over_std', float('nan')):.3f} | {m.get('delta1', float('nan')):.3f} | "
-            f"{m.get('train_time_s', 0):.0f} |"
-        )
-    return "\n".join(lines)
+    def abs_rel(kv):
+        value = kv[1].get("abs_rel")
+        return float("inf") if value is None else value
+
+    ranked = sorted(results.items(), key=abs_rel)
+    table = markdown_table([(name, m) for name, m in ranked], COMPARED, first="loss", drop_empty_columns=False)
+    lines = table.rstrip("\n").split("\n")
+    lines[0] += " time (s) |"
+    lines[1] += "---|"
+    lines[2:] = [f"{line} {m.get('train_time_s', 0):.0f} |" for line, (_, m) in zip(lines[2:], ranked)]
+    return "\n".join([f"Depth metrics on the {split} split, best first by {label('abs_rel')}.", "", *lines])
 
 
 def comparison_chart(results: dict, path, title: str = "") -> None:
@@ -89,10 +94,10 @@ def comparison_chart(results: dict, path, title: str = "") -> None:
     names = list(results)
     fig, axes = plt.subplots(1, len(COMPARED), figsize=(4 * len(COMPARED), 3.6), dpi=100)
     for ax, key in zip(axes, COMPARED):
-        values = [results[n].get(key, float("nan")) for n in names]
+        values = [float("nan") if results[n].get(key) is None else results[n][key] for n in names]
         ax.bar(range(len(names)), values, color="tab:blue")
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-        ax.set_title(key + (" (higher is better)" if key.startswith("delta") else " (lower is better)"), fontsize=9)
+        ax.set_title(f"{label(key)} ({'higher' if higher_is_better(key) else 'lower'} is better)", fontsize=9)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)

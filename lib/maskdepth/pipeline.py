@@ -1,13 +1,16 @@
 """The staged workflow: `maskdepth run --stage playground|1k|full` runs the notebooks with papermill.
 
-00_setup → 01_create_data → 02_train → 03_validate (seen, then unseen), each executed
-with the `maskdepth` kernel and a per-cell timeout into `outputs/<stage>/<run>/notebooks/`.
+00_setup → 01_create_data → 02_train → 03_validate (seen, then unseen, then ood), each
+executed with the `maskdepth` kernel and a per-cell timeout into `outputs/<stage>/<run>/notebooks/`.
 Parameters: the stage's defaults (`maskdepth.stages`) overridden by `-f params.yaml`
 and then by `-p NAME VALUE`; a name no notebook declares is an error.
 
 The gate carries the seed's rule "only the promising changes go on": a stage's run passes
-when its validation metrics clear the stage's thresholds; `1k` needs a passing playground
-run with the same model/loss settings and `full` a passing 1k run, unless `--force`.
+when its validation metrics clear the stage's thresholds (a minimum for a metric where
+higher is better, a maximum where lower is better, per the catalogue in
+`maskdepth.metrics`); a threshold on a split the run had no samples in (e.g. `ood` of an
+imported dataset folder) is skipped and says so. `1k` needs a passing playground run with
+the same model/loss settings and `full` a passing 1k run, unless `--force`.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from typing import Any
 from maskdepth import runs
 from maskdepth.errors import MaskdepthError
 from maskdepth.io import read_json, write_json, write_text
-from maskdepth.stages import STAGES, get_stage
+from maskdepth.metrics import finite_or_none, format_value, higher_is_better, parse_split_metric
+from maskdepth.stages import STAGES, VAL_SPLITS, get_stage
 
 KERNEL = "maskdepth"
 NOTEBOOK_DIR_ENV = "MASKDEPTH_NOTEBOOKS"
@@ -45,8 +49,7 @@ STAGE_STEPS = [
     Step("00_setup.ipynb", "00_setup.ipynb"),
     Step("01_create_data.ipynb", "01_create_data.ipynb"),
     Step("02_train.ipynb", "02_train.ipynb"),
-    Step("03_validate.ipynb", "03_validate_seen.ipynb", {"split": "seen"}),
-    Step("03_validate.ipynb", "03_validate_unseen.ipynb", {"split": "unseen"}),
+    *(Step("03_validate.ipynb", f"03_validate_{split}.ipynb", {"split": split}) for split in VAL_SPLITS),
 ]
 SINGLE_NOTEBOOKS = {"playground": "playground.ipynb", "loss_lab": "loss_lab.ipynb"}
 
@@ -96,14 +99,35 @@ def check_parameters(params: dict, steps: list[Step], nb_dir: Path) -> dict[str,
 
 # -- gate ----------------------------------------------------------------------------------
 def evaluate_gate(stage: str, metrics: dict) -> dict:
-    """Compare a run's validation metrics with the stage's thresholds (key 'split.metric')."""
+    """Compare a run's validation metrics (its metrics.json) with the stage's thresholds.
+
+    Each threshold is keyed 'split.metric'; it is a minimum ("min") for a metric where higher
+    is better and a maximum ("max") where lower is better. A missing or undefined value fails,
+    except on a split the run had no samples in (metrics["n_samples"][split] == 0): that
+    check is skipped (ok, with "skipped": "no <split> samples")."""
     checks = []
+    counts = metrics.get("n_samples") or {}
     for key, threshold in get_stage(stage).gate.items():
-        split, _, name = key.partition(".")
-        value = metrics.get(split, {}).get(name)
-        ok = value is not None and value >= threshold
-        checks.append({"metric": key, "value": value, "min": threshold, "ok": bool(ok)})
+        split, name = parse_split_metric(key)
+        value = finite_or_none((metrics.get(split) or {}).get(name))
+        bound = "min" if higher_is_better(name) else "max"
+        check = {"metric": key, "value": value, bound: threshold}
+        if value is None and counts.get(split) == 0:
+            check.update(ok=True, skipped=f"no {split} samples")
+        else:
+            ok = value is not None and (value >= threshold if bound == "min" else value <= threshold)
+            check["ok"] = bool(ok)
+        checks.append(check)
     return {"passed": all(c["ok"] for c in checks), "checks": checks}
+
+
+def describe_check(check: dict, sep: str = " ") -> str:
+    """"unseen.iou 0.912 (min 0.88)"; "ood.iou skipped (no ood samples)"."""
+    if check.get("skipped"):
+        return f"{check['metric']} skipped ({check['skipped']})"
+    bound = "min" if "min" in check else "max"
+    name = check["metric"].partition(".")[2]
+    return f"{check['metric']}{sep}{format_value(name, check['value'])} ({bound} {check[bound]})"
 
 
 def gate_settings(params: dict) -> dict:
@@ -189,15 +213,24 @@ def _now() -> str:
 # -- execution -----------------------------------------------------------------------------
 def _kernel_manager_class():
     """Talk to the kernel over local IPC sockets where the OS has them: nothing listens on TCP,
-    and ipykernel stops warning about unencrypted TCP in every papermill log."""
+    and ipykernel stops warning about unencrypted TCP in every papermill log. Shutdown sends
+    no interrupt to a kernel that is shutting down anyway."""
     import os
 
     from jupyter_client.manager import AsyncKernelManager
 
-    if os.name != "posix":
-        return AsyncKernelManager
+    class QuietShutdownKernelManager(AsyncKernelManager):
+        async def _async_interrupt_kernel(self) -> None:
+            # shutdown_kernel interrupts first; an idle kernel would only log a spurious
+            # "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel" on a successful run.
+            if self.shutting_down:
+                return
+            await super()._async_interrupt_kernel()
 
-    class IPCKernelManager(AsyncKernelManager):
+    if os.name != "posix":
+        return QuietShutdownKernelManager
+
+    class IPCKernelManager(QuietShutdownKernelManager):
         def __init__(self, **kwargs):
             kwargs.setdefault("transport", "ipc")
             super().__init__(**kwargs)
@@ -324,7 +357,7 @@ def run_stage(
     write_json(run_dir / "run.json", info)
     write_summary(run_dir, info, metrics)
     verdict = "PASSED" if gate["passed"] else "did not pass"
-    checks = ", ".join(f"{c['metric']} {_fmt(c['value'])} (min {c['min']})" for c in gate["checks"])
+    checks = ", ".join(describe_check(c) for c in gate["checks"])
     log(f"[gate] {stage} run {run_dir.name} {verdict}: {checks}")
     nxt = next((s for s in STAGES.values() if s.requires == stage), None)
     if gate["passed"] and nxt:
@@ -363,10 +396,6 @@ def _coerce_known(params: dict) -> None:
             params[k] = coerce(k, v, defaults[k])
 
 
-def _fmt(v) -> str:
-    return "n/a" if v is None else f"{v:.3f}"
-
-
 def write_summary(run_dir: Path, info: dict, metrics: dict | None) -> None:
     """A few lines that say what ran and how it did."""
     p = info["params"]
@@ -383,15 +412,11 @@ def write_summary(run_dir: Path, info: dict, metrics: dict | None) -> None:
     if info.get("error"):
         lines.append(f"- error: {info['error']}")
     if metrics:
-        lines += ["", "| split | IoU | Dice | δ1 | AbsRel | RMSE/std |", "|---|---|---|---|---|---|"]
-        for split in ("seen", "unseen"):
-            m = metrics.get(split, {})
-            lines.append(
-                f"| {split} | {_fmt(m.get('iou'))} | {_fmt(m.get('dice'))} | {_fmt(m.get('delta1'))} | "
-                f"{_fmt(m.get('abs_rel'))} | {_fmt(m.get('rmse_over_std'))} |"
-            )
+        from maskdepth.report import split_table
+
+        lines += ["", split_table(metrics).rstrip()]
     if info.get("gate"):
         g = info["gate"]
         lines += ["", f"Gate: **{'passed' if g['passed'] else 'not passed'}** — "
-                  + ", ".join(f"{c['metric']} {_fmt(c['value'])} ≥ {c['min']}" for c in g["checks"])]
+                  + ", ".join(describe_check(c) for c in g["checks"])]
     write_text(run_dir / "summary.md", "\n".join(lines) + "\n")

@@ -2,7 +2,10 @@
 
 `report(paths)` accepts run folders and folders holding runs (e.g. outputs/1k) and reads
 each run's metrics.json (written when training ends), falling back to history.json and
-config.json for a run that was interrupted. Metrics are shown as "seen / unseen".
+config.json for a run that was interrupted. Metrics are shown as "seen / unseen / ood"
+(the validation splits of `maskdepth.stages`; "–" where a run has no value, e.g. a run
+made before the ood split existed). Columns, labels and directions come from the metric
+catalogue (`maskdepth.metrics.HEADLINE`).
 """
 
 from __future__ import annotations
@@ -17,16 +20,13 @@ import numpy as np
 from maskdepth import runs, viz
 from maskdepth.errors import MaskdepthError
 from maskdepth.io import read_json, write_json, write_text
+from maskdepth.metrics import HEADLINE, finite_or_none, format_value, get_metric, label, parse_split_metric
+from maskdepth.metrics import markdown_table as metrics_table
+from maskdepth.stages import VAL_SPLITS
 
-# (key in the metrics dicts, column title, higher is better)
-METRICS = [
-    ("iou", "IoU", True),
-    ("dice", "Dice", True),
-    ("delta1", "δ1", True),
-    ("abs_rel", "AbsRel", False),
-    ("rmse_over_std", "RMSE/std", False),
-]
-VAL_SPLITS = ("seen", "unseen")
+# The metric columns of a report (keys of the catalogue in maskdepth.metrics).
+METRICS = HEADLINE
+SPLIT_COLORS = {"seen": "#4c72b0", "unseen": "#dd8452", "ood": "#55a868"}
 
 
 @dataclass
@@ -56,7 +56,7 @@ def _params_from_checkpoint(run: Path) -> int | None:
 
 
 def summarize_run(run: str | os.PathLike) -> dict:
-    """One report row: model, params, stage, epochs, time and seen/unseen metrics of a run."""
+    """One report row: model, params, stage, epochs, time and the metrics of each validation split."""
     run = Path(run)
     if not runs.is_run_dir(run):
         raise MaskdepthError(f"{run}: not a run folder (needs config.json plus metrics.json or history.json)")
@@ -91,7 +91,7 @@ def summarize_run(run: str | os.PathLike) -> dict:
         "best_epoch": best_epoch,
         "train_time_s": time_s,
         "status": status,
-        **{s: {k: splits[s].get(k) for k, _, _ in METRICS} for s in VAL_SPLITS},
+        **{s: {k: splits[s].get(k) for k in METRICS} for s in VAL_SPLITS},
     }
 
 
@@ -102,10 +102,6 @@ def _short_names(paths: list[str]) -> list[str]:
         return [resolved[0].name]
     common = Path(os.path.commonpath(resolved))
     return [str(p.relative_to(common)) or p.name for p in resolved]
-
-
-def _num(v, fmt: str) -> str:
-    return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
 
 
 def _params(n) -> str:
@@ -121,16 +117,24 @@ def _duration(seconds) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+def _shown_metrics(rows: list[dict]) -> list[str]:
+    """The catalogue columns some run has a value for (all of them when none has any)."""
+    shown = [k for k in METRICS if any(finite_or_none(r[s].get(k)) is not None for r in rows for s in VAL_SPLITS)]
+    return shown or list(METRICS)
+
+
 def markdown_table(rows: list[dict]) -> str:
-    """Markdown table; metric cells read "seen / unseen"."""
+    """Markdown table; metric cells read "seen / unseen / ood"."""
     names = _short_names([r["run"] for r in rows])
-    head = ["run", "model", "task", "params", "stage", "epochs", "time"] + [f"{t} (seen / unseen)" for _, t, _ in METRICS]
+    keys = _shown_metrics(rows)
+    splits = " / ".join(VAL_SPLITS)
+    head = ["run", "model", "task", "params", "stage", "epochs", "time"] + [f"{label(k)} ({splits})" for k in keys]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in zip(names, rows):
         cells = [f"`{name}`", r["model"], str(r["task"] or "–"), _params(r["params"]), r["stage"],
                  str(r["epochs"] if r["epochs"] is not None else "–") + ("" if r["status"] == "finished" else "*"),
                  _duration(r["train_time_s"])]
-        cells += [f"{_num(r['seen'][k], '.3f')} / {_num(r['unseen'][k], '.3f')}" for k, _, _ in METRICS]
+        cells += [" / ".join(format_value(k, r[s].get(k)) for s in VAL_SPLITS) for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
     if any(r["status"] != "finished" for r in rows):
         lines += ["", "\\* unfinished run: metrics of its last finished epoch."]
@@ -138,25 +142,36 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def chart_figure(rows: list[dict], title: str = ""):
-    """One panel per metric; per run a seen bar and an unseen bar (horizontal, runs on the y axis)."""
+    """One panel per metric; per run a bar per validation split (horizontal, runs on the y axis).
+
+    Panels wrap onto a second line when there are more than five metrics."""
     names = [f"{name}\n{r['model']} · {r['task'] or '?'}" for name, r in zip(_short_names([r["run"] for r in rows]), rows)]
+    keys = _shown_metrics(rows)
     n = len(rows)
+    per_line = min(len(keys), 5)
+    lines = math.ceil(len(keys) / per_line)
     label_px = min(360, 40 + 7 * max(len(line) for s in names for line in s.splitlines()))
-    width, height = viz.MAX_WIDTH_PX, min(1200, 140 + 36 * n)
+    panel_h = 40 + 14 * len(VAL_SPLITS) * n
+    width, height = viz.MAX_WIDTH_PX, min(2000, 60 + lines * (panel_h + 70))
     fig = viz.new_figure(width, height)
     y = np.arange(n)
-    panel_w = (1 - label_px / width - 0.02) / len(METRICS)
-    for k, (key, label, higher) in enumerate(METRICS):
-        ax = fig.add_axes((label_px / width + k * panel_w, 50 / height, panel_w * 0.86, 1 - 110 / height))
-        for s, (split, color) in enumerate((("seen", "#4c72b0"), ("unseen", "#dd8452"))):
-            values = [r[split][key] for r in rows]
-            v = np.array([np.nan if x is None else x for x in values], dtype=float)
-            ax.barh(y + (s - 0.5) * 0.38, np.nan_to_num(v), height=0.38, color=color, label=split)
+    bar = 0.8 / len(VAL_SPLITS)
+    panel_w = (1 - label_px / width - 0.02) / per_line
+    for k, key in enumerate(keys):
+        line, col = divmod(k, per_line)
+        bottom = height - 60 - (line + 1) * (panel_h + 70) + 40
+        ax = fig.add_axes((label_px / width + col * panel_w, bottom / height, panel_w * 0.86, panel_h / height))
+        for s, split in enumerate(VAL_SPLITS):
+            offset = (s - (len(VAL_SPLITS) - 1) / 2) * bar
+            v = np.array([np.nan if finite_or_none(r[split].get(key)) is None else r[split][key] for r in rows],
+                         dtype=float)
+            ax.barh(y + offset, np.nan_to_num(v), height=bar, color=SPLIT_COLORS.get(split), label=split)
             for yi, vi in zip(y, v):
                 if np.isfinite(vi):
-                    ax.text(vi, yi + (s - 0.5) * 0.38, f" {vi:.3f}", va="center", fontsize=7)
-        ax.set_title(f"{label} ({'higher' if higher else 'lower'} is better)", fontsize=9)
-        ax.set_yticks(y, names if k == 0 else [], fontsize=8)
+                    ax.text(vi, yi + offset, f" {vi:.3f}", va="center", fontsize=6)
+        higher = get_metric(key).higher_is_better
+        ax.set_title(f"{label(key)} ({'higher' if higher else 'lower'} is better)", fontsize=9)
+        ax.set_yticks(y, names if col == 0 else [], fontsize=8)
         ax.invert_yaxis()
         ax.tick_params(axis="x", labelsize=7)
         ax.margins(x=0.25)
@@ -168,27 +183,36 @@ def chart_figure(rows: list[dict], title: str = ""):
 
 
 def metrics_markdown(metrics: dict) -> str:
-    """A finished run's metrics.json (what `train` returns) as a short markdown summary."""
+    """A finished run's metrics.json (what `train` returns) as a short markdown summary:
+    one row per validation split; a split the run had no samples in says so."""
     head = (f"**{metrics.get('model', '?')}** ({_params(metrics.get('params'))} params, task {metrics.get('task', '?')}) "
             f"on {runs.stage_label(metrics.get('data', '?'))}: {metrics.get('epochs', '?')} epochs in "
             f"{_duration(metrics.get('train_time_s'))}, best epoch {metrics.get('best_epoch', '–')}")
-    lines = [head, "", "| split | " + " | ".join(t for _, t, _ in METRICS) + " |", "|---|" + "---|" * len(METRICS)]
-    for split in VAL_SPLITS:
-        m = metrics.get(split) or {}
-        lines.append(f"| {split} | " + " | ".join(_num(m.get(k), ".3f") for k, _, _ in METRICS) + " |")
-    return "\n".join(lines) + "\n"
+    return f"{head}\n\n{split_table(metrics)}"
+
+
+def split_table(metrics: dict, keys=METRICS) -> str:
+    """The markdown table of a metrics.json's validation splits (run summaries, notebooks).
+
+    A split missing from `metrics` (a run made before it existed) is left out; one the run
+    had no samples in (n_samples 0) reads "no <split> samples"."""
+    counts = metrics.get("n_samples") or {}
+    rows = [(s, metrics.get(s) or {}) for s in VAL_SPLITS if s in metrics or counts.get(s) == 0]
+    notes = {s: f"no {s} samples" for s in VAL_SPLITS if counts.get(s) == 0}
+    return metrics_table(rows, keys, notes=notes)
 
 
 def _sort_key(metric: str):
-    split, _, key = metric.partition(".")
-    if split not in VAL_SPLITS or key not in {k for k, _, _ in METRICS}:
-        raise MaskdepthError(
-            f"sort={metric!r}: expected <seen|unseen>.<{'|'.join(k for k, _, _ in METRICS)}>, e.g. unseen.iou"
-        )
-    higher = next(h for k, _, h in METRICS if k == key)
+    try:
+        split, key = parse_split_metric(metric)
+    except MaskdepthError as exc:
+        raise MaskdepthError(f"sort={metric!r}: {exc}, e.g. unseen.iou") from None
+    if key not in METRICS:
+        raise MaskdepthError(f"sort={metric!r}: a report sorts by one of its columns: {', '.join(METRICS)}")
+    higher = get_metric(key).higher_is_better
 
     def value(row):
-        v = row[split][key]
+        v = row[split].get(key)
         missing = v is None or not math.isfinite(v)
         return (missing, 0.0 if missing else (-v if higher else v))
 

@@ -1,8 +1,10 @@
 """Training: one loop for every model and task, on CPU, one GPU, or many with torchrun.
 
 `train(TrainConfig(...))` builds the datasets, the model, the loss and the optimizer, then
-runs epochs of: train → validate on the `seen` and `unseen` splits → log (console line,
-TensorBoard, history.json) → checkpoint (`last.pt` every epoch, `best.pt` on improvement).
+runs epochs of: train → validate on every validation split that has samples (`seen`,
+`unseen`, `ood`; see `maskdepth.stages`) → log (console line, TensorBoard, history.json) →
+checkpoint (`last.pt` every epoch, `best.pt` on improvement of `best_metric`, by default
+the `seen` loss; directions come from the catalogue in `maskdepth.metrics`).
 
 Exact resume: every epoch starts by re-seeding all RNGs from (seed, epoch), and a
 checkpoint is written only at epoch boundaries, so a run killed at any point and resumed
@@ -31,23 +33,57 @@ import torch
 from torch import nn
 
 from maskdepth import runs
-from maskdepth.checkpoint import load_checkpoint, save_checkpoint, unwrap
+from maskdepth.checkpoint import load_checkpoint, load_weights, nonfinite_weights, save_checkpoint, unwrap
 from maskdepth.device import resolve_device
 from maskdepth.errors import MaskdepthError
-from maskdepth.io import write_json
+from maskdepth.io import copy_file, write_json
+from maskdepth.metrics import is_better, json_ready, parse_split_metric
 from maskdepth.progress import progress
+from maskdepth.stages import VAL_SPLITS
 
 TASKS = ("mask", "depth", "joint")
 INPUT_MODES = {"fg_bg": 3, "bg_fg_bg": 6}
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "constant_then_step", "plateau", "onecycle")
-# Validation metrics where lower is better (everything else: higher is better).
-LOWER_IS_BETTER = {"loss", "mask", "depth", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "rmse_over_std"}
 SINGLE_TASK_MODELS = ("lean_unet", "resnet_unet")
 
 
 class TrainingDiverged(MaskdepthError):
-    """The loss became NaN or infinite; last.pt still holds the last good epoch."""
+    """The loss (training or validation) or the weights became NaN or infinite; no checkpoint
+    is written from that state, so last.pt (when there is one) holds the last good epoch."""
+
+
+# Files of a run: a fresh run refuses a folder that holds any of them (--resume continues it).
+RUN_FILES = ("checkpoints/last.pt", "checkpoints/best.pt", "history.json", "metrics.json")
+# Settings a resumed run must share with the checkpoint it continues (the states must fit).
+RESUME_KEYS = ("model", "model_kwargs", "task", "input_mode", "optimizer", "schedule", "uncertainty")
+# Lower bounds of numeric parameters (inclusive; lr must also be > 0, checked in validate).
+MINIMUM = {"weight_decay": 0, "momentum": 0, "step_size": 1, "gamma": 0, "constant_epochs": 0, "mask_weight": 0,
+           "depth_weight": 0, "grid_every": 0, "seed": 0, "workers": 0, "max_steps": 0, "photometric": 0}
+
+
+def _check_types_and_ranges(cfg) -> None:
+    """Strict types (true is no number of epochs, "no" is no boolean), finite numbers, known
+    ranges, and a device name this tool runs on: errors name the parameter."""
+    from maskdepth.device import check_device_name
+    from maskdepth.params import field_defaults
+
+    for name, default in field_defaults(type(cfg)).items():
+        value = getattr(cfg, name)
+        if isinstance(default, bool) and name != "amp":
+            ok = isinstance(value, bool)
+        elif isinstance(default, int) and not isinstance(default, bool):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        else:
+            continue
+        if not ok:
+            kind = "true or false" if isinstance(default, bool) else f"a finite {type(default).__name__}"
+            raise MaskdepthError(f"{name}={value!r}: expected {kind}")
+        if name in MINIMUM and value < MINIMUM[name]:
+            raise MaskdepthError(f"{name}={value!r}: must be >= {MINIMUM[name]}")
+    check_device_name(cfg.device)
 
 
 @dataclass
@@ -62,7 +98,8 @@ class TrainConfig:
     task: str = "joint"  # mask | depth | joint (the seed trained one model per task)
     input_mode: str = "fg_bg"  # fg_bg (3 channels) | bg_fg_bg (6 channels)
     size: int = 64
-    augment: bool = True
+    augment: bool = True  # random flips per sample and batched photometric augmentation (data/photometric.py)
+    photometric: float = 1.0  # strength of the photometric augmentation when augment is on (0: off)
     mask_loss: str = "bce_dice"
     depth_loss: str = "l1"
     mask_weight: float = 1.0
@@ -86,7 +123,7 @@ class TrainConfig:
     channels_last: bool = True  # 1.36x faster training on CPU for the joint model (bench/ figure 3)
     val_batch_size: int = 64
     grid_every: int = 5  # epochs between TensorBoard image grids (0: never)
-    # Checkpoint selection uses the `seen` split only; `unseen` stays an untouched test split.
+    # Checkpoint selection uses the `seen` split only; `unseen` and `ood` stay untouched test splits.
     best_metric: str = "seen.loss"
     resume: bool = False  # continue from out_dir/checkpoints/last.pt
     tensorboard: bool = True
@@ -118,6 +155,7 @@ class TrainConfig:
             if value not in options:
                 raise MaskdepthError(f"{name}={value!r}: choose one of {', '.join(map(str, options))}")
 
+        _check_types_and_ranges(self)
         choice("task", self.task, TASKS)
         choice("input_mode", self.input_mode, tuple(INPUT_MODES))
         choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -130,9 +168,10 @@ class TrainConfig:
             raise MaskdepthError(f"lr={self.lr!r}: must be a positive number")
         if self.workers < 0 or self.max_steps < 0:
             raise MaskdepthError("workers and max_steps must be >= 0")
-        split, _, metric = self.best_metric.partition(".")
-        if split not in ("seen", "unseen") or not metric:
-            raise MaskdepthError(f"best_metric={self.best_metric!r}: expected '<seen|unseen>.<metric>', e.g. seen.loss or seen.iou")
+        try:
+            parse_split_metric(self.best_metric)
+        except MaskdepthError as exc:
+            raise MaskdepthError(f"best_metric={self.best_metric!r}: {exc}, e.g. seen.loss or seen.iou") from None
         if self.task == "joint" and self.model in SINGLE_TASK_MODELS:
             raise MaskdepthError(f"model {self.model!r} predicts one task: use task=mask or task=depth, or model=joint")
 
@@ -183,9 +222,11 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
+    """All RNG states as tensors and plain data (checkpoints are read with weights_only=True)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
     return {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": (str(kind), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)),
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
@@ -193,7 +234,9 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    keys = keys.numpy() if torch.is_tensor(keys) else np.asarray(keys)  # older checkpoints: a numpy array
+    np.random.set_state((kind, keys.astype(np.uint32), int(pos), int(has_gauss), float(gauss)))
     torch.set_rng_state(state["torch"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -302,10 +345,31 @@ def _to_device(batch: dict, device, channels_last: bool) -> dict:
     return out
 
 
+def open_split(data: str, split: str, size: int, seed: int):
+    """The dataset of one split, or None when `data` has no samples in it (a dataset folder
+    made by an import, by real photos or before the `ood` split existed may have none)."""
+    from maskdepth.data import build_dataset
+    from maskdepth.data.datadir import is_dataset_dir, read_dataset_json
+
+    if is_dataset_dir(data) and not int((read_dataset_json(data).get("counts") or {}).get(split, 0)):
+        return None
+    dataset = build_dataset(data, split, size=size, seed=seed)
+    return dataset if len(dataset) else None
+
+
+def build_val_sets(data: str, size: int, seed: int) -> tuple[dict, dict[str, int]]:
+    """({split: dataset} for every validation split with samples, {split: sample count} for all)."""
+    sets = {s: open_split(data, s, size, seed) for s in VAL_SPLITS}
+    return {s: ds for s, ds in sets.items() if ds is not None}, {s: len(ds) if ds else 0 for s, ds in sets.items()}
+
+
 # -- evaluation --------------------------------------------------------------------------
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, criterion, cfg: TrainConfig, device_info) -> dict:
-    """Loss and dataset-accumulated metrics of `model` over `loader`."""
+    """Loss and dataset-accumulated metrics of `model` over `loader`.
+
+    Losses are floats (NaN stays NaN, for the divergence check); metrics that are undefined
+    on this data (an empty object-size bin, no image to judge the ordering on) are None."""
     from maskdepth.data import model_input
     from maskdepth.metrics import DepthMeter, MaskMeter
 
@@ -327,13 +391,13 @@ def evaluate(model: nn.Module, loader, criterion, cfg: TrainConfig, device_info)
         if "mask" in pred and "mask" in cfg.tasks:
             mask_meter.update(pred["mask"], batch["mask"])
         if "depth" in pred and "depth" in cfg.tasks:
-            depth_meter.update(pred["depth"], batch["depth"])
-    result = {k: v / max(count, 1) for k, v in sums.items()}
+            depth_meter.update(pred["depth"], batch["depth"], mask=batch["mask"])
+    result: dict[str, Any] = {k: float(v / max(count, 1)) for k, v in sums.items()}
     if "mask" in cfg.tasks:
-        result.update(mask_meter.compute())
+        result.update(json_ready(mask_meter.compute()))
     if "depth" in cfg.tasks:
-        result.update(depth_meter.compute())
-    return {k: float(v) for k, v in result.items()}
+        result.update(json_ready(depth_meter.compute()))
+    return result
 
 
 def _metric_value(metrics: dict, key: str) -> float | None:
@@ -343,9 +407,7 @@ def _metric_value(metrics: dict, key: str) -> float | None:
 
 
 def _is_better(value: float, best: float | None, metric: str) -> bool:
-    if best is None:
-        return True
-    return value < best if metric.partition(".")[2] in LOWER_IS_BETTER else value > best
+    return is_better(value, best, metric.partition(".")[2])
 
 
 # -- the loop ------------------------------------------------------------------------------
@@ -367,7 +429,11 @@ class Trainer:
 
         seed_everything(cfg.seed)
         self.train_set = build_dataset(cfg.data, "train", size=cfg.size, seed=cfg.seed, augment=cfg.augment)
-        self.val_sets = {s: build_dataset(cfg.data, s, size=cfg.size, seed=cfg.seed) for s in ("seen", "unseen")}
+        # Every validation split with samples; an empty one (e.g. no ood in an imported folder) is skipped.
+        self.val_sets, self.val_counts = build_val_sets(cfg.data, cfg.size, cfg.seed)
+        best_split = cfg.best_metric.partition(".")[0]
+        if best_split not in self.val_sets:
+            raise MaskdepthError(f"best_metric={cfg.best_metric!r}: {cfg.data} has no {best_split} samples")
         self.model = build_model(cfg).to(self.dev.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -399,6 +465,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         self.epoch = 0  # finished epochs
         self.step = 0
+        self.saved_epoch: int | None = None  # the epoch checkpoints/last.pt holds (None: not written)
         self.history: list[dict] = []
         self.best_value: float | None = None
         self.best_epoch: int | None = None
@@ -447,6 +514,8 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------------
     def save(self, name: str, metrics: dict) -> None:
+        """Write checkpoints/NAME. It carries the history up to this epoch: last.pt is the one
+        source of truth that a resume restores history.json, best.pt and metrics.json from."""
         save_checkpoint(
             self.ckpt_dir / name,
             self.model,
@@ -465,6 +534,7 @@ class Trainer:
                 "best_epoch": self.best_epoch,
                 "train_time_s": self.train_time_s,
             },
+            history=self.history,
         )
 
     def load_for_resume(self) -> None:
@@ -472,27 +542,83 @@ class Trainer:
         if not path.is_file():
             raise MaskdepthError(f"resume: {path} does not exist (nothing to continue)")
         ckpt = load_checkpoint(path, map_location=self.dev.device)
-        self.model.load_state_dict(ckpt["state_dict"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.schedule.load_state_dict(ckpt["scheduler"])
-        if ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
-        if ckpt.get("criterion"):
-            self.criterion.load_state_dict(ckpt["criterion"])
+        saved = ckpt.get("config") or {}
+        now = self.cfg.to_dict()
+        differ = [k for k in RESUME_KEYS if k in saved and saved[k] != now[k]]
+        if differ:
+            raise MaskdepthError(
+                f"resume: {path} was trained with {', '.join(f'{k}={saved[k]!r}' for k in differ)}, but this run "
+                f"asks for {', '.join(f'{k}={now[k]!r}' for k in differ)}: resume with the run's settings "
+                f"({self.out_dir / 'config.json'}), or start a new run in another out_dir"
+            )
+        load_weights(self.model, ckpt["state_dict"], f"resume: {path}")
+        parts = [("optimizer", self.optimizer, True), ("scheduler", self.schedule, True),
+                 ("scaler", self.scaler, False), ("criterion", self.criterion, False)]
+        for key, target, required in parts:
+            if required or ckpt.get(key):
+                try:
+                    target.load_state_dict(ckpt[key])
+                except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+                    raise MaskdepthError(
+                        f"resume: {path}: its {key} state does not fit this run ({type(exc).__name__}: "
+                        f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); resume with the run's "
+                        "settings, or start a new run in another out_dir"
+                    ) from exc
         if ckpt.get("rng"):
             set_rng_state(ckpt["rng"])
         self.epoch, self.step = ckpt["epoch"], ckpt["step"]
+        self.saved_epoch = self.epoch
         m = ckpt.get("metrics", {})
         self.best_value, self.best_epoch = m.get("best_value"), m.get("best_epoch")
         self.train_time_s = float(m.get("train_time_s", 0.0))
         hist = self.out_dir / "history.json"
-        if hist.is_file():
+        if isinstance(ckpt.get("history"), list) and (ckpt["history"] or self.epoch == 0):
+            self.history = list(ckpt["history"])
+        elif hist.is_file():  # checkpoints of older versions: history.json, up to the checkpoint's epoch
             self.history = [e for e in json.loads(hist.read_text())["epochs"] if e["epoch"] <= self.epoch]
+        if self.is_main:
+            self._repair_after_kill(path)
         self.log(f"resumed from {path} at epoch {self.epoch} (step {self.step})")
+
+    def _repair_after_kill(self, last: Path) -> None:
+        """A kill after last.pt was written but before best.pt / history.json were leaves them
+        one epoch behind: bring them back in line with last.pt."""
+        best = self.ckpt_dir / "best.pt"
+        if self.best_epoch is not None and self.best_epoch == self.epoch:
+            import filecmp
+
+            if not best.is_file() or not filecmp.cmp(best, last, shallow=False):
+                copy_file(last, best)  # last.pt *is* the best epoch's state
+                self.log(f"repaired {best} (the run was stopped before it was written)")
+        write_json(self.out_dir / "history.json", {"epochs": self.history})
+
+    def _last_good(self) -> str:
+        """Where the last good state is, naming only a file that exists."""
+        last = self.ckpt_dir / "last.pt"
+        if self.saved_epoch is not None and last.is_file():
+            return f"{last} holds the last good state (epoch {self.saved_epoch})."
+        return "No checkpoint was written (it diverged before the first epoch ended)."
+
+    def _check_finite(self, record: dict) -> None:
+        """Validation NaN/inf stops training like a training NaN; non-finite weights are never saved."""
+        hint = f"Try a lower lr (now {self.cfg.lr}) or amp=off."
+        for split, values in record.items():
+            if isinstance(values, dict) and "loss" in values and not math.isfinite(values["loss"]):
+                raise TrainingDiverged(
+                    f"non-finite {split} loss ({values['loss']}) at epoch {self.epoch}; training stopped. "
+                    f"{self._last_good()} {hint}"
+                )
+        bad = nonfinite_weights(unwrap(self.model).state_dict())
+        if bad:
+            raise TrainingDiverged(
+                f"the weights hold NaN or infinite values after epoch {self.epoch} ({bad[0]}); training stopped. "
+                f"{self._last_good()} {hint}"
+            )
 
     # -- one epoch ---------------------------------------------------------------------------
     def train_one_epoch(self) -> dict:
         from maskdepth.data import model_input
+        from maskdepth.data.photometric import augment_batch
 
         cfg = self.cfg
         self.net.train()
@@ -509,6 +635,8 @@ class Trainer:
             if cfg.max_steps and self.step >= cfg.max_steps:
                 break
             batch = _to_device(batch, self.dev.device, cfg.channels_last)
+            if cfg.augment:
+                batch = augment_batch(batch, cfg.seed, self.epoch, cfg.photometric)
             x = model_input(batch, cfg.in_channels)
             with torch.autocast(self.dev.device.type, dtype=self.dev.amp_dtype, enabled=self.dev.amp):
                 pred = self.net(x)
@@ -518,8 +646,7 @@ class Trainer:
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"non-finite loss ({float(loss.detach())}) at epoch {self.epoch + 1}, step {self.step + 1}; "
-                    f"training stopped. {self.ckpt_dir / 'last.pt'} holds the last good state "
-                    f"(epoch {self.epoch}). Try a lower lr (now {cfg.lr}) or amp=off."
+                    f"training stopped. {self._last_good()} Try a lower lr (now {cfg.lr}) or amp=off."
                 )
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -541,7 +668,8 @@ class Trainer:
         from maskdepth.data import model_input
         from maskdepth.depth import normalised_log_depth
 
-        ds = self.val_sets["unseen"]
+        split = "unseen" if "unseen" in self.val_sets else next(iter(self.val_sets))
+        ds = self.val_sets[split]
         n = min(8, len(ds))
         batch = {k: torch.stack([ds[i][k] for i in range(n)]) for k in ("image", "bg", "mask", "depth")}
         batch = _to_device(batch, self.dev.device, False)
@@ -558,13 +686,16 @@ class Trainer:
         if "depth" in pred:
             rows += [norm_depth(batch["depth"]), norm_depth(pred["depth"].float())]
         grid = make_grid(torch.cat(rows).float().cpu(), nrow=n, padding=2)
-        self.writer.add_image("val_unseen/grid", grid, epoch)
+        self.writer.add_image(f"val_{split}/grid", grid, epoch)
 
     def _write_tb(self, record: dict) -> None:
+        from maskdepth.metrics import CATALOGUE
+
         w, e = self.writer, record["epoch"]
-        for split in ("train", "seen", "unseen"):
+        for split in ("train", *VAL_SPLITS):
             for k, v in record.get(split, {}).items():
-                if isinstance(v, (int, float)) and k != "samples":
+                is_count = k in CATALOGUE and CATALOGUE[k].higher_is_better is None
+                if isinstance(v, (int, float)) and k != "samples" and not is_count:
                     w.add_scalar(f"{split}/{k}", v, e)
         w.add_scalar("lr", record["lr"], e)
         w.add_scalar("time/epoch_s", record["time_s"], e)
@@ -574,15 +705,15 @@ class Trainer:
         w.flush()
 
     def _console_line(self, r: dict) -> str:
+        from maskdepth.metrics import format_value
+
         parts = [f"epoch {r['epoch']:>3}/{self.cfg.epochs}", f"loss {r['train']['loss']:.4f}"]
-        for split in ("seen", "unseen"):
+        shown = (("iou", "IoU"), ("delta1", "d1"), ("sa_delta1", "sa-d1"), ("abs_rel", "AbsRel"), ("ordering", "ord"))
+        for split in VAL_SPLITS:
+            if split not in r:
+                continue
             m = r[split]
-            bits = []
-            if "iou" in m:
-                bits.append(f"IoU {m['iou']:.3f}")
-            if "delta1" in m:
-                bits.append(f"d1 {m['delta1']:.3f} AbsRel {m['abs_rel']:.3f}")
-            parts.append(f"{split}: " + " ".join(bits))
+            parts.append(f"{split}: " + " ".join(f"{name} {format_value(k, m[k])}" for k, name in shown if k in m))
         parts.append(f"lr {r['lr']:.2e}  {r['time_s']:.1f}s  {r['samples_per_s']:.0f} samples/s")
         return " | ".join(parts)
 
@@ -591,10 +722,14 @@ class Trainer:
         cfg = self.cfg
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            if not cfg.resume and (self.ckpt_dir / "last.pt").exists():
+            previous = [name for name in RUN_FILES if (self.out_dir / name).exists()]
+            if not cfg.resume and previous:
+                how = ("pass --resume (resume=True in Python) to continue it"
+                       if "checkpoints/last.pt" in previous else
+                       "it has no checkpoints/last.pt to resume from: move those files away")
                 raise MaskdepthError(
-                    f"{self.out_dir} already holds a run (checkpoints/last.pt): pass resume=True to continue it, "
-                    "or choose another out_dir"
+                    f"{self.out_dir} already holds a run ({', '.join(previous)}): {how}, or choose another "
+                    "--out-dir"
                 )
         _barrier(self.world)
         if cfg.resume:
@@ -605,7 +740,8 @@ class Trainer:
         n_params = sum(p.numel() for p in unwrap(self.model).parameters())
         self.log(
             f"training {cfg.model} ({n_params:,} params) on {cfg.data} [{len(self.train_set)} train, "
-            f"{len(self.val_sets['seen'])} seen, {len(self.val_sets['unseen'])} unseen] at {cfg.size}px, "
+            + ", ".join(f"{n} {s}" if n else f"no {s} samples" for s, n in self.val_counts.items())
+            + f"] at {cfg.size}px, "
             f"task {cfg.task}, device {self.dev.device}{' +AMP' if self.dev.amp else ''}, world {self.world} -> {self.out_dir}"
         )
         try:
@@ -648,15 +784,19 @@ class Trainer:
                 dist.broadcast(buffer, src=0)
 
     def _end_epoch(self, record: dict) -> None:
+        self._check_finite(record)
         self.history.append(record)
         value = _metric_value(record, self.cfg.best_metric)
         improved = value is not None and _is_better(value, self.best_value, self.cfg.best_metric)
         if improved:
             self.best_value, self.best_epoch = value, self.epoch
-        metrics = {"seen": record["seen"], "unseen": record["unseen"], "epoch": self.epoch}
+        metrics = {**{s: record[s] for s in VAL_SPLITS if s in record}, "epoch": self.epoch}
+        # Write order: last.pt (holds the history and best_epoch: the commit point), then best.pt
+        # (a copy of it), then history.json. A resume after a kill in between repairs the last two.
         self.save("last.pt", metrics)
+        self.saved_epoch = self.epoch
         if improved:
-            self.save("best.pt", metrics)
+            copy_file(self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt")
         write_json(self.out_dir / "history.json", {"epochs": self.history})
         if self.writer is not None:
             self._write_tb(record)
@@ -676,9 +816,10 @@ class Trainer:
             "train_time_s": round(self.train_time_s, 2),
             "best_metric": self.cfg.best_metric,
             "best_epoch": self.best_epoch,
-            "seen": best.get("seen", {}),
-            "unseen": best.get("unseen", {}),
-            "last": {"seen": self.history[-1]["seen"], "unseen": self.history[-1]["unseen"]} if self.history else {},
+            # One entry per validation split; {} for a split without samples (see n_samples).
+            **{s: best.get(s, {}) for s in VAL_SPLITS},
+            "n_samples": dict(self.val_counts),
+            "last": {s: self.history[-1].get(s, {}) for s in VAL_SPLITS} if self.history else {},
             "device": str(self.dev.device),
             "world_size": self.world,
         }

@@ -16,14 +16,18 @@ returns the content of metrics.json:
     training_curves.png (when the run folder has history.json)
 
 "overall" is accumulated over all pixels of the split by `MaskMeter` / `DepthMeter` (the
-same numbers training reports); "per_sample" holds one score per image, from
-`mask_scores_per_sample` / `depth_errors_per_sample`.
+same numbers training reports, every key of the catalogue in `maskdepth.metrics`: pooled and
+mean IoU, IoU per object-size bin, metric, scale-aligned and object-region depth, ordering;
+undefined ones are null); "per_sample" holds one score per image, from
+`mask_scores_per_sample` / `depth_errors_per_sample` (the depth ones with the GT mask).
+
+A split without samples (e.g. `ood` of a dataset folder made by an import) is not an
+error: metrics.json then says so in "note", with n_samples 0 and nothing else computed.
 """
 
 from __future__ import annotations
 
 import io as _io
-import math
 import os
 from pathlib import Path
 
@@ -33,13 +37,24 @@ import torch
 from maskdepth import runs, viz
 from maskdepth.errors import MaskdepthError
 from maskdepth.io import read_json, write_bytes, write_json
+from maskdepth.metrics import (
+    DETAIL,
+    HEADLINE,
+    definitions_table,
+    finite_or_none,
+    higher_is_better,
+    inline_summary,
+    json_ready,
+    markdown_table,
+    task_keys,
+)
 from maskdepth.stages import SPLITS
 
 PREDICTIONS_FILE = "predictions.npz"
 METRICS_FILE = "metrics.json"
 N_BEST_WORST = 4  # samples in each of the best and worst blocks
-# Which per-sample metric ranks samples for each task, and whether higher is better.
-RANKING = {"mask": ("iou", True), "depth": ("abs_rel", False)}
+# Which per-sample metric ranks samples for each task (its direction: the metric catalogue).
+RANKING = {"mask": "iou", "depth": "abs_rel"}
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
@@ -61,19 +76,6 @@ def run_dir_of(checkpoint: Path) -> Path | None:
     return run if checkpoint.resolve().parent.name == "checkpoints" and runs.is_run_dir(run) else None
 
 
-def _nan_to_none(value: float):
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
-_HEADLINE = ("iou", "dice", "delta1", "abs_rel", "rmse_over_std")
-TASK_METRICS = {"mask": ("iou", "dice"), "depth": ("delta1", "abs_rel", "rmse_over_std")}
-
-
-def _fmt_metrics(overall: dict, keys=_HEADLINE) -> str:
-    names = {"iou": "IoU", "dice": "Dice", "delta1": "δ1", "abs_rel": "AbsRel", "rmse_over_std": "RMSE/std"}
-    return "  ".join(f"{names[k]} {overall[k]:.3f}" for k in keys if _nan_to_none(overall.get(k)) is not None)
-
-
 def _save_npz(path: Path, arrays: dict) -> None:
     buf = _io.BytesIO()
     np.savez_compressed(buf, **arrays)
@@ -92,6 +94,7 @@ def predict_split(model, dataset, tasks, in_channels: int, *, batch_size: int, d
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, pin_memory=device_info.pin_memory)
     loader = progress(loader, desc="validate", disable=None if progress_bar else True)
     meters = {"mask": MaskMeter(), "depth": DepthMeter()}
+    # The GT mask is kept for every model: depth is also scored inside it (object region, ordering).
     out: dict[str, list] = {"index": [], "mask_logits": [], "depth": [], "gt_mask": [], "gt_depth": []}
     dev = device_info.device
     for batch in loader:
@@ -100,14 +103,14 @@ def predict_split(model, dataset, tasks, in_channels: int, *, batch_size: int, d
         with torch.autocast(dev.type, dtype=device_info.amp_dtype, enabled=device_info.eval_amp):
             pred = model(model_input(batch, in_channels))
         out["index"].append(torch.as_tensor(batch["index"]).cpu().numpy().astype(np.int64))
+        out["gt_mask"].append((batch["mask"] > 0.5).to(torch.uint8).cpu().numpy())
         if "mask" in tasks:
             logits = pred["mask"].float()
             meters["mask"].update(logits, batch["mask"])
             out["mask_logits"].append(logits.cpu().numpy())
-            out["gt_mask"].append((batch["mask"] > 0.5).to(torch.uint8).cpu().numpy())
         if "depth" in tasks:
             depth = pred["depth"].float()
-            meters["depth"].update(depth, batch["depth"])
+            meters["depth"].update(depth, batch["depth"], mask=batch["mask"])
             out["depth"].append(depth.cpu().numpy())
             out["gt_depth"].append(batch["depth"].float().cpu().numpy())
     arrays = {k: np.concatenate(v) for k, v in out.items() if v}
@@ -123,10 +126,12 @@ def per_sample_metrics(arrays: dict) -> list[dict]:
         scores = mask_scores_per_sample(torch.from_numpy(arrays["mask_logits"]), torch.from_numpy(arrays["gt_mask"]).float())
         columns.update({k: v.numpy() for k, v in scores.items()})
     if "depth" in arrays:
-        errors = depth_errors_per_sample(torch.from_numpy(arrays["depth"]), torch.from_numpy(arrays["gt_depth"]))
+        gt_mask = torch.from_numpy(arrays["gt_mask"]).float() if "gt_mask" in arrays else None
+        errors = depth_errors_per_sample(torch.from_numpy(arrays["depth"]), torch.from_numpy(arrays["gt_depth"]),
+                                         mask=gt_mask)
         columns.update({k: v.numpy() for k, v in errors.items()})
     return [
-        {"index": int(idx), **{k: _nan_to_none(float(v[i])) for k, v in columns.items()}}
+        {"index": int(idx), **{k: finite_or_none(v[i]) for k, v in columns.items()}}
         for i, idx in enumerate(arrays["index"])
     ]
 
@@ -142,7 +147,8 @@ def overall_metrics(arrays: dict) -> dict:
         overall.update(meter.compute())
     if "depth" in arrays:
         meter = DepthMeter()
-        meter.update(torch.from_numpy(arrays["depth"]), torch.from_numpy(arrays["gt_depth"]))
+        gt_mask = torch.from_numpy(arrays["gt_mask"]).float() if "gt_mask" in arrays else None
+        meter.update(torch.from_numpy(arrays["depth"]), torch.from_numpy(arrays["gt_depth"]), mask=gt_mask)
         overall.update(meter.compute())
     return overall
 
@@ -164,7 +170,7 @@ def _figures(out: Path, arrays, per_sample, dataset, tasks, overall: dict, headi
     """Write the PNGs; returns {name: path}. Titles: `heading` plus the task's overall metrics."""
 
     def title(what: str, task: str | None = None) -> str:
-        return f"{what} · {heading} · {_fmt_metrics(overall, TASK_METRICS[task] if task else _HEADLINE)}"
+        return f"{what} · {heading} · {inline_summary(overall, task_keys(task) if task else HEADLINE)}"
 
     figures: dict[str, Path] = {}
     n = len(arrays["index"])
@@ -184,17 +190,16 @@ def _figures(out: Path, arrays, per_sample, dataset, tasks, overall: dict, headi
 
     for task in tasks:
         save(f"{task}_grid", viz.grid_figure(grid(task, shown, images, sample_labels=labels), title(task, task)))
-        key, higher = RANKING[task]
+        key = RANKING[task]
         values = [np.nan if r[key] is None else r[key] for r in per_sample]
-        worst, best = viz.best_worst_order(values, N_BEST_WORST, higher_is_better=higher)
+        worst, best = viz.best_worst_order(values, N_BEST_WORST, higher_is_better=higher_is_better(key))
         if worst:
             chosen = worst + best
             sample_labels = [f"#{arrays['index'][p]} {key} {values[p]:.3f}" for p in chosen]
             g = grid(task, chosen, _images(dataset, chosen), per_row=len(worst), sample_labels=sample_labels,
                      block_names=["worst", "best"])
             save(f"best_worst_{key}", viz.grid_figure(g, title(f"{task}: worst and best by {key}", task)))
-    hist = {key: [r[key] for r in per_sample if r.get(key) is not None] for key, _ in
-            (RANKING[t] for t in tasks)}
+    hist = {key: [r[key] for r in per_sample if r.get(key) is not None] for key in (RANKING[t] for t in tasks)}
     save("histograms", viz.histogram_figure(hist, title("per-sample metrics")))
     if run_dir is not None and (run_dir / "history.json").is_file():
         history = read_json(run_dir / "history.json")
@@ -225,11 +230,11 @@ def validate(
     split is the one training validated on. `n_samples` limits the evaluation to the first
     n samples of the split (None or 0: all); `n_show` is how many the grids show.
     Returns the metrics.json content; figure and prediction files are named relative to
-    its "out_dir".
+    its "out_dir". A split without samples gives n_samples 0 and a "note", not an error.
     """
     from maskdepth.checkpoint import load_model
-    from maskdepth.data import build_dataset
     from maskdepth.device import resolve_device
+    from maskdepth.train import open_split
 
     if split not in SPLITS:
         raise MaskdepthError(f"split={split!r}: choose one of {', '.join(SPLITS)}")
@@ -251,13 +256,28 @@ def validate(
         out_dir = (run_dir if run_dir is not None else ckpt_path.parent) / "validation" / split
     out = Path(out_dir)
 
-    dataset = build_dataset(data, split, size=size, seed=seed)
-    if n_samples:
-        if n_samples < 0:
-            raise MaskdepthError(f"n_samples={n_samples}: must be >= 0 (0 or None: the whole split)")
+    if n_samples and n_samples < 0:
+        raise MaskdepthError(f"n_samples={n_samples}: must be >= 0 (0 or None: the whole split)")
+    dataset = open_split(data, split, size, seed)
+    if dataset is not None and n_samples:
         dataset = torch.utils.data.Subset(dataset, range(min(int(n_samples), len(dataset))))
-    if len(dataset) == 0:
-        raise MaskdepthError(f"{data} split {split!r} has no samples")
+    about = {
+        "run": str(run_dir) if run_dir is not None else None,
+        "checkpoint": str(ckpt_path),
+        "epoch": info.get("epoch"),
+        "task": info.get("task"),
+        "model": info["model_spec"]["name"],
+        "split": split,
+        "data": str(data),
+        "size": size,
+        "seed": seed,
+        "n_samples": len(dataset) if dataset is not None else 0,
+    }
+    if dataset is None:
+        metrics = {**about, "note": f"no {split} samples in {data}", "overall": {}, "per_sample": [],
+                   "out_dir": str(out), "figures": [], "predictions": None}
+        write_json(out / METRICS_FILE, metrics)
+        return metrics
 
     dev = resolve_device(device)
     model = model.to(dev.device)
@@ -274,17 +294,8 @@ def validate(
         _save_npz(out / PREDICTIONS_FILE, arrays)
     written = _figures(out, arrays, per_sample, dataset, tasks, overall, heading, n_show, run_dir) if figures else {}
     metrics = {
-        "run": str(run_dir) if run_dir is not None else None,
-        "checkpoint": str(ckpt_path),
-        "epoch": info.get("epoch"),
-        "task": info.get("task"),
-        "model": info["model_spec"]["name"],
-        "split": split,
-        "data": str(data),
-        "size": size,
-        "seed": seed,
-        "n_samples": len(dataset),
-        "overall": {k: _nan_to_none(v) for k, v in overall.items()},
+        **about,
+        "overall": json_ready(overall),
         "per_sample": per_sample,
         "out_dir": str(out),
         "figures": sorted(p.name for p in written.values()),
@@ -310,20 +321,19 @@ def figure_paths(metrics: dict, section: str) -> list[Path]:
 
 
 def summary_markdown(metrics: dict) -> str:
-    """What was validated and how it scored, as markdown (for notebooks and summaries)."""
-    names = {"iou": "IoU", "dice": "Dice", "pixel_acc": "pixel acc", "abs_rel": "AbsRel", "rmse": "RMSE (m)",
-             "rmse_over_std": "RMSE/std", "delta1": "δ1", "delta2": "δ2", "delta3": "δ3"}
-    shown = [k for k in names if metrics["overall"].get(k) is not None]
-    return "\n".join([
-        f"**{metrics['model']}** ({metrics['task']}), `{metrics['checkpoint']}` (epoch {metrics['epoch']}), "
-        f"split **{metrics['split']}** of {metrics['data']}: {metrics['n_samples']} samples at {metrics['size']} px",
-        "",
-        "| " + " | ".join(names[k] for k in shown) + " |",
-        "|" + "---|" * len(shown),
-        "| " + " | ".join(f"{metrics['overall'][k]:.3f}" for k in shown) + " |",
-    ]) + "\n"
+    """What was validated and how it scored, as markdown (for notebooks and summaries): the
+    headline row, then every metric with its definition."""
+    head = (f"**{metrics['model']}** ({metrics['task']}), `{metrics['checkpoint']}` (epoch {metrics['epoch']}), "
+            f"split **{metrics['split']}** of {metrics['data']}: {metrics['n_samples']} samples at {metrics['size']} px")
+    if not metrics["n_samples"]:
+        return f"{head}\n\n*{metrics.get('note') or 'no samples'}: nothing to score.*\n"
+    overall = metrics["overall"]
+    return "\n".join([head, "", markdown_table([(metrics["split"], overall)], HEADLINE).rstrip(), "",
+                      definitions_table(overall, DETAIL)])
 
 
 def summary_line(metrics: dict) -> str:
     """One line for logs and notebooks: split, sample count and the headline metrics."""
-    return f"{metrics['split']} ({metrics['n_samples']} samples): {_fmt_metrics(metrics['overall'])}"
+    if not metrics["n_samples"]:
+        return f"{metrics['split']}: {metrics.get('note') or 'no samples'} (skipped)"
+    return f"{metrics['split']} ({metrics['n_samples']} samples): {inline_summary(metrics['overall'])}"

@@ -430,9 +430,8 @@ def histogram_figure(values: Mapping[str, Sequence[float]], title: str = "", bin
     return fig
 
 
-_LOSS_KEYS = [("train", "loss"), ("train", "mask"), ("train", "depth"), ("seen", "loss"), ("unseen", "loss")]
-_HIGHER_BETTER = ("iou", "dice", "delta1")
-_LOWER_BETTER = ("abs_rel", "rmse_over_std")
+_SPLIT_STYLES = {"seen": "-", "unseen": "--", "ood": ":"}
+_LOSS_KEYS = [("train", "loss"), ("train", "mask"), ("train", "depth"), *((s, "loss") for s in _SPLIT_STYLES)]
 
 
 def _series(epochs: list[dict], split: str, key: str) -> tuple[list[int], list[float]]:
@@ -446,7 +445,10 @@ def _series(epochs: list[dict], split: str, key: str) -> tuple[list[int], list[f
 
 
 def training_curves_figure(history: Mapping, title: str = ""):
-    """Losses per task (lr on a second axis), then quality metrics per epoch, seen and unseen."""
+    """Losses per task (lr on a second axis), then quality metrics per epoch for each validation
+    split (seen solid, unseen dashed, ood dotted): the catalogue's curve metrics, split by direction."""
+    from maskdepth.metrics import CURVE_KEYS, higher_is_better
+
     epochs = list(history.get("epochs") or [])
     fig = new_figure(1500, 420)
     ax_loss = fig.add_subplot(1, 3, 1)
@@ -470,10 +472,12 @@ def training_curves_figure(history: Mapping, title: str = ""):
         labels.append("lr")
     if handles:
         ax_loss.legend(handles, labels, fontsize=7)
-    for k, (keys, name) in enumerate([(_HIGHER_BETTER, "higher is better"), (_LOWER_BETTER, "lower is better")]):
+    higher = tuple(k for k in CURVE_KEYS if higher_is_better(k))
+    lower = tuple(k for k in CURVE_KEYS if not higher_is_better(k))
+    for k, (keys, name) in enumerate([(higher, "higher is better"), (lower, "lower is better")]):
         ax = fig.add_subplot(1, 3, k + 2)
         for n, key in enumerate(keys):
-            for split, style in (("seen", "-"), ("unseen", "--")):  # one colour per metric
+            for split, style in _SPLIT_STYLES.items():  # one colour per metric, one line style per split
                 xs, ys = _series(epochs, split, key)
                 if xs:
                     ax.plot(xs, ys, marker=".", linestyle=style, color=f"C{n}", label=f"{split} {key}")

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from maskdepth.stages import SPLITS
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", "-c", required=True,
                         help="checkpoint file, or a run folder (uses its checkpoints/best.pt)")
     parser.add_argument("--data", "--stage", dest="data", default=None,
                         help="stage name or dataset folder (default: what the checkpoint was trained on)")
-    parser.add_argument("--split", default="unseen", choices=("seen", "unseen", "train"),
-                        help="which split to score (default: unseen)")
+    parser.add_argument("--split", default="unseen", choices=SPLITS,
+                        help="which split to score (default: unseen; ood: held-out scene, object and texture "
+                             "families and cameras; a split without samples is reported, not an error)")
     parser.add_argument("--out", default=None, help="output folder (default: RUN/validation/SPLIT)")
     parser.add_argument("--n-samples", type=int, default=0,
                         help="score only the first N samples of the split (default 0: all)")
