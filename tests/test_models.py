@@ -20,6 +20,7 @@ from maskdepth.models import count_parameters, create_model, list_models, model_
 CASES = [
     ("joint", {}),
     ("joint", {"encoder": "resnet18", "base_channels": 8}),
+    ("joint", {"num_stages": 5, "max_channels": 64, "context": True}),
     ("lean_unet", {"task": "mask"}),
     ("lean_unet", {"task": "depth"}),
     ("lean_unet", {"task": "depth", "seed_head": True}),
@@ -220,7 +221,8 @@ def test_spec_holds_every_option_and_not_the_weights_file():
     assert model.maskdepth_spec == {
         "name": "joint",
         "in_channels": 6,
-        "kwargs": {"encoder": "lean", "base_channels": 8, "refine": True},
+        "kwargs": {"encoder": "lean", "base_channels": 8, "refine": True, "num_stages": 3, "max_channels": 0,
+                   "context": False},
     }
     assert tuple(model.tasks) == ("mask", "depth")
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 import struct
 import zlib
 
@@ -16,6 +18,7 @@ import maskdepth
 from maskdepth.checkpoint import save_checkpoint
 from maskdepth.cli import main
 from maskdepth.depth import DEPTH_MAX, DEPTH_MIN, depth_from_png16
+from maskdepth.depthviz import STRIP_WIDTH_PX, depth_to_uint8
 from maskdepth.errors import MaskdepthError
 from maskdepth.inference import Predictor, predict
 from maskdepth.models import create_model
@@ -209,7 +212,8 @@ def test_cli_partial_success_writes_the_good_and_names_the_bad(checkpoints, tmp_
     np.testing.assert_allclose(depth_from_png16(np.asarray(depth_png)), api["depth"], atol=0.5 / 256 + 1e-6)
     assert Image.open(out / "wide_depth_color.png").mode == "RGB"
     assert Image.open(out / "wide_depth_color.png").size == (100, 37)
-    assert Image.open(out / "wide_preview.png").size == (300, 37)  # input | mask overlay | depth
+    # input | mask overlay | depth | colour bar in metres
+    assert Image.open(out / "wide_preview.png").size == (300 + STRIP_WIDTH_PX, 37)
     assert Image.open(out / "sub" / "tall_depth.png").size == (30, 48)
 
 
@@ -220,8 +224,8 @@ def test_cli_all_good_exits_zero_and_single_task_writes_only_its_output(checkpoi
                  "--preview", "--device", "cpu"])
     assert code == 0
     assert "1 ok, 0 failed" in capsys.readouterr().out
-    assert sorted(p.name for p in out.iterdir()) == ["a_mask.png", "a_preview.png"]
-    assert Image.open(out / "a_preview.png").size == (60, 20)  # input | mask overlay
+    assert sorted(p.name for p in out.iterdir()) == ["a_mask.png", "a_preview.png", "predictions.json"]
+    assert Image.open(out / "a_preview.png").size == (60, 20)  # input | mask overlay (no depth, no bar)
 
 
 def test_cli_six_channel_needs_bg(checkpoints, tmp_path, capsys):
@@ -286,7 +290,11 @@ def test_cli_a_name_too_long_fails_that_file_only(checkpoints, tmp_path, capsys)
     captured = capsys.readouterr()
     assert "1 ok, 1 failed" in captured.out
     assert long_name in captured.err and "too long" in captured.err.lower()
-    assert sorted(p.name for p in out.iterdir()) == ["z_depth.png", "z_depth_color.png", "z_mask.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["predictions.json", "z_depth.png", "z_depth_color.png",
+                                                     "z_mask.png", "z_preview.png"]
+    listed = json.loads((out / "predictions.json").read_text())
+    assert [e["name"] for e in listed["predictions"]] == ["z"]
+    assert [f["input"] for f in listed["failed"]] == [str(inputs / f"{long_name}.png")]
 
 
 def test_non_finite_outputs_are_refused_naming_the_checkpoint(checkpoints, tmp_path):
@@ -331,3 +339,137 @@ def test_unknown_device_and_full_disk_are_one_line_errors(checkpoints, tmp_path,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no space left on device" in err and "a_mask.png" in err
     assert not list((tmp_path / "out").iterdir())  # no temporary file left behind
+
+
+# --- issue 18: one depth convention, preview by default, predictions.json ---------------------------
+
+
+@pytest.fixture
+def ramp_network(monkeypatch):
+    """The network replaced by a known output: depth growing from 0.5 m (left) to 20 m (right)
+    at the working size, mask logits positive in the left half."""
+    row = torch.exp(torch.linspace(np.log(0.5), np.log(20.0), SIZE[1]))
+    depth = row.expand(1, 1, *SIZE)
+    logits = torch.where(torch.arange(SIZE[1]) < SIZE[1] // 2, 5.0, -5.0).expand(1, 1, *SIZE)
+
+    def run(self, prepared):
+        n = len(prepared)
+        return {"mask": logits.expand(n, -1, -1, -1).clone(), "depth": depth.expand(n, -1, -1, -1).clone()}
+
+    monkeypatch.setattr(Predictor, "run", run)
+
+
+def _luma(rgb) -> np.ndarray:
+    return np.asarray(rgb, dtype=np.float64)[..., :3] @ np.array([0.299, 0.587, 0.114])
+
+
+def test_depth_colour_is_fixed_by_default_and_per_image_with_auto(checkpoints, tmp_path, ramp_network):
+    Image.fromarray(_noise(30, 80)).save(tmp_path / "a.png")
+    (api,) = predict([tmp_path / "a.png"], checkpoints["joint"], device="cpu", show_progress=False)
+    runs = {}
+    for mode in ("fixed", "auto"):
+        out = tmp_path / mode
+        extra = [] if mode == "fixed" else ["--depth-range", "auto"]
+        assert main(["predict", "-c", str(checkpoints["joint"]), str(tmp_path / "a.png"), "--out", str(out),
+                     "--device", "cpu", *extra]) == 0
+        colour = np.asarray(Image.open(out / "a_depth_color.png").convert("RGB"))
+        luma = _luma(colour).mean(axis=0)
+        assert luma[:10].mean() > luma[-10:].mean() + 100, mode  # near (left) is bright
+        (entry,) = json.loads((out / "predictions.json").read_text())["predictions"]
+        runs[mode] = (colour, entry["depth_color_range_m"])
+    colour, (lo, hi) = runs["fixed"]
+    assert (lo, hi) == (DEPTH_MIN, DEPTH_MAX)
+    np.testing.assert_array_equal(colour, depth_to_uint8(api["depth"]))  # the documented range
+    colour, (lo, hi) = runs["auto"]
+    assert lo == pytest.approx(float(api["depth"].min()), abs=1e-4)
+    assert hi == pytest.approx(float(api["depth"].max()), abs=1e-4)
+    np.testing.assert_array_equal(colour, depth_to_uint8(api["depth"], lo, hi))  # decodable from the JSON
+    assert not np.array_equal(runs["auto"][0], runs["fixed"][0])
+    assert _luma(runs["auto"][0][:, 0]).mean() > _luma(runs["fixed"][0][:, 0]).mean()  # more contrast
+    with pytest.raises(SystemExit):  # an unknown choice is refused by the parser
+        main(["predict", "-c", str(checkpoints["joint"]), str(tmp_path / "a.png"), "--out", str(tmp_path / "bad"),
+              "--depth-range", "per-image"])
+
+
+def test_preview_is_on_by_default_and_shows_depth_near_bright_with_its_bar(checkpoints, tmp_path, ramp_network):
+    Image.fromarray(_noise(50, 70)).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    assert main(["predict", "-c", str(checkpoints["joint"]), str(tmp_path / "a.png"), "--out", str(out),
+                 "--device", "cpu"]) == 0
+    preview = np.asarray(Image.open(out / "a_preview.png").convert("RGB"))
+    assert preview.shape == (50, 3 * 70 + STRIP_WIDTH_PX, 3)
+    np.testing.assert_array_equal(preview[:, :70], _noise(50, 70))  # the input, untouched
+    depth_panel = _luma(preview[:, 140:210]).mean(axis=0)
+    assert depth_panel[:10].mean() > depth_panel[-10:].mean() + 100
+    bar = preview[6:-6, 210 + 5 : 210 + 13]
+    assert _luma(bar[-3:]).mean() > _luma(bar[:3]).mean() + 100  # the bar: near (bottom) bright
+    assert (preview[:, 70:105] != preview[:, :35]).any()  # mask overlay tints the left half
+    skipped = tmp_path / "skipped"
+    assert main(["predict", "-c", str(checkpoints["joint"]), str(tmp_path / "a.png"), "--out", str(skipped),
+                 "--device", "cpu", "--no-preview"]) == 0
+    assert sorted(p.name for p in skipped.iterdir()) == ["a_depth.png", "a_depth_color.png", "a_mask.png",
+                                                        "predictions.json"]
+    assert "preview" not in json.loads((skipped / "predictions.json").read_text())["predictions"][0]["outputs"]
+
+
+def test_predictions_json_lists_inputs_outputs_scale_and_checkpoint(checkpoints, tmp_path):
+    inputs = tmp_path / "in"
+    (inputs / "sub").mkdir(parents=True)
+    Image.fromarray(_noise(20, 30)).save(inputs / "a.png")
+    Image.fromarray(_noise(24, 16, 1)).save(inputs / "sub" / "b.jpg")
+    (inputs / "bad.png").write_text("no image")
+    out = tmp_path / "out"
+    assert main(["predict", "-c", str(checkpoints["joint"]), str(inputs), "--out", str(out), "--device", "cpu"]) == 1
+    record = json.loads((out / "predictions.json").read_text())
+    assert record["checkpoint"] == os.path.abspath(checkpoints["joint"])
+    assert record["depth_png_scale"] == 256
+    assert "metres x 256" in record["files"]["depth"] and "value / 256" in record["files"]["depth"]
+    assert record["depth_color"] == {"range": "fixed", "colormap": "magma_r", "scale": "log", "near": "bright",
+                                     "range_m": [DEPTH_MIN, DEPTH_MAX]}
+    assert (record["tasks"], record["input_mode"], record["input_size"]) == (["mask", "depth"], "fg_bg", SIZE)
+    assert [(e["input"], e["name"], e["size"]) for e in record["predictions"]] == [
+        (str(inputs / "a.png"), "a", [20, 30]), (str(inputs / "sub" / "b.jpg"), "sub/b", [24, 16])]
+    for entry in record["predictions"]:
+        assert set(entry["outputs"]) == {"mask", "depth", "depth_color", "preview"}
+        for name in entry["outputs"].values():
+            assert (out / name).is_file()  # relative to the output folder
+    assert record["predictions"][1]["outputs"]["depth"] == "sub/b_depth.png"
+    (failed,) = record["failed"]
+    assert failed["input"] == str(inputs / "bad.png") and "image" in failed["error"]
+    # the depth PNG holds metres x 256, as the file says
+    (api,) = predict([inputs / "a.png"], checkpoints["joint"], device="cpu", show_progress=False)
+    stored = np.asarray(Image.open(out / "a_depth.png")).astype(np.float64) / record["depth_png_scale"]
+    np.testing.assert_allclose(stored, api["depth"], atol=0.5 / 256 + 1e-6)
+    # a single-task checkpoint lists only what it writes
+    mask_out = tmp_path / "mask_only"
+    assert main(["predict", "-c", str(checkpoints["mask"]), str(inputs / "a.png"), "--out", str(mask_out),
+                 "--device", "cpu"]) == 0
+    record = json.loads((mask_out / "predictions.json").read_text())
+    assert set(record["files"]) == {"mask", "preview"}
+    assert set(record["predictions"][0]["outputs"]) == {"mask", "preview"}
+
+
+def test_predictions_json_follows_the_overwrite_rules(checkpoints, tmp_path, capsys):
+    Image.fromarray(_noise(20, 30)).save(tmp_path / "a.png")
+    Image.fromarray(_noise(20, 30, 1)).save(tmp_path / "b.png")
+    out = tmp_path / "out"
+    base = ["predict", "-c", str(checkpoints["joint"]), "--device", "cpu", "--out", str(out)]
+    assert main([*base, str(tmp_path / "a.png")]) == 0
+    first = (out / "predictions.json").read_text()
+    capsys.readouterr()
+    # another input into the same folder: only predictions.json is in the way, and it is refused
+    assert main([*base, str(tmp_path / "b.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "predictions.json already exists" in err and "--overwrite" in err
+    assert (out / "predictions.json").read_text() == first and not (out / "b_mask.png").exists()
+    assert main([*base, str(tmp_path / "b.png"), "--overwrite"]) == 0
+    assert [e["name"] for e in json.loads((out / "predictions.json").read_text())["predictions"]] == ["b"]
+    # an input that would be replaced by predictions.json is refused, even with --overwrite
+    (out / "predictions.json").unlink()
+    Image.fromarray(_noise(20, 30, 2)).save(out / "predictions.json", format="PNG")
+    before = (out / "predictions.json").read_bytes()
+    for extra in ([], ["--overwrite"]):
+        capsys.readouterr()
+        assert main([*base, str(out / "predictions.json"), *extra]) == 2
+        assert "would replace the input" in capsys.readouterr().err
+    assert (out / "predictions.json").read_bytes() == before

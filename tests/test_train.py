@@ -389,4 +389,6 @@ def test_cli_train_flags(tmp_path):
     assert rc == 0
     cfg = json.loads((tmp_path / "cli" / "config.json").read_text())
     assert cfg["epochs"] == 1 and cfg["batch_size"] == 8 and cfg["model_kwargs"] == {"base_channels": 8}
-    assert main(["train", "--optimizer", "nope", "--out-dir", str(tmp_path / "bad")]) == 2
+    with pytest.raises(SystemExit) as refused:  # an enumerated option: argparse's choices refuse it
+        main(["train", "--optimizer", "nope", "--out-dir", str(tmp_path / "bad")])
+    assert refused.value.code == 2 and not (tmp_path / "bad").exists()

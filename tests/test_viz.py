@@ -8,6 +8,8 @@ import pytest
 from PIL import Image
 
 from maskdepth import viz
+from maskdepth.depth import DEPTH_MAX, DEPTH_MIN
+from maskdepth.depthviz import DEPTH_LABEL
 
 
 def _tiles(rng, n, h, w):
@@ -84,16 +86,20 @@ def test_mask_grid_rows_reproduce_inputs_masks_and_thresholded_predictions():
 def test_depth_grid_uses_one_scale_for_gt_and_prediction():
     images, _, _, depth = _samples(n=4)
     pred = depth * 1.5  # extends beyond the GT range: the shared scale must cover it
-    g = viz.depth_grid(images, depth, pred, per_row=4)
-    assert g.row_labels == ["input", "GT depth", "pred depth", "|pred - GT|"]
+    fixed = viz.depth_grid(images, depth, pred, per_row=4)
+    assert fixed.row_labels == ["input", "GT depth", "pred depth", "|pred - GT|"]
+    # by default the fixed documented range, the same in every grid, so grids compare
+    assert (fixed.scales[0].vmin, fixed.scales[0].vmax) == (DEPTH_MIN, DEPTH_MAX)
+    assert viz.depth_scale(depth).vmax == DEPTH_MAX
+    g = viz.depth_grid(images, depth, pred, per_row=4, depth_range="auto")
     shared, err = g.scales
     assert shared.vmin == pytest.approx(float(depth.min()))
     assert shared.vmax == pytest.approx(float(pred.max()))
-    assert shared.log and shared.cmap == viz.DEPTH_CMAP
+    assert shared.log and shared.cmap == viz.DEPTH_CMAP == "magma_r"  # near = bright
     assert err.vmin == 0 and err.vmax == pytest.approx(float(np.abs(pred - depth).max()))
     cmap = matplotlib.colormaps[viz.DEPTH_CMAP]
     s = g.layout.scale
-    # the nearest pixel anywhere gets the colour map's first colour, the farthest its last
+    # the nearest pixel anywhere gets the colour map's first (brightest) colour, the farthest its last
     i_min = np.unravel_index(np.argmin(depth), depth.shape)
     y0, _, x0, _ = g.layout.box(1, i_min[0])
     assert tuple(g.pixels[y0 + i_min[2] * s, x0 + i_min[3] * s]) == tuple(cmap(0.0, bytes=True)[:3])
@@ -125,7 +131,7 @@ def test_grid_figure_has_title_and_colour_bars(tmp_path):
     fig = viz.grid_figure(g, "my-run · best.pt · seen · AbsRel 0.100")
     assert fig._suptitle.get_text() == "my-run · best.pt · seen · AbsRel 0.100"
     assert len(fig.axes) == 3  # grid + depth colour bar + error colour bar
-    assert [a.get_ylabel() for a in fig.axes[1:]] == ["depth (m)", "|pred - GT| (m)"]
+    assert [a.get_ylabel() for a in fig.axes[1:]] == [DEPTH_LABEL, "|pred - GT| (m)"]
     viz.save_figure(fig, tmp_path / "d.png")
     png = Image.open(tmp_path / "d.png")
     assert png.format == "PNG"

@@ -39,7 +39,8 @@ def raw_from_depth(depth: torch.Tensor) -> torch.Tensor:
 def normalised_log_depth(depth: torch.Tensor) -> torch.Tensor:
     """Metres -> t in [0, 1], log-uniform over [DEPTH_MIN, DEPTH_MAX] (= sigmoid of the raw output).
 
-    The space the pixel depth losses compare in, and the grey level of depth in image grids."""
+    The space the pixel depth losses compare in, and the colour position of depth in every
+    picture (`maskdepth.depthviz`, where near = bright)."""
     return (torch.log(depth.clamp(DEPTH_MIN, DEPTH_MAX)) - _LOG_MIN) / _LOG_SPAN
 
 

@@ -16,16 +16,26 @@ the input's name without suffix (with its sub-folder when found in a folder):
     NAME_mask.png         8-bit, 0 background / 255 foreground
     NAME_depth.png        16-bit, depth in metres * 256 (`maskdepth.depth.depth_to_png16`;
                           read back with `depth_from_png16`: value / 256 = metres)
-    NAME_depth_color.png  depth through a log-scaled colour map, range of this image
-    NAME_preview.png      with --preview: input | mask overlay | depth colour, side by side
+    NAME_depth_color.png  depth in colour, the convention of every depth picture
+                          (`maskdepth.depthviz`): near = bright, log scale over the fixed range
+                          [DEPTH_MIN, DEPTH_MAX] = [0.25 m, 80 m], so any two compare by eye;
+                          with depth_range "auto" (--depth-range auto) over this image's own
+                          min..max instead (the range is listed in predictions.json)
+    NAME_preview.png      (unless --no-preview) input | mask overlay | depth colour | colour
+                          bar in metres, side by side, the longer side at most 1024 px
+
+and once per call:
+
+    predictions.json      each input with its output files (and depth colour range), the
+                          checkpoint, the depth PNG scale (metres * 256) and what each file holds
 
 Single-task checkpoints write only what they predict.
 
 Existing files are never replaced by surprise: before anything is predicted, the outputs'
 names are checked. An output that would replace one of the inputs (e.g. `--out` is the input
 folder, holding `cat.png` and a ground-truth `cat_mask.png`) is refused, always; an output
-file that already exists (an earlier run's, or anything else) is refused unless
-`overwrite=True` (`--overwrite`). Either way nothing has been written when it is refused.
+file that already exists (an earlier run's, or anything else, predictions.json included) is
+refused unless `overwrite=True` (`--overwrite`). Either way nothing has been written when it is refused.
 
 An input whose outputs cannot be written for a reason of its own (its name is too long for
 the output file system) counts as a failed input and the others go on; a fault of the
@@ -58,6 +68,7 @@ MASK_THRESHOLD = 0.5
 PREVIEW_MAX_SIDE = 1024  # preview panels are shrunk to this; the other outputs never are
 OUTPUT_SUFFIXES = {"mask": ("_mask.png",), "depth": ("_depth.png", "_depth_color.png")}
 PREVIEW_SUFFIX = "_preview.png"
+PREDICTIONS_FILE = "predictions.json"
 # Write errors that belong to one input's output name, not to the output folder.
 PER_FILE_ERRNOS = {errno.ENAMETOOLONG, errno.EILSEQ}
 OVERLAY_COLOR = np.array([255, 40, 40], np.float32)
@@ -217,6 +228,8 @@ class PredictSummary:
 
     written: list[str] = field(default_factory=list)
     failed: list[BadInputError] = field(default_factory=list)
+    entries: list[dict] = field(default_factory=list)  # predictions.json's "predictions"
+    manifest: Path | None = None  # the predictions.json written
 
     @property
     def line(self) -> str:
@@ -243,22 +256,31 @@ def predict_files(
     predictor: Predictor,
     out_dir,
     *,
-    preview: bool = False,
+    preview: bool = True,
+    depth_range: str = "fixed",
     batch_size: int = 32,
     failed: list[BadInputError] | None = None,
     overwrite: bool = False,
 ) -> PredictSummary:
-    """Predict each file and write its outputs into `out_dir`; bad files are reported and skipped.
+    """Predict each file and write its outputs, then predictions.json, into `out_dir`; bad
+    files are reported and skipped.
 
+    `depth_range`: "fixed" (default) colours NAME_depth_color.png and the preview over
+    [DEPTH_MIN, DEPTH_MAX], "auto" over each image's own range (see `maskdepth.depthviz`).
     `failed`: inputs that already failed (e.g. in `expand_inputs`), counted in the summary.
     Images are loaded a batch at a time and reduced to the working size right away, so the
     memory used does not grow with the number or size of the inputs. Outputs never replace
     an input, nor an existing file unless `overwrite` (see the module docstring).
     """
+    from maskdepth.depthviz import DEPTH_RANGES
+
     if batch_size < 1:
         raise MaskdepthError(f"--batch-size must be at least 1, got {batch_size}")
+    if depth_range not in DEPTH_RANGES:
+        raise MaskdepthError(f"--depth-range {depth_range!r}: choose one of {', '.join(DEPTH_RANGES)}")
     out_dir = Path(out_dir)
-    check_outputs(files, out_dir, output_suffixes(predictor, preview), overwrite=overwrite)
+    check_outputs(files, out_dir, output_suffixes(predictor, preview), overwrite=overwrite,
+                  extra_files=(PREDICTIONS_FILE,))
     summary = PredictSummary(failed=list(failed or []))
     with progress(total=len(files), desc="predict", unit="img") as bar:
         for start in range(0, len(files), batch_size):
@@ -273,14 +295,64 @@ def predict_files(
                 outputs = predictor.run([item.prepared for item in loaded])
                 for index, item in enumerate(loaded):
                     try:
-                        _write_outputs(out_dir, item, predictor, outputs, index)
+                        entry = _write_outputs(out_dir, item, predictor, outputs, index, depth_range)
                     except BadInputError as exc:
                         summary.failed.append(exc)
                         bar.write(f"skipped {exc}", file=sys.stderr)
                         continue
                     summary.written.append(item.file.name)
+                    summary.entries.append(entry)
             bar.update(len(files[start : start + batch_size]))
+    summary.manifest = write_predictions_json(out_dir, predictor, summary, preview=preview, depth_range=depth_range)
     return summary
+
+
+def predictions_record(predictor: Predictor, summary: PredictSummary, *, preview: bool, depth_range: str) -> dict:
+    """The content of predictions.json: what was predicted from what, and how to read the files."""
+    from maskdepth.depth import DEPTH_MAX, DEPTH_MIN, DEPTH_PNG_SCALE
+    from maskdepth.depthviz import DEPTH_CMAP
+
+    colour = (f"near = bright, log scale over [{DEPTH_MIN:g}, {DEPTH_MAX:g}] m (fixed: the same colour is the "
+              "same depth in every image)" if depth_range == "fixed" else
+              "near = bright, log scale over the image's own depth range (its depth_color_range_m)")
+    files = {}
+    if "mask" in predictor.tasks:
+        files["mask"] = "NAME_mask.png: 8-bit, 0 = background, 255 = foreground"
+    if "depth" in predictor.tasks:
+        files["depth"] = (f"NAME_depth.png: 16-bit, metres x {DEPTH_PNG_SCALE:g} (metres = value / "
+                          f"{DEPTH_PNG_SCALE:g}; 0 = no depth)")
+        files["depth_color"] = f"NAME_depth_color.png: RGB, {colour}"
+    if preview:
+        files["preview"] = "NAME_preview.png: input | mask overlay | depth colour | colour bar in metres"
+    return {
+        "checkpoint": os.path.abspath(predictor.checkpoint),
+        "tasks": list(predictor.tasks),
+        "input_mode": predictor.info.get("input_mode"),
+        "input_size": list(predictor.input_size),
+        "threshold": predictor.threshold,
+        "depth_png_scale": DEPTH_PNG_SCALE,
+        "depth_color": {"range": depth_range, "colormap": DEPTH_CMAP, "scale": "log", "near": "bright",
+                        "range_m": [DEPTH_MIN, DEPTH_MAX] if depth_range == "fixed" else "per image"},
+        "files": files,
+        "predictions": summary.entries,
+        "failed": [{"input": exc.path, "error": exc.reason} for exc in summary.failed
+                   if isinstance(exc, BadInputError)],
+    }
+
+
+def write_predictions_json(out_dir: Path, predictor: Predictor, summary: PredictSummary, *, preview: bool,
+                           depth_range: str) -> Path:
+    """predictions.json in `out_dir` (atomically; `check_outputs` has cleared its name)."""
+    from maskdepth.io import write_json
+
+    path = Path(out_dir) / PREDICTIONS_FILE
+    record = predictions_record(predictor, summary, preview=preview, depth_range=depth_range)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, record)
+    except OSError as exc:
+        raise MaskdepthError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    return path
 
 
 def output_suffixes(predictor: Predictor, preview: bool) -> list[str]:
@@ -301,24 +373,25 @@ def _inode(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def check_outputs(files: list[ImageFile], out_dir: Path, suffixes: list[str], *, overwrite: bool) -> None:
+def check_outputs(files: list[ImageFile], out_dir: Path, suffixes: list[str], *, overwrite: bool,
+                  extra_files=()) -> None:
     """Refuse, before anything is written, outputs that would replace an input (always) or an
-    existing file (unless `overwrite`)."""
+    existing file (unless `overwrite`): NAME + suffix per input, and `extra_files` (names in
+    `out_dir`, e.g. predictions.json) once."""
     inputs = {_same_file_key(f.path): f.path for f in files}
     inodes = {_inode(f.path): f.path for f in files}
     inodes.pop(None, None)
     existing = []
-    for file in files:
-        for suffix in suffixes:
-            out = out_dir / f"{file.name}{suffix}"
-            source = inputs.get(_same_file_key(out)) or inodes.get(_inode(out))
-            if source is not None:
-                raise MaskdepthError(
-                    f"--out {out_dir}: the output {out} would replace the input {source}; nothing was written. "
-                    "Choose another --out folder (inputs are never overwritten, not even with --overwrite)"
-                )
-            if os.path.lexists(out):
-                existing.append(out)
+    planned = [out_dir / f"{file.name}{suffix}" for file in files for suffix in suffixes]
+    for out in planned + [out_dir / name for name in extra_files]:
+        source = inputs.get(_same_file_key(out)) or inodes.get(_inode(out))
+        if source is not None:
+            raise MaskdepthError(
+                f"--out {out_dir}: the output {out} would replace the input {source}; nothing was written. "
+                "Choose another --out folder (inputs are never overwritten, not even with --overwrite)"
+            )
+        if os.path.lexists(out):
+            existing.append(out)
     if existing and not overwrite:
         more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
         raise MaskdepthError(
@@ -338,29 +411,37 @@ def _load(file: ImageFile, predictor: Predictor, preview: bool) -> _Loaded:
     return _Loaded(file, size, predictor.prepare(pixels), preview_input)
 
 
-def _write_outputs(out_dir: Path, item: _Loaded, predictor: Predictor, outputs, index: int) -> None:
-    from maskdepth.depth import depth_to_png16
-    from maskdepth.viz import depth_scale
+def _write_outputs(out_dir: Path, item: _Loaded, predictor: Predictor, outputs, index: int,
+                   depth_range: str = "fixed") -> dict:
+    """Write one input's files; returns its predictions.json entry (file names relative to out_dir)."""
+    from maskdepth.depth import DEPTH_MAX, DEPTH_MIN, depth_to_png16
+    from maskdepth.depthviz import auto_range, depth_to_uint8
 
     stem = out_dir / item.file.name
     result = predictor.at_size(outputs, index, item.size)
-    scale = None
+    vrange = None
     written: list[str] = []
+    entry: dict = {"input": str(item.file.path), "name": item.file.name, "size": list(item.size), "outputs": {}}
 
-    def save(path: str, array: np.ndarray) -> None:
+    def save(kind: str, path: str, array: np.ndarray) -> None:
         save_png(path, array)
         written.append(path)
+        entry["outputs"][kind] = Path(path).relative_to(out_dir).as_posix()
 
     try:
         if "mask" in result:
-            save(f"{stem}_mask.png", result["mask"].astype(np.uint8) * 255)
+            save("mask", f"{stem}_mask.png", result["mask"].astype(np.uint8) * 255)
         if "depth" in result:
-            save(f"{stem}_depth.png", depth_to_png16(result["depth"]))
-            scale = depth_scale(result["depth"])
-            save(f"{stem}_depth_color.png", scale.to_uint8(result["depth"]))
+            save("depth", f"{stem}_depth.png", depth_to_png16(result["depth"]))
+            # Rounded as listed in predictions.json, so the listed range decodes the colours exactly.
+            vrange = tuple(round(v, 4) for v in auto_range(result["depth"])) if depth_range == "auto" \
+                else (DEPTH_MIN, DEPTH_MAX)
+            save("depth_color", f"{stem}_depth_color.png", depth_to_uint8(result["depth"], *vrange))
+            entry["depth_color_range_m"] = list(vrange)
         if item.preview_input is not None:
             small = predictor.at_size(outputs, index, item.preview_input.shape[:2])
-            save(f"{stem}{PREVIEW_SUFFIX}", preview_image(item.preview_input, small, scale))
+            save("preview", f"{stem}{PREVIEW_SUFFIX}", preview_image(item.preview_input, small, vrange))
+        return entry
     except OSError as exc:
         for path in written:  # no partial set of outputs for this input
             with contextlib.suppress(OSError):
@@ -377,17 +458,20 @@ def _write_outputs(out_dir: Path, item: _Loaded, predictor: Predictor, outputs, 
         ) from exc
 
 
-def preview_image(image: np.ndarray, result: dict[str, np.ndarray], scale=None) -> np.ndarray:
-    """uint8 [H, W*k, 3]: the input, then the mask overlaid in red, then the coloured depth."""
+def preview_image(image: np.ndarray, result: dict[str, np.ndarray], depth_range=None) -> np.ndarray:
+    """uint8 [H, W*k (+ bar), 3]: the input, then the mask overlaid in red, then the coloured depth
+    (near = bright, log scale over `depth_range` (vmin, vmax) in metres, default the fixed
+    [DEPTH_MIN, DEPTH_MAX]) followed by its colour bar in metres (`depthviz.colorbar_strip`)."""
+    from maskdepth.depth import DEPTH_MAX, DEPTH_MIN
+    from maskdepth.depthviz import colorbar_strip, depth_to_uint8
+
     panels = [image]
     if "mask" in result:
         tint = result["mask"][:, :, None] * OVERLAY_ALPHA
         panels.append(np.rint(image * (1.0 - tint) + OVERLAY_COLOR * tint).astype(np.uint8))
     if "depth" in result:
-        if scale is None:
-            from maskdepth.viz import depth_scale
-
-            scale = depth_scale(result["depth"])
-        panels.append(scale.to_uint8(result["depth"]))
+        vmin, vmax = depth_range or (DEPTH_MIN, DEPTH_MAX)
+        panels.append(depth_to_uint8(result["depth"], vmin, vmax))
+        panels.append(colorbar_strip(image.shape[0], float(vmin), float(vmax)))
     return np.concatenate(panels, axis=1)
 

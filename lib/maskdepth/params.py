@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -69,15 +70,91 @@ def field_defaults(cls) -> dict[str, Any]:
     }
 
 
-def add_dataclass_flags(parser: argparse.ArgumentParser, cls) -> None:
-    """One `--field-name` flag per dataclass field; booleans get --x / --no-x."""
+@functools.cache
+def field_docs(cls) -> dict[str, str]:
+    """{field name: its documentation} read once from the dataclass's source: the comment lines
+    right above a field and the comment at the end of its line, e.g.
+
+        # Checkpoint selection uses the `seen` split only.
+        best_metric: str = "seen.loss"  # SPLIT.METRIC
+
+    Fields without a comment are left out; {} when the source is not available."""
+    import ast
+    import inspect
+    import io
+    import textwrap
+    import tokenize
+
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    comments: dict[int, str] = {}
+    code_lines: set[int] = set()
+    layout = {tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER}
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            comments[tok.start[0]] = tok.string.lstrip("#").strip()
+        elif tok.type not in layout:
+            code_lines.update(range(tok.start[0], tok.end[0] + 1))
+    node = ast.parse(source).body[0]
+    docs = {}
+    for item in getattr(node, "body", []):
+        if not (isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)):
+            continue
+        above, line = [], item.lineno - 1
+        while line in comments and line not in code_lines:
+            above.insert(0, comments[line])
+            line -= 1
+        trailing = [comments[item.end_lineno]] if item.end_lineno in comments else []
+        text = " ".join(t for t in above + trailing if t)
+        if text:
+            docs[item.target.id] = text
+    return docs
+
+
+def _shown(default: Any) -> str:
+    if isinstance(default, bool):
+        return "on" if default else "off"
+    if isinstance(default, (dict, list)):
+        return json.dumps(default)
+    return repr(default) if default == "" else str(default)
+
+
+def add_dataclass_flags(
+    parser: argparse.ArgumentParser,
+    cls,
+    *,
+    choices: dict[str, Any] | None = None,
+    fallback_help: dict[str, str] | None = None,
+    flags: dict[str, str] | None = None,
+    aliases: dict[str, list[str]] | None = None,
+) -> None:
+    """One `--field-name` flag per dataclass field; booleans get --x / --no-x.
+
+    Help text: the field's comment in the class source (`field_docs`), else `fallback_help`,
+    then its default. `choices`: allowed values per field (argparse lists and checks them).
+    `flags`: another flag name for a field (e.g. out_dir -> --out); `aliases`: more names
+    for a field, accepted but hidden from --help (kept for old command lines)."""
+    choices, fallback_help = choices or {}, fallback_help or {}
+    flags, aliases = flags or {}, aliases or {}
+    docs = field_docs(cls)
     for name, default in field_defaults(cls).items():
-        flag = "--" + name.replace("_", "-")
+        flag = flags.get(name, "--" + name.replace("_", "-"))
+        doc = docs.get(name) or fallback_help.get(name, "")
+        text = (f"{doc} " if doc else "").replace("%", "%%") + f"(default: {_shown(default).replace('%', '%%')})"
         if isinstance(default, bool):
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None)
-        else:
-            shown = json.dumps(default) if isinstance(default, dict) else default
-            parser.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=f"default: {shown}")
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
+            for alias in aliases.get(name, []):
+                parser.add_argument(alias, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                    help=argparse.SUPPRESS)
+            continue
+        allowed = tuple(choices[name]) if name in choices else None
+        metavar = None if allowed else name.upper()
+        parser.add_argument(flag, dest=name, default=None, metavar=metavar, choices=allowed, help=text)
+        for alias in aliases.get(name, []):
+            parser.add_argument(alias, dest=name, default=None, metavar=metavar, choices=allowed,
+                                help=argparse.SUPPRESS)
 
 
 def dataclass_values(args: argparse.Namespace, cls) -> dict:

@@ -301,6 +301,9 @@ def run_stage(
     overrides = dict(overrides or {})
     if "stage" in overrides and overrides["stage"] != stage:
         raise MaskdepthError("parameter 'stage' is set by --stage; don't pass it with -p")
+    if overrides.get("out_dir"):
+        raise MaskdepthError("parameter 'out_dir' is the run folder, which the pipeline sets: choose it with "
+                             "--out DIR (the outputs root) and --name NAME, not -p out_dir")
     declared = check_parameters(overrides, STAGE_STEPS, nb_dir)
     params = {**stage_defaults(stage), **overrides}
     _coerce_known(params)

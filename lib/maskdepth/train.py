@@ -59,7 +59,7 @@ RUN_FILES = ("checkpoints/last.pt", "checkpoints/best.pt", "history.json", "metr
 RESUME_KEYS = ("model", "model_kwargs", "task", "input_mode", "optimizer", "schedule", "uncertainty")
 # Lower bounds of numeric parameters (inclusive; lr must also be > 0, checked in validate).
 MINIMUM = {"weight_decay": 0, "momentum": 0, "step_size": 1, "gamma": 0, "constant_epochs": 0, "mask_weight": 0,
-           "depth_weight": 0, "grid_every": 0, "seed": 0, "workers": 0, "max_steps": 0, "photometric": 0}
+           "depth_weight": 0, "grid_every": 0, "seed": 0, "workers": 0, "max_steps": 0, "photometric": 0, "zoom": 1}
 
 
 def _check_types_and_ranges(cfg) -> None:
@@ -100,6 +100,7 @@ class TrainConfig:
     size: int = 64
     augment: bool = True  # random flips per sample and batched photometric augmentation (data/photometric.py)
     photometric: float = 1.0  # strength of the photometric augmentation when augment is on (0: off)
+    zoom: float = 1.0  # largest zoom (crop + resize, depth kept in metres) when augment is on (1: off)
     mask_loss: str = "bce_dice"
     depth_loss: str = "l1"
     mask_weight: float = 1.0
@@ -619,6 +620,7 @@ class Trainer:
     def train_one_epoch(self) -> dict:
         from maskdepth.data import model_input
         from maskdepth.data.photometric import augment_batch
+        from maskdepth.data.zoom import zoom_batch
 
         cfg = self.cfg
         self.net.train()
@@ -636,6 +638,7 @@ class Trainer:
                 break
             batch = _to_device(batch, self.dev.device, cfg.channels_last)
             if cfg.augment:
+                batch = zoom_batch(batch, cfg.seed, self.epoch, cfg.zoom)
                 batch = augment_batch(batch, cfg.seed, self.epoch, cfg.photometric)
             x = model_input(batch, cfg.in_channels)
             with torch.autocast(self.dev.device.type, dtype=self.dev.amp_dtype, enabled=self.dev.amp):
@@ -662,11 +665,11 @@ class Trainer:
         return {k: v / max(seen, 1) for k, v in sums.items()} | {"samples": seen * self.world}
 
     def _log_images(self, epoch: int) -> None:
-        """A small GT/prediction grid in TensorBoard: input, GT mask, pred mask, GT depth, pred depth."""
-        from torchvision.utils import make_grid
-
+        """A GT/prediction grid in TensorBoard (input, GT mask, pred mask, GT depth, pred depth), drawn
+        like the validation grids (`maskdepth.viz`): depth near = bright on the fixed log scale
+        [DEPTH_MIN, DEPTH_MAX] (`maskdepth.depthviz`), with its colour bar in metres."""
+        from maskdepth import viz
         from maskdepth.data import model_input
-        from maskdepth.depth import normalised_log_depth
 
         split = "unseen" if "unseen" in self.val_sets else next(iter(self.val_sets))
         ds = self.val_sets[split]
@@ -676,17 +679,18 @@ class Trainer:
         self.model.eval()
         with torch.no_grad():
             pred = self.model(model_input(batch, self.cfg.in_channels))
-
-        def norm_depth(d):
-            return normalised_log_depth(d).repeat(1, 3, 1, 1)
-
-        rows = [batch["image"]]
-        if "mask" in pred:
-            rows += [batch["mask"].repeat(1, 3, 1, 1), (torch.sigmoid(pred["mask"]) > 0.5).float().repeat(1, 3, 1, 1)]
-        if "depth" in pred:
-            rows += [norm_depth(batch["depth"]), norm_depth(pred["depth"].float())]
-        grid = make_grid(torch.cat(rows).float().cpu(), nrow=n, padding=2)
-        self.writer.add_image(f"val_{split}/grid", grid, epoch)
+        masks = "mask" in pred
+        depths = "depth" in pred
+        grid = viz.prediction_grid(
+            batch["image"],
+            gt_mask=batch["mask"] if masks else None,
+            pred_prob=torch.sigmoid(pred["mask"].float()) if masks else None,
+            gt_depth=batch["depth"] if depths else None,
+            pred_depth=pred["depth"].float() if depths else None,
+            per_row=n,
+        )
+        image = viz.figure_to_array(viz.grid_figure(grid, f"{split} · epoch {epoch}"))
+        self.writer.add_image(f"val_{split}/grid", image, epoch, dataformats="HWC")
 
     def _write_tb(self, record: dict) -> None:
         from maskdepth.metrics import CATALOGUE
@@ -703,6 +707,37 @@ class Trainer:
         if self.cfg.grid_every and (e % self.cfg.grid_every == 0 or e == self.cfg.epochs):
             self._log_images(e)
         w.flush()
+
+    def _write_hparams(self, result: dict) -> None:
+        """TensorBoard's HParams tab: the run's hyperparameters (TrainConfig) with its final metrics
+        (metrics.json: the best epoch's, per split, as hparam/SPLIT.METRIC), so runs compare there."""
+        if not (self.is_main and self.cfg.tensorboard and self.history):
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard.summary import hparams
+        except ImportError:
+            return
+        from maskdepth.metrics import CATALOGUE
+
+        skip = ("out_dir", "resume", "tensorboard", "progress_bar")  # where and how, not what was trained
+        hp = {k: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
+              for k, v in self.cfg.to_dict().items() if k not in skip}
+        metrics = {}
+        for split in VAL_SPLITS:
+            for k, v in (result.get(split) or {}).items():
+                is_count = k in CATALOGUE and CATALOGUE[k].higher_is_better is None
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and not is_count:
+                    metrics[f"hparam/{split}.{k}"] = float(v)
+        for k in ("best_epoch", "epochs", "train_time_s", "params"):
+            if isinstance(result.get(k), (int, float)):
+                metrics[f"hparam/{k}"] = float(result[k])
+        exp, ssi, sei = hparams(hp, metrics)
+        with SummaryWriter(log_dir=str(self.out_dir / "tb")) as w:
+            for summary in (exp, ssi, sei):
+                w.file_writer.add_summary(summary, self.epoch)
+            for k, v in metrics.items():
+                w.add_scalar(k, v, self.epoch)
 
     def _console_line(self, r: dict) -> str:
         from maskdepth.metrics import format_value
@@ -729,7 +764,7 @@ class Trainer:
                        "it has no checkpoints/last.pt to resume from: move those files away")
                 raise MaskdepthError(
                     f"{self.out_dir} already holds a run ({', '.join(previous)}): {how}, or choose another "
-                    "--out-dir"
+                    "--out"
                 )
         _barrier(self.world)
         if cfg.resume:
@@ -824,6 +859,7 @@ class Trainer:
             "world_size": self.world,
         }
         write_json(self.out_dir / "metrics.json", result)
+        self._write_hparams(result)
         return result
 
 

@@ -14,8 +14,11 @@ Two layers, so the pictures can be tested pixel for pixel:
 
 The grids keep the seed's reading order, with the input on top: for each block of up to
 `per_row` samples, an input (fg_bg) row, a ground-truth row, a prediction row and,
-optionally, an |prediction - ground truth| row. Masks are black/white; depth uses one
-perceptual colour map with the same (log) scale for ground truth and prediction.
+optionally, an |prediction - ground truth| row. Masks are black/white; depth follows the
+one convention of every depth picture (`maskdepth.depthviz`): near = bright, log scale,
+by default over the fixed range [DEPTH_MIN, DEPTH_MAX] so grids of different runs compare
+(`depth_range="auto"`: the shown maps' own range), one scale for ground truth and
+prediction, and a colour bar in metres.
 
 Figures are built with `matplotlib.figure.Figure` (no pyplot), so saving never touches the
 notebook's inline backend and works on headless machines.
@@ -33,13 +36,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from maskdepth.depth import DEPTH_MAX, DEPTH_MIN
+from maskdepth.depthviz import DEPTH_CMAP, DEPTH_LABEL, DEPTH_RANGES, auto_range, depth_ticks
 
 DPI = 100
 MAX_WIDTH_PX = 1600
 TILE_TARGET_PX = 128  # tiles are upscaled by an integer factor to about this size
 GUTTER_PX = 4
 GRID_BACKGROUND = 128  # grey gutters: visible between black and between white masks
-DEPTH_CMAP = "magma"
 ERROR_CMAP = "Reds"
 MASK_THRESHOLD = 0.5
 # Figure margins around the grid, in pixels (room for the title, row labels, colour bars).
@@ -102,27 +105,22 @@ class ColorScale:
         import matplotlib
 
         v = np.clip(_plane(values).astype(np.float64), self.vmin, self.vmax)
-        t = np.ma.filled(self.norm()(v), 0.0)
+        t = np.ma.filled(self.norm()(v), np.nan)  # non-finite values: the map's "bad" colour (black)
         rgba = matplotlib.colormaps[self.cmap](t, bytes=True)
         return np.ascontiguousarray(rgba[..., :3])
 
 
-def depth_scale(*depths, log: bool = True, cmap: str = DEPTH_CMAP) -> ColorScale:
+def depth_scale(*depths, log: bool = True, cmap: str = DEPTH_CMAP, depth_range: str = "fixed") -> ColorScale:
     """One scale for every depth map given (GT and prediction share it), in metres.
 
-    The range is the min/max over all maps, kept inside [DEPTH_MIN, DEPTH_MAX]. `log`
+    `depth_range` "fixed" (default): [DEPTH_MIN, DEPTH_MAX], the same colours in every
+    picture; "auto": the min/max over all maps given, kept inside that range. `log`
     matches the depth parameterisation: near and far depths get equal colour resolution.
     """
-    finite = [_numpy(d)[np.isfinite(_numpy(d)) & (_numpy(d) > 0)] for d in depths if d is not None]
-    values = np.concatenate([f.ravel() for f in finite]) if finite else np.empty(0)
-    if values.size == 0:
-        lo, hi = DEPTH_MIN, DEPTH_MAX
-    else:
-        lo = float(np.clip(values.min(), DEPTH_MIN, DEPTH_MAX))
-        hi = float(np.clip(values.max(), DEPTH_MIN, DEPTH_MAX))
-    if hi <= lo * 1.001:  # flat maps still need a non-empty range
-        lo, hi = max(DEPTH_MIN, lo / 1.1), min(DEPTH_MAX, hi * 1.1)
-    return ColorScale("depth (m)", cmap, lo, hi, log=log)
+    if depth_range not in DEPTH_RANGES:
+        raise ValueError(f"depth_range={depth_range!r}: choose one of {', '.join(DEPTH_RANGES)}")
+    lo, hi = auto_range(*depths) if depth_range == "auto" else (DEPTH_MIN, DEPTH_MAX)
+    return ColorScale(DEPTH_LABEL, cmap, lo, hi, log=log)
 
 
 def error_scale(errors, label: str, cmap: str = ERROR_CMAP) -> ColorScale:
@@ -297,13 +295,15 @@ def depth_grid(
     per_row: int = 8,
     error_row: bool = True,
     log: bool = True,
+    depth_range: str = "fixed",
     sample_labels: Sequence[str] | None = None,
     block_names: Sequence[str] | None = None,
     max_width: int = MAX_WIDTH_PX,
 ) -> Grid:
-    """Rows per block: input, GT depth, predicted depth (one shared colour scale), |pred - GT| (m)."""
+    """Rows per block: input, GT depth, predicted depth (one shared colour scale, near = bright,
+    see `depth_scale` for `depth_range`), |pred - GT| (m)."""
     images, gt, pred = _numpy(images), _numpy(gt_depth), _numpy(pred_depth)
-    shared = depth_scale(gt, pred, log=log)
+    shared = depth_scale(gt, pred, log=log, depth_range=depth_range)
     makers = [
         ("input", lambda i: image_to_uint8(images[i])),
         ("GT depth", lambda i: shared.to_uint8(gt[i])),
@@ -316,6 +316,37 @@ def depth_grid(
         makers.append(("|pred - GT|", lambda i: err_scale.to_uint8(err[i])))
         scales.append(err_scale)
     return _block_grid(len(images), per_row, makers, sample_labels, block_names, scales, max_width, gt.shape[-2:])
+
+
+def prediction_grid(
+    images,
+    *,
+    gt_mask=None,
+    pred_prob=None,
+    gt_depth=None,
+    pred_depth=None,
+    per_row: int = 8,
+    threshold: float = MASK_THRESHOLD,
+    depth_range: str = "fixed",
+    max_width: int = MAX_WIDTH_PX,
+) -> Grid:
+    """Masks and depth of the same samples in one grid (the TensorBoard image): rows per block
+    input, GT mask, pred mask (when masks are given), GT depth, pred depth (when depths are
+    given; one shared scale, near = bright, with its colour bar in metres)."""
+    images = _numpy(images)
+    makers = [("input", lambda i: image_to_uint8(images[i]))]
+    scales = []
+    if gt_mask is not None and pred_prob is not None:
+        gt, prob = _numpy(gt_mask), _numpy(pred_prob)
+        makers += [("GT mask", lambda i: mask_to_uint8(gt[i])),
+                   ("pred mask", lambda i: mask_to_uint8(_plane(prob[i]) >= threshold))]
+    if gt_depth is not None and pred_depth is not None:
+        gt_d, pred_d = _numpy(gt_depth), _numpy(pred_depth)
+        shared = depth_scale(gt_d, pred_d, depth_range=depth_range)
+        makers += [("GT depth", lambda i: shared.to_uint8(gt_d[i])),
+                   ("pred depth", lambda i: shared.to_uint8(pred_d[i]))]
+        scales.append(shared)
+    return _block_grid(len(images), per_row, makers, None, None, scales, max_width, images.shape[-2:])
 
 
 # --------------------------------------------------------------------------- figures
@@ -398,7 +429,7 @@ def grid_figure(grid: Grid, title: str = ""):
         cax = fig.add_axes((left, _BOTTOM_PX / height, 14 / width, gh / height))
         bar = fig.colorbar(ScalarMappable(norm=sc.norm(), cmap=sc.cmap), cax=cax)
         if sc.log:  # plain numbers in metres rather than 10^k notation
-            bar.set_ticks(log_ticks(sc.vmin, sc.vmax))
+            bar.set_ticks(depth_ticks(sc.vmin, sc.vmax))  # the same ticks as every depth colour bar
             bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
             bar.ax.yaxis.set_minor_formatter(NullFormatter())
         bar.set_label(sc.label, fontsize=8)
@@ -502,6 +533,18 @@ def best_worst_order(values: Sequence[float], k: int, higher_is_better: bool) ->
     best = [int(i) for i in order[:k]]
     worst = [int(i) for i in order[::-1][:k]]
     return worst, best
+
+
+def figure_to_array(fig) -> np.ndarray:
+    """The figure rendered at DPI as uint8 RGB [H, W, 3] (what `save_figure` writes), e.g. for
+    TensorBoard's add_image."""
+    from PIL import Image
+
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, pil_kwargs={"compress_level": 1})
+    buf.seek(0)
+    with Image.open(buf) as png:
+        return np.asarray(png.convert("RGB")).copy()
 
 
 def save_figure(fig, path: str | os.PathLike) -> None:

@@ -1,13 +1,14 @@
 """`maskdepth data`: build and verify the synthetic data of a stage.
 
-  maskdepth data manifest --stage 1k          count and sha256 of the stage's manifest (verified)
+  maskdepth data manifest --data 1k           count and sha256 of the stage's manifest (verified)
   maskdepth data manifest --update-spec       regenerate data_manifests/ (maintainers, after a generator change)
-  maskdepth data build --stage 1k --size 64   build or verify the cached sources; counts, storage, time
-  maskdepth data materialize --stage 1k --format packed --out DIR     write a stage to disk (resumable)
+  maskdepth data build --data 1k --size 64    build or verify the cached sources; counts, storage, time
+  maskdepth data materialize --data 1k --format packed --out DIR      write a stage to disk (resumable)
   maskdepth data import SRC --out DIR [--skip-bad]                    import a fg_bg/mask/depth folder or zip
   maskdepth data compose --bg DIR --fg DIR --teacher FILE --out DIR   real photos, depth from a teacher model
 
-A dataset folder written by materialize/import/compose trains like a stage: `-p data DIR`.
+A dataset folder written by materialize/import/compose trains like a stage: `--data DIR`
+(`-p data DIR` in `maskdepth run`). Here --data names a stage (--stage, its old name, still works).
 """
 
 from __future__ import annotations
@@ -22,19 +23,20 @@ STAGE_NAMES = ("playground", "1k", "full")
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION")
     p = sub.add_parser("manifest", help="print a stage's sample count and manifest sha256 (and verify it)")
-    p.add_argument("--stage", choices=STAGE_NAMES, help="stage whose manifest to generate")
+    _add_stage(p, "stage whose manifest to generate")
     p.add_argument("--seed", type=int, default=0, help="data seed (default 0, the recorded one)")
-    p.add_argument("--csv", metavar="PATH", help="also write the manifest CSV to PATH")
+    p.add_argument("--out", "-o", dest="csv", metavar="PATH", help="also write the manifest CSV to PATH")
+    p.add_argument("--csv", dest="csv", help=argparse.SUPPRESS)  # the old name of --out
     p.add_argument("--update-spec", action="store_true",
                    help="regenerate data_manifests/spec.json and the small stages' CSVs")
     p = sub.add_parser("build", help="build or verify the cached sources of a stage at a working size")
-    p.add_argument("--stage", choices=STAGE_NAMES, required=True)
+    _add_stage(p, "stage whose sources to build (required)")
     p.add_argument("--size", type=int, default=64, help="working size in pixels (square), default 64")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", help="cache folder (default $MASKDEPTH_CACHE or ~/.cache/maskdepth)")
     p.add_argument("--rebuild", action="store_true", help="render the sources again even if cached")
     p = sub.add_parser("materialize", help="write a stage to disk: packed arrays or the seed's folder layout")
-    p.add_argument("--stage", choices=STAGE_NAMES, required=True)
+    _add_stage(p, "stage to write (required)")
     p.add_argument("--format", choices=("packed", "folders"), default="packed",
                    help="packed: memory-mapped arrays for training (default); folders: bg/ fg/ fg_bg/ mask/ depth/")
     p.add_argument("--out", required=True, metavar="DIR", help="new (or interrupted) dataset folder")
@@ -69,7 +71,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(_parser=parser)
 
 
+def _add_stage(p: argparse.ArgumentParser, help_text: str) -> None:
+    """--data STAGE (the vocabulary of every command), with --stage as a hidden alias. Not
+    required=True (argparse would then refuse the alias alone): `_stage` checks."""
+    p.add_argument("--data", dest="stage", choices=STAGE_NAMES, metavar="STAGE",
+                   help=f"{help_text}: {' | '.join(STAGE_NAMES)}")
+    p.add_argument("--stage", dest="stage", choices=STAGE_NAMES, help=argparse.SUPPRESS)
+
+
+def _stage(args) -> str:
+    from maskdepth.errors import MaskdepthError
+
+    if not args.stage:
+        raise MaskdepthError(f"data {args.data_command}: --data STAGE is required ({' | '.join(STAGE_NAMES)})")
+    return args.stage
+
+
 def run(args) -> int:
+    if args.data_command in ("build", "materialize"):
+        _stage(args)
     if args.data_command == "manifest":
         return _manifest(args)
     if args.data_command == "build":
@@ -92,7 +112,7 @@ def _manifest(args) -> int:
         print(f"wrote {mf.manifests_dir()}")
         return 0
     if not args.stage:
-        raise MaskdepthError("data manifest: --stage is required (or --update-spec)")
+        raise MaskdepthError("data manifest: --data STAGE is required (or --update-spec)")
     import time
 
     start = time.perf_counter()

@@ -8,15 +8,20 @@ import argparse
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", "-c", required=True,
                         help="checkpoint file, or a run folder (uses its checkpoints/best.pt)")
-    parser.add_argument("--onnx", required=True, metavar="FILE", help="ONNX file to write")
+    # Not required=True: argparse would then refuse the hidden alias alone; run() checks instead.
+    parser.add_argument("--out", "-o", dest="onnx", metavar="FILE", help="ONNX file to write (required)")
+    parser.add_argument("--onnx", dest="onnx", metavar="FILE", help=argparse.SUPPRESS)  # the old name of --out
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
     parser.add_argument("--atol", type=float, default=1e-4,
                         help="largest |onnxruntime - torch| accepted on random inputs (default 1e-4)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from maskdepth.errors import MaskdepthError
     from maskdepth.export import export_onnx
 
+    if not args.onnx:
+        raise MaskdepthError("--out FILE is required: the ONNX file to write")
     result = export_onnx(args.checkpoint, args.onnx, opset=args.opset, atol=args.atol)
     print(
         f"wrote {result.path} (inputs {result.input_name} {result.input_shape}, outputs "

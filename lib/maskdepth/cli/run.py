@@ -1,4 +1,11 @@
-"""`maskdepth run --stage playground|1k|full`: the staged papermill pipeline (the main job)."""
+"""`maskdepth run --stage playground|1k|full`: the staged papermill pipeline (the main job).
+
+`--data STAGE|DIR` is the data to train on, as in every command (= `-p data VALUE`); a stage
+name also runs that stage when --stage is not given (`--data 1k` = `--stage 1k`), a dataset
+folder trains under `--stage` (default playground), whose gate it must pass. `-p NAME VALUE`
+sets any notebook parameter, which includes every `TrainConfig` field (`maskdepth train
+--help` lists them).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +14,25 @@ import sys
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stage", default="playground", help="playground (default) | 1k | full")
-    parser.add_argument("--notebook", help="run one stand-alone notebook instead: playground | loss_lab")
+    from maskdepth.pipeline import SINGLE_NOTEBOOKS
+    from maskdepth.stages import STAGES
+
+    parser.add_argument("--stage", choices=tuple(STAGES), default=None,
+                        help="the stage to run: its training defaults, notebooks and gate (default: the stage "
+                             "--data names, else playground)")
+    parser.add_argument("--data", metavar="STAGE|DIR", default=None,
+                        help="what to train on: a stage name or a dataset folder (default: the stage's own data); "
+                             "same as -p data VALUE, and a stage name also picks --stage")
+    parser.add_argument("--notebook", choices=tuple(SINGLE_NOTEBOOKS),
+                        help="run one stand-alone notebook instead of a stage")
     parser.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="override a notebook parameter (repeatable), e.g. -p epochs 5")
+                        help="override a notebook parameter (repeatable), e.g. -p epochs 5; every TrainConfig "
+                             "field is one (see maskdepth train --help)")
     parser.add_argument("-f", "--params-file", help="YAML file of NAME: VALUE overrides (-p wins)")
     parser.add_argument("--name", help="run folder name (default: UTC timestamp + parameter hash)")
-    parser.add_argument("--outputs", help="outputs root (default: ./outputs or $MASKDEPTH_OUTPUTS)")
+    parser.add_argument("--out", dest="outputs", metavar="DIR",
+                        help="outputs root: runs go to DIR/STAGE/NAME (default: ./outputs or $MASKDEPTH_OUTPUTS)")
+    parser.add_argument("--outputs", dest="outputs", help=argparse.SUPPRESS)  # the old name of --out
     parser.add_argument("--force", action="store_true",
                         help="run even without a passing run of the previous stage / on a CPU for 'full'")
     parser.add_argument("--timeout", type=int, default=None, help="per-cell execution timeout in seconds")
@@ -25,20 +44,26 @@ def run(args: argparse.Namespace) -> int:
     from maskdepth.errors import MaskdepthError
     from maskdepth.params import parse_value, read_params_file
     from maskdepth.pipeline import NotebookFailed, run_single_notebook, run_stage
+    from maskdepth.stages import STAGES
 
     overrides = read_params_file(args.params_file) if args.params_file else {}
     for name, value in args.param:
         overrides[name] = parse_value(value)
+    if args.data is not None:
+        if "data" in overrides and overrides["data"] != args.data:
+            raise MaskdepthError(f"--data {args.data} and -p data {overrides['data']}: give the data once")
+        overrides["data"] = args.data
+    stage = args.stage or (args.data if args.data in STAGES else "playground")
     root = Path(args.outputs) if args.outputs else None
     try:
         if args.notebook:
             run_single_notebook(args.notebook, overrides, name=args.name, root=root, timeout=args.timeout or 7200)
             return 0
-        _check_training_parameters(args.stage, overrides)
-        if args.stage == "full" and not _confirm_full_on_cpu(args.force):
+        _check_training_parameters(stage, overrides)
+        if stage == "full" and not _confirm_full_on_cpu(args.force):
             return 3
-        result = run_stage(args.stage, overrides, name=args.name, root=root, force=args.force,
-                           timeout=args.timeout or (4 * 3600 if args.stage == "full" else 1800))
+        result = run_stage(stage, overrides, name=args.name, root=root, force=args.force,
+                           timeout=args.timeout or (4 * 3600 if stage == "full" else 1800))
     except NotebookFailed as exc:
         print(f"maskdepth run: FAILED: {exc}", file=sys.stderr)
         return 1

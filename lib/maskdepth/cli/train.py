@@ -7,13 +7,51 @@ from __future__ import annotations
 
 import argparse
 
+# Help for the TrainConfig fields whose source line carries no comment (a field's own comment
+# in maskdepth/train.py, read by `maskdepth.params.field_docs`, always wins over these).
+FALLBACK_HELP = {
+    "model": "network architecture (see `maskdepth models`)",
+    "model_kwargs": 'JSON options of the model, e.g. \'{"base_channels": 16}\'',
+    "size": "square working size in pixels (images are resized to it)",
+    "mask_loss": "loss of the mask head",
+    "depth_loss": "loss of the depth head",
+    "mask_weight": "weight of the mask loss in the total",
+    "depth_weight": "weight of the depth loss in the total",
+    "optimizer": "optimizer",
+    "lr": "learning rate (peak lr of the onecycle schedule)",
+    "weight_decay": "weight decay of the optimizer",
+    "schedule": "learning-rate schedule",
+    "gamma": "step / constant_then_step: factor of each lr decay",
+    "epochs": "epochs to train",
+    "batch_size": "training batch size (per process under torchrun)",
+    "val_batch_size": "validation batch size",
+    "workers": "DataLoader worker processes (0: load in the main process)",
+    "seed": "seed of the data order, augmentation and initial weights",
+    "tensorboard": "write TensorBoard logs to RUN/tb",
+    "progress_bar": "show a progress bar per epoch",
+}
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from maskdepth.losses import DEPTH_LOSSES, MASK_LOSSES
+    from maskdepth.models import list_models
     from maskdepth.params import add_dataclass_flags
-    from maskdepth.train import TrainConfig
+    from maskdepth.train import INPUT_MODES, OPTIMIZERS, SCHEDULES, TASKS, TrainConfig
 
     parser.add_argument("-f", "--params-file", help="YAML file of NAME: VALUE parameters (flags override it)")
-    add_dataclass_flags(parser, TrainConfig)
+    choices = {
+        "model": list_models(),
+        "task": TASKS,
+        "input_mode": tuple(INPUT_MODES),
+        "mask_loss": tuple(MASK_LOSSES),
+        "depth_loss": tuple(DEPTH_LOSSES),
+        "optimizer": OPTIMIZERS,
+        "schedule": SCHEDULES,
+        "amp": ("auto", "on", "off"),
+    }
+    # --out is the output location, as in every command; --out-dir (the field's own name) still works.
+    add_dataclass_flags(parser, TrainConfig, choices=choices, fallback_help=FALLBACK_HELP,
+                        flags={"out_dir": "--out"}, aliases={"out_dir": ["--out-dir"]})
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,8 +10,9 @@ from maskdepth.stages import SPLITS
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", "-c", required=True,
                         help="checkpoint file, or a run folder (uses its checkpoints/best.pt)")
-    parser.add_argument("--data", "--stage", dest="data", default=None,
+    parser.add_argument("--data", dest="data", default=None, metavar="STAGE|DIR",
                         help="stage name or dataset folder (default: what the checkpoint was trained on)")
+    parser.add_argument("--stage", dest="data", default=None, help=argparse.SUPPRESS)  # the old name of --data
     parser.add_argument("--split", default="unseen", choices=SPLITS,
                         help="which split to score (default: unseen; ood: held-out scene, object and texture "
                              "families and cameras; a split without samples is reported, not an error)")

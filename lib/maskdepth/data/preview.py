@@ -1,5 +1,6 @@
 """Figures of samples: image, mask and depth, the depth coloured near = bright on a log scale
-over [DEPTH_MIN, DEPTH_MAX] (the range the models predict) with a colour bar in metres.
+over [DEPTH_MIN, DEPTH_MAX] (the range the models predict) with a colour bar in metres: the
+convention of every depth picture, defined once in `maskdepth.depthviz`.
 
 * `sample_grid(dataset, indices)`: one row per sample: bg, fg_bg, mask, depth;
 * `family_grid(spec)`: one sample of every scene family and every object family (training
@@ -10,32 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from maskdepth.depth import DEPTH_MAX, DEPTH_MIN
+# The one depth convention of every picture (near = bright, log scale, colour bar in metres).
+from maskdepth.depthviz import DEPTH_CMAP, DEPTH_TICKS, depth_colorbar, depth_to_rgb  # noqa: F401
 
 COLUMNS = ("bg", "fg_bg", "mask", "depth")
-DEPTH_CMAP = "magma_r"  # reversed: near (small depth) is bright
-DEPTH_TICKS = (0.25, 0.5, 1, 2, 5, 10, 20, 40, 80)
-
-
-def depth_to_rgb(depth: np.ndarray, cmap: str = DEPTH_CMAP) -> np.ndarray:
-    """Depth (m) -> RGB float [..., 3], log-scaled so near and far get equal contrast; near = bright."""
-    import matplotlib
-
-    d = np.clip(np.asarray(depth, dtype=np.float64), DEPTH_MIN, DEPTH_MAX)
-    t = np.log(d / DEPTH_MIN) / np.log(DEPTH_MAX / DEPTH_MIN)
-    return matplotlib.colormaps[cmap](t)[..., :3]
-
-
-def depth_colorbar(fig, axes) -> None:
-    """A colour bar in metres (log scale, near = bright) beside `axes`, matching `depth_to_rgb`."""
-    import matplotlib
-    from matplotlib.colors import LogNorm
-
-    mappable = matplotlib.cm.ScalarMappable(norm=LogNorm(DEPTH_MIN, DEPTH_MAX), cmap=DEPTH_CMAP)
-    bar = fig.colorbar(mappable, ax=axes, fraction=0.03, pad=0.02)
-    bar.set_ticks(list(DEPTH_TICKS))
-    bar.set_ticklabels([f"{t:g}" for t in DEPTH_TICKS])
-    bar.set_label("depth (m), log scale, near = bright")
 
 
 def sample_grid(dataset, indices, title: str | None = None):

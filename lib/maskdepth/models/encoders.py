@@ -58,9 +58,13 @@ class LeanEncoder(nn.Module):
     full-resolution branch.
     """
 
-    def __init__(self, in_channels: int, base_channels: int = 16, num_stages: int = 3):
+    def __init__(self, in_channels: int, base_channels: int = 16, num_stages: int = 3, max_channels: int = 0):
         super().__init__()
+        if not 1 <= num_stages <= 6:
+            raise MaskdepthError(f"lean encoder: num_stages must be 1..6, got {num_stages!r}")
         widths = [base_channels * 2**i for i in range(num_stages + 1)]
+        if max_channels:  # deep encoders: keep the widest stages affordable
+            widths = [min(w, max(max_channels, base_channels)) for w in widths]
         self.stem = ConvBNReLU(in_channels, widths[0], bias=False)
         self.stages = nn.ModuleList(
             nn.Sequential(ConvBNReLU(cin, cout, stride=2, bias=False), ConvBNReLU(cout, cout, bias=False))
@@ -77,10 +81,11 @@ class LeanEncoder(nn.Module):
 
 
 @register_encoder("lean")
-def _lean(in_channels: int, weights=None, base_channels: int = 16, num_stages: int = 3) -> nn.Module:
+def _lean(in_channels: int, weights=None, base_channels: int = 16, num_stages: int = 3,
+          max_channels: int = 0) -> nn.Module:
     if weights is not None:
         raise MaskdepthError("weights: pretrained weights exist only for the resnet18/resnet34 encoders")
-    return LeanEncoder(in_channels, base_channels=base_channels, num_stages=num_stages)
+    return LeanEncoder(in_channels, base_channels=base_channels, num_stages=num_stages, max_channels=max_channels)
 
 
 class ResNetEncoder(nn.Module):

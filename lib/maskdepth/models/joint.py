@@ -6,14 +6,17 @@ adds a light full-resolution refinement (3x3 conv+BN+ReLU) and a 1x1 output conv
 costs about one single-task U-Net instead of two.
 
     encoder   lean (default; features at strides 1, 2, 4, 8, widths c, 2c, 4c, 8c with
-              c = base_channels) or resnet18/resnet34 (strides 2..32, plus a small
-              full-resolution stem added here so mask edges stay crisp)
+              c = base_channels; `num_stages` sets the depth, `max_channels` caps the
+              widths) or resnet18/resnet34 (strides 2..32, plus a small full-resolution
+              stem added here so mask edges stay crisp)
+    context   optional (`context=True`): the deepest feature plus a pooled, image-level
+              summary of it (see GlobalContext)
     decoder   from the deepest feature up: 1x1 conv+BN+ReLU down to the next level's width
               (cheap, at low resolution), bilinear x2, concatenate the skip, 3x3 conv+BN+ReLU
     heads     per task: 3x3 conv+BN+ReLU refinement at full resolution, 1x1 conv -> raw;
               mask raw = logits, depth = depth_from_raw(raw)
 
-H and W must be multiples of the encoder's total stride (8 for lean, 32 for resnet).
+H and W must be multiples of the encoder's total stride (2 ** num_stages for lean, 32 for resnet).
 """
 
 from __future__ import annotations
@@ -39,6 +42,21 @@ class UpFuse(nn.Module):
         return self.fuse(torch.cat([upsample2x(self.reduce(deep)), skip], dim=1))
 
 
+class GlobalContext(nn.Module):
+    """Image-level context added to every position of the deepest feature.
+
+    Single-image depth needs the whole layout (horizon, walls, where the floor ends); a
+    pooled summary broadcast back gives every pixel of the deepest feature that view, at
+    the cost of two 1x1 convolutions on a vector."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.mix = nn.Sequential(nn.Conv2d(channels, channels, 1), nn.ReLU(inplace=True), nn.Conv2d(channels, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mix(x.mean(dim=(2, 3), keepdim=True))
+
+
 class TaskHead(nn.Sequential):
     """Light per-task refinement at full resolution, then the raw 1-channel output."""
 
@@ -55,13 +73,17 @@ class JointUNet(nn.Module):
         base_channels: int = 16,
         refine: bool = True,
         weights=None,
+        num_stages: int = 3,
+        max_channels: int = 0,
+        context: bool = False,
     ):
         super().__init__()
         if base_channels < 4:
             raise MaskdepthError(f"joint: base_channels must be >= 4, got {base_channels}")
         self.tasks = TASKS
         self.in_channels = in_channels
-        enc_kwargs = {"base_channels": base_channels} if encoder == "lean" else {}
+        enc_kwargs = ({"base_channels": base_channels, "num_stages": num_stages, "max_channels": max_channels}
+                      if encoder == "lean" else {})
         self.encoder = get_encoder(encoder, in_channels, weights=weights, **enc_kwargs)
         channels, strides = list(self.encoder.channels), list(self.encoder.strides)
         if strides[0] != 1:  # no full-resolution feature: add a light stem for crisp edges
@@ -73,6 +95,7 @@ class JointUNet(nn.Module):
         else:
             self.full_res = None
         self.size_multiple = strides[-1]
+        self.context = GlobalContext(channels[-1]) if context else None
         self.ups = nn.ModuleList()
         deep = channels[-1]
         for skip in reversed(channels[:-1]):
@@ -85,7 +108,7 @@ class JointUNet(nn.Module):
         feats = self.encoder(x)
         if self.full_res is not None:
             feats = [self.full_res(x), *feats]
-        y = feats[-1]
+        y = feats[-1] if self.context is None else self.context(feats[-1])
         for up, skip in zip(self.ups, reversed(feats[:-1])):
             y = up(y, skip)
         raw = torch.cat([self.heads[task](y) for task in self.tasks], dim=1)
@@ -100,7 +123,11 @@ def joint(
     base_channels: int = 16,
     refine: bool = True,
     weights=None,
+    num_stages: int = 3,
+    max_channels: int = 0,
+    context: bool = False,
 ) -> nn.Module:
     return JointUNet(
-        in_channels, encoder=encoder, base_channels=base_channels, refine=refine, weights=weights
+        in_channels, encoder=encoder, base_channels=base_channels, refine=refine, weights=weights,
+        num_stages=num_stages, max_channels=max_channels, context=context,
     )
