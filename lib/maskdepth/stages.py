@@ -34,6 +34,12 @@ class Stage:
         return {"train": self.n_train, "seen": self.n_seen, "unseen": self.n_unseen, "ood": self.n_ood}[split]
 
 
+# The default recipe's model: the joint U-Net with a deep encoder (stride 32: at 64 px the
+# deepest feature sees the whole image) and a global-context branch. On the 1k stage (20-epoch
+# proxy, same data and budget) it beat the stride-8 joint model on every split: unseen IoU
+# 0.42 -> 0.53, ood scale-aligned delta1 0.32 -> 0.40, ood ordering 0.67 -> 0.78 (issue 14's note).
+MODEL_KWARGS = {"num_stages": 5, "max_channels": 128, "context": True}
+
 STAGES: dict[str, Stage] = {
     "playground": Stage(
         "playground",
@@ -41,8 +47,10 @@ STAGES: dict[str, Stage] = {
         n_seen=8,
         n_unseen=8,
         n_ood=8,
-        train_defaults={"epochs": 100, "batch_size": 8, "lr": 3e-3},
-        gate={"seen.iou": 0.5, "seen.delta1": 0.3},
+        train_defaults={"epochs": 100, "batch_size": 8, "lr": 3e-3, "model_kwargs": MODEL_KWARGS},
+        # 24 images memorised; seen = new cameras on the same scenes and objects. Depth is
+        # asked for as structure (scale-aligned): the view's camera height is not in the image.
+        gate={"seen.iou": 0.4, "seen.sa_delta1": 0.35},
     ),
     "1k": Stage(
         "1k",
@@ -50,12 +58,14 @@ STAGES: dict[str, Stage] = {
         n_seen=200,
         n_unseen=200,
         n_ood=200,
-        # 60 epochs: about 6 minutes on a quiet 2-core CPU (joint model, ~220 samples/s).
-        train_defaults={"epochs": 60, "batch_size": 32, "lr": 3e-3},
-        # Unseen depth is the hard part (metric scale is ambiguous without a known camera
-        # height): the gate asks for unseen masks and seen depth, see the closing notes, and
-        # for a modest mask IoU on the out-of-distribution split (families never trained on).
-        gate={"unseen.iou": 0.88, "seen.delta1": 0.8, "ood.iou": 0.5},
+        # 45 epochs: about 9 minutes on a quiet 2-core CPU (default model, ~110 samples/s
+        # with validation of three splits every epoch).
+        train_defaults={"epochs": 45, "batch_size": 32, "lr": 3e-3, "model_kwargs": MODEL_KWARGS},
+        # The open world (generator v3) is far harder than the old two-scene one: the gate asks
+        # what a promising idea shows on 1k today — masks on unseen and ood scenes, depth
+        # structure (scale-aligned delta1, one image does not fix the scale) and ordering on
+        # ood — and the recipe issue raises it as the numbers rise.
+        gate={"unseen.iou": 0.45, "ood.iou": 0.4, "ood.sa_delta1": 0.35, "ood.ordering": 0.7},
         requires="playground",
     ),
     "full": Stage(
@@ -64,8 +74,8 @@ STAGES: dict[str, Stage] = {
         n_seen=4000,
         n_unseen=4000,
         n_ood=4000,
-        train_defaults={"epochs": 10, "batch_size": 256, "lr": 3e-3, "workers": 8},
-        gate={"unseen.iou": 0.93, "seen.delta1": 0.85},
+        train_defaults={"epochs": 10, "batch_size": 256, "lr": 3e-3, "workers": 8, "model_kwargs": MODEL_KWARGS},
+        gate={"unseen.iou": 0.6, "ood.iou": 0.5, "ood.sa_delta1": 0.45, "ood.ordering": 0.8},
         requires="1k",
     ),
 }
