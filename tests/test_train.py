@@ -392,3 +392,88 @@ def test_cli_train_flags(tmp_path):
     with pytest.raises(SystemExit) as refused:  # an enumerated option: argparse's choices refuse it
         main(["train", "--optimizer", "nope", "--out-dir", str(tmp_path / "bad")])
     assert refused.value.code == 2 and not (tmp_path / "bad").exists()
+
+
+# -- resume with the run's own settings; extending the schedule (issue 17) ------------------------
+def test_schedule_extension_follows_the_longer_onecycle_from_the_step_reached():
+    """Resuming a 2-epoch onecycle run with 3 epochs crashed ("Tried to step 7 times. The specified
+    number of total steps is 6"): the schedule is rebuilt for the new total and continues with the
+    lr the 3-epoch schedule has at the step reached."""
+    from maskdepth.train import Schedule
+
+    def make(epochs: int):
+        cfg = TrainConfig.from_mapping({**TINY, "epochs": epochs})
+        opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=cfg.lr)
+        return cfg, opt, Schedule(cfg, opt, steps_per_epoch=3)
+
+    short_cfg, short_opt, short = make(2)
+    for _ in range(6):
+        short_opt.step()
+        short.after_step()
+    state = short.state_dict()
+    _, long_opt, long = make(3)
+    _, ref_opt, ref = make(3)
+    long_opt.load_state_dict(short_opt.state_dict())
+    long.load_state_dict(state)
+    (note,) = long.continue_with(short_cfg.to_dict())
+    assert "rebuilt for 9 steps (was 6" in note
+    for _ in range(6):
+        ref_opt.step()
+        ref.after_step()
+    for _ in range(3):
+        assert long_opt.param_groups[0]["lr"] == pytest.approx(ref_opt.param_groups[0]["lr"])
+        assert long_opt.param_groups[0]["betas"] == pytest.approx(ref_opt.param_groups[0]["betas"])
+        for opt, sched in ((long_opt, long), (ref_opt, ref)):
+            opt.step()
+            sched.after_step()
+    assert long_opt.param_groups[0]["lr"] == pytest.approx(ref_opt.param_groups[0]["lr"])
+
+
+def test_extending_a_run_with_resume_and_the_run_keeps_its_settings(tmp_path, capsys):
+    """`--epochs 2`, then `--epochs 3 --resume`: no crash, the other settings (lr, batch size, size,
+    model, data) stay the run's own, config.json says 3 epochs, and the change is reported; a
+    resume never switches the data."""
+    from maskdepth.cli import main
+
+    run = tmp_path / "run"
+    argv = ["train", "--data", "playground", "--epochs", "2", "--size", "32", "--batch-size", "8", "--lr", "0.002",
+            "--no-tensorboard", "--no-progress-bar", "--model-kwargs", '{"base_channels": 8}', "--out", str(run)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["train", "--epochs", "3", "--resume", "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "resume: settings changed since the checkpoint: epochs 2 -> 3" in out
+    assert "onecycle schedule rebuilt for 9 steps (was 6" in out
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert ckpt["epoch"] == 3 and ckpt["step"] == 9
+    cfg = json.loads((run / "config.json").read_text())
+    assert (cfg["epochs"], cfg["lr"], cfg["batch_size"], cfg["size"], cfg["data"]) == (3, 0.002, 8, 32, "playground")
+    assert cfg["model_kwargs"] == {"base_channels": 8} and not cfg["tensorboard"]
+    assert [e["epoch"] for e in json.loads((run / "history.json").read_text())["epochs"]] == [1, 2, 3]
+    assert "resume:" in (run / "train.log").read_text()  # the console lines are kept in the run folder too
+
+    assert main(["train", "--resume", "--out", str(run), "--data", "1k"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "never switches data" in err
+    assert main(["train", "--resume", "--out", str(tmp_path / "nothing")]) == 2
+    assert "holds no run to continue" in capsys.readouterr().err
+
+
+def test_resume_without_flags_continues_with_the_runs_settings_to_the_same_weights(tmp_path):
+    """A run with non-default settings killed mid-way, resumed by `maskdepth train --resume --out RUN`
+    alone, ends with the weights of the uninterrupted run (the defaults would give others)."""
+    base = {**TINY, "epochs": 3, "lr": 2e-3, "batch_size": 12, "augment": False}
+    ref = _run_training({**base, "out_dir": str(tmp_path / "ref")})
+    assert ref.returncode == 0, ref.stderr
+    killed = _run_training({**base, "out_dir": str(tmp_path / "cut")}, kill_at=3)  # in epoch 2 (2 steps/epoch)
+    assert killed.returncode == -9, killed.stderr
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    resumed = subprocess.run([sys.executable, "-m", "maskdepth", "train", "--resume", "--out", str(tmp_path / "cut")],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "settings changed" not in resumed.stdout and "resumed from" in resumed.stdout
+    a = load_checkpoint(tmp_path / "ref" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "cut" / "checkpoints" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 3 and a["step"] == b["step"] == 6
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key

@@ -43,6 +43,51 @@ def free_disk_gb(path: Path) -> float:
     return round(shutil.disk_usage(p).free / 2**30, 1)
 
 
+# How to get a GPU where there is none, per platform (detect_platform).
+GPU_HOWTO = {
+    "colab": "Colab: Runtime > Change runtime type > Hardware accelerator: a GPU (e.g. T4), then run the "
+             "notebook again (the VM is replaced: files outside Drive are gone)",
+    "gcp-notebook": "GCP: stop the instance and attach a GPU (Vertex AI Workbench: Hardware configuration > GPU), "
+                    "or create the instance with one",
+    "kaggle": "Kaggle: Settings > Accelerator > GPU",
+}
+
+
+def gpu_advice(report: dict | None = None) -> str:
+    """One sentence: how to get a GPU here (or why torch does not see the one there is)."""
+    report = report or {"platform": detect_platform(), **describe()}
+    if report.get("cuda_available"):
+        return ""
+    if report.get("cuda") is None and shutil.which("nvidia-smi"):
+        return ("this machine has an NVIDIA GPU but torch is a CPU build: install a CUDA build of torch "
+                "(https://pytorch.org/get-started/locally/)")
+    return GPU_HOWTO.get(report.get("platform", ""), "use a machine with an NVIDIA GPU and a CUDA build of torch "
+                         "(https://pytorch.org/get-started/locally/)")
+
+
+DRIVE_OUTPUTS = "/content/drive/MyDrive/maskdepth/outputs"
+
+
+def use_outputs(folder: str | os.PathLike = DRIVE_OUTPUTS) -> Path:
+    """Send every run of this session to `folder` (sets $MASKDEPTH_OUTPUTS, inherited by `!maskdepth`
+    commands and the notebook kernels they start), so checkpoints outlive the VM. A folder under
+    /content/drive is Google Drive: mounted first on Colab (it asks for permission once)."""
+    from maskdepth.errors import MaskdepthError
+    from maskdepth.runs import OUTPUTS_ENV
+
+    folder = Path(folder)
+    drive = Path("/content/drive")
+    if drive in folder.parents and not (drive / "MyDrive").is_dir():
+        try:
+            from google.colab import drive as colab_drive
+        except ImportError:
+            raise MaskdepthError(f"{folder} is on Google Drive, which only Colab mounts; choose another folder") from None
+        colab_drive.mount(str(drive))
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ[OUTPUTS_ENV] = str(folder)
+    return folder
+
+
 def environment_report(run_dir: str | os.PathLike | None = None) -> dict:
     """Versions, hardware, data location and free disk; written to RUN/setup.json when run_dir is given."""
     import importlib.metadata as md
@@ -60,7 +105,7 @@ def environment_report(run_dir: str | os.PathLike | None = None) -> dict:
     if report["free_disk_gb"] < 2:
         report["warnings"].append(f"only {report['free_disk_gb']} GB free at {cache}")
     if not report["cuda_available"]:
-        report["warnings"].append("no CUDA GPU: fine for playground and 1k, the full stage wants a GPU")
+        report["warnings"].append(f"no CUDA GPU: fine for playground and 1k, the full stage wants a GPU. {gpu_advice(report)}")
     if run_dir:
         from maskdepth.io import write_json
 

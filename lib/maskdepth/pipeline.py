@@ -11,14 +11,24 @@ higher is better, a maximum where lower is better, per the catalogue in
 `maskdepth.metrics`); a threshold on a split the run had no samples in (e.g. `ood` of an
 imported dataset folder) is skipped and says so. `1k` needs a passing playground run with
 the same model/loss settings and `full` a passing 1k run, unless `--force`.
+
+Long stages on machines that go away: SIGINT, SIGTERM or SIGHUP marks run.json "interrupted"
+(the notebook and the epoch reached) and stops the notebook's kernel; `maskdepth run --resume
+RUN_DIR` skips the notebooks already done, continues 02_train from checkpoints/last.pt and
+validates again. While a notebook trains, its per-epoch lines (RUN/train.log) are echoed on
+the console.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+import re
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +38,7 @@ from maskdepth import runs
 from maskdepth.errors import MaskdepthError
 from maskdepth.io import read_json, write_json, write_text
 from maskdepth.metrics import finite_or_none, format_value, higher_is_better, parse_split_metric
+from maskdepth.progress import PIPELINE_ENV  # "1" in the kernels the pipeline starts: text bars for the log
 from maskdepth.stages import STAGES, VAL_SPLITS, get_stage
 
 KERNEL = "maskdepth"
@@ -55,17 +66,16 @@ SINGLE_NOTEBOOKS = {"playground": "playground.ipynb", "loss_lab": "loss_lab.ipyn
 
 
 def notebooks_dir() -> Path:
-    """The notebooks shipped with the repo (or `$MASKDEPTH_NOTEBOOKS`)."""
+    """`$MASKDEPTH_NOTEBOOKS`, else the checkout's notebooks/, else the copies an installed
+    package carries (`maskdepth.resources`)."""
     import os
+
+    from maskdepth.resources import resource_dir
 
     env = os.environ.get(NOTEBOOK_DIR_ENV)
     if env:
         return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "notebooks" / "02_train.ipynb").is_file():
-            return parent / "notebooks"
-    return Path("notebooks")
+    return resource_dir("notebooks")
 
 
 def stage_defaults(stage: str) -> dict:
@@ -206,11 +216,22 @@ def _device_summary() -> dict:
     return {**describe(), "cpu_native_bf16": cpu_has_fast_bf16()}
 
 
+def console(line: str) -> None:
+    """A line on stdout that papermill's progress bar does not garble (cleared and redrawn around it)."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stdout)
+    sys.stdout.flush()
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 # -- execution -----------------------------------------------------------------------------
+_KERNELS: list = []  # kernel managers of the notebook now running (stopped at once on an interrupt)
+
+
 def _kernel_manager_class():
     """Talk to the kernel over local IPC sockets where the OS has them: nothing listens on TCP,
     and ipykernel stops warning about unencrypted TCP in every papermill log. Shutdown sends
@@ -220,6 +241,10 @@ def _kernel_manager_class():
     from jupyter_client.manager import AsyncKernelManager
 
     class QuietShutdownKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            _KERNELS.append(self)
+
         async def _async_interrupt_kernel(self) -> None:
             # shutdown_kernel interrupts first; an idle kernel would only log a spurious
             # "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel" on a successful run.
@@ -238,13 +263,39 @@ def _kernel_manager_class():
     return IPCKernelManager
 
 
+def _stop_kernels() -> None:
+    """End the kernels of the running notebook now (after an interrupt nothing shuts them down,
+    and a training kernel would go on writing checkpoints into the run folder)."""
+    import subprocess as sp
+    from contextlib import suppress
+
+    for km in _KERNELS:
+        proc = getattr(getattr(km, "provisioner", None), "process", None)
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except sp.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        for cleanup in ("cleanup_connection_file", "cleanup_ipc_files"):
+            with suppress(Exception):
+                getattr(km, cleanup)()
+    _KERNELS.clear()
+
+
 def execute(nb_in: Path, nb_out: Path, parameters: dict, timeout: int, cwd: Path | None = None) -> float:
-    """Run one notebook with papermill; returns seconds. Raises MaskdepthError naming notebook and cell."""
+    """Run one notebook with papermill; returns seconds. Raises MaskdepthError naming notebook and cell;
+    an interrupt (KeyboardInterrupt, StageInterrupted) stops the notebook's kernel and goes on up."""
+    import os
+
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     nb_out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    saved_env = os.environ.get(PIPELINE_ENV)
+    os.environ[PIPELINE_ENV] = "1"  # the kernel inherits it
     try:
         pm.execute_notebook(
             str(nb_in),
@@ -256,7 +307,12 @@ def execute(nb_in: Path, nb_out: Path, parameters: dict, timeout: int, cwd: Path
             cwd=str(cwd) if cwd else None,
             kernel_manager_class=_kernel_manager_class(),
         )
+    except KeyboardInterrupt:
+        _stop_kernels()
+        raise
     except PapermillExecutionError as exc:
+        if exc.ename == "KeyboardInterrupt":  # Ctrl-C reached the kernel before this process
+            raise StageInterrupted("SIGINT") from None
         raise NotebookFailed(nb_in.name, exc.exec_count, exc.ename, exc.evalue, nb_out) from None
     except Exception as exc:  # kernel died, timeout, missing kernel
         if "No such kernel" in str(exc):
@@ -265,6 +321,12 @@ def execute(nb_in: Path, nb_out: Path, parameters: dict, timeout: int, cwd: Path
                 f"`python -m ipykernel install --sys-prefix --name {KERNEL}`"
             ) from None
         raise NotebookFailed(nb_in.name, None, type(exc).__name__, str(exc), nb_out) from None
+    finally:
+        if saved_env is None:
+            os.environ.pop(PIPELINE_ENV, None)
+        else:
+            os.environ[PIPELINE_ENV] = saved_env
+        _KERNELS.clear()
     return time.perf_counter() - t0
 
 
@@ -276,6 +338,110 @@ class NotebookFailed(MaskdepthError):
         super().__init__(f"{notebook} failed in {where}: {ename}: {first} (executed notebook kept at {output})")
 
 
+class StageInterrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP during a stage; run.json then says status "interrupted" and where."""
+
+    def __init__(self, signame: str, run_dir: Path | None = None):
+        super().__init__(signame)
+        self.signame, self.run_dir = signame, run_dir
+
+
+@contextmanager
+def _signals_interrupt():
+    """SIGTERM (a batch system or `kill` stopping the job) and SIGHUP (the terminal or SSH session
+    went away) end a stage the way Ctrl-C does: as an interrupt that is recorded, not a silent death."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        raise StageInterrupted(signal.Signals(signum).name)
+
+    saved = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            saved[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, previous in saved.items():
+            signal.signal(sig, previous)
+
+
+EPOCH_LINE = re.compile(r"^epoch\s+(\d+)/(\d+)\b")
+
+
+class LogTail:
+    """Echo on the pipeline's console the lines a notebook's trainer appends to RUN/train.log
+    while the notebook runs (the kernel's own output only reaches the executed notebook).
+    Per-epoch lines are throttled for logs: at most one every `every` seconds, the last epoch's
+    and the latest one at the end always; every other line (start, resume notes) is shown."""
+
+    def __init__(self, path: Path, emit, every: float = 10.0, poll: float = 0.5):
+        self.path, self.emit, self.every, self.poll = Path(path), emit, every, poll
+        self.offset = 0
+        self.pending: str | None = None
+        self.last_shown = -math.inf
+        self._stop = None
+        self._thread = None
+
+    def __enter__(self) -> LogTail:
+        import threading
+
+        self.offset = self.path.stat().st_size if self.path.is_file() else 0  # older lines were shown before
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="maskdepth-log-tail", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.read()
+        if self.pending is not None:
+            self.emit(self.pending)
+            self.pending = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll):
+            self.read()
+
+    def read(self) -> None:
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            return
+        if size < self.offset:
+            self.offset = 0  # replaced by a new file
+        if size == self.offset:
+            return
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read(size - self.offset)
+        whole = data.rfind(b"\n") + 1  # a line still being written waits for its newline
+        self.offset += whole
+        for line in data[:whole].decode("utf-8", "replace").splitlines():
+            self._line(line)
+
+    def _line(self, line: str) -> None:
+        if not line.strip():
+            return
+        match = EPOCH_LINE.match(line)
+        if match is None:
+            self.emit(line)
+            return
+        now = time.monotonic()
+        if now - self.last_shown >= self.every or match.group(1) == match.group(2):
+            self.emit(line)
+            self.last_shown, self.pending = now, None
+        else:
+            self.pending = line
+
+
 @dataclass
 class RunResult:
     run_dir: Path
@@ -285,78 +451,129 @@ class RunResult:
 
 
 def run_stage(
-    stage: str,
+    stage: str | None,
     overrides: dict | None = None,
     *,
     name: str | None = None,
     root: Path | None = None,
     force: bool = False,
     timeout: int = 1800,
-    log=print,
+    log=None,
+    resume: Path | str | None = None,
 ) -> RunResult:
-    """Run a stage's notebooks end to end; returns the run folder and its gate decision."""
-    get_stage(stage)  # fail early on an unknown stage
+    """Run a stage's notebooks end to end; returns the run folder and its gate decision.
+
+    `resume`: a run folder to continue instead (its stage comes from its run.json; `stage`, when
+    given, must match). The notebooks recorded as done are skipped, unless a parameter they
+    take changed (`overrides` on top of the run's own parameters; the data never changes);
+    02_train continues from checkpoints/last.pt; validation runs again. SIGINT, SIGTERM and
+    SIGHUP stop the stage with run.json status "interrupted" (notebook, epoch reached, signal)
+    and raise StageInterrupted."""
+    log = log or console
     nb_dir = notebooks_dir()
-    root = Path(root) if root else runs.outputs_root()
     overrides = dict(overrides or {})
-    if "stage" in overrides and overrides["stage"] != stage:
-        raise MaskdepthError("parameter 'stage' is set by --stage; don't pass it with -p")
     if overrides.get("out_dir"):
         raise MaskdepthError("parameter 'out_dir' is the run folder, which the pipeline sets: choose it with "
                              "--out DIR (the outputs root) and --name NAME, not -p out_dir")
-    declared = check_parameters(overrides, STAGE_STEPS, nb_dir)
-    params = {**stage_defaults(stage), **overrides}
-    _coerce_known(params)
+    if resume is not None:
+        run_dir, info, params, declared, steps = _prepare_resume(Path(resume), stage, overrides, nb_dir, force, log)
+        stage = info["stage"]
+    else:
+        if stage is None:
+            raise MaskdepthError("a stage to run is needed (--stage playground|1k|full)")
+        get_stage(stage)  # fail early on an unknown stage
+        root = Path(root) if root else runs.outputs_root()
+        if "stage" in overrides and overrides["stage"] != stage:
+            raise MaskdepthError("parameter 'stage' is set by --stage; don't pass it with -p")
+        declared = check_parameters(overrides, STAGE_STEPS, nb_dir)
+        params = {**stage_defaults(stage), **overrides}
+        _coerce_known(params)
 
-    prereq = check_prerequisite(stage, params, root, force)
-    log(f"[gate] {prereq['decision']}")
+        prereq = check_prerequisite(stage, params, root, force)
+        log(f"[gate] {prereq['decision']}")
 
-    # Runs live under their stage whatever the data (a stage or a dataset folder): the gate looks there.
-    run_dir = root / stage / (name or runs.new_run_name(params))
-    if (run_dir / "run.json").exists():
-        raise MaskdepthError(f"run folder {run_dir} already exists; choose another --name")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    info: dict[str, Any] = {
-        "stage": stage,
-        "run_dir": str(run_dir),
-        "params": params,
-        "git_commit": git_commit(),
-        "packages": package_versions(),
-        "python": sys.version.split()[0],
-        "device": _device_summary(),
-        "prerequisite": prereq,
-        "start": _now(),
-        "notebooks": [],
-        "status": "running",
-    }
+        # Runs live under their stage whatever the data (a stage or a dataset folder): the gate looks there.
+        run_dir = root / stage / (name or runs.new_run_name(params))
+        if (run_dir / "run.json").exists():
+            raise MaskdepthError(f"run folder {run_dir} already exists; choose another --name, or continue it "
+                                 f"with `maskdepth run --resume {run_dir}`")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        info: dict[str, Any] = {
+            "stage": stage,
+            "run_dir": str(run_dir),
+            "params": params,
+            "git_commit": git_commit(),
+            "packages": package_versions(),
+            "python": sys.version.split()[0],
+            "device": _device_summary(),
+            "prerequisite": prereq,
+            "start": _now(),
+            "notebooks": [],
+        }
+        steps = list(STAGE_STEPS)
+    return _run_steps(stage, run_dir, info, params, declared, steps, nb_dir, timeout, log)
+
+
+def _run_steps(stage, run_dir: Path, info: dict, params: dict, declared: dict, steps: list[Step], nb_dir: Path,
+               timeout: int, log) -> RunResult:
+    import os
+    import socket
+
+    from maskdepth.train import TRAIN_LOG
+
+    earlier = float(info.get("seconds") or 0.0)  # the sessions before a resume
+    info.update(status="running", pid=os.getpid(), host=socket.gethostname())
     write_json(run_dir / "run.json", info)
     total0 = time.perf_counter()
+
+    def seconds() -> float:
+        return round(earlier + time.perf_counter() - total0, 1)
+
+    entry: dict | None = None
     try:
-        for step in STAGE_STEPS:
-            nb_params = {k: v for k, v in params.items() if k in declared[step.notebook]}
-            nb_params.update(step.fixed)
-            nb_params["run_dir"] = str(run_dir.resolve())
-            out = run_dir / "notebooks" / step.output
-            log(f"[{stage}] {step.output} ...")
-            entry = {"notebook": step.output, "start": _now()}
-            info["notebooks"].append(entry)
-            try:
-                seconds = execute(nb_dir / step.notebook, out, nb_params, timeout)
-            except NotebookFailed as exc:
-                entry.update(status="failed", error=str(exc))
-                raise
-            entry.update(status="ok", seconds=round(seconds, 1))
-            log(f"[{stage}] {step.output} done in {seconds:.1f}s")
-            write_json(run_dir / "run.json", info)
+        with _signals_interrupt():
+            for step in steps:
+                nb_params = {k: v for k, v in params.items() if k in declared[step.notebook]}
+                nb_params.update(step.fixed)
+                nb_params["run_dir"] = str(run_dir.resolve())
+                if "resume" in declared[step.notebook] and (run_dir / "checkpoints" / "last.pt").is_file():
+                    nb_params["resume"] = True  # an interrupted 02_train continues from its last checkpoint
+                out = run_dir / "notebooks" / step.output
+                log(f"[{stage}] {step.output} ...")
+                entry = {"notebook": step.output, "start": _now()}
+                info["notebooks"].append(entry)
+                write_json(run_dir / "run.json", info)  # even a hard kill leaves the notebook it was in
+                try:
+                    with LogTail(run_dir / TRAIN_LOG, lambda line: log(f"[{stage}] {line}")):
+                        took = execute(nb_dir / step.notebook, out, nb_params, timeout)
+                except NotebookFailed as exc:
+                    entry.update(status="failed", error=str(exc))
+                    raise
+                entry.update(status="ok", seconds=round(took, 1))
+                log(f"[{stage}] {step.output} done in {took:.1f}s")
+                write_json(run_dir / "run.json", info)
+    except KeyboardInterrupt as exc:
+        signame = getattr(exc, "signame", "SIGINT")
+        where = {"notebook": entry["notebook"] if entry else None, "epoch": _epoch_reached(run_dir),
+                 "signal": signame, "at": _now()}
+        if entry is not None and "status" not in entry:
+            entry["status"] = "interrupted"
+        info.update(status="interrupted", interrupted=where, end=_now(), seconds=seconds())
+        write_json(run_dir / "run.json", info)
+        write_summary(run_dir, info, None)
+        reached = f" after epoch {where['epoch']}" if where["epoch"] is not None else ""
+        log(f"[{stage}] interrupted ({signame}) in {where['notebook']}{reached}; continue with: "
+            f"maskdepth run --resume {run_dir}")
+        raise StageInterrupted(signame, run_dir) from None
     except MaskdepthError as exc:
-        info.update(status="failed", error=str(exc), end=_now(), seconds=round(time.perf_counter() - total0, 1))
+        info.update(status="failed", error=str(exc), end=_now(), seconds=seconds())
         write_json(run_dir / "run.json", info)
         write_summary(run_dir, info, None)
         raise
     metrics_path = run_dir / "metrics.json"
     metrics = read_json(metrics_path) if metrics_path.is_file() else {}
     gate = evaluate_gate(stage, metrics)
-    info.update(status="ok", gate=gate, end=_now(), seconds=round(time.perf_counter() - total0, 1))
+    info.update(status="ok", gate=gate, end=_now(), seconds=seconds())
     write_json(run_dir / "run.json", info)
     write_summary(run_dir, info, metrics)
     verdict = "PASSED" if gate["passed"] else "did not pass"
@@ -367,6 +584,102 @@ def run_stage(
         log(f"[gate] next: maskdepth run --stage {nxt.name}")
     log(f"[{stage}] finished in {info['seconds']:.0f}s -> {run_dir}")
     return RunResult(run_dir, "ok", gate, info)
+
+
+# -- resume --------------------------------------------------------------------------------
+def _prepare_resume(run_dir: Path, stage: str | None, overrides: dict, nb_dir: Path, force: bool, log):
+    """Check that `run_dir` can be continued; returns (run_dir, info, params, declared, steps to run)."""
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise MaskdepthError(f"--resume {run_dir}: no run.json there (not the folder of a stage run)")
+    try:
+        info = read_json(path)
+    except ValueError as exc:
+        raise MaskdepthError(f"--resume {run_dir}: run.json is not valid JSON ({exc})") from None
+    if stage is not None and stage != info.get("stage"):
+        raise MaskdepthError(f"--resume {run_dir}: that is a {info.get('stage')} run, not {stage}")
+    stage = info["stage"]
+    _refuse_if_still_running(info, run_dir)
+    old = dict(info.get("params") or {})
+    if "stage" in overrides and overrides["stage"] != stage:
+        raise MaskdepthError(f"--resume {run_dir}: the run is a {stage} run; a resumed run keeps its stage")
+    if "data" in overrides and str(overrides["data"]) != str(old.get("data")):
+        raise MaskdepthError(f"--resume {run_dir}: the run trains on {old.get('data')!r} and never switches data; "
+                             f"start a new run for {overrides['data']!r}")
+    declared = check_parameters(overrides, STAGE_STEPS, nb_dir)
+    params = {**old, **overrides}
+    _coerce_known(params)
+    _check_training_values(params)
+    changed = {k: [old.get(k), v] for k, v in params.items() if old.get(k) != v}
+    done = {e.get("notebook") for e in info.get("notebooks", []) if e.get("status") == "ok"}
+    skipped: list[str] = []
+    steps: list[Step] = []
+    for step in STAGE_STEPS:
+        touched = any(k in declared[step.notebook] for k in changed)
+        if not steps and step.output in done and not touched:
+            skipped.append(step.output)
+        else:
+            steps.append(step)
+    if not steps:
+        raise MaskdepthError(f"--resume {run_dir}: every notebook of this run is done (status {info.get('status')}); "
+                             "nothing to resume (to train longer, pass e.g. -p epochs N)")
+    if not same_idea(old, params):
+        info["prerequisite"] = check_prerequisite(stage, params, run_dir.parent.parent, force)
+        log(f"[gate] {info['prerequisite']['decision']}")
+    info.setdefault("resumes", []).append({
+        "at": _now(),
+        "previous_status": info.get("status"),
+        "interrupted": info.get("interrupted"),
+        "skipped": skipped,
+        "changed": changed,
+    })
+    for key in ("interrupted", "error", "end", "gate"):
+        info.pop(key, None)
+    info["notebooks"] = [e for e in info.get("notebooks", []) if e.get("notebook") in skipped]
+    info["params"] = params
+    said = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
+    log(f"[{stage}] resuming {run_dir} ({info['resumes'][-1]['previous_status']}): "
+        + (f"skipping {', '.join(skipped)}" if skipped else "running every notebook again")
+        + (f"; changed: {said}" if said else ""))
+    return run_dir, info, params, declared, steps
+
+
+def _refuse_if_still_running(info: dict, run_dir: Path) -> None:
+    """status "running" is either a live process or one that died without a word (SIGKILL, a VM
+    gone): only a live process on this machine is refused."""
+    import os
+    import socket
+
+    pid = info.get("pid")
+    if info.get("status") != "running" or not pid or os.name != "posix":
+        return
+    if info.get("host") != socket.gethostname() or pid == os.getpid():
+        return
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return
+    except PermissionError:
+        pass
+    raise MaskdepthError(f"--resume {run_dir}: it is still running (pid {pid}); stop it first (kill -TERM {pid}), "
+                         "then resume")
+
+
+def _epoch_reached(run_dir: Path) -> int | None:
+    """The last epoch the run's training finished (history.json), None before the first."""
+    try:
+        epochs = read_json(run_dir / "history.json").get("epochs") or []
+    except (OSError, ValueError):
+        return None
+    return int(epochs[-1]["epoch"]) if epochs else None
+
+
+def _check_training_values(params: dict) -> None:
+    """Types and ranges of the training parameters (a one-line error before any notebook runs)."""
+    from maskdepth.train import TrainConfig
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    TrainConfig.from_mapping({k: v for k, v in params.items() if k in names}, strict=False)
 
 
 def run_single_notebook(which: str, overrides: dict | None = None, *, name: str | None = None,
@@ -414,6 +727,14 @@ def write_summary(run_dir: Path, info: dict, metrics: dict | None) -> None:
         lines.append(f"- {nb['notebook']}: {nb.get('status')} {nb.get('seconds', '')}{'s' if 'seconds' in nb else ''}")
     if info.get("error"):
         lines.append(f"- error: {info['error']}")
+    if info.get("interrupted"):
+        where = info["interrupted"]
+        reached = f" after epoch {where['epoch']}" if where.get("epoch") is not None else ""
+        lines.append(f"- interrupted ({where.get('signal')}) in {where.get('notebook')}{reached}; continue with "
+                     f"`maskdepth run --resume {run_dir}`")
+    for r in info.get("resumes", []):
+        lines.append(f"- resumed {r['at']} (was {r['previous_status']}), skipped {', '.join(r['skipped']) or 'nothing'}"
+                     + (f", changed {', '.join(r['changed'])}" if r.get("changed") else ""))
     if metrics:
         from maskdepth.report import split_table
 

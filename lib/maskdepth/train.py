@@ -24,6 +24,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,9 @@ class TrainingDiverged(MaskdepthError):
     is written from that state, so last.pt (when there is one) holds the last good epoch."""
 
 
+# The run's console lines (also on stdout): `maskdepth run` echoes them while 02_train runs.
+TRAIN_LOG = "train.log"
+PROGRESS_LOG_EVERY_S = 60.0  # within an epoch, a progress line in train.log at most this often
 # Files of a run: a fresh run refuses a folder that holds any of them (--resume continues it).
 RUN_FILES = ("checkpoints/last.pt", "checkpoints/best.pt", "history.json", "metrics.json")
 # Settings a resumed run must share with the checkpoint it continues (the states must fit).
@@ -272,26 +276,29 @@ class Schedule:
     OneCycle per optimizer step, the others per epoch (plateau with the validation loss)."""
 
     def __init__(self, cfg: TrainConfig, optimizer, steps_per_epoch: int):
-        from torch.optim import lr_scheduler as ls
-
         self.kind = cfg.schedule
-        total_epochs = cfg.epochs
-        if self.kind == "constant":
-            self.sched = ls.LambdaLR(optimizer, lambda _: 1.0)
-        elif self.kind == "step":
-            self.sched = ls.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
-        elif self.kind == "constant_then_step":
-            n0, step, gamma = cfg.constant_epochs, cfg.step_size, cfg.gamma
-            self.sched = ls.LambdaLR(optimizer, lambda e: 1.0 if e < n0 else gamma ** ((e - n0) // step + 1))
-        elif self.kind == "plateau":
-            self.sched = ls.ReduceLROnPlateau(optimizer, factor=cfg.gamma, patience=max(1, cfg.step_size // 2))
-        else:
-            total = total_epochs * steps_per_epoch
-            if cfg.max_steps:
-                total = min(total, cfg.max_steps)
-            self.sched = ls.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=max(total, 2), pct_start=0.25)
+        self.cfg, self.optimizer, self.steps_per_epoch = cfg, optimizer, steps_per_epoch
+        self.sched = self._make()
         self._steps = 0
         self._total = getattr(self.sched, "total_steps", None)
+
+    def _make(self):
+        from torch.optim import lr_scheduler as ls
+
+        cfg, optimizer = self.cfg, self.optimizer
+        if self.kind == "constant":
+            return ls.LambdaLR(optimizer, lambda _: 1.0)
+        if self.kind == "step":
+            return ls.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+        if self.kind == "constant_then_step":
+            n0, step, gamma = cfg.constant_epochs, cfg.step_size, cfg.gamma
+            return ls.LambdaLR(optimizer, lambda e: 1.0 if e < n0 else gamma ** ((e - n0) // step + 1))
+        if self.kind == "plateau":
+            return ls.ReduceLROnPlateau(optimizer, factor=cfg.gamma, patience=max(1, cfg.step_size // 2))
+        total = cfg.epochs * self.steps_per_epoch
+        if cfg.max_steps:
+            total = min(total, cfg.max_steps)
+        return ls.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=max(total, 2), pct_start=0.25)
 
     def after_step(self) -> None:
         if self.kind == "onecycle" and self._steps < self._total - 1:
@@ -311,6 +318,44 @@ class Schedule:
     def load_state_dict(self, state: dict) -> None:
         self.sched.load_state_dict(state["sched"])
         self._steps = state["steps"]
+
+    def continue_with(self, saved: dict) -> list[str]:
+        """After `load_state_dict` on a resume: follow this run's settings where they differ from
+        `saved` (the checkpoint's config). OneCycle with another length (--epochs, --max-steps,
+        batch size) or peak lr is rebuilt for the new total and continues at the step reached,
+        with the lr the new schedule has there; the other schedules keep their state, their lr
+        curve scaled by new lr / old lr and step_size / gamma from this run. Returns notes."""
+        cfg, groups = self.cfg, self.optimizer.param_groups
+        old_lr = float(saved.get("lr", cfg.lr))
+        if self.kind == "onecycle":
+            old_total = self.sched.total_steps
+            if old_total == self._total and old_lr == cfg.lr:
+                return []
+            self.sched = self._make()  # the new length and peak lr; then go to the step reached
+            reached = min(self._steps, self._total - 1)
+            self.sched.last_epoch = reached - 1
+            with warnings.catch_warnings():  # "step() before optimizer.step()": here on purpose
+                warnings.filterwarnings("ignore", message=".*lr_scheduler.step", category=UserWarning)
+                self.sched.step()
+            return [f"onecycle schedule rebuilt for {self._total} steps (was {old_total}, peak lr {cfg.lr:g}); "
+                    f"it continues at step {self._steps} with lr {groups[0]['lr']:.3g}"]
+        notes = []
+        if old_lr != cfg.lr:
+            ratio = cfg.lr / old_lr
+            for group in groups:
+                group["lr"] *= ratio
+                if "initial_lr" in group:
+                    group["initial_lr"] *= ratio
+            if hasattr(self.sched, "base_lrs"):
+                self.sched.base_lrs = [lr * ratio for lr in self.sched.base_lrs]
+            if hasattr(self.sched, "_last_lr"):
+                self.sched._last_lr = [group["lr"] for group in groups]
+            notes.append(f"lr schedule scaled by {ratio:g} (lr {old_lr:g} -> {cfg.lr:g}); lr now {groups[0]['lr']:.3g}")
+        if self.kind == "step":
+            self.sched.step_size, self.sched.gamma = cfg.step_size, cfg.gamma
+        elif self.kind == "plateau":
+            self.sched.factor, self.sched.patience = cfg.gamma, max(1, cfg.step_size // 2)
+        return notes
 
 
 def make_loader(dataset, cfg: TrainConfig, *, train: bool, pin_memory: bool, world: int = 1, rank: int = 0,
@@ -401,6 +446,24 @@ def evaluate(model: nn.Module, loader, criterion, cfg: TrainConfig, device_info)
     return result
 
 
+def format_duration(seconds: float) -> str:
+    """45s, 3m05s, 2h04m."""
+    s = int(round(max(seconds, 0)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _same_data(a, b) -> bool:
+    """Two `data` values name the same data: equal, or the same dataset folder spelled differently."""
+    if str(a) == str(b):
+        return True
+    pa, pb = Path(str(a)), Path(str(b))
+    return pa.is_dir() and pb.is_dir() and pa.resolve() == pb.resolve()
+
+
 def _metric_value(metrics: dict, key: str) -> float | None:
     split, _, name = key.partition(".")
     value = metrics.get(split, {}).get(name)
@@ -472,6 +535,7 @@ class Trainer:
         self.best_epoch: int | None = None
         self.train_time_s = 0.0
         self.writer = None
+        self.epoch_seconds: list[float] = []  # wall time of each epoch of this session (for the ETA)
 
     # -- folders, logging ---------------------------------------------------------------
     def _resolve_out_dir(self) -> Path:
@@ -500,8 +564,15 @@ class Trainer:
         }
 
     def log(self, message: str) -> None:
+        """A line on stdout and in RUN/train.log (which `maskdepth run` shows on its console)."""
         if self.is_main:
             print(message, flush=True)
+            self.log_file_only(message)
+
+    def log_file_only(self, message: str) -> None:
+        if self.is_main and self.out_dir.is_dir():
+            with open(self.out_dir / TRAIN_LOG, "a", encoding="utf-8") as f:
+                f.write(message.rstrip("\n") + "\n")
 
     def _open_writer(self):
         if not (self.is_main and self.cfg.tensorboard):
@@ -552,6 +623,12 @@ class Trainer:
                 f"asks for {', '.join(f'{k}={now[k]!r}' for k in differ)}: resume with the run's settings "
                 f"({self.out_dir / 'config.json'}), or start a new run in another out_dir"
             )
+        if "data" in saved and not _same_data(saved["data"], now["data"]):
+            raise MaskdepthError(
+                f"resume: {path} was trained on data {saved['data']!r}, but this run asks for {now['data']!r}: a run "
+                "never switches data; resume without --data (the run's own is used), or start a new run in another "
+                "out_dir"
+            )
         load_weights(self.model, ckpt["state_dict"], f"resume: {path}")
         parts = [("optimizer", self.optimizer, True), ("scheduler", self.schedule, True),
                  ("scaler", self.scaler, False), ("criterion", self.criterion, False)]
@@ -579,6 +656,12 @@ class Trainer:
             self.history = [e for e in json.loads(hist.read_text())["epochs"] if e["epoch"] <= self.epoch]
         if self.is_main:
             self._repair_after_kill(path)
+        changed = [k for k in now if k in saved and k not in ("out_dir", "resume", "data") and saved[k] != now[k]]
+        if changed:
+            self.log("resume: settings changed since the checkpoint: "
+                     + ", ".join(f"{k} {saved[k]!r} -> {now[k]!r}" for k in changed))
+        for note in self.schedule.continue_with(saved):
+            self.log(f"resume: {note}")
         self.log(f"resumed from {path} at epoch {self.epoch} (step {self.step})")
 
     def _repair_after_kill(self, last: Path) -> None:
@@ -628,6 +711,7 @@ class Trainer:
             self.train_loader.sampler.set_epoch(self.epoch)
         sums: dict[str, float] = {}
         seen = 0
+        t0 = last_note = time.perf_counter()
         bar = progress(
             self.train_loader,
             desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
@@ -661,6 +745,9 @@ class Trainer:
             seen += n
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
+            if self.is_main and time.perf_counter() - last_note >= PROGRESS_LOG_EVERY_S:
+                last_note = time.perf_counter()
+                self.log_file_only(self._progress_line(seen, sums, last_note - t0))
         bar.close()
         return {k: v / max(seen, 1) for k, v in sums.items()} | {"samples": seen * self.world}
 
@@ -750,7 +837,21 @@ class Trainer:
             m = r[split]
             parts.append(f"{split}: " + " ".join(f"{name} {format_value(k, m[k])}" for k, name in shown if k in m))
         parts.append(f"lr {r['lr']:.2e}  {r['time_s']:.1f}s  {r['samples_per_s']:.0f} samples/s")
+        left = self.cfg.epochs - r["epoch"]
+        if left > 0 and self.epoch_seconds and not (self.cfg.max_steps and self.step >= self.cfg.max_steps):
+            recent = self.epoch_seconds[-5:]
+            parts[-1] += f"  ETA {format_duration(left * sum(recent) / len(recent))}"
         return " | ".join(parts)
+
+    def _progress_line(self, seen: int, sums: dict, seconds: float) -> str:
+        """Within a long epoch (written to train.log every PROGRESS_LOG_EVERY_S seconds)."""
+        steps = len(self.train_loader)
+        done = min(seen // max(self.train_loader.batch_size or 1, 1), steps)
+        rate = seen / max(seconds, 1e-9)
+        eta = (steps - done) * seconds / max(done, 1)
+        return (f"epoch {self.epoch + 1:>3}/{self.cfg.epochs} step {done}/{steps} loss "
+                f"{sums.get('loss', 0.0) / max(seen, 1):.4f}  {rate * self.world:.0f} samples/s  "
+                f"epoch ETA {format_duration(eta)}")
 
     # -- run -----------------------------------------------------------------------------------
     def fit(self) -> dict:
@@ -799,6 +900,7 @@ class Trainer:
                 record["train"] = {k: v for k, v in train_stats.items() if k != "samples"}
                 record["time_s"] = time.perf_counter() - t0
                 record["samples_per_s"] = train_stats["samples"] / max(train_s, 1e-9)
+                self.epoch_seconds.append(record["time_s"])
                 if self.is_main:
                     self._end_epoch(record)
                 _barrier(self.world)
@@ -861,6 +963,26 @@ class Trainer:
         write_json(self.out_dir / "metrics.json", result)
         self._write_hparams(result)
         return result
+
+
+def resume_config(out_dir: str | os.PathLike, given: dict | None = None) -> TrainConfig:
+    """The config that continues the run in `out_dir`: the run's own settings (its config.json,
+    else the config inside checkpoints/last.pt) with `given` (what the command line sets) on
+    top. Nothing falls back to the defaults of a fresh run; a field added since the run was
+    started takes its default."""
+    folder = Path(out_dir)
+    given = dict(given or {})
+    if (folder / "config.json").is_file():
+        from maskdepth.io import read_json
+
+        saved = read_json(folder / "config.json")
+    elif (folder / "checkpoints" / "last.pt").is_file():
+        saved = load_checkpoint(folder / "checkpoints" / "last.pt", map_location="cpu").get("config") or {}
+    else:
+        raise MaskdepthError(f"resume: {folder} holds no run to continue (no config.json, no checkpoints/last.pt)")
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in saved.items() if k in names}
+    return TrainConfig.from_mapping({**values, **given, "out_dir": str(folder), "resume": True})
 
 
 def train(cfg: TrainConfig) -> dict:

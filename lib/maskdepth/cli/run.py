@@ -5,6 +5,9 @@ name also runs that stage when --stage is not given (`--data 1k` = `--stage 1k`)
 folder trains under `--stage` (default playground), whose gate it must pass. `-p NAME VALUE`
 sets any notebook parameter, which includes every `TrainConfig` field (`maskdepth train
 --help` lists them).
+
+`--resume RUN_DIR` continues a stage run that was interrupted (Ctrl-C, SIGTERM, SIGHUP: exit
+status 128 + the signal number, run.json status "interrupted"), failed or killed.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="run even without a passing run of the previous stage / on a CPU for 'full'")
     parser.add_argument("--timeout", type=int, default=None, help="per-cell execution timeout in seconds")
+    parser.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN_DIR",
+                        help="continue an interrupted or failed stage run (RUN_DIR, or --stage/--name under --out): "
+                             "skips the notebooks already done, continues training from checkpoints/last.pt, "
+                             "validates again; -p changes a parameter (e.g. -p epochs 20 trains longer)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     from maskdepth.errors import MaskdepthError
     from maskdepth.params import parse_value, read_params_file
-    from maskdepth.pipeline import NotebookFailed, run_single_notebook, run_stage
+    from maskdepth.pipeline import NotebookFailed, StageInterrupted, run_single_notebook, run_stage
     from maskdepth.stages import STAGES
 
     overrides = read_params_file(args.params_file) if args.params_file else {}
@@ -55,21 +62,63 @@ def run(args: argparse.Namespace) -> int:
         overrides["data"] = args.data
     stage = args.stage or (args.data if args.data in STAGES else "playground")
     root = Path(args.outputs) if args.outputs else None
+    resume = _resume_dir(args, stage, root) if args.resume is not None else None
+    if resume is not None:
+        stage = _stage_of(resume, args.stage)
     try:
         if args.notebook:
+            if resume is not None:
+                raise MaskdepthError("--resume continues a stage run; it does not go with --notebook")
             run_single_notebook(args.notebook, overrides, name=args.name, root=root, timeout=args.timeout or 7200)
             return 0
-        _check_training_parameters(stage, overrides)
+        if resume is None:
+            _check_training_parameters(stage, overrides)
         if stage == "full" and not _confirm_full_on_cpu(args.force):
             return 3
-        result = run_stage(stage, overrides, name=args.name, root=root, force=args.force,
-                           timeout=args.timeout or (4 * 3600 if stage == "full" else 1800))
+        result = run_stage(args.stage if resume is not None else stage, overrides, name=args.name, root=root,
+                           force=args.force, timeout=args.timeout or (4 * 3600 if stage == "full" else 1800),
+                           resume=resume)
     except NotebookFailed as exc:
         print(f"maskdepth run: FAILED: {exc}", file=sys.stderr)
         return 1
+    except StageInterrupted as exc:
+        import signal
+
+        print(f"maskdepth run: interrupted ({exc.signame}); run.json says where; continue with: "
+              f"maskdepth run --resume {exc.run_dir}", file=sys.stderr)
+        return 128 + int(getattr(signal, exc.signame, signal.SIGINT))
     except MaskdepthError:
         raise
     return 0 if result.status == "ok" else 1
+
+
+def _resume_dir(args: argparse.Namespace, stage: str, root):
+    """--resume RUN_DIR, or --resume with --name (and --stage, --out): the run folder to continue."""
+    from pathlib import Path
+
+    from maskdepth import runs
+    from maskdepth.errors import MaskdepthError
+
+    if args.resume:
+        if args.name:
+            raise MaskdepthError("--resume RUN_DIR names the run already; leave out --name")
+        return Path(args.resume)
+    if not args.name:
+        raise MaskdepthError("--resume needs the run: --resume RUN_DIR, or --stage STAGE --name NAME [--out ROOT]")
+    return (root or runs.outputs_root()) / stage / args.name
+
+
+def _stage_of(run_dir, asked: str | None) -> str:
+    from maskdepth.errors import MaskdepthError
+    from maskdepth.io import read_json
+
+    try:
+        stage = read_json(run_dir / "run.json").get("stage")
+    except (OSError, ValueError):
+        raise MaskdepthError(f"--resume {run_dir}: no readable run.json there (not the folder of a stage run)") from None
+    if asked and asked != stage:
+        raise MaskdepthError(f"--resume {run_dir}: that is a {stage} run, not {asked}")
+    return stage
 
 
 def _check_training_parameters(stage: str, overrides: dict) -> None:

@@ -1,5 +1,9 @@
 """`maskdepth train`: train on a stage or dataset folder. Every TrainConfig field is a flag.
 
+`--resume --out RUN` continues RUN with its own settings (RUN/config.json): a flag given with
+it changes that setting (e.g. `--epochs 30` extends the run), every other one keeps the run's
+value, never a default; the trainer says what changed.
+
 Scale-out: `torchrun --nproc_per_node=N -m maskdepth train --data 1k ...` (DDP).
 """
 
@@ -55,12 +59,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from maskdepth.errors import MaskdepthError
     from maskdepth.params import dataclass_values, read_params_file
     from maskdepth.stages import STAGES
-    from maskdepth.train import TrainConfig, train
+    from maskdepth.train import TrainConfig, resume_config, train
 
     values = read_params_file(args.params_file) if args.params_file else {}
     flags = dataclass_values(args, TrainConfig)
+    if flags.get("resume", values.get("resume")):
+        # Continue a run with its own settings (RUN/config.json); only what is given here changes.
+        out = flags.get("out_dir", values.get("out_dir"))
+        if not out:
+            raise MaskdepthError("--resume needs --out RUN: the run folder to continue")
+        train(resume_config(out, {**values, **flags}))
+        return 0
     stage = STAGES.get(str(flags.get("data", values.get("data", TrainConfig.data))))
     merged = {**(stage.train_defaults if stage else {}), **values, **flags}
     cfg = TrainConfig.from_mapping(merged)

@@ -278,9 +278,12 @@ def build_manifest(stage: str | Stage, seed: int = 0, spec: SourceSpec | None = 
 
 
 def manifests_dir() -> Path:
-    """`data_manifests/` of the checkout (or $MASKDEPTH_MANIFESTS)."""
+    """`$MASKDEPTH_MANIFESTS`, else `data_manifests/` of the checkout, else the copy an installed
+    package carries (`maskdepth.resources`)."""
+    from maskdepth.resources import resource_dir
+
     env = os.environ.get("MASKDEPTH_MANIFESTS")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "data_manifests"
+    return Path(env) if env else resource_dir("data_manifests")
 
 
 def read_data_spec(folder: Path | None = None) -> dict | None:
