@@ -37,7 +37,7 @@ class Stage:
 # The default recipe's model: the joint U-Net with a deep encoder (stride 32: at 64 px the
 # deepest feature sees the whole image) and a global-context branch. On the 1k stage (20-epoch
 # proxy, same data and budget) it beat the stride-8 joint model on every split: unseen IoU
-# 0.42 -> 0.53, ood scale-aligned delta1 0.32 -> 0.40, ood ordering 0.67 -> 0.78 (issue 14's note).
+# 0.42 -> 0.53, ood scale-aligned delta1 0.32 -> 0.40, ood ordering 0.65 -> 0.78 (issue 14 note).
 MODEL_KWARGS = {"num_stages": 5, "max_channels": 128, "context": True}
 
 STAGES: dict[str, Stage] = {
@@ -62,10 +62,11 @@ STAGES: dict[str, Stage] = {
         # with validation of three splits every epoch).
         train_defaults={"epochs": 45, "batch_size": 32, "lr": 3e-3, "model_kwargs": MODEL_KWARGS},
         # The open world (generator v3) is far harder than the old two-scene one: the gate asks
-        # what a promising idea shows on 1k today — masks on unseen and ood scenes, depth
-        # structure (scale-aligned delta1, one image does not fix the scale) and ordering on
-        # ood — and the recipe issue raises it as the numbers rise.
-        gate={"unseen.iou": 0.45, "ood.iou": 0.4, "ood.sa_delta1": 0.35, "ood.ordering": 0.7},
+        # what a promising idea shows on 1k today — masks on unseen and ood scenes and depth
+        # structure on ood (scale-aligned delta1: one image does not fix the scale). Ordering is
+        # reported but not gated here: on ~190 counted images it swings by +-0.1 between epochs
+        # (0.60-0.83 in the default run). The recipe issue raises the bar as the numbers rise.
+        gate={"unseen.iou": 0.45, "ood.iou": 0.4, "ood.sa_delta1": 0.35},
         requires="playground",
     ),
     "full": Stage(
