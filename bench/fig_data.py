@@ -5,7 +5,8 @@ manifest     generating the full stage's 400k-row manifest, and verifying it aga
 composition  `Composer.compose` on one core (numpy, no torch threads), over the full stage's
              train rows in a shuffled order as an epoch sees them, after a warm-up: nearly every
              row's object is ray-traced anew (generator v3 traces 3-D objects per placement);
-             also the 1k stage, whose rendered objects all fit the cache after the first epoch
+             then the same rows read from the packed object store (`data/objects.py`), and the
+             1k stage, whose rendered objects all fit the cache after the first epoch
 materialize  samples/s of writing packed arrays, where this maskdepth has the API
 """
 
@@ -59,7 +60,19 @@ def run(settings: Settings, workdir: Path) -> dict:
     start = time.perf_counter()
     full = build_dataset("full", "train", size=settings.size)
     open_s = time.perf_counter() - start
+    store = full.composer.store
+    full.composer.store = None  # first: every object traced anew, as without a store
     rate_full = composition_rate(full, settings.compose_samples, settings.repeats)
+    store_s = None
+    if store is None:  # `maskdepth data build --data full --objects` (or 01_create_data for full) makes it
+        from maskdepth.data.objects import ObjectStore, build_store
+
+        t0 = time.perf_counter()
+        build_store(full.source_set, "full", full.manifest)
+        store_s = time.perf_counter() - t0
+        store = ObjectStore.open(full.source_set, "full", full.manifest.sha256())
+    full.composer.store = store
+    rate_store = composition_rate(full, settings.compose_samples, settings.repeats)
     rate_1k = composition_rate(build_dataset("1k", "train", size=settings.size),
                                settings.compose_samples, settings.repeats)
     why_not = packed_unavailable()
@@ -72,6 +85,9 @@ def run(settings: Settings, workdir: Path) -> dict:
         ["composition, full stage, 1 core", fmt_rate(rate_full.median),
          f"shuffled rows, objects ray-traced per sample; 400k epoch = {fmt_seconds(epoch_one_core)} on 1 core, "
          f"{fmt_seconds(epoch_one_core / settings.threads)} on {settings.threads}"],
+        ["composition, full stage, 1 core, object store", fmt_rate(rate_store.median),
+         "shuffled rows, objects read from the packed store (traced once by `data build --objects`"
+         + (f", which took {fmt_seconds(store_s)} here)" if store_s is not None else ", built before)")],
         ["composition, 1k stage, 1 core", fmt_rate(rate_1k.median), "shuffled rows, rendered objects cached (epoch >= 2)"],
         ["materialize", fmt_rate(materialize["samples_per_s"]) if "samples_per_s" in materialize else "n/a",
          materialize.get("status", "")],
@@ -80,7 +96,9 @@ def run(settings: Settings, workdir: Path) -> dict:
         "manifest": {"rows": len(manifest), "generate_s": build_s, "generate_times_s": build_times,
                      "verify_s": verify_s, "verify": verify_note},
         "open_full_train_dataset_s": open_s,
-        "composition_samples_per_s_one_core": {"full": rate_full.to_dict(), "1k": rate_1k.to_dict()},
+        "composition_samples_per_s_one_core": {"full": rate_full.to_dict(), "full_object_store": rate_store.to_dict(),
+                                               "1k": rate_1k.to_dict()},
+        "object_store_build_s": store_s,
         "full_epoch_composition_s": {"one_core": epoch_one_core, "all_cores": epoch_one_core / settings.threads},
         "materialize": materialize,
         "table": table,

@@ -35,6 +35,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", help="cache folder (default $MASKDEPTH_CACHE or ~/.cache/maskdepth)")
     p.add_argument("--rebuild", action="store_true", help="render the sources again even if cached")
+    p.add_argument("--objects", action=argparse.BooleanOptionalAction, default=None,
+                   help="also trace every placement's object once into a packed store that composition reads "
+                        "(default: only for the full stage)")
     p = sub.add_parser("materialize", help="write a stage to disk: packed arrays or the seed's folder layout")
     _add_stage(p, "stage to write (required)")
     p.add_argument("--format", choices=("packed", "folders"), default="packed",
@@ -133,7 +136,7 @@ def _manifest(args) -> int:
 def _build(args) -> int:
     from maskdepth.data.build import prepare
 
-    r = prepare(args.stage, args.size, args.seed, args.cache_dir, rebuild=args.rebuild)
+    r = prepare(args.stage, args.size, args.seed, args.cache_dir, rebuild=args.rebuild, objects=args.objects)
     counts = ", ".join(f"{split} {n}" for split, n in r["counts"].items())
     src = r["sources"]
     print(f"stage {args.stage}: {sum(r['counts'].values())} samples ({counts}), "
@@ -142,6 +145,10 @@ def _build(args) -> int:
           f"{src['views']} views at {args.size}px")
     action = f"rendered {src['views_built']} views" if src["views_built"] else "found every view in the cache"
     print(f"{action} in {r['seconds']:.1f} s; storage {r['storage_bytes'] / 2**20:.1f} MiB in {src['folder']}")
+    if r["objects"]:
+        o = r["objects"]
+        print(f"objects: {o['objects']} placements {'traced' if o['built'] else 'found'} in {o['seconds']:.1f} s, "
+              f"{o['bytes'] / 2**20:.1f} MiB in {o['folder']}")
     if r["reference_match"] is not None:
         print("sources are byte-identical to the recorded reference" if r["reference_match"] else
               "WARNING: sources differ from the bytes recorded in data_manifests/spec.json "

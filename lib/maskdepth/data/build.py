@@ -16,8 +16,13 @@ from maskdepth.data.sources import SourceSpec, load_sources
 from maskdepth.stages import SPLITS
 
 
-def prepare(stage: str, size: int = 64, seed: int = 0, cache_dir=None, rebuild: bool = False) -> dict:
+def prepare(stage: str, size: int = 64, seed: int = 0, cache_dir=None, rebuild: bool = False,
+            objects: bool | None = None) -> dict:
     """Counts, manifest sha256, the views rendered or found in the cache, storage bytes, seconds.
+
+    `objects`: also trace every placement's object once into a packed store (`objects`), so
+    that composition reads instead of tracing; None = only for the full stage, whose 200k
+    placements are too many to keep in memory between epochs.
 
     `reference_match`: True when reference renders equal the bytes recorded in
     data_manifests/spec.json (seed 0, 64 px), False if they differ, None if no reference applies.
@@ -33,6 +38,11 @@ def prepare(stage: str, size: int = 64, seed: int = 0, cache_dir=None, rebuild: 
     sources.views(pairs[:, 0], pairs[:, 1])
     report = sources.report
     files = [sources.folder / f"b{b:04d}_p{p:03d}.npz" for b, p in pairs.tolist()]
+    store = None
+    if objects or (objects is None and stage == "full"):
+        from maskdepth.data.objects import build_store
+
+        store = build_store(sources, stage, manifest)
     return {
         "stage": stage,
         "size": size,
@@ -45,7 +55,8 @@ def prepare(stage: str, size: int = 64, seed: int = 0, cache_dir=None, rebuild: 
                     "n_backgrounds": len(sources.backgrounds), "n_foregrounds": len(sources.foregrounds),
                     "views": report["views"], "views_built": report["views_built"]},
         "reference_match": reference_match(size, seed),
-        "storage_bytes": sum(f.stat().st_size for f in files if f.is_file()),
+        "objects": store,
+        "storage_bytes": sum(f.stat().st_size for f in files if f.is_file()) + (store["bytes"] if store else 0),
         "seconds": round(time.perf_counter() - start, 3),
     }
 

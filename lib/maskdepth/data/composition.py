@@ -16,7 +16,8 @@ For a manifest row (bg, fg, placement, foot point (u, v), scale, flip) at workin
 * a flipped row is the horizontal mirror of the unflipped sample: image, bg, mask, depth.
 
 Rendered objects are kept in an LRU cache (a row and its flip share one), so every epoch
-after the first composes from memory.
+after the first composes from memory; a stage whose rows are too many for that (full) is
+traced once into a packed store on disk (`objects`), read back byte-identically.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from maskdepth.data.textures import hash_uniform
 OBJECT_CACHE_BYTES = 512 * 2**20
 YAW_HALF_TAN_MAX = 1.5  # object yaw about +-113 degrees
 SHADOW_STRENGTH = (0.25, 0.6)
+SHADOW_STEPS = 65535
 
 
 def object_pose(seed: int, bg, fg, placement):
@@ -46,8 +48,9 @@ def object_pose(seed: int, bg, fg, placement):
 class Composer:
     """Composes rows of a manifest (given as column arrays) at the sources' working size."""
 
-    def __init__(self, sources: Sources, bg, fg, placement, u, v, scale, flip):
+    def __init__(self, sources: Sources, bg, fg, placement, u, v, scale, flip, store=None):
         self.sources = sources
+        self.store = store  # an `objects.ObjectStore` of these rows' stage, or None (trace on the fly)
         self.size = sources.size
         spec = sources.spec
         self.bg = np.asarray(bg, dtype=np.int64)
@@ -89,6 +92,10 @@ class Composer:
     def object_layer(self, i: int) -> tuple[dict | None, tuple | None]:
         """Row i's rendered object (see `render_object`) and contact shadow (window, factor [h, w]),
         cached per (bg, fg, placement, pose): a row and its flip share them."""
+        if self.store is not None:
+            row = self.store.find(int(self.bg[i]), int(self.fg[i]), int(self.placement[i]))
+            if row >= 0:
+                return self.store.get(row)
         key = (int(self.bg[i]), int(self.fg[i]), int(self.placement[i]), self.u[i], self.v[i], self.scale[i])
         if key in self._objects:
             self._objects.move_to_end(key)
@@ -137,7 +144,8 @@ class Composer:
         r2 = (gx * gx + gz * gz) / (radius * radius)
         w = np.clip(1.0 - r2, 0.0, 1.0)
         dark = 1.0 - self.shadow[i] * w * w * ground[y0:y1, x0:x1]
-        return (y0, y1, x0, x1), dark.astype(np.float32)
+        # in steps of 1/SHADOW_STEPS, so that `objects` stores it exactly in 16 bits
+        return (y0, y1, x0, x1), (np.floor(dark * SHADOW_STEPS + 0.5).astype(np.float32) / np.float32(SHADOW_STEPS))
 
     def compose(self, i: int) -> dict[str, np.ndarray]:
         """Sample i as numpy arrays: image/bg float32 [3,S,S] in [0,1], mask {0,1} and depth (m) [1,S,S]."""

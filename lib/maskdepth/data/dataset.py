@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from maskdepth.data.composition import Composer
 from maskdepth.data.manifest import Manifest, load_manifest
+from maskdepth.data.objects import ObjectStore
 from maskdepth.data.sources import SourceSpec, check_size, load_sources
 from maskdepth.errors import MaskdepthError
 from maskdepth.stages import SPLITS, STAGES
@@ -42,6 +43,7 @@ class SyntheticDataset(Dataset):
             m.values("v", self.rows),
             m.values("scale", self.rows),
             m.values("flip", self.rows),
+            store=ObjectStore.open(self.source_set, manifest.stage, manifest.sha256()),
         )
         self.transform = build_augment() if augment is True else (augment or None)
 

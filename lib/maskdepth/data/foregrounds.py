@@ -276,7 +276,7 @@ def render_object(fg: Foreground, cam: Camera, pose, size: int, light) -> dict |
     Returns None when no part of it is in the image, else the window (y0, y1, x0, x1) and
     float32 arrays over it: depth (z-depth of the pixel-centre ray, inf where it misses),
     alpha (share of the 2 x 2 colour rays that hit) and rgb (their mean colour, premultiplied
-    by alpha, [3, h, w])."""
+    by alpha, in steps of 1/255, [3, h, w])."""
     y0, y1, x0, x1 = object_window(fg, cam, pose, size)
     if y0 >= y1 or x0 >= x1:
         return None
@@ -312,5 +312,7 @@ def render_object(fg: Foreground, cam: Camera, pose, size: int, light) -> dict |
         "window": (y0, y1, x0, x1),
         "depth": depth.astype(np.float32),
         "alpha": box_mean(alpha)[..., 0].astype(np.float32),
-        "rgb": np.ascontiguousarray(box_mean(sub_rgb).transpose(2, 0, 1)).astype(np.float32),
+        # premultiplied colour in steps of 1/255, as an 8-bit image holds it (and `objects` stores it)
+        "rgb": (np.floor(np.ascontiguousarray(box_mean(sub_rgb).transpose(2, 0, 1)) * 255.0 + 0.5)
+                .astype(np.float32) / np.float32(255.0)),
     }

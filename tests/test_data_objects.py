@@ -1,0 +1,43 @@
+"""The packed object store: traced once, read back byte-identically, used by the Dataset."""
+
+import shutil
+
+import numpy as np
+
+from maskdepth.cli import main
+from maskdepth.data import build_dataset
+from maskdepth.data.objects import ObjectStore, build_store
+
+
+def test_store_composes_byte_identical_samples_and_the_dataset_uses_it(capsys):
+    traced = {split: build_dataset("playground", split, size=32) for split in ("train", "ood")}
+    expected = {split: [ds.compose(i) for i in range(len(ds))] for split, ds in traced.items()}
+    ds = traced["train"]
+    assert ds.composer.store is None
+    report = build_store(ds.source_set, "playground", ds.manifest, workers=2)
+    try:
+        assert report["built"] and report["objects"] == 24  # 48 rows: each placement and its flip share one
+        assert not build_store(ds.source_set, "playground", ds.manifest)["built"]  # complete: kept
+        for split, samples in expected.items():
+            stored = build_dataset("playground", split, size=32)
+            assert isinstance(stored.composer.store, ObjectStore)
+            for i, want in enumerate(samples):
+                got = stored.compose(i)
+                for key in ("image", "bg", "mask", "depth"):
+                    assert got[key].tobytes() == want[key].tobytes(), (split, i, key)
+            assert not stored.composer._objects  # nothing was traced again
+        assert main(["data", "build", "--data", "playground", "--size", "32", "--objects"]) == 0
+        assert "objects: 24 placements found" in capsys.readouterr().out
+    finally:  # other tests trace playground objects themselves
+        shutil.rmtree(report["folder"])
+
+
+def test_an_incomplete_store_is_ignored(tmp_path):
+    ds = build_dataset("playground", "seen", size=32)
+    from maskdepth.data.objects import store_folder
+
+    folder = store_folder(ds.source_set, "playground", "0" * 64)
+    folder.mkdir(parents=True)
+    (folder / "keys.npy").write_bytes(b"half written")
+    assert ObjectStore.open(ds.source_set, "playground", "0" * 64) is None
+    assert np.isfinite(build_dataset("playground", "seen", size=32).compose(0)["depth"]).all()
