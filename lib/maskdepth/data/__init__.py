@@ -5,6 +5,7 @@ backgrounds / foregrounds   scene families with clutter (`render_view`), 3-D obj
 sources                     the spec, scene/object tables, views cached on disk by the spec hash
 manifest                    per-stage sample lists (placements, splits incl. ood) verified by sha256
 composition                 object traced into its view, contact shadow, exact labels, on the fly
+objects                     a stage's traced objects packed on disk (render once, compose many)
 dataset / transforms        torch Dataset (`build_dataset`, `model_input`), per-sample flips
 photometric / zoom          batched augmentation on the training device (labels untouched / kept metric)
 preview                     figures of samples and of every scene and object family"""
