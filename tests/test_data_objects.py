@@ -26,6 +26,14 @@ def test_store_composes_byte_identical_samples_and_the_dataset_uses_it(capsys):
                 for key in ("image", "bg", "mask", "depth"):
                     assert got[key].tobytes() == want[key].tobytes(), (split, i, key)
             assert not stored.composer._objects  # nothing was traced again
+        import pickle
+
+        clone = pickle.loads(pickle.dumps(stored.composer.store))  # as a spawned DataLoader worker gets it
+        assert isinstance(clone.depth, np.memmap)  # reopened, not copied
+        for row in range(len(clone.keys)):
+            (a, shadow_a), (b, shadow_b) = clone.get(row), stored.composer.store.get(row)
+            assert (a is None) == (b is None) and (a is None or a["depth"].tobytes() == b["depth"].tobytes())
+            assert (shadow_a is None) == (shadow_b is None)
         assert main(["data", "build", "--data", "playground", "--size", "32", "--objects"]) == 0
         assert "objects: 24 placements found" in capsys.readouterr().out
     finally:  # other tests trace playground objects themselves

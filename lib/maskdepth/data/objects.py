@@ -133,6 +133,12 @@ class ObjectStore:
         self.obj_off, self.shadow_off = _offsets(self.win), _offsets(self.shadow_win)
         self.depth, self.alpha, self.rgb, self.shade = load("depth"), load("alpha"), load("rgb"), load("shade")
 
+    def __getstate__(self) -> dict:  # DataLoader workers started by spawn reopen the maps, never copy them
+        return {"folder": str(self.folder), "n_fg": self.n_fg}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(Path(state["folder"]), state["n_fg"])
+
     @classmethod
     def open(cls, sources, stage: str, manifest_sha: str) -> ObjectStore | None:
         """The stage's store if a complete one exists, else None (compose by tracing)."""
