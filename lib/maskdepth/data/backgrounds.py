@@ -310,11 +310,14 @@ def trace(bg: Background, cam: Camera, u, v, light) -> tuple[np.ndarray, np.ndar
     rgb = np.zeros(shape + (3,))
     normal = [np.zeros(shape), np.zeros(shape), np.zeros(shape)]
 
-    def plane(axis_d, offset, index, n):
+    def plane(axis_d, offset, index, n, top=None):
+        """Hit the plane `offset` away along one axis (only below height `top`, when given)."""
         nonlocal t, surface, normal
         with np.errstate(divide="ignore", invalid="ignore"):
             tp = np.where(axis_d * np.sign(offset) > 0.0, offset / axis_d, np.inf)
         hit = (tp > 0.0) & (tp < t)
+        if top is not None:
+            hit = hit & (oy + np.where(np.isfinite(tp), tp, 0.0) * dy <= top)
         t = np.where(hit, tp, t)
         surface = np.where(hit, index, surface)
         normal = [np.where(hit, n[a], normal[a]) for a in range(3)]
@@ -332,15 +335,7 @@ def trace(bg: Background, cam: Camera, u, v, light) -> tuple[np.ndarray, np.ndar
     if walls:  # courtyard walls up to a height, sky above
         for index, (axis, at, n) in enumerate(((2, walls["back"], (0.0, 0.0, -1.0)), (0, walls["left"], (1.0, 0.0, 0.0)),
                                                 (0, walls["right"], (-1.0, 0.0, 0.0))), start=6):
-            d_axis = (dx, dy, dz)[axis]
-            o_axis = (ox, oy, oz)[axis]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                tp = np.where(d_axis * np.sign(at - o_axis) > 0.0, (at - o_axis) / d_axis, np.inf)
-            y = oy + np.where(np.isfinite(tp), tp, 0.0) * dy
-            hit = np.isfinite(tp) & (tp > 0.0) & (tp < t) & (y <= walls["height"])
-            t = np.where(hit, tp, t)
-            surface = np.where(hit, index, surface)
-            normal = [np.where(hit, n[a], normal[a]) for a in range(3)]
+            plane((dx, dy, dz)[axis], at - (ox, oy, oz)[axis], index, n, top=walls["height"])
     building = np.zeros(shape, dtype=np.int64)
     for k, row in enumerate(scene.get("rows", [])):
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -87,6 +87,17 @@ class Camera:
         yc = yi * self.cos_roll - xi * self.sin_roll
         return 0.5 + self.focal * xc, 0.5 + self.focal * yc, depth
 
+    def pixel_window(self, x, y, z, size: int, pad: int = 1) -> tuple[int, int, int, int]:
+        """(y0, y1, x0, x1): the pixels that hold the projection of world points (x, y, z), `pad`
+        pixels wider on every side and clipped to the image; the whole image when a point is
+        behind or almost at the camera (its projection is unbounded)."""
+        u, v, depth = self.project(x, y, z)
+        if (depth <= 0.05).any():
+            return 0, size, 0, size
+        x0, x1 = int(np.floor(u.min() * size)) - pad, int(np.ceil(u.max() * size)) + pad
+        y0, y1 = int(np.floor(v.min() * size)) - pad, int(np.ceil(v.max() * size)) + pad
+        return max(y0, 0), min(y1, size), max(x0, 0), min(x1, size)
+
     def ground_point(self, u, v):
         """World (x, z) and z-depth where the rays through (u, v) meet the ground (inf above the horizon)."""
         dx, dy, dz = self.rays(u, v)

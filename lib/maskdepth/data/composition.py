@@ -100,11 +100,12 @@ class Composer:
         if key in self._objects:
             self._objects.move_to_end(key)
             return self._objects[key]
-        x, z = self.foot(i)
-        pose = (x, z, float(self.sin_yaw[i]), float(self.cos_yaw[i]), float(self.scale[i]))
-        layer = render_object(self.sources.foregrounds[self.fg[i]], self.camera(i), pose, self.size, self.light(i))
+        cam, light = self.camera(i), self.light(i)
+        x, z, _ = cam.ground_point(self.u[i], self.v[i])
+        pose = (float(x), float(z), float(self.sin_yaw[i]), float(self.cos_yaw[i]), float(self.scale[i]))
+        layer = render_object(self.sources.foregrounds[self.fg[i]], cam, pose, self.size, light)
         slot = self._view_slot[i]
-        shadow = self._shadow(i, self._view_ground[slot], self._view_depth[slot])
+        shadow = self._shadow(i, cam, pose[:2], light, self._view_ground[slot], self._view_depth[slot])
         entry = (layer, shadow)
         nbytes = _nbytes(entry)
         self._objects[key] = entry
@@ -114,26 +115,21 @@ class Composer:
             self._object_bytes -= _nbytes(old)
         return entry
 
-    def _shadow(self, i: int, ground: np.ndarray, depth: np.ndarray) -> tuple | None:
+    def _shadow(self, i: int, cam: Camera, foot, light, ground: np.ndarray, depth: np.ndarray) -> tuple | None:
         """A soft disc of darkening on the ground around the foot, shifted away from the light:
         (window, factor float32 [h, w]) or None where it falls outside the image."""
         S = self.size
         fg = self.sources.foregrounds[self.fg[i]]
         scale = self.scale[i]
-        x, z = self.foot(i)
-        lx, ly, lz = self.light(i)
+        x, z = foot
+        lx, ly, lz = light
         reach = 0.25 * fg.height_m * scale / max(ly, 0.2)
         cx, cz = x - lx * reach, z - lz * reach
         radius = 0.55 * fg.width_m * scale + 0.1
-        cam = self.camera(i)
         corners_x = np.array([cx - radius, cx + radius, cx - radius, cx + radius])
         corners_z = np.array([cz - radius, cz - radius, cz + radius, cz + radius])
-        u, v, d = cam.project(corners_x, np.zeros(4), corners_z)
-        if (d <= 0.05).any():
-            y0, y1, x0, x1 = 0, S, 0, S
-        else:
-            x0, x1 = max(int(np.floor(u.min() * S)), 0), min(int(np.ceil(u.max() * S)) + 1, S)
-            y0, y1 = max(int(np.floor(v.min() * S)), 0), min(int(np.ceil(v.max() * S)) + 1, S)
+        # pixels outside the projected square are outside the disc: darkened by nothing
+        y0, y1, x0, x1 = cam.pixel_window(corners_x, np.zeros(4), corners_z, S)
         if x0 >= x1 or y0 >= y1:
             return None
         uc = (np.arange(x0, x1) + 0.5) / S

@@ -250,12 +250,7 @@ def object_window(fg: Foreground, cam: Camera, pose, size: int):
     corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
     wx = x + corners[:, 0] * cy + corners[:, 2] * sy
     wz = z - corners[:, 0] * sy + corners[:, 2] * cy
-    u, v, depth = cam.project(wx, corners[:, 1], wz)
-    if (depth <= 0.05).any():
-        return 0, size, 0, size
-    x0, x1 = int(np.floor(u.min() * size)) - 1, int(np.ceil(u.max() * size)) + 1
-    y0, y1 = int(np.floor(v.min() * size)) - 1, int(np.ceil(v.max() * size)) + 1
-    return max(y0, 0), min(y1, size), max(x0, 0), min(x1, size)
+    return cam.pixel_window(wx, corners[:, 1], wz, size)
 
 
 def _shade(fg: Foreground, hit, world_normal, light):
