@@ -2,8 +2,8 @@
 
 The one home of every metric: `CATALOGUE` says for each key its label, whether higher is
 better and its task; training's best-checkpoint choice, validation, reports, figures,
-the loss lab and the stage gates read it from here (`get_metric`, `is_better`,
-`markdown_table`, `parse_split_metric`).
+the loss lab, the run pages and the stage gates read it from here (`get_metric`, `is_better`,
+`markdown_table` / `html_table`, `parse_split_metric`).
 
 The meters keep *sums* (float64 tensors, on the device of the data they were given) and
 divide once at the end, so a dataset's IoU is TP / (TP + FP + FN) over all its pixels and
@@ -198,6 +198,56 @@ def markdown_table(rows: Sequence[tuple[str, Mapping | None]], keys: Iterable[st
             lines.append(f"| {name} | {notes[name]} |" + " |" * (len(keys) - 1))
         else:
             lines.append(f"| {name} | " + " | ".join(format_value(k, (m or {}).get(k)) for k in keys) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def html_table(rows: Sequence[tuple[str, Mapping | None]], keys: Iterable[str] = HEADLINE, *,
+               first: str = "split", notes: Mapping[str, str] | None = None, drop_empty_columns: bool = True,
+               mark_best: bool = False, links: Mapping[str, str] | None = None) -> str:
+    """`markdown_table` as an HTML <table> (the run and comparison pages of `maskdepth.runpage`).
+
+    Each column header carries its direction (↑ higher / ↓ lower is better) and, as its
+    tooltip, the catalogue's definition; cells carry `data-key` (the metric key). `mark_best`
+    puts each score column's best value in bold (when at least two rows have one); `links`
+    maps a row name to the href its name cell links to."""
+    from html import escape
+
+    keys = list(keys)
+    if drop_empty_columns:
+        keys = [k for k in keys if any(finite_or_none((m or {}).get(k)) is not None for _, m in rows)] or keys
+    best: dict[str, float] = {}
+    if mark_best:
+        for k in keys:
+            values = [v for _, m in rows if (v := finite_or_none((m or {}).get(k))) is not None]
+            direction = CATALOGUE[k].higher_is_better if k in CATALOGUE else None
+            if direction is not None and len(values) > 1:
+                best[k] = max(values) if direction else min(values)
+    head = [f"<th>{escape(first)}</th>"]
+    for k in keys:
+        metric = CATALOGUE.get(k)
+        arrow = {True: " ↑", False: " ↓"}.get(metric.higher_is_better, "") if metric else ""
+        tip = ""
+        if metric:
+            better = {True: "higher is better", False: "lower is better", None: "a count"}[metric.higher_is_better]
+            tip = f' title="{escape(f"{metric.description} ({better})")}"'
+        head.append(f'<th data-key="{escape(k)}"{tip}>{escape(label(k))}{arrow}</th>')
+    lines = ['<table class="metrics">', "<thead><tr>" + "".join(head) + "</tr></thead>", "<tbody>"]
+    for name, m in rows:
+        cell = escape(str(name))
+        if links and name in links:
+            cell = f'<a href="{escape(links[name])}">{cell}</a>'
+        cells = [f'<th scope="row">{cell}</th>']
+        if not m and notes and name in notes:
+            cells.append(f'<td class="note" colspan="{len(keys)}">{escape(notes[name])}</td>')
+        else:
+            for k in keys:
+                value = finite_or_none((m or {}).get(k))
+                text = escape(format_value(k, value))
+                if k in best and value is not None and value == best[k]:
+                    text = f"<b>{text}</b>"
+                cells.append(f'<td class="num" data-key="{escape(k)}">{text}</td>')
+        lines.append("<tr>" + "".join(cells) + "</tr>")
+    lines += ["</tbody>", "</table>"]
     return "\n".join(lines) + "\n"
 
 
@@ -439,6 +489,17 @@ def scale_aligned(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | No
     broken = (torch.isnan(p) & ok).reshape(p.shape[0], -1).any(1)
     scale = torch.where(broken, math.nan, scale)
     return p * scale.view(-1, *([1] * (p.dim() - 1)))
+
+
+def depth_scale_ratio(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """[B] float64: each image's median(pred) / median(gt) over its valid pixels, the prediction
+    clamped as the metrics clamp it: the depth-scale error that scale alignment removes (1: the
+    right scale; the inverse of `scale_aligned`'s factor). NaN for an image without valid pixels."""
+    _check_shapes(pred, gt, "depth-scale ratio (pred, gt)")
+    g = gt.detach().double()
+    ok = _valid_depth(g, valid)
+    p = pred.detach().double().clamp(DEPTH_MIN, DEPTH_MAX)
+    return _per_image_median(p, ok) / _per_image_median(g, ok)
 
 
 def ordering_terms(

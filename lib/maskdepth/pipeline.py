@@ -17,6 +17,9 @@ Long stages on machines that go away: SIGINT, SIGTERM or SIGHUP marks run.json "
 RUN_DIR` skips the notebooks already done, continues 02_train from checkpoints/last.pt and
 validates again. While a notebook trains, its per-epoch lines (RUN/train.log) are echoed on
 the console.
+
+Every run folder gets its page, RUN/index.html (`maskdepth.runpage`), when the stage ends, fails
+or is interrupted.
 """
 
 from __future__ import annotations
@@ -561,6 +564,7 @@ def _run_steps(stage, run_dir: Path, info: dict, params: dict, declared: dict, s
         info.update(status="interrupted", interrupted=where, end=_now(), seconds=seconds())
         write_json(run_dir / "run.json", info)
         write_summary(run_dir, info, None)
+        write_page(run_dir, log, render_notebooks=False)  # at once: a second signal may follow
         reached = f" after epoch {where['epoch']}" if where["epoch"] is not None else ""
         log(f"[{stage}] interrupted ({signame}) in {where['notebook']}{reached}; continue with: "
             f"maskdepth run --resume {run_dir}")
@@ -569,6 +573,7 @@ def _run_steps(stage, run_dir: Path, info: dict, params: dict, declared: dict, s
         info.update(status="failed", error=str(exc), end=_now(), seconds=seconds())
         write_json(run_dir / "run.json", info)
         write_summary(run_dir, info, None)
+        write_page(run_dir, log)
         raise
     metrics_path = run_dir / "metrics.json"
     metrics = read_json(metrics_path) if metrics_path.is_file() else {}
@@ -576,6 +581,7 @@ def _run_steps(stage, run_dir: Path, info: dict, params: dict, declared: dict, s
     info.update(status="ok", gate=gate, end=_now(), seconds=seconds())
     write_json(run_dir / "run.json", info)
     write_summary(run_dir, info, metrics)
+    write_page(run_dir, log)
     verdict = "PASSED" if gate["passed"] else "did not pass"
     checks = ", ".join(describe_check(c) for c in gate["checks"])
     log(f"[gate] {stage} run {run_dir.name} {verdict}: {checks}")
@@ -710,6 +716,20 @@ def _coerce_known(params: dict) -> None:
     for k, v in params.items():
         if k in defaults:
             params[k] = coerce(k, v, defaults[k])
+
+
+def write_page(run_dir: Path, log, *, render_notebooks: bool = True) -> Path | None:
+    """RUN/index.html (`maskdepth.runpage`); a page that cannot be written is said on the console,
+    never the run's failure."""
+    from maskdepth.runpage import write_run_page
+
+    try:
+        page = write_run_page(run_dir, render_notebooks=render_notebooks)
+    except Exception as exc:  # the run's own outcome stands whatever happens to its page
+        log(f"[page] could not write {run_dir / 'index.html'}: {type(exc).__name__}: {exc}")
+        return None
+    log(f"[page] {page}")
+    return page
 
 
 def write_summary(run_dir: Path, info: dict, metrics: dict | None) -> None:

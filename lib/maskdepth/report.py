@@ -1,4 +1,4 @@
-"""Compare runs: one row per run folder, as a markdown table, a JSON list and a PNG chart.
+"""Compare runs: one row per run folder, as a markdown table, a JSON list, PNG charts and a page.
 
 `report(paths)` accepts run folders and folders holding runs (e.g. outputs/1k) and reads
 each run's metrics.json (written when training ends), falling back to history.json and
@@ -6,6 +6,13 @@ config.json for a run that was interrupted. Metrics are shown as "seen / unseen 
 (the validation splits of `maskdepth.stages`; "–" where a run has no value, e.g. a run
 made before the ood split existed). Columns, labels and directions come from the metric
 catalogue (`maskdepth.metrics.HEADLINE`).
+
+Beside report.md / report.json / report.png (bars per metric), the report draws
+report_curves.png (each run's history.json: a panel per key metric, a line per run and
+split) and report_depth_scale.png (the depth-scale error: a histogram per split of each
+image's median(pred) / median(GT), from the predictions.npz that validation saved in
+RUN/validation/<split>/; a run without them is left out and named) and writes index.html,
+the comparison page (`maskdepth.runpage`) that shows them all.
 """
 
 from __future__ import annotations
@@ -20,7 +27,15 @@ import numpy as np
 from maskdepth import runs, viz
 from maskdepth.errors import MaskdepthError
 from maskdepth.io import read_json, write_json, write_text
-from maskdepth.metrics import HEADLINE, finite_or_none, format_value, get_metric, label, parse_split_metric
+from maskdepth.metrics import (
+    CURVE_KEYS,
+    HEADLINE,
+    finite_or_none,
+    format_value,
+    get_metric,
+    label,
+    parse_split_metric,
+)
 from maskdepth.metrics import markdown_table as metrics_table
 from maskdepth.stages import VAL_SPLITS
 
@@ -242,4 +257,133 @@ def report(paths, out_dir: str | os.PathLike | None = None, *, sort: str | None 
         write_json(result.files["json"], rows)
         title = f"{len(rows)} run{'s' if len(rows) != 1 else ''} · {out}"
         viz.save_figure(chart_figure(rows, title), result.files["png"])
+        write_comparison(result, out)
     return result
+
+
+def write_comparison(result: Report, out: Path) -> None:
+    """The curves, the depth-scale figure (each when some run has what it needs) and index.html."""
+    from maskdepth.runpage import write_comparison_page
+
+    names = _short_names([r["run"] for r in result.rows])
+    histories = {name: _history(Path(r["run"])) for name, r in zip(names, result.rows)}
+    if any(histories.values()):
+        result.files["curves"] = out / "report_curves.png"
+        viz.save_figure(curves_figure(histories, f"training curves · {out}"), result.files["curves"])
+    ratios = {name: scale_ratios(Path(r["run"])) for name, r in zip(names, result.rows)}
+    if any(ratios.values()):
+        result.files["depth_scale"] = out / "report_depth_scale.png"
+        viz.save_figure(depth_scale_figure(ratios, f"depth-scale error · {out}"), result.files["depth_scale"])
+    result.files["html"] = write_comparison_page(out, result.rows, names, result.files, ratios)
+
+
+def _history(run: Path) -> list[dict]:
+    """A run's epochs from history.json ([] when it has none or it cannot be read)."""
+    try:
+        return list(read_json(run / "history.json").get("epochs") or [])
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+# The panels of the overlaid curves: the training loss, the validation loss, then the catalogue's curve keys.
+CURVE_PANELS = (("train", "loss"), ("val", "loss"), *(("val", k) for k in CURVE_KEYS))
+
+
+def curves_figure(histories: dict[str, list[dict]], title: str = ""):
+    """Training curves of several runs overlaid: a panel per key metric (training loss, validation
+    loss, the catalogue's `CURVE_KEYS`), a colour per run, a line style per validation split
+    (seen solid, unseen dashed, ood dotted)."""
+    from matplotlib.lines import Line2D
+
+    panels = [(src, key) for src, key in CURVE_PANELS
+              if any(viz._series(epochs, s, key)[0] for epochs in histories.values()
+                     for s in (("train",) if src == "train" else VAL_SPLITS))]
+    per_line = 5
+    lines = max(1, math.ceil(len(panels) / per_line))
+    fig = viz.new_figure(viz.MAX_WIDTH_PX, 120 + 300 * lines)
+    colors = {name: f"C{i % 10}" for i, name in enumerate(histories)}
+    for k, (src, key) in enumerate(panels):
+        ax = fig.add_subplot(lines, per_line, k + 1)
+        for name, epochs in histories.items():
+            for split in ("train",) if src == "train" else VAL_SPLITS:
+                xs, ys = viz._series(epochs, split, key)
+                if xs:
+                    ax.plot(xs, ys, color=colors[name], linestyle=viz._SPLIT_STYLES.get(split, "-"), linewidth=1.2)
+        metric = get_metric(key)
+        better = "" if metric.higher_is_better is None else (" ↑" if metric.higher_is_better else " ↓")
+        ax.set_title(f"{'training' if src == 'train' else 'validation'} {label(key)}{better}", fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    handles = [Line2D([], [], color=colors[n], linewidth=2, label=_legend_name(n)) for n in histories]
+    handles += [Line2D([], [], color="black", linestyle=style, label=split) for split, style in viz._SPLIT_STYLES.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4), fontsize=8, frameon=False)
+    if title:
+        viz.set_title(fig, title)
+    legend_rows = math.ceil(len(handles) / 4)
+    fig.tight_layout(rect=(0, min(0.4, (18 * legend_rows + 10) / fig.get_figheight() / viz.DPI), 1, 0.95))
+    return fig
+
+
+def _legend_name(name: str, width: int = 48) -> str:
+    return name if len(name) <= width else "…" + name[-(width - 1):]
+
+
+def scale_ratios(run: Path) -> dict[str, np.ndarray]:
+    """{split: each image's median(pred) / median(GT) depth} from RUN/validation/<split>/predictions.npz
+    (`maskdepth.metrics.depth_scale_ratio`); splits without saved depth predictions are left out."""
+    import torch
+
+    from maskdepth.metrics import depth_scale_ratio
+
+    out = {}
+    for split in VAL_SPLITS:
+        path = run / "validation" / split / "predictions.npz"
+        if not path.is_file():
+            continue
+        try:
+            with np.load(path) as npz:
+                if "depth" not in npz.files or "gt_depth" not in npz.files:
+                    continue
+                pred, gt = npz["depth"], npz["gt_depth"]
+        except (OSError, ValueError):
+            continue
+        ratio = depth_scale_ratio(torch.from_numpy(pred), torch.from_numpy(gt)).numpy()
+        out[split] = ratio[np.isfinite(ratio)]
+    return out
+
+
+SCALE_RANGE = (1 / 16, 16)  # the histogram's x range; ratios outside are counted at its ends
+
+
+def depth_scale_figure(ratios: dict[str, dict[str, np.ndarray]], title: str = ""):
+    """A panel per validation split: per run a histogram of each image's median(pred) / median(GT)
+    (log scale; 1 is the right scale, 2 twice too far; heights are fractions of the run's images,
+    so runs validated on different numbers compare), its median in the legend."""
+    splits = [s for s in VAL_SPLITS if any(len(r.get(s, ())) for r in ratios.values())]
+    fig = viz.new_figure(viz.MAX_WIDTH_PX, 420)
+    bins = np.geomspace(*SCALE_RANGE, 33)
+    colors = {name: f"C{i % 10}" for i, name in enumerate(ratios)}
+    for k, split in enumerate(splits):
+        ax = fig.add_subplot(1, len(splits), k + 1)
+        for name, per_split in ratios.items():
+            v = per_split.get(split)
+            if v is None or not len(v):
+                continue
+            ax.hist(np.clip(v, bins[0], bins[-1]), bins=bins, weights=np.full(len(v), 1 / len(v)), histtype="step",
+                    linewidth=1.5, color=colors[name],
+                    label=f"{_legend_name(name, 32)}: median ×{np.median(v):.2f} (n={len(v)})")
+        ax.axvline(1.0, color="black", linewidth=1, linestyle="--")
+        ax.set_ylim(0, ax.get_ylim()[1] * (1.2 + 0.08 * len(ratios)))  # room for the legend above the bars
+        ax.set_xscale("log")
+        ax.set_xlim(*SCALE_RANGE)
+        ax.set_xticks([1 / 8, 1 / 4, 1 / 2, 1, 2, 4, 8], ["1/8", "1/4", "1/2", "1", "2", "4", "8"])
+        ax.set_title(f"{split}: median(pred) / median(GT) per image", fontsize=9)
+        ax.set_xlabel("depth-scale ratio (1: right scale)", fontsize=8)
+        ax.set_ylabel("fraction of the run's images", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7, loc="upper left")
+    if title:
+        viz.set_title(fig, title)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    return fig

@@ -2,7 +2,8 @@
 
 `--resume --out RUN` continues RUN with its own settings (RUN/config.json): a flag given with
 it changes that setting (e.g. `--epochs 30` extends the run), every other one keeps the run's
-value, never a default; the trainer says what changed.
+value, never a default; the trainer says what changed. When training ends, RUN/index.html
+(`maskdepth.runpage`) shows the run on one page.
 
 Scale-out: `torchrun --nproc_per_node=N -m maskdepth train --data 1k ...` (DDP).
 """
@@ -71,10 +72,27 @@ def run(args: argparse.Namespace) -> int:
         out = flags.get("out_dir", values.get("out_dir"))
         if not out:
             raise MaskdepthError("--resume needs --out RUN: the run folder to continue")
-        train(resume_config(out, {**values, **flags}))
+        cfg = resume_config(out, {**values, **flags})
+        train(cfg)
+        _write_page(cfg.out_dir)
         return 0
     stage = STAGES.get(str(flags.get("data", values.get("data", TrainConfig.data))))
     merged = {**(stage.train_defaults if stage else {}), **values, **flags}
     cfg = TrainConfig.from_mapping(merged)
-    train(cfg)
+    train(cfg)  # sets cfg.out_dir when it was left to the default
+    _write_page(cfg.out_dir)
     return 0
+
+
+def _write_page(run_dir: str) -> None:
+    """RUN/index.html (`maskdepth.runpage`), by the main process only; its failure is said, not raised."""
+    import os
+
+    if os.environ.get("RANK", "0") != "0" or not run_dir:
+        return
+    from maskdepth.runpage import write_run_page
+
+    try:
+        print(f"page: {write_run_page(run_dir)}")
+    except Exception as exc:  # the training is done whatever happens to its page
+        print(f"page: could not write {run_dir}/index.html: {type(exc).__name__}: {exc}")
