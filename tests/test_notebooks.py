@@ -29,6 +29,18 @@ def test_committed_notebooks_are_thin_and_clean(path):
     assert not any("def " in c.source or "class " in c.source for c in code), "no logic only in a notebook"
 
 
+@pytest.mark.slow
+def test_ablation_notebook(tmp_path):
+    small = {"size": 32, "batch_size": 8, "model_kwargs": {"base_channels": 4, "max_channels": 16}}
+    run = run_single_notebook("ablation", {"recipes": {"a": small, "b": {**small, "depth_loss": "l1_msgrad"}},
+                                           "data": "playground", "epochs": 1},
+                              name="abl", root=tmp_path, log=lambda _: None)
+    results = json.loads((run / "ablation.json").read_text())["results"]
+    assert set(results) == {"a", "b"} and all(0 <= r["ood"]["iou"] <= 1 for r in results.values())
+    assert "| b |" in (run / "ablation.md").read_text()
+
+
+@pytest.mark.slow
 def test_loss_lab_notebook(tmp_path):
     run = run_single_notebook("loss_lab", {"losses": ["l1", "silog"], "epochs": 1, "lr": 0.01},
                               name="lab", root=tmp_path, log=lambda _: None)
@@ -41,6 +53,7 @@ def test_loss_lab_notebook(tmp_path):
     assert any(o.get("output_type") == "display_data" for c in executed.cells for o in c.get("outputs", []))
 
 
+@pytest.mark.slow
 def test_playground_notebook(tmp_path):
     run = run_single_notebook("playground", {"epochs": 1}, name="pg", root=tmp_path, log=lambda _: None)
     assert (run / "train" / "checkpoints" / "best.pt").is_file()

@@ -17,7 +17,7 @@ from maskdepth.resources import PACKAGED, SHIPPED, shipped_files
 
 REPO = Path(__file__).resolve().parents[1]
 NEEDED = {"notebooks/00_setup.ipynb", "notebooks/01_create_data.ipynb", "notebooks/02_train.ipynb",
-          "notebooks/03_validate.ipynb", "notebooks/playground.ipynb", "notebooks/loss_lab.ipynb",
+          "notebooks/03_validate.ipynb", "notebooks/playground.ipynb", "notebooks/loss_lab.ipynb", "notebooks/ablation.ipynb",
           "data_manifests/spec.json", "data_manifests/playground.csv", "data_manifests/1k.csv",
           "data_manifests/README.md"}
 

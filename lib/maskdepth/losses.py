@@ -198,6 +198,54 @@ def silog_depth_loss(pred, gt, valid=None, lam: float = SILOG_LAMBDA):
     return torch.where(has, per_image, torch.zeros_like(per_image)).sum() / has.sum().clamp_min(1)
 
 
+def _shift_free_log_error(p, g, ok):
+    """Mean |e - median(e)| per image (e = t_pred - t_gt over the image's valid pixels),
+    averaged over images that have any: a shift in log depth is a global scale, so this is
+    the error left after the per-image median scaling that the scale-aligned metrics apply."""
+    e = torch.where(ok, p - g, torch.full_like(p, float("nan"))).flatten(1)
+    med = torch.nanmedian(e, dim=1, keepdim=True).values.detach()
+    dev = (e - med).abs()
+    flat_ok = ok.flatten(1)
+    n = flat_ok.sum(1)
+    per_image = torch.where(flat_ok, dev, torch.zeros_like(dev)).sum(1) / n.clamp_min(1)
+    has = n > 0
+    return torch.where(has, per_image, torch.zeros_like(per_image)).sum() / has.sum().clamp_min(1)
+
+
+def l1_ssi_depth_loss(pred, gt, valid=None):
+    """L1 on t (metric: learns the camera's scale where the image shows it) + the same L1
+    after removing each image's median log error (structure: what is left once the scale is
+    fixed, the quantity scale-aligned δ1 scores). One image does not always fix the scale;
+    the second term keeps the structure gradient from being drowned by scale errors."""
+    p, g, ok = _prepare_depth(pred, gt, valid, "l1_ssi depth loss")
+    return _masked_mean((p - g).abs(), ok) + _shift_free_log_error(p, g, ok)
+
+
+GRADIENT_SCALES = 4  # multi-scale gradient matching at strides 1, 2, 4, 8 (MiDaS uses 4)
+
+
+def _multiscale_gradient(p, g, ok):
+    total = p.new_zeros(())
+    for _ in range(GRADIENT_SCALES):
+        if min(p.shape[-2:]) < 2:
+            break
+        total = total + _gradient_terms(p, g, ok)
+        okf = ok.float()
+        weight = F.avg_pool2d(okf, 2)
+        p = F.avg_pool2d(p * okf, 2) / weight.clamp_min(1e-6)
+        g = F.avg_pool2d(g * okf, 2) / weight.clamp_min(1e-6)
+        ok = weight > 0.999
+    return total / GRADIENT_SCALES
+
+
+def l1_msgrad_depth_loss(pred, gt, valid=None):
+    """L1 on t + multi-scale gradient matching of t (Ranftl et al., MiDaS): the gradient of
+    the log-depth error is blind to scale, and its coarse scales see the layout (where the
+    floor recedes, where an object stands out of it) that one-pixel gradients miss."""
+    p, g, ok = _prepare_depth(pred, gt, valid, "l1_msgrad depth loss")
+    return _masked_mean((p - g).abs(), ok) + _multiscale_gradient(p, g, ok)
+
+
 MASK_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "bce": bce_mask_loss,
     "dice": dice_mask_loss,
@@ -212,6 +260,8 @@ DEPTH_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "gradient": gradient_depth_loss,
     "densedepth": densedepth_depth_loss,
     "silog": silog_depth_loss,
+    "l1_ssi": l1_ssi_depth_loss,
+    "l1_msgrad": l1_msgrad_depth_loss,
 }
 
 

@@ -65,7 +65,7 @@ STAGE_STEPS = [
     Step("02_train.ipynb", "02_train.ipynb"),
     *(Step("03_validate.ipynb", f"03_validate_{split}.ipynb", {"split": split}) for split in VAL_SPLITS),
 ]
-SINGLE_NOTEBOOKS = {"playground": "playground.ipynb", "loss_lab": "loss_lab.ipynb"}
+SINGLE_NOTEBOOKS = {"playground": "playground.ipynb", "loss_lab": "loss_lab.ipynb", "ablation": "ablation.ipynb"}
 
 
 def notebooks_dir() -> Path:

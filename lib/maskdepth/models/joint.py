@@ -14,7 +14,9 @@ costs about one single-task U-Net instead of two.
     decoder   from the deepest feature up: 1x1 conv+BN+ReLU down to the next level's width
               (cheap, at low resolution), bilinear x2, concatenate the skip, 3x3 conv+BN+ReLU
     heads     per task: 3x3 conv+BN+ReLU refinement at full resolution, 1x1 conv -> raw;
-              mask raw = logits, depth = depth_from_raw(raw)
+              mask raw = logits, depth = depth_from_raw(raw). With `mask_to_depth=True`
+              the depth head also sees sigmoid(mask logits) (the seed's untried idea: depth
+              conditioned on where the object is)
 
 H and W must be multiples of the encoder's total stride (2 ** num_stages for lean, 32 for resnet).
 """
@@ -60,9 +62,9 @@ class GlobalContext(nn.Module):
 class TaskHead(nn.Sequential):
     """Light per-task refinement at full resolution, then the raw 1-channel output."""
 
-    def __init__(self, channels: int, refine: bool):
-        layers = [ConvBNReLU(channels, channels, bias=False)] if refine else []
-        super().__init__(*layers, nn.Conv2d(channels, 1, kernel_size=1))
+    def __init__(self, channels: int, refine: bool, extra_in: int = 0):
+        layers = [ConvBNReLU(channels + extra_in, channels, bias=False)] if refine else []
+        super().__init__(*layers, nn.Conv2d(channels if refine else channels + extra_in, 1, kernel_size=1))
 
 
 class JointUNet(nn.Module):
@@ -76,6 +78,7 @@ class JointUNet(nn.Module):
         num_stages: int = 3,
         max_channels: int = 0,
         context: bool = False,
+        mask_to_depth: bool = False,
     ):
         super().__init__()
         if base_channels < 4:
@@ -101,7 +104,10 @@ class JointUNet(nn.Module):
         for skip in reversed(channels[:-1]):
             self.ups.append(UpFuse(deep, skip, skip))
             deep = skip
-        self.heads = nn.ModuleDict({task: TaskHead(channels[0], refine) for task in self.tasks})
+        self.mask_to_depth = mask_to_depth
+        self.heads = nn.ModuleDict({
+            task: TaskHead(channels[0], refine, extra_in=int(mask_to_depth and task == "depth")) for task in self.tasks
+        })
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         check_input(x, self.in_channels, self.size_multiple, "joint")
@@ -111,7 +117,12 @@ class JointUNet(nn.Module):
         y = feats[-1] if self.context is None else self.context(feats[-1])
         for up, skip in zip(self.ups, reversed(feats[:-1])):
             y = up(y, skip)
-        raw = torch.cat([self.heads[task](y) for task in self.tasks], dim=1)
+        if self.mask_to_depth:
+            mask_raw = self.heads["mask"](y)
+            depth_raw = self.heads["depth"](torch.cat([y, torch.sigmoid(mask_raw)], dim=1))
+            raw = torch.cat([{"mask": mask_raw, "depth": depth_raw}[task] for task in self.tasks], dim=1)
+        else:
+            raw = torch.cat([self.heads[task](y) for task in self.tasks], dim=1)
         return task_outputs(raw, self.tasks)
 
 
@@ -126,8 +137,9 @@ def joint(
     num_stages: int = 3,
     max_channels: int = 0,
     context: bool = False,
+    mask_to_depth: bool = False,
 ) -> nn.Module:
     return JointUNet(
         in_channels, encoder=encoder, base_channels=base_channels, refine=refine, weights=weights,
-        num_stages=num_stages, max_channels=max_channels, context=context,
+        num_stages=num_stages, max_channels=max_channels, context=context, mask_to_depth=mask_to_depth,
     )

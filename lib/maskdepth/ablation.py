@@ -1,0 +1,101 @@
+"""The recipe ablation: train a list of recipes on one stage and rank them on seen / unseen / ood.
+
+A recipe is a name and a few `TrainConfig` overrides on top of the stage's training defaults
+(`maskdepth.stages`), so every row differs from the default only by what it names. Each
+recipe trains into `out_dir/<name>/` (a finished recipe is read back, an interrupted one
+resumes), and the results land in `ablation.json` and one markdown table, `ablation.md`:
+mask IoU, metric and scale-aligned δ1 and ordering on each validation split, and seconds
+per epoch. The 20-epoch proxy on the 1k stage ranks recipes the way the 45-epoch stage run
+does (docs/recipes.md); run the winner as the stage itself before making it the default.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from maskdepth.errors import MaskdepthError
+from maskdepth.io import write_json, write_text
+from maskdepth.metrics import format_value, label
+from maskdepth.stages import VAL_SPLITS, get_stage
+
+# What each row reports, per validation split (labels and formats: maskdepth.metrics).
+COLUMNS = ("iou", "delta1", "sa_delta1", "ordering")
+
+# The recipes measured for the recipe issue; `maskdepth run --notebook ablation` runs these
+# unless told otherwise. Each value is a set of TrainConfig overrides.
+DEFAULT_RECIPES: dict[str, dict] = {
+    "default": {},
+    "l1_ssi": {"depth_loss": "l1_ssi"},
+    "l1_msgrad": {"depth_loss": "l1_msgrad"},
+    "mask_to_depth": {"model_kwargs": {"mask_to_depth": True}},
+    "bg_fg_bg": {"input_mode": "bg_fg_bg"},
+}
+
+
+def recipe_config(name: str, overrides: dict, out_dir: Path, *, data: str, epochs: int, seed: int):
+    """The stage's training defaults, then `overrides` (model_kwargs merged key by key)."""
+    from maskdepth.train import TrainConfig
+
+    defaults = dict(get_stage(data).train_defaults)
+    overrides = dict(overrides)
+    model_kwargs = {**defaults.pop("model_kwargs", {}), **overrides.pop("model_kwargs", {})}
+    mapping = {**defaults, "data": data, "epochs": epochs, "seed": seed, "model_kwargs": model_kwargs,
+               "out_dir": str(out_dir / name), "grid_every": 0, "tensorboard": False, "progress_bar": False,
+               **overrides}
+    try:
+        return TrainConfig.from_mapping(mapping)
+    except (TypeError, ValueError, MaskdepthError) as error:
+        raise MaskdepthError(f"recipe {name!r}: {error}") from None
+
+
+def _finished(run: Path, epochs: int) -> dict | None:
+    metrics = run / "metrics.json"
+    if not metrics.is_file():
+        return None
+    record = json.loads(metrics.read_text())
+    return record if record.get("epochs") == epochs else None
+
+
+def run_ablation(recipes: dict[str, dict] | None, out_dir, *, data: str = "1k", epochs: int = 20,
+                 seed: int = 0) -> dict:
+    """Train every recipe (skipping finished ones); returns {"results", "table"}."""
+    from maskdepth.train import train
+
+    recipes = dict(DEFAULT_RECIPES if recipes is None else recipes)
+    if not recipes:
+        raise MaskdepthError("recipes: give at least one recipe (name -> TrainConfig overrides)")
+    out_dir = Path(out_dir)
+    configs = {name: recipe_config(name, o, out_dir, data=data, epochs=epochs, seed=seed) for name, o in recipes.items()}
+    results: dict[str, dict] = {}
+    for name, cfg in configs.items():
+        run = Path(cfg.out_dir)
+        metrics = _finished(run, epochs)
+        if metrics is None:
+            cfg.resume = (run / "checkpoints" / "last.pt").is_file()
+            metrics = train(cfg)
+        results[name] = summarise(recipes[name], metrics)
+        write_json(out_dir / "ablation.json", {"data": data, "epochs": epochs, "seed": seed, "results": results})
+    table = results_table(results)
+    write_text(out_dir / "ablation.md", table + "\n")
+    return {"results": results, "table": table}
+
+
+def summarise(overrides: dict, metrics: dict) -> dict:
+    """The numbers a row shows: COLUMNS per split, time per epoch, the overrides."""
+    row = {"overrides": overrides, "epochs": metrics.get("epochs"), "best_epoch": metrics.get("best_epoch"),
+           "s_per_epoch": (metrics.get("train_time_s") or 0) / max(1, metrics.get("epochs") or 1)}
+    for split in VAL_SPLITS:
+        row[split] = {k: (metrics.get(split) or {}).get(k) for k in COLUMNS}
+    return row
+
+
+def results_table(results: dict) -> str:
+    """One row per recipe; each metric cell reads seen / unseen / ood."""
+    splits = " / ".join(VAL_SPLITS)
+    head = ["recipe", *(f"{label(k)} ({splits})" for k in COLUMNS), "s / epoch"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for name, row in results.items():
+        cells = [" / ".join(format_value(k, row[s].get(k)) for s in VAL_SPLITS) for k in COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['s_per_epoch']:.1f} |")
+    return "\n".join(lines)
