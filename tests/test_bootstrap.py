@@ -105,6 +105,7 @@ def _colab_like_runtime(tmp_path: Path) -> tuple[Path, dict]:
     return python, env
 
 
+@pytest.mark.slow
 def test_setup_notebook_makes_maskdepth_importable_in_a_fresh_runtime_without_a_restart(tmp_path, monkeypatch):
     """Colab simulated: the working folder is outside the repo (the clone is a sub-folder), the
     runtime has torch but not maskdepth; 00_setup runs in one pass, then the same kernel imports

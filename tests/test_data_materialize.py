@@ -74,6 +74,20 @@ def test_folders_layout_is_the_seed_layout(folders_dir):
         assert np.abs(got["image"].numpy() - want["image"]).mean() < 0.02  # JPEG, as the seed
 
 
+def test_describe_dataset_dir_reports_the_depth_units_the_writers_store(packed_dir, tmp_path):
+    """01_create_data printed `depth None` for every folder: the writers store dataset.json's
+    depth {"units": ...}, the report read a key "depth_units" that no writer writes."""
+    from maskdepth.data.build import describe_dataset_dir
+    from maskdepth.data.datadir import write_dataset_json
+
+    report = describe_dataset_dir(packed_dir)
+    assert report["depth_units"] == "metres" and report["counts"]["train"] == 24 and report["size"] == SIZE
+    other = tmp_path / "teacher"
+    other.mkdir()
+    write_dataset_json(other, {"layout": "packed", "size": SIZE, "counts": {}, "depth": {"units": "teacher"}})
+    assert describe_dataset_dir(other)["depth_units"] == "teacher"
+
+
 KILL_SCRIPT = """
 import os, signal, sys
 import maskdepth.data.materialize as mat

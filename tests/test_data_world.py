@@ -91,6 +91,93 @@ def test_ground_pixels_of_a_view_have_the_analytic_ground_depth():
         np.testing.assert_array_equal(view["depth"][ground], np.float32(cam.height / -dy[ground]))
 
 
+def _surface_distances(bg, cam, x, y, z) -> dict[str, np.ndarray]:
+    """Distance from world points to every surface of scene `bg`, written from the scene's
+    description (`Background.scene`), not from `trace`: the floor y = 0; indoors the ceiling
+    (raised above a camera that would reach it), back, left, right and front walls; courtyard
+    walls up to their height; facade rows (a plane z = row z, each building up to its height);
+    the clutter solids (box faces, ellipsoid shell, frustum side and caps)."""
+    s = bg.scene
+    out = {"floor": np.abs(y)}
+    if s["indoor"]:
+        out.update({"ceiling": np.abs(y - max(s["ceiling"], cam.height + 0.3)), "wall back": np.abs(z - s["back"]),
+                    "wall left": np.abs(x - s["left"]), "wall right": np.abs(x - s["right"]),
+                    "wall front": np.abs(z + 1.5)})
+    walls = s.get("walls")
+    if walls:
+        above = np.where(y > walls["height"], np.inf, 0.0)
+        out.update({"wall back": np.abs(z - walls["back"]) + above, "wall left": np.abs(x - walls["left"]) + above,
+                    "wall right": np.abs(x - walls["right"]) + above})
+    for k, row in enumerate(s.get("rows", [])):
+        building = np.clip(np.searchsorted(row["edges"], x) - 1, 0, len(row["heights"]) - 1)
+        off = np.where((y >= 0.0) & (y <= row["heights"][building]), 0.0, np.inf)
+        out[f"row {k}"] = np.abs(z - row["z"]) + off
+    p = np.stack([x, y, z])
+    for prim in s["clutter"]:
+        c = np.asarray(prim.centre, dtype=np.float64).reshape(3, 1, 1)
+        size = np.asarray(prim.size, dtype=np.float64)
+        if prim.kind == "box":
+            q = np.abs(p - c) - size.reshape(3, 1, 1)  # <= 0 along every axis inside
+            d = np.sqrt((np.maximum(q, 0.0) ** 2).sum(0)) + np.maximum(-q.max(0), 0.0)
+        elif prim.kind == "ellipsoid":
+            d = np.abs(np.sqrt((((p - c) / size.reshape(3, 1, 1)) ** 2).sum(0)) - 1.0) * size.min()
+        else:
+            a, (b1, b2) = prim.axis, {0: (1, 2), 1: (0, 2), 2: (0, 1)}[prim.axis]
+            r0, length, r1 = prim.size
+            h = p[a] - prim.centre[a]
+            radial = np.hypot(p[b1] - prim.centre[b1], p[b2] - prim.centre[b2])
+            side = (np.abs(radial - (r0 + (r1 - r0) * np.clip(h, 0.0, length) / length))
+                    + np.maximum(-h, 0.0) + np.maximum(h - length, 0.0))
+            base = np.abs(h) + np.maximum(radial - r0, 0.0)
+            top = np.abs(h - length) + np.maximum(radial - r1, 0.0)
+            d = np.minimum(side, np.minimum(base, top))
+        out[f"clutter {prim.kind}"] = np.minimum(out.get(f"clutter {prim.kind}", np.inf), d)
+    return out
+
+
+def test_every_background_pixel_back_projects_onto_a_scene_surface_or_reads_the_far_cap():
+    """Not one floor pixel: every pixel of two views of one scene of each family (indoor and
+    outdoor terraces, the ood cameras included) is back-projected with its depth label (z-depth
+    along the pixel's ray) and must lie on a surface of the scene's geometry, or read the far
+    cap DEPTH_MAX; a far pixel is one whose ray meets no floor before DEPTH_MAX, and closed
+    (indoor) scenes have none."""
+    from maskdepth.data.sources import scene_table, view_camera
+    from maskdepth.depth import DEPTH_MAX
+
+    spec = SourceSpec()
+    first: dict[tuple[str, str], int] = {}
+    for scene in scene_table(spec):
+        first.setdefault((scene.family, scene.kind), scene.id)
+    assert {family for family, _ in first} == {"room", "corridor", "hall", "street", "open", "courtyard", "terrace"}
+    size = 40
+    u, v = _grid(size)
+    surfaces_seen: set[str] = set()
+    for (family, kind), bg_id in sorted(first.items()):
+        bg = scene_table(spec)[bg_id]
+        for placement in (0, 3):
+            cam = view_camera(spec, bg_id, placement)
+            view = render_one_view(spec, bg_id, placement, size)
+            depth = view["depth"].astype(np.float64)
+            dx, dy, dz = cam.rays(u, v)
+            x, y, z = cam.x + depth * dx, cam.height + depth * dy, depth * dz
+            distances = _surface_distances(bg, cam, x, y, z)
+            names = list(distances)
+            stacked = np.stack([distances[n] for n in names])
+            nearest = stacked.min(0)
+            far = view["depth"] == np.float32(DEPTH_MAX)
+            where = f"bg {bg_id} ({family}, {kind}) placement {placement}"
+            off = ~far & (nearest > 1e-6 * depth)  # float32 labels: about 1e-7 relative
+            assert not off.any(), f"{where}: {off.sum()} pixels off every surface, worst {nearest[off].max():.3g} m"
+            with np.errstate(divide="ignore"):
+                floor_t = np.where(dy < 0.0, cam.height / -dy, np.inf)
+            assert (floor_t[far] >= DEPTH_MAX * (1 - 1e-6)).all(), f"{where}: a far pixel whose ray meets the floor"
+            assert not (kind == "indoor" and far.any()), f"{where}: a closed scene with far pixels"
+            assert (distances["floor"][view["ground"]] <= 1e-6 * depth[view["ground"]]).all(), where
+            surfaces_seen |= {names[i].split(" ")[0] if not names[i].startswith("clutter") else names[i]
+                              for i in np.unique(stacked.argmin(0)[~far])}
+    assert {"floor", "ceiling", "wall", "row", "clutter box", "clutter ellipsoid", "clutter cylinder"} <= surfaces_seen
+
+
 def test_same_seed_same_bytes_different_seed_different_and_the_recorded_reference():
     a = render_sample(SourceSpec(), 5, 7, 3, 32)
     b = render_sample(SourceSpec(), 5, 7, 3, 32)

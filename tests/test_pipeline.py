@@ -68,6 +68,7 @@ def test_unknown_parameter_is_an_error(tmp_path):
     assert main(["run", "--stage", "playground", "-p", "epochz", "3", "--outputs", str(tmp_path)]) == 2
 
 
+@pytest.mark.slow
 def test_failing_cell_stops_the_stage_and_keeps_the_notebook(tmp_path, capsys):
     rc = main(["run", "--stage", "playground", "-p", "model", "no_such_model", "-p", "epochs", "1",
                "--outputs", str(tmp_path), "--name", "broken"])
@@ -161,6 +162,88 @@ def test_evaluate_gate_at_the_boundary_skips_empty_splits_and_caps_lower_is_bett
     assert not evaluate_gate("1k", {"ood": {"sa_abs_rel": 0.21}})["passed"]
 
 
+def _just_past(stage: str, key: str, threshold: float) -> float:
+    """The nearest float on the failing side of a threshold (below a minimum, above a maximum)."""
+    import math
+
+    from maskdepth.metrics import higher_is_better
+
+    return math.nextafter(threshold, -math.inf if higher_is_better(key.partition(".")[2]) else math.inf)
+
+
+@pytest.mark.parametrize("stage", ["playground", "1k", "full"])
+def test_every_gate_threshold_passes_at_the_boundary_and_fails_just_past_it(stage):
+    gate = get_stage(stage).gate
+    at = _nested(dict(gate))
+    result = evaluate_gate(stage, at)
+    assert result["passed"] and all(c["value"] == gate[c["metric"]] for c in result["checks"])
+    for key, threshold in gate.items():
+        split, _, name = key.partition(".")
+        past = evaluate_gate(stage, {**at, split: {**at[split], name: _just_past(stage, key, threshold)}})
+        assert not past["passed"], key
+        assert [c["metric"] for c in past["checks"] if not c["ok"]] == [key]
+
+
+def _stage_run(root, name: str, monkeypatch, *, metrics: dict | None = None, params: dict | None = None) -> None:
+    """A playground run made by `run_stage` itself, so its run.json is the one the pipeline writes;
+    only the notebooks are stubbed: 02_train writes `metrics` as metrics.json, or fails (None)."""
+    import maskdepth.pipeline as pipeline
+    from maskdepth.io import write_json
+
+    def execute(nb_in, nb_out, parameters, timeout, cwd=None):
+        if nb_in.name == "02_train.ipynb":
+            if metrics is None:
+                raise pipeline.NotebookFailed(nb_in.name, 5, "RuntimeError", "diverged", nb_out)
+            write_json(root / "playground" / name / "metrics.json", metrics)
+        return 0.01
+
+    monkeypatch.setattr(pipeline, "execute", execute)
+    if metrics is None:
+        with pytest.raises(MaskdepthError, match="02_train.ipynb failed"):
+            run_stage("playground", dict(params or {}), name=name, root=root, log=lambda _: None)
+    else:
+        run_stage("playground", dict(params or {}), name=name, root=root, log=lambda _: None)
+
+
+def test_gate_decision_names_exactly_the_passing_run_with_the_same_settings(tmp_path, monkeypatch):
+    """Real run.json files (written by run_stage, notebooks stubbed) under outputs/playground: a
+    failed run, a run whose seen IoU is just below its threshold, a passing run with another
+    model, and one passing match (every metric exactly at its threshold). The decoys sort after
+    the match, so the newest-first search meets them first; the decision names the match alone."""
+    gate = get_stage("playground").gate
+    at = {**_nested(dict(gate)), "n_samples": {"seen": 8, "unseen": 8, "ood": 8}}
+    below = {**at, "seen": {**at["seen"], "iou": _just_past("playground", "seen.iou", gate["seen.iou"])}}
+    other = {"model_kwargs": {"base_channels": 8}}
+    _stage_run(tmp_path, "20260101-000000-match", monkeypatch, metrics=at)
+    _stage_run(tmp_path, "20260101-000001-failed", monkeypatch, metrics=None)
+    _stage_run(tmp_path, "20260101-000002-below", monkeypatch, metrics=below)
+    _stage_run(tmp_path, "20260101-000003-other", monkeypatch, metrics=at, params=other)
+
+    runs = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "playground").glob("*/run.json")}
+    assert {k: (v["status"], v.get("gate", {}).get("passed")) for k, v in runs.items()} == {
+        "20260101-000000-match": ("ok", True), "20260101-000001-failed": ("failed", None),
+        "20260101-000002-below": ("ok", False), "20260101-000003-other": ("ok", True)}
+    assert [c["metric"] for c in runs["20260101-000002-below"]["gate"]["checks"] if not c["ok"]] == ["seen.iou"]
+
+    decision = check_prerequisite("1k", stage_defaults("1k"), tmp_path, force=False)
+    match = tmp_path / "playground" / "20260101-000000-match"
+    assert decision["run"] == str(match)
+    assert decision["decision"] == "go: playground run 20260101-000000-match passed with the same settings"
+    other_decision = check_prerequisite("1k", {**stage_defaults("1k"), **other}, tmp_path, force=False)
+    assert other_decision["run"] == str(tmp_path / "playground" / "20260101-000003-other")
+    # Without the match, the failed run, the run just below and the other idea are no go ...
+    (match / "run.json").unlink()
+    with pytest.raises(MaskdepthError, match="needs a playground run that passed its gate"):
+        check_prerequisite("1k", stage_defaults("1k"), tmp_path, force=False)
+    # ... even a failed run that carries a passing gate (the status decides, not the gate alone).
+    failed_json = tmp_path / "playground" / "20260101-000001-failed" / "run.json"
+    failed = json.loads(failed_json.read_text())
+    assert (failed["notebooks"][-1]["notebook"], failed["notebooks"][-1]["status"]) == ("02_train.ipynb", "failed")
+    failed_json.write_text(json.dumps({**failed, "gate": runs["20260101-000000-match"]["gate"]}))
+    with pytest.raises(MaskdepthError, match="needs a playground run that passed its gate"):
+        check_prerequisite("1k", stage_defaults("1k"), tmp_path, force=False)
+
+
 def test_full_stage_on_cpu_needs_force(tmp_path, capsys, monkeypatch):
     import torch
 
@@ -178,6 +261,7 @@ def test_params_file_and_stage_defaults(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_stage_runs_on_a_dataset_folder(tmp_path):
     from maskdepth.data.materialize import materialize
 
@@ -230,6 +314,7 @@ def test_log_tail_throttles_epoch_lines_and_waits_for_whole_lines(tmp_path):
 SLOW_EPOCHS = ["-p", "epochs", "30", "-p", "size", "32", "-p", "model_kwargs", '{"base_channels": 8}']
 
 
+@pytest.mark.slow
 def test_sigterm_marks_the_stage_interrupted_and_resume_reaches_the_uninterrupted_weights(tmp_path):
     """SIGTERM during 02_train: run.json says interrupted (notebook, epoch, signal), the kernel stops;
     `maskdepth run --resume RUN_DIR` skips 00/01, continues training from last.pt, validates, and

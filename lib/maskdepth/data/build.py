@@ -75,7 +75,7 @@ def describe_dataset_dir(path) -> dict:
         "size": meta.get("size"),
         "counts": meta.get("counts", {}),
         "source": meta.get("source"),
-        "depth_units": meta.get("depth_units", meta.get("units")),
+        "depth_units": (meta.get("depth") or {}).get("units"),  # dataset.json: depth {"units", ...}
         "storage_bytes": storage,
         "seconds": round(time.perf_counter() - start, 3),
     }
