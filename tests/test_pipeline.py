@@ -9,13 +9,9 @@ import pytest
 
 from maskdepth.cli import main
 from maskdepth.errors import MaskdepthError
-from maskdepth.pipeline import (
-    check_prerequisite,
-    evaluate_gate,
-    run_stage,
-    stage_defaults,
-)
-from maskdepth.stages import get_stage
+from maskdepth.gate import check_prerequisite, describe_check, evaluate_gate
+from maskdepth.pipeline import run_stage
+from maskdepth.stages import get_stage, stage_defaults
 
 FAST = {"epochs": 1, "size": 32, "n_samples": 4}
 
@@ -149,7 +145,6 @@ def test_evaluate_gate_at_the_boundary_skips_empty_splits_and_caps_lower_is_bett
     skipped = evaluate_gate("1k", {**base, "ood": {}, "n_samples": {"seen": 5, "unseen": 5, "ood": 0}})
     ood_checks = [c for c in skipped["checks"] if c["metric"].startswith("ood.")]
     assert skipped["passed"] and ood_checks and all(c["skipped"] == "no ood samples" for c in ood_checks)
-    from maskdepth.pipeline import describe_check
 
     assert describe_check(next(c for c in ood_checks if c["metric"] == "ood.iou")) == "ood.iou skipped (no ood samples)"
     unseen = next(c for c in skipped["checks"] if c["metric"] == "unseen.iou")

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
-from maskdepth.device import describe
+from maskdepth.device import cpu_has_fast_bf16, describe
 
 
 def detect_platform() -> str:
@@ -88,16 +89,41 @@ def use_outputs(folder: str | os.PathLike = DRIVE_OUTPUTS) -> Path:
     return folder
 
 
+def git_commit() -> str | None:
+    """The checkout's commit (None outside a git checkout): which code made a run."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_versions() -> dict:
+    """Versions of the packages a run's numbers depend on (None: not installed)."""
+    from importlib import metadata
+
+    names = ["maskdepth", "torch", "torchvision", "numpy", "pillow", "papermill", "matplotlib", "tensorboard",
+             "torchmetrics"]
+    out = {}
+    for n in names:
+        try:
+            out[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            out[n] = None
+    return out
+
+
+def device_summary() -> dict:
+    """The device report with whether this CPU has native bf16 (the trainer's AMP choice)."""
+    return {**describe(), "cpu_native_bf16": cpu_has_fast_bf16()}
+
+
 def environment_report(run_dir: str | os.PathLike | None = None) -> dict:
     """Versions, hardware, data location and free disk; written to RUN/setup.json when run_dir is given."""
-    import importlib.metadata as md
-
     report = {"platform": detect_platform(), **describe()}
-    for pkg in ("maskdepth", "torchvision", "papermill", "numpy"):
-        try:
-            report[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            report[pkg] = None
+    versions = package_versions()
+    report.update({pkg: versions[pkg] for pkg in ("maskdepth", "torchvision", "papermill", "numpy")})
     cache = data_location()
     report["data_cache"] = str(cache)
     report["free_disk_gb"] = free_disk_gb(cache)

@@ -5,12 +5,8 @@ executed with the `maskdepth` kernel and a per-cell timeout into `outputs/<stage
 Parameters: the stage's defaults (`maskdepth.stages`) overridden by `-f params.yaml`
 and then by `-p NAME VALUE`; a name no notebook declares is an error.
 
-The gate carries the seed's rule "only the promising changes go on": a stage's run passes
-when its validation metrics clear the stage's thresholds (a minimum for a metric where
-higher is better, a maximum where lower is better, per the catalogue in
-`maskdepth.metrics`); a threshold on a split the run had no samples in (e.g. `ood` of an
-imported dataset folder) is skipped and says so. `1k` needs a passing playground run with
-the same model/loss settings and `full` a passing 1k run, unless `--force`.
+After training, the stage's gate (`maskdepth.gate`) decides whether the run passed; `1k` and
+`full` start only after a passing run of the stage before them, unless `--force`.
 
 Long stages on machines that go away: SIGINT, SIGTERM or SIGHUP marks run.json "interrupted"
 (the notebook and the epoch reached) and stops the notebook's kernel; `maskdepth run --resume
@@ -25,10 +21,8 @@ or is interrupted.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
-import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -38,18 +32,16 @@ from pathlib import Path
 from typing import Any
 
 from maskdepth import runs
+from maskdepth.environment import device_summary, git_commit, package_versions
 from maskdepth.errors import MaskdepthError
+from maskdepth.gate import check_prerequisite, describe_check, evaluate_gate, same_idea
 from maskdepth.io import read_json, write_json, write_text
-from maskdepth.metrics import finite_or_none, format_value, higher_is_better, parse_split_metric
 from maskdepth.progress import PIPELINE_ENV  # "1" in the kernels the pipeline starts: text bars for the log
-from maskdepth.stages import STAGES, VAL_SPLITS, get_stage
+from maskdepth.stages import STAGES, VAL_SPLITS, get_stage, stage_defaults
 
 KERNEL = "maskdepth"
 NOTEBOOK_DIR_ENV = "MASKDEPTH_NOTEBOOKS"
 RESERVED = {"run_dir"}  # set by the pipeline for every notebook
-# The settings that make two runs "the same idea" for the gate.
-GATE_KEYS = ("model", "model_kwargs", "task", "input_mode", "mask_loss", "depth_loss", "mask_weight",
-             "depth_weight", "uncertainty", "size")
 
 
 @dataclass
@@ -81,12 +73,6 @@ def notebooks_dir() -> Path:
     return resource_dir("notebooks")
 
 
-def stage_defaults(stage: str) -> dict:
-    """The one place a stage's pipeline parameters come from."""
-    st = get_stage(stage)
-    return {"stage": st.name, "data": st.name, "size": 64, "seed": 0, **st.train_defaults}
-
-
 def declared_parameters(path: Path) -> dict:
     import papermill as pm
 
@@ -108,115 +94,6 @@ def check_parameters(params: dict, steps: list[Step], nb_dir: Path) -> dict[str,
             f"unknown parameter(s): {', '.join(unknown)}. Known: {', '.join(sorted(known))}"
         )
     return declared
-
-
-# -- gate ----------------------------------------------------------------------------------
-def evaluate_gate(stage: str, metrics: dict) -> dict:
-    """Compare a run's validation metrics (its metrics.json) with the stage's thresholds.
-
-    Each threshold is keyed 'split.metric'; it is a minimum ("min") for a metric where higher
-    is better and a maximum ("max") where lower is better. A missing or undefined value fails,
-    except on a split the run had no samples in (metrics["n_samples"][split] == 0): that
-    check is skipped (ok, with "skipped": "no <split> samples")."""
-    checks = []
-    counts = metrics.get("n_samples") or {}
-    for key, threshold in get_stage(stage).gate.items():
-        split, name = parse_split_metric(key)
-        value = finite_or_none((metrics.get(split) or {}).get(name))
-        bound = "min" if higher_is_better(name) else "max"
-        check = {"metric": key, "value": value, bound: threshold}
-        if value is None and counts.get(split) == 0:
-            check.update(ok=True, skipped=f"no {split} samples")
-        else:
-            ok = value is not None and (value >= threshold if bound == "min" else value <= threshold)
-            check["ok"] = bool(ok)
-        checks.append(check)
-    return {"passed": all(c["ok"] for c in checks), "checks": checks}
-
-
-def describe_check(check: dict, sep: str = " ") -> str:
-    """"unseen.iou 0.912 (min 0.88)"; "ood.iou skipped (no ood samples)"."""
-    if check.get("skipped"):
-        return f"{check['metric']} skipped ({check['skipped']})"
-    bound = "min" if "min" in check else "max"
-    name = check["metric"].partition(".")[2]
-    return f"{check['metric']}{sep}{format_value(name, check['value'])} ({bound} {check[bound]})"
-
-
-def gate_settings(params: dict) -> dict:
-    """The settings that define an idea, with the training defaults filled in."""
-    from maskdepth.params import field_defaults
-    from maskdepth.train import TrainConfig
-
-    defaults = field_defaults(TrainConfig)
-    return {k: params.get(k, defaults.get(k)) for k in GATE_KEYS}
-
-
-def same_idea(a: dict, b: dict) -> bool:
-    return gate_settings(a) == gate_settings(b)
-
-
-def find_passing_run(stage: str, params: dict, root: Path) -> Path | None:
-    folder = root / stage
-    if not folder.is_dir():
-        return None
-    for run_json in sorted(folder.glob("*/run.json"), reverse=True):
-        try:
-            info = read_json(run_json)
-        except (OSError, json.JSONDecodeError):
-            continue
-        if info.get("status") == "ok" and info.get("gate", {}).get("passed") and same_idea(info.get("params", {}), params):
-            return run_json.parent
-    return None
-
-
-def check_prerequisite(stage: str, params: dict, root: Path, force: bool) -> dict:
-    need = get_stage(stage).requires
-    if need is None:
-        return {"required": None, "decision": "no prerequisite"}
-    found = find_passing_run(need, params, root)
-    settings = ", ".join(f"{k}={v!r}" for k, v in gate_settings(params).items())
-    if found:
-        return {"required": need, "run": str(found), "decision": f"go: {need} run {found.name} passed with the same settings"}
-    if force:
-        return {"required": need, "run": None, "decision": f"forced: no passing {need} run with {settings}"}
-    overrides = " ".join(f"-p {k} {json.dumps(params[k]) if not isinstance(params[k], str) else params[k]}"
-                         for k in GATE_KEYS if k in params and params[k] != stage_defaults(need).get(k, params[k]))
-    command = f"maskdepth run --stage {need} {overrides}".strip()
-    raise MaskdepthError(
-        f"stage {stage} needs a {need} run that passed its gate with the same settings ({settings}); none found "
-        f"under {root / need}. Run `{command}` first, or pass --force."
-    )
-
-
-# -- provenance ----------------------------------------------------------------------------
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def package_versions() -> dict:
-    from importlib import metadata
-
-    names = ["maskdepth", "torch", "torchvision", "numpy", "pillow", "papermill", "matplotlib", "tensorboard",
-             "torchmetrics"]
-    out = {}
-    for n in names:
-        try:
-            out[n] = metadata.version(n)
-        except metadata.PackageNotFoundError:
-            out[n] = None
-    return out
-
-
-def _device_summary() -> dict:
-    from maskdepth.device import cpu_has_fast_bf16, describe
-
-    return {**describe(), "cpu_native_bf16": cpu_has_fast_bf16()}
 
 
 def console(line: str) -> None:
@@ -508,7 +385,7 @@ def run_stage(
             "git_commit": git_commit(),
             "packages": package_versions(),
             "python": sys.version.split()[0],
-            "device": _device_summary(),
+            "device": device_summary(),
             "prerequisite": prereq,
             "start": _now(),
             "notebooks": [],

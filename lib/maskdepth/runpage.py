@@ -321,7 +321,7 @@ def _summary_section(run_dir, info, settings, metrics, history, status) -> str:
 
 
 def _gate_section(info, status) -> str:
-    from maskdepth.pipeline import describe_check
+    from maskdepth.gate import describe_check
 
     if info is None:
         return "<p>Not a stage run (<code>maskdepth run</code>): no gate.</p>\n"

@@ -82,6 +82,12 @@ STAGES: dict[str, Stage] = {
 }
 
 
+def stage_defaults(stage: str) -> dict:
+    """The one place a stage's pipeline parameters come from: its training defaults, data, size, seed."""
+    st = get_stage(stage)
+    return {"stage": st.name, "data": st.name, "size": 64, "seed": 0, **st.train_defaults}
+
+
 def get_stage(name: str) -> Stage:
     try:
         return STAGES[name]

@@ -125,7 +125,7 @@ def _check_training_parameters(stage: str, overrides: dict) -> None:
     """Types and ranges of the training parameters, checked before any notebook runs (a bad
     `-p lr -1` or `-p epochs true` is a one-line error now, not a failed 02_train after setup)."""
     from maskdepth.params import coerce, field_defaults
-    from maskdepth.pipeline import stage_defaults
+    from maskdepth.stages import stage_defaults
     from maskdepth.train import TrainConfig
 
     defaults = field_defaults(TrainConfig)
