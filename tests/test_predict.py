@@ -51,8 +51,8 @@ def _noise(height, width, seed=0) -> np.ndarray:
 
 
 def _reference(checkpoint, image_u8: np.ndarray, bg_u8: np.ndarray | None = None) -> dict[str, torch.Tensor]:
-    """The documented recipe, written out independently: resize to 64x64 (bilinear, antialias),
-    run the net, upsample logits / depth bilinearly to the input size."""
+    """The documented recipe with upsample="bilinear", written out independently: resize to 64x64
+    (bilinear, antialias), run the net, upsample logits / depth bilinearly to the input size."""
     model, _ = maskdepth.checkpoint.load_model(checkpoint)
 
     def to_net(u8):
@@ -71,7 +71,7 @@ def _reference(checkpoint, image_u8: np.ndarray, bg_u8: np.ndarray | None = None
 
 def test_outputs_are_at_the_input_resolution_and_follow_the_recipe(checkpoints):
     image = _noise(37, 100)  # 100 wide, 37 high: neither the working size nor its aspect
-    (result,) = predict([image], checkpoints["joint"], device="cpu", show_progress=False)
+    (result,) = predict([image], checkpoints["joint"], device="cpu", show_progress=False, upsample="bilinear")
     assert set(result) == {"mask", "mask_prob", "depth"}
     assert result["mask"].shape == result["mask_prob"].shape == result["depth"].shape == (37, 100)
     assert result["mask"].dtype == bool and result["depth"].dtype == np.float32
@@ -145,7 +145,8 @@ def test_single_task_checkpoints_predict_only_their_output(checkpoints):
 
 def test_six_channel_checkpoint_uses_the_background(checkpoints):
     image, bg, other_bg = _noise(40, 52, 1), _noise(40, 52, 2), _noise(40, 52, 3)
-    (result,) = predict([image], checkpoints["joint6"], bg=bg, device="cpu", show_progress=False)
+    (result,) = predict([image], checkpoints["joint6"], bg=bg, device="cpu", show_progress=False,
+                        upsample="bilinear")
     ref = _reference(checkpoints["joint6"], image, bg)
     np.testing.assert_allclose(result["depth"], ref["depth"].numpy(), rtol=1e-5, atol=1e-5)
     (other,) = predict([image], checkpoints["joint6"], bg=other_bg, device="cpu", show_progress=False)
@@ -352,7 +353,7 @@ def ramp_network(monkeypatch):
     depth = row.expand(1, 1, *SIZE)
     logits = torch.where(torch.arange(SIZE[1]) < SIZE[1] // 2, 5.0, -5.0).expand(1, 1, *SIZE)
 
-    def run(self, prepared):
+    def run(self, prepared, backgrounds=None):
         n = len(prepared)
         return {"mask": logits.expand(n, -1, -1, -1).clone(), "depth": depth.expand(n, -1, -1, -1).clone()}
 
@@ -473,3 +474,281 @@ def test_predictions_json_follows_the_overwrite_rules(checkpoints, tmp_path, cap
         assert main([*base, str(out / "predictions.json"), *extra]) == 2
         assert "would replace the input" in capsys.readouterr().err
     assert (out / "predictions.json").read_bytes() == before
+
+
+# --- issue 18 item 2: edge-aware upsampling, background pairing --------------------------------------
+
+
+def _square_scene(size=128):
+    """An image with a bright square object (rows/cols 37..90) on a dark, slightly noisy ground."""
+    rng = np.random.default_rng(3)
+    image = np.full((size, size, 3), 40, np.uint8) + rng.integers(0, 6, (size, size, 3), dtype=np.uint8)
+    image[37:91, 37:91] = [220, 180, 60]
+    truth = np.zeros((size, size), bool)
+    truth[37:91, 37:91] = True
+    return image, truth
+
+
+@pytest.fixture
+def square_network(monkeypatch):
+    """The network replaced by blurry but well-placed outputs for `_square_scene` at the working size:
+    logits from the antialiased true mask, depth 2 m on the object and 10 m around it."""
+
+    def run(self, prepared, backgrounds=None):
+        _, truth = _square_scene()
+        small = F.interpolate(torch.from_numpy(truth).float()[None, None], size=SIZE, mode="bilinear",
+                              antialias=True, align_corners=False)
+        small = F.avg_pool2d(small, 3, 1, 1, count_include_pad=False)
+        n = len(prepared)
+        return {"mask": (8 * (small - 0.5)).expand(n, -1, -1, -1).clone(),
+                "depth": torch.exp(np.log(10.0) + (np.log(2.0) - np.log(10.0)) * small).expand(n, -1, -1, -1).clone()}
+
+    monkeypatch.setattr(Predictor, "run", run)
+
+
+def test_guided_upsampling_is_the_default_and_follows_the_image_edges(checkpoints, tmp_path, square_network):
+    image, truth = _square_scene()
+    (guided,) = predict([image], checkpoints["joint"], device="cpu", show_progress=False)
+    (plain,) = predict([image], checkpoints["joint"], device="cpu", show_progress=False, upsample="bilinear")
+    near = np.zeros_like(truth)  # within 3 px of the square's edge
+    near[34:94, 34:94] = True
+    near[40:88, 40:88] = False
+
+    def edge_errors(result):
+        return int((result["mask"] != truth)[near].sum())
+
+    assert edge_errors(guided) < edge_errors(plain) // 2
+    depth_truth = np.where(truth, 2.0, 10.0)
+    rel = {k: float((np.abs(r["depth"] - depth_truth) / depth_truth)[near].mean())
+           for k, r in (("guided", guided), ("plain", plain))}
+    assert rel["guided"] < 0.5 * rel["plain"]
+    assert DEPTH_MIN <= guided["depth"].min() and guided["depth"].max() <= DEPTH_MAX
+    with pytest.raises(MaskdepthError, match="upsample='nearest'"):
+        predict([image], checkpoints["joint"], device="cpu", show_progress=False, upsample="nearest")
+
+    # the command line writes the same, says how in predictions.json, and refuses unknown methods
+    Image.fromarray(image).save(tmp_path / "sq.png")
+    for method, api in (("guided", guided), ("bilinear", plain)):
+        out = tmp_path / method
+        extra = [] if method == "guided" else ["--upsample", "bilinear"]
+        assert main(["predict", "-c", str(checkpoints["joint"]), str(tmp_path / "sq.png"), "--out", str(out),
+                     "--device", "cpu", *extra]) == 0
+        assert np.array_equal(np.asarray(Image.open(out / "sq_mask.png")) > 0, api["mask"])
+        written = depth_from_png16(np.asarray(Image.open(out / "sq_depth.png")))
+        np.testing.assert_allclose(written, api["depth"], atol=0.5 / 256 + 1e-5)
+        assert json.loads((out / "predictions.json").read_text())["upsample"]["method"] == method
+    with pytest.raises(SystemExit):
+        main(["predict", "-c", str(checkpoints["joint"]), str(tmp_path / "sq.png"), "--out", str(tmp_path / "x"),
+              "--upsample", "nearest"])
+
+
+def _pair_folder(root, names, seed=10):
+    """Write small noise images under `root` (relative names); returns {name: uint8 pixels}."""
+    pixels = {}
+    for i, name in enumerate(names):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        pixels[name] = _noise(24, 32, seed + i)
+        Image.fromarray(pixels[name]).save(root / name)
+    return pixels
+
+
+def _depth_written(out, name):
+    return depth_from_png16(np.asarray(Image.open(out / f"{name}_depth.png")))
+
+
+def _api(checkpoint, image, bg):
+    (result,) = predict([image], checkpoint, bg=bg, device="cpu", show_progress=False)
+    return result["depth"]
+
+
+def test_six_channel_pairs_NAME_bg_beside_NAME(checkpoints, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    px = _pair_folder(inputs, ["a.png", "a_bg.png", "b.jpg", "b_bg.png", "sub/c.png", "sub/c_bg.jpg", "fg_bg.png",
+                               "fg_bg_bg.png"])
+    out = tmp_path / "out"
+    assert main(["predict", "-c", str(checkpoints["joint6"]), str(inputs), "--out", str(out), "--device", "cpu"]) == 0
+    record = json.loads((out / "predictions.json").read_text())
+    # backgrounds are no inputs; a lone NAME_bg (fg_bg.png: no fg.* beside it) is one, with its own background
+    assert [(e["name"], os.path.basename(e["background"])) for e in record["predictions"]] == [
+        ("a", "a_bg.png"), ("b", "b_bg.png"), ("fg_bg", "fg_bg_bg.png"), ("sub/c", "c_bg.jpg")]
+    assert not (out / "a_bg_mask.png").exists()
+    (b_jpg,) = predict([inputs / "b.jpg"], checkpoints["joint6"], bg=inputs / "b_bg.png", device="cpu",
+                       show_progress=False)
+    np.testing.assert_allclose(_depth_written(out, "b"), b_jpg["depth"], atol=0.5 / 256 + 1e-5)
+    np.testing.assert_allclose(_depth_written(out, "a"), _api(checkpoints["joint6"], px["a.png"], px["a_bg.png"]),
+                               atol=0.5 / 256 + 1e-5)
+    assert np.abs(_api(checkpoints["joint6"], px["a.png"], px["b_bg.png"]) - _depth_written(out, "a")).max() > 1e-2
+
+    # files named on the command line (a shell glob) follow the same rule
+    globbed = tmp_path / "globbed"
+    assert main(["predict", "-c", str(checkpoints["joint6"]), str(inputs / "a.png"), str(inputs / "a_bg.png"),
+                 "--out", str(globbed), "--device", "cpu"]) == 0
+    assert [e["name"] for e in json.loads((globbed / "predictions.json").read_text())["predictions"]] == ["a"]
+
+    # --bg FILE: one background for all; the NAME_bg files are still no inputs
+    single = tmp_path / "single"
+    assert main(["predict", "-c", str(checkpoints["joint6"]), str(inputs), "--bg", str(inputs / "b_bg.png"),
+                 "--out", str(single), "--device", "cpu"]) == 0
+    record = json.loads((single / "predictions.json").read_text())
+    assert [e["name"] for e in record["predictions"]] == ["a", "b", "fg_bg", "sub/c"]
+    np.testing.assert_allclose(_depth_written(single, "a"), _api(checkpoints["joint6"], px["a.png"], px["b_bg.png"]),
+                               atol=0.5 / 256 + 1e-5)
+
+
+def test_six_channel_missing_or_ambiguous_backgrounds_are_one_line_errors(checkpoints, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    _pair_folder(inputs, ["a.png", "a_bg.png", "b.png", "c.png"])
+    out = tmp_path / "out"
+    args = ["predict", "-c", str(checkpoints["joint6"]), str(inputs), "--out", str(out), "--device", "cpu"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"{inputs / 'b.png'} has no background" in err and "b_bg.*" in err
+    assert "and 1 more input without one" in err and "--bg FILE" in err and "--bg-dir DIR" in err
+    assert not out.exists()
+
+    _pair_folder(inputs, ["b_bg.png", "c_bg.png", "c_bg.jpg"])
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{inputs / 'c.png'}: more than one background" in err
+    assert "c_bg.jpg" in err and "c_bg.png" in err
+    assert not out.exists()
+
+    # --bg and --bg-dir together are refused by the parser
+    with pytest.raises(SystemExit):
+        main([*args, "--bg", str(inputs / "a_bg.png"), "--bg-dir", str(inputs)])
+
+
+def test_six_channel_bg_dir(checkpoints, tmp_path, capsys):
+    inputs, bgs = tmp_path / "in", tmp_path / "bgs"
+    px = _pair_folder(inputs, ["a.png", "sub/c.png"])
+    bg_px = _pair_folder(bgs, ["a.jpg", "sub/c_bg.png", "unused.png"], seed=50)
+    out = tmp_path / "out"
+    args = ["predict", "-c", str(checkpoints["joint6"]), str(inputs), "--bg-dir", str(bgs), "--device", "cpu"]
+    assert main([*args, "--out", str(out)]) == 0
+    record = json.loads((out / "predictions.json").read_text())
+    assert [(e["name"], e["background"]) for e in record["predictions"]] == [
+        ("a", str(bgs / "a.jpg")), ("sub/c", str(bgs / "sub" / "c_bg.png"))]
+    a_bg = np.asarray(Image.open(bgs / "a.jpg"))  # as decoded (JPEG)
+    np.testing.assert_allclose(_depth_written(out, "a"), _api(checkpoints["joint6"], px["a.png"], a_bg),
+                               atol=0.5 / 256 + 1e-5)
+    np.testing.assert_allclose(_depth_written(out, "sub/c"),
+                               _api(checkpoints["joint6"], px["sub/c.png"], bg_px["sub/c_bg.png"]),
+                               atol=0.5 / 256 + 1e-5)
+    # a file named directly is looked up by its stem
+    direct = tmp_path / "direct"
+    assert main(["predict", "-c", str(checkpoints["joint6"]), str(inputs / "a.png"), "--bg-dir", str(bgs),
+                 "--out", str(direct), "--device", "cpu"]) == 0
+
+    # the input folder as --bg-dir: an input is never its own background, NAME_bg.* is found
+    _pair_folder(inputs, ["a_bg.png", "sub/c_bg.png"])
+    same = tmp_path / "same"
+    assert main(["predict", "-c", str(checkpoints["joint6"]), str(inputs), "--bg-dir", str(inputs),
+                 "--out", str(same), "--device", "cpu"]) == 0
+
+    # missing, ambiguous, no such folder: one line, exit 2, nothing written
+    (bgs / "sub" / "c_bg.png").unlink()
+    assert main([*args, "--out", str(tmp_path / "o1")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{inputs / 'sub' / 'c.png'} has no background" in err
+    assert str(bgs / "sub" / "c") in err and "--bg-dir" in err
+    _pair_folder(bgs, ["sub/c.png", "sub/c_bg.jpg"])
+    assert main([*args, "--out", str(tmp_path / "o2")]) == 2
+    assert "more than one background" in capsys.readouterr().err
+    assert main(["predict", "-c", str(checkpoints["joint6"]), str(inputs), "--bg-dir", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "o3")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--bg-dir {tmp_path / 'nope'}: no such folder" in err
+    assert not any((tmp_path / o).exists() for o in ("o1", "o2", "o3"))
+
+
+def test_six_channel_unreadable_background_fails_its_inputs_only(checkpoints, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    _pair_folder(inputs, ["a.png", "a_bg.png", "b.png"])
+    (inputs / "b_bg.png").write_text("not an image")
+    out = tmp_path / "out"
+    assert main(["predict", "-c", str(checkpoints["joint6"]), str(inputs), "--out", str(out), "--device", "cpu"]) == 1
+    captured = capsys.readouterr()
+    assert "1 ok, 1 failed" in captured.out
+    assert f"{inputs / 'b.png'}: its background {inputs / 'b_bg.png'}: not an image" in captured.err
+    record = json.loads((out / "predictions.json").read_text())
+    assert [e["name"] for e in record["predictions"]] == ["a"]
+    assert [f["input"] for f in record["failed"]] == [str(inputs / "b.png")]
+
+
+def test_three_channel_checkpoints_predict_NAME_bg_files_as_images(checkpoints, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    _pair_folder(inputs, ["a.png", "a_bg.png"])
+    out = tmp_path / "out"
+    assert main(["predict", "-c", str(checkpoints["joint"]), str(inputs), "--out", str(out), "--device", "cpu"]) == 0
+    assert [e["name"] for e in json.loads((out / "predictions.json").read_text())["predictions"]] == ["a", "a_bg"]
+    assert "background" not in json.loads((out / "predictions.json").read_text())["predictions"][0]
+    for flag in ("--bg", "--bg-dir"):
+        target = inputs / "a_bg.png" if flag == "--bg" else inputs
+        assert main(["predict", "-c", str(checkpoints["joint"]), str(inputs), flag, str(target),
+                     "--out", str(tmp_path / "x"), "--device", "cpu"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "3 channels" in err and flag in err
+
+
+def test_api_takes_one_background_per_image(checkpoints):
+    images = [_noise(20, 30, 1), _noise(20, 30, 2)]
+    bgs = [_noise(20, 30, 3), _noise(20, 30, 4)]
+    both = predict(images, checkpoints["joint6"], bg=bgs, device="cpu", show_progress=False, batch_size=1)
+    for image, bg, result in zip(images, bgs, both, strict=True):
+        np.testing.assert_allclose(result["depth"], _api(checkpoints["joint6"], image, bg), rtol=1e-5, atol=1e-5)
+    with pytest.raises(MaskdepthError, match="1 backgrounds for 2 images"):
+        predict(images, checkpoints["joint6"], bg=bgs[:1], device="cpu", show_progress=False)
+
+
+# --- notebooks/04_predict.ipynb: thin, parameterised, runs the library ------------------------------
+
+
+def test_predict_notebook_parameters_match_the_library():
+    import inspect
+
+    from maskdepth.inference import predict_paths
+    from maskdepth.pipeline import declared_parameters, notebooks_dir
+
+    declared = declared_parameters(notebooks_dir() / "04_predict.ipynb")
+    assert {"run_dir", "checkpoint", "inputs", "out", "upsample", "bg", "bg_dir"} <= set(declared)
+    assert declared["upsample"]["default"].strip("'\"") == inspect.signature(predict_paths).parameters[
+        "upsample"].default
+
+
+def test_predict_notebook_runs_and_shows_the_previews(checkpoints, tmp_path):
+    import nbformat
+
+    from maskdepth.pipeline import execute, notebooks_dir
+
+    inputs = tmp_path / "photos"
+    _pair_folder(inputs, ["a.png", "sub/b.jpg"])
+    run_dir = tmp_path / "run"
+    executed = run_dir / "04_predict.ipynb"
+    execute(notebooks_dir() / "04_predict.ipynb", executed,
+            {"run_dir": str(run_dir), "checkpoint": str(checkpoints["joint"]), "inputs": [str(inputs)],
+             "device": "cpu", "upsample": "bilinear"}, timeout=300)
+    record = json.loads((run_dir / "predictions" / "predictions.json").read_text())
+    assert [e["name"] for e in record["predictions"]] == ["a", "sub/b"]
+    assert record["upsample"]["method"] == "bilinear"
+    nb = nbformat.read(executed, as_version=4)
+    assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+
+
+def test_readme_python_example_runs(checkpoints, tmp_path, monkeypatch):
+    import re
+    import shutil
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("### Predicting"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "from maskdepth import predict" in code
+    run = tmp_path / "outputs" / "1k" / "my-run" / "checkpoints"
+    run.mkdir(parents=True)
+    shutil.copy(checkpoints["joint"], run / "best.pt")
+    Image.fromarray(_noise(40, 60)).save(tmp_path / "photo.jpg")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
+    assert namespace["result"]["mask"].shape == (40, 60) and namespace["result"]["depth"].dtype == np.float32

@@ -3,7 +3,8 @@
 Anything a user points `maskdepth predict` at ends up here, so every failure becomes a
 `BadInputError` naming the file: not an image, empty, truncated, too small, too large,
 unreadable. Decoded images are float32 RGB arrays [H, W, 3] in [0, 1], the value range
-the dataset feeds the networks.
+the dataset feeds the networks. The backgrounds 6-channel checkpoints take are paired with
+their inputs here too (`pair_backgrounds`: NAME_bg.* beside NAME.*, or a --bg-dir folder).
 
 Conversions (documented choices):
 
@@ -49,20 +50,57 @@ IMAGE_SUFFIXES = frozenset(
 )  # fmt: skip
 
 
+# NAME_bg.EXT is the background of NAME.EXT (6-channel checkpoints, `pair_backgrounds`).
+BACKGROUND_MARK = "_bg"
+
+
 class ImageFile(NamedTuple):
-    """A file found among the user's inputs, and the name its outputs get (`a/b` for `DIR/a/b.png`)."""
+    """A file found among the user's inputs, and the name its outputs get (`a/b` for `DIR/a/b.png`).
+
+    `key`: the file's path relative to the folder it was found in, without suffix (its stem
+    when named directly); unlike `name` never made unique, it is what `--bg-dir` is searched for.
+    """
 
     path: Path
     name: str
+    key: str = ""
 
 
-def expand_inputs(inputs) -> tuple[list[ImageFile], list[BadInputError]]:
+def is_background_name(path) -> bool:
+    """Whether the file is named NAME_bg.EXT (with a non-empty NAME)."""
+    stem = Path(path).stem
+    return stem.endswith(BACKGROUND_MARK) and len(stem) > len(BACKGROUND_MARK)
+
+
+def background_files(paths) -> set[Path]:
+    """Those of `paths` that are backgrounds: named NAME_bg.EXT with an image NAME.* beside them
+    (so `cat_bg.png` beside `cat.png` is one, while a lone `fg_bg.png` stays an image)."""
+    stems: dict[Path, set[str]] = {}
+    found = set()
+    for path in map(Path, paths):
+        if not is_background_name(path):
+            continue
+        folder = path.parent
+        if folder not in stems:
+            try:
+                names = os.listdir(folder)
+            except OSError:
+                names = []
+            stems[folder] = {Path(n).stem for n in names if Path(n).suffix.lower() in IMAGE_SUFFIXES}
+        if path.stem[: -len(BACKGROUND_MARK)] in stems[folder]:
+            found.add(path)
+    return found
+
+
+def expand_inputs(inputs, *, skip_backgrounds: bool = False) -> tuple[list[ImageFile], list[BadInputError]]:
     """Files and folders -> image files (folders recursively, sorted) and the inputs that failed.
 
     A file named explicitly is kept whatever its suffix (loading will tell whether it is an
     image); inside folders only files with an image suffix count. Outputs of files found in
     a folder keep their sub-folder, so `a/x.png` and `b/x.png` do not overwrite each other;
     two inputs that would still share a name (`x.png`, `x.jpg`) get their suffix appended.
+    `skip_backgrounds`: backgrounds (NAME_bg.EXT beside an image NAME.*, `background_files`),
+    in folders or named directly, are not inputs and are left out.
     """
     found: list[ImageFile] = []
     errors: list[BadInputError] = []
@@ -73,9 +111,16 @@ def expand_inputs(inputs) -> tuple[list[ImageFile], list[BadInputError]]:
             errors.extend(folder_errors)
             if not files and not folder_errors:
                 errors.append(BadInputError(path, "folder contains no image files"))
-            found.extend(ImageFile(f, f.relative_to(path).with_suffix("").as_posix()) for f in files)
+            if skip_backgrounds:  # never all of them: each has its image beside it
+                skipped = background_files(files)
+                files = [f for f in files if f not in skipped]
+            for f in files:
+                key = f.relative_to(path).with_suffix("").as_posix()
+                found.append(ImageFile(f, key, key))
         elif path.is_file():
-            found.append(ImageFile(path, path.stem))
+            if skip_backgrounds and background_files([path]):
+                continue
+            found.append(ImageFile(path, path.stem, path.stem))
         elif path.is_symlink():
             errors.append(BadInputError(path, symlink_problem(path)))
         elif path.exists():
@@ -122,8 +167,63 @@ def _unique_names(files: list[ImageFile]) -> list[ImageFile]:
             while name in taken:
                 name, n = f"{base}_{n}", n + 1
         taken.add(name)
-        unique.append(ImageFile(file.path, name))
+        unique.append(ImageFile(file.path, name, file.key or file.path.stem))
     return unique
+
+
+def pair_backgrounds(files: list[ImageFile], *, bg_dir=None) -> dict[str, Path]:
+    """The background of each input (6-channel checkpoints): {ImageFile.name: background file}.
+
+    Without `bg_dir`, the background of `X.EXT` is `X_bg.*` beside it. With `bg_dir`, it is
+    `bg_dir/KEY.*` or `bg_dir/KEY_bg.*`, KEY being the input's path relative to the folder it
+    was found in, without suffix (`sub/x` for `IN/sub/x.png`; the stem for a file named
+    directly). The input itself is never its own background. No background, or more than one
+    candidate, is a `MaskdepthError` naming the input (the first one; the count of the others).
+    """
+    listings: dict[Path, list[Path]] = {}
+
+    def images_in(folder: Path) -> list[Path]:
+        if folder not in listings:
+            try:
+                with os.scandir(folder) as entries:
+                    listings[folder] = sorted(Path(e.path) for e in entries
+                                              if Path(e.name).suffix.lower() in IMAGE_SUFFIXES and e.is_file())
+            except OSError:
+                listings[folder] = []
+        return listings[folder]
+
+    if bg_dir is not None:
+        bg_dir = Path(bg_dir)
+        if not bg_dir.is_dir():
+            raise MaskdepthError(f"--bg-dir {bg_dir}: no such folder")
+    pairs: dict[str, Path] = {}
+    missing: list[str] = []
+    for file in files:
+        key = file.key or file.path.stem
+        if bg_dir is None:
+            folder, stems = file.path.parent, {f"{file.path.stem}{BACKGROUND_MARK}"}
+            wanted = f"{folder / file.path.stem}{BACKGROUND_MARK}.* beside it"
+        else:
+            target = bg_dir / key
+            folder, stems = target.parent, {target.name, f"{target.name}{BACKGROUND_MARK}"}
+            wanted = f"{target}.* or {target}{BACKGROUND_MARK}.* (--bg-dir)"
+        me = os.path.realpath(file.path)
+        found = [p for p in images_in(folder) if p.stem in stems and os.path.realpath(p) != me]
+        if len(found) > 1:
+            raise MaskdepthError(
+                f"{file.path}: more than one background: {', '.join(str(p) for p in found)}; keep one of them"
+            )
+        if not found:
+            missing.append(f"{file.path} has no background: looked for {wanted}")
+            continue
+        pairs[file.name] = found[0]
+    if missing:
+        more = f" (and {len(missing) - 1} more input{'s' if len(missing) > 2 else ''} without one)" \
+            if len(missing) > 1 else ""
+        hint = ("; name it NAME_bg.EXT beside NAME.EXT, or give --bg FILE (one for all) or --bg-dir DIR"
+                if bg_dir is None else f"; add it to --bg-dir {bg_dir}, or give --bg FILE (one for all)")
+        raise MaskdepthError(missing[0] + more + hint)
+    return pairs
 
 
 def load_image(path, *, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> np.ndarray:

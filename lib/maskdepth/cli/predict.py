@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+UPSAMPLE_CHOICES = ("guided", "bilinear")  # = maskdepth.upsample.UPSAMPLE_METHODS (kept light: no torch import)
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -12,8 +14,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="checkpoint file, or a run folder (uses its checkpoints/best.pt)")
     parser.add_argument("--out", "-o", required=True, metavar="DIR",
                         help="output folder (sub-folders of INPUT folders are kept)")
-    parser.add_argument("--bg", default=None, metavar="FILE",
-                        help="background image, required by 6-channel (bg_fg_bg) checkpoints")
+    backgrounds = parser.add_mutually_exclusive_group()
+    backgrounds.add_argument("--bg", default=None, metavar="FILE",
+                             help="6-channel (bg_fg_bg) checkpoints: one background image for every input")
+    backgrounds.add_argument("--bg-dir", default=None, metavar="DIR",
+                             help="6-channel checkpoints: the background of IN/sub/NAME.png is DIR/sub/NAME.* or "
+                                  "DIR/sub/NAME_bg.* (sub/ as found under an INPUT folder; none for a file "
+                                  "named directly)")
+    parser.add_argument("--upsample", choices=UPSAMPLE_CHOICES, default="guided",
+                        help="how the network's low-resolution outputs reach the input's resolution: guided = "
+                             "edge-aware, the mask and depth follow the image's edges (default; measured better "
+                             "at object edges than bilinear, see bench/upsample.py); bilinear = smooth "
+                             "interpolation")
     parser.add_argument("--preview", action=argparse.BooleanOptionalAction, default=True,
                         help="write NAME_preview.png: input | mask overlay | depth | colour bar in metres "
                              "(default: on; --no-preview skips it)")
@@ -29,8 +41,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="replace output files that already exist in --out (inputs are never replaced)")
     parser.epilog = (
         "Writes NAME_mask.png (0/255), NAME_depth.png (16-bit: metres x 256), NAME_depth_color.png and "
-        "NAME_preview.png per input, and predictions.json (each input, its outputs, the depth PNG scale, "
-        "the checkpoint) in --out. Nothing is written (exit status 2) when an output would replace one of the inputs, "
+        "NAME_preview.png per input, and predictions.json (each input, its outputs and background, the depth "
+        "PNG scale, the upsampling, the checkpoint) in --out. "
+        "Backgrounds (6-channel checkpoints, input_mode bg_fg_bg): --bg FILE for all inputs, --bg-dir DIR, or "
+        "else NAME_bg.* beside NAME.*; a file NAME_bg.* with an image NAME.* beside it is then a background, "
+        "never an input (in folders and on the command line; a lone fg_bg.png is an input). A 3-channel "
+        "checkpoint takes no background (--bg and --bg-dir are refused) and predicts NAME_bg.* files as "
+        "ordinary images. "
+        "Nothing is written (exit status 2) when an input has no background or more than one candidate, when "
+        "an output would replace one of the inputs, "
         "e.g. --out is the input folder holding cat.png and cat_mask.png, or when an output file already "
         "exists in --out and --overwrite is not given. Exit status 1 when any input could not be used or "
         "its outputs could not be written (e.g. a name too long); each is named on stderr and the others "
@@ -39,28 +58,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
+    from maskdepth.inference import predict_paths
 
-    from maskdepth.errors import MaskdepthError
-    from maskdepth.imageio import expand_inputs
-    from maskdepth.inference import Predictor, predict_files
-
-    if args.batch_size < 1:
-        raise MaskdepthError(f"--batch-size must be at least 1, got {args.batch_size}")
-    predictor = Predictor(args.checkpoint, device=args.device, threshold=args.threshold)
-    if predictor.needs_background and args.bg is None:
-        raise MaskdepthError(
-            f"checkpoint {predictor.checkpoint} takes the background too (input_mode bg_fg_bg, 6 channels): "
-            "give it with --bg FILE"
-        )
-    if args.bg is not None:
-        predictor.set_background(args.bg)  # a bad --bg fails every input: an error, not a skip
-    files, failed = expand_inputs(args.inputs)
-    for error in failed:
-        print(f"skipped {error}", file=sys.stderr)
-    summary = predict_files(
-        files, predictor, args.out, preview=args.preview, depth_range=args.depth_range, batch_size=args.batch_size,
-        failed=failed, overwrite=args.overwrite,
+    summary = predict_paths(
+        args.inputs, args.checkpoint, args.out, bg=args.bg, bg_dir=args.bg_dir, upsample=args.upsample,
+        preview=args.preview, depth_range=args.depth_range, batch_size=args.batch_size, threshold=args.threshold,
+        device=args.device, overwrite=args.overwrite,
     )
     print(f"{summary.line} (outputs in {args.out}, listed in {summary.manifest})")
     return 0 if summary.written and not summary.failed else 1
