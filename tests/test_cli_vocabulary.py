@@ -133,7 +133,7 @@ def test_enumerated_options_have_choices():
         return next(a for a in _subparser(*command)._actions if a.dest == dest).choices
 
     assert set(choices(("run",), "stage")) == {"playground", "1k", "full"}
-    assert set(choices(("run",), "notebook")) == {"playground", "loss_lab", "ablation"}
+    assert set(choices(("run",), "notebook")) == {"playground", "loss_lab", "ablation", "predict"}
     assert set(choices(("predict",), "depth_range")) == {"fixed", "auto"}
     assert set(choices(("data", "build"), "stage")) == {"playground", "1k", "full"}
     assert "unseen" in choices(("validate",), "split")

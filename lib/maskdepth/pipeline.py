@@ -57,7 +57,8 @@ STAGE_STEPS = [
     Step("02_train.ipynb", "02_train.ipynb"),
     *(Step("03_validate.ipynb", f"03_validate_{split}.ipynb", {"split": split}) for split in VAL_SPLITS),
 ]
-SINGLE_NOTEBOOKS = {"playground": "playground.ipynb", "loss_lab": "loss_lab.ipynb", "ablation": "ablation.ipynb"}
+SINGLE_NOTEBOOKS = {"playground": "playground.ipynb", "loss_lab": "loss_lab.ipynb", "ablation": "ablation.ipynb",
+                    "predict": "04_predict.ipynb"}
 
 
 def notebooks_dir() -> Path:
@@ -567,7 +568,7 @@ def _check_training_values(params: dict) -> None:
 
 def run_single_notebook(which: str, overrides: dict | None = None, *, name: str | None = None,
                         root: Path | None = None, timeout: int = 3600, log=print) -> Path:
-    """`maskdepth run --notebook playground|loss_lab`: one notebook into outputs/<which>/<run>/."""
+    """`maskdepth run --notebook NAME` (a key of SINGLE_NOTEBOOKS): one notebook into outputs/<which>/<run>/."""
     if which not in SINGLE_NOTEBOOKS:
         raise MaskdepthError(f"--notebook {which!r}: choose one of {', '.join(SINGLE_NOTEBOOKS)}")
     nb_dir = notebooks_dir()
