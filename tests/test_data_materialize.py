@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 
 from maskdepth.data import build_dataset
-from maskdepth.data.datadir import open_dataset_dir, read_dataset_json
+from maskdepth.data.datadir import read_dataset_json
+from maskdepth.data.dataset import open_dataset_dir
 from maskdepth.data.materialize import materialize
 from maskdepth.errors import MaskdepthError
 from maskdepth.stages import SPLITS

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import types
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -148,9 +149,9 @@ def _prediction_inputs(n: int = 3):
 
 
 def test_tensorboard_grid_is_near_bright_with_a_colour_bar():
-    """`Trainer._log_images` on a stand-in trainer: the image sent to TensorBoard is the
-    validation-grid figure, its depth rows near = bright on the fixed scale."""
-    from maskdepth.train import Trainer
+    """`RunLog.write_grid` (the trainer's TensorBoard grid) with a stand-in model: the image sent
+    to TensorBoard is the validation-grid figure, its depth rows near = bright on the fixed scale."""
+    from maskdepth.training.runlog import RunLog
 
     images, masks, depth = _prediction_inputs()
 
@@ -167,11 +168,9 @@ def test_tensorboard_grid_is_near_bright_with_a_colour_bar():
 
     logged = []
     writer = types.SimpleNamespace(add_image=lambda *a, **k: logged.append((a, k)))
-    trainer = types.SimpleNamespace(
-        val_sets={"unseen": Dataset()}, dev=types.SimpleNamespace(device=torch.device("cpu")), model=Stub(),
-        cfg=types.SimpleNamespace(in_channels=3), writer=writer,
-    )
-    Trainer._log_images(trainer, 3)
+    runlog = RunLog(Path("unused"), types.SimpleNamespace(), is_main=True)
+    runlog.writer = writer
+    runlog.write_grid(3, Stub(), {"unseen": Dataset()}, torch.device("cpu"), 3)
     ((tag, image, step), kwargs), = logged
     assert (tag, step, kwargs) == ("val_unseen/grid", 3, {"dataformats": "HWC"})
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3

@@ -13,7 +13,18 @@ import torch
 
 from maskdepth.depth import DEPTH_MAX, DEPTH_MIN
 from maskdepth.errors import MaskdepthError
-from maskdepth.models import count_parameters, create_model, list_models, model_info
+from maskdepth.models import (
+    IN_CHANNELS,
+    MaskdepthModel,
+    count_parameters,
+    create_model,
+    list_models,
+    model_entry,
+    model_info,
+    model_meta,
+    register,
+    single_task_models,
+)
 
 # Every registered model with each of its output variants; test_cases_cover_registry keeps
 # this list in step with the registry.
@@ -133,6 +144,19 @@ class TestEveryModel:
             torch.testing.assert_close(scripted[key], eager[key], rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(scripted96[key], eager96[key], rtol=1e-5, atol=1e-5)
 
+    def test_the_registry_says_what_the_net_is(self, case):
+        """Trainer, validator and CLI learn a model's outputs, input channels and size multiple
+        from the registry (no model names outside maskdepth.models); it must match the net."""
+        name, kwargs = case
+        entry = model_entry(name)
+        for in_channels in IN_CHANNELS:
+            model = create_model(name, in_channels=in_channels, **kwargs)
+            assert isinstance(model, MaskdepthModel) and in_channels in entry.in_channels
+            assert entry.outputs(kwargs) == tuple(model.tasks) == _expected_tasks(name, kwargs)
+            assert entry.single_task == (len(model.tasks) == 1)
+            assert model_meta(name, in_channels, **kwargs) == {
+                "tasks": tuple(model.tasks), "size_multiple": model.size_multiple, "in_channels": in_channels}
+
 
 # ---- parameter counts: the seed's numbers -------------------------------------------------
 
@@ -207,6 +231,25 @@ def test_bad_in_channels_names_the_allowed_values(bad):
         create_model("joint", in_channels=bad)
 
 
+def test_single_task_models_are_those_with_a_task_option_and_every_net_meets_the_protocol():
+    from maskdepth.models import registry
+
+    assert single_task_models() == ["lean_unet", "resnet_unet"]
+    assert model_entry("lean_unet").task_option == "task" and model_entry("joint").task_option is None
+
+    class Bare(torch.nn.Module):  # no tasks / size_multiple / in_channels
+        def forward(self, x):
+            return {"mask": x[:, :1]}
+
+    register("bare_for_test", description="a net that forgets the protocol")(lambda in_channels: Bare())
+    try:
+        with pytest.raises(TypeError, match="bare_for_test: the built net has no tasks, size_multiple, in_channels"):
+            create_model("bare_for_test")
+    finally:
+        del registry._MODELS["bare_for_test"]
+    assert "bare_for_test" not in list_models()
+
+
 def test_bad_options_are_named():
     with pytest.raises(MaskdepthError, match="depth_scale.*allowed: encoder"):
         create_model("joint", depth_scale=2)
@@ -222,7 +265,7 @@ def test_spec_holds_every_option_and_not_the_weights_file():
         "name": "joint",
         "in_channels": 6,
         "kwargs": {"encoder": "lean", "base_channels": 8, "refine": True, "num_stages": 3, "max_channels": 0,
-                   "context": False},
+                   "context": False, "mask_to_depth": False},
     }
     assert tuple(model.tasks) == ("mask", "depth")
 

@@ -50,6 +50,7 @@ def test_the_wheel_carries_every_file_maskdepth_run_needs(installed):
     assert NEEDED <= carried
     assert carried == {str(p) for p in shipped_files(REPO)}  # what the checkout has, nothing else
     assert "maskdepth/pipeline.py" in names and "maskdepth/bootstrap.py" in names
+    assert "maskdepth/training/config.py" in names and "maskdepth/data/samples.py" in names  # sub-packages ship
 
 
 def test_the_installed_package_finds_its_notebooks_and_manifests_from_any_folder(installed, tmp_path):

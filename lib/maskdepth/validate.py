@@ -82,39 +82,20 @@ def _save_npz(path: Path, arrays: dict) -> None:
     write_bytes(path, buf.getvalue())
 
 
-@torch.no_grad()
-def predict_split(model, dataset, tasks, in_channels: int, *, batch_size: int, device_info, progress_bar=True):
-    """Run `model` over `dataset` in order; numpy arrays of predictions and ground truth, plus meters."""
+def predict_split(model, dataset, tasks, in_channels: int, *, batch_size: int, device_info, channels_last=False,
+                  progress_bar=True):
+    """Run `model` over `dataset` in order (`evaluation.run_split`, the loop training validates
+    with); numpy arrays of predictions and ground truth, plus meters."""
     from torch.utils.data import DataLoader
 
-    from maskdepth.data import model_input
-    from maskdepth.metrics import DepthMeter, MaskMeter
+    from maskdepth.evaluation import run_split
     from maskdepth.progress import progress
 
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, pin_memory=device_info.pin_memory)
     loader = progress(loader, desc="validate", disable=None if progress_bar else True)
-    meters = {"mask": MaskMeter(), "depth": DepthMeter()}
-    # The GT mask is kept for every model: depth is also scored inside it (object region, ordering).
-    out: dict[str, list] = {"index": [], "mask_logits": [], "depth": [], "gt_mask": [], "gt_depth": []}
-    dev = device_info.device
-    for batch in loader:
-        batch = {k: v.to(dev, non_blocking=True) if torch.is_tensor(v) and v.is_floating_point() else v
-                 for k, v in batch.items()}
-        with torch.autocast(dev.type, dtype=device_info.amp_dtype, enabled=device_info.eval_amp):
-            pred = model(model_input(batch, in_channels))
-        out["index"].append(torch.as_tensor(batch["index"]).cpu().numpy().astype(np.int64))
-        out["gt_mask"].append((batch["mask"] > 0.5).to(torch.uint8).cpu().numpy())
-        if "mask" in tasks:
-            logits = pred["mask"].float()
-            meters["mask"].update(logits, batch["mask"])
-            out["mask_logits"].append(logits.cpu().numpy())
-        if "depth" in tasks:
-            depth = pred["depth"].float()
-            meters["depth"].update(depth, batch["depth"], mask=batch["mask"])
-            out["depth"].append(depth.cpu().numpy())
-            out["gt_depth"].append(batch["depth"].float().cpu().numpy())
-    arrays = {k: np.concatenate(v) for k, v in out.items() if v}
-    return arrays, {t: meters[t] for t in tasks}
+    run = run_split(model, loader, tasks=tasks, in_channels=in_channels, device_info=device_info,
+                    channels_last=channels_last, keep=True)
+    return run.arrays, run.meters
 
 
 def per_sample_metrics(arrays: dict) -> list[dict]:
@@ -233,8 +214,8 @@ def validate(
     its "out_dir". A split without samples gives n_samples 0 and a "note", not an error.
     """
     from maskdepth.checkpoint import load_model
+    from maskdepth.data.dataset import open_split
     from maskdepth.device import resolve_device
-    from maskdepth.train import open_split
 
     if split not in SPLITS:
         raise MaskdepthError(f"split={split!r}: choose one of {', '.join(SPLITS)}")
@@ -281,8 +262,12 @@ def validate(
 
     dev = resolve_device(device)
     model = model.to(dev.device)
+    # In the memory format it was trained and validated in, so the numbers are training's own.
+    channels_last = bool(config.get("channels_last", False))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     arrays, meters = predict_split(model, dataset, tasks, int(info["in_channels"]), batch_size=batch_size,
-                                   device_info=dev, progress_bar=progress_bar)
+                                   device_info=dev, channels_last=channels_last, progress_bar=progress_bar)
     overall: dict[str, float] = {}
     for meter in meters.values():
         overall.update(meter.compute())

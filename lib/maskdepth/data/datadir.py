@@ -1,9 +1,14 @@
 """Dataset directories: materialized stages, imported datasets, composed real photos.
 
+This module is the on-disk contract only: what a dataset directory holds and how a producer
+writes it. Reading one is `packed` / `folder_dataset` (with the helpers of `samples`), and
+`dataset.open_dataset_dir` / `build_dataset` pick the reader from the layout.
+
 A dataset directory is valid only when its `dataset.json` exists. Every producer
 (`materialize`, `importer`, `real`) writes it last and atomically, after all the data files
 are complete under their final names, so an interrupted run leaves a directory that
-`open_dataset_dir` refuses (and that a rerun of the same command completes).
+`read_dataset_json` (and so `open_dataset_dir`) refuses (and that a rerun of the same command
+completes).
 
 dataset.json::
 
@@ -33,12 +38,8 @@ import re
 import shutil
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from maskdepth.errors import MaskdepthError
 from maskdepth.io import read_json, write_json, write_text
-from maskdepth.stages import SPLITS
 
 DATASET_FORMAT = "maskdepth-dataset/1"
 DATASET_JSON = "dataset.json"
@@ -148,70 +149,6 @@ def read_samples_csv(path) -> list[dict]:
             return list(csv.DictReader(fh))
     except OSError as exc:
         raise MaskdepthError(f"{path}: unreadable ({exc})") from exc
-
-
-def open_dataset_dir(path, split: str, size: int | None = None, augment=False):
-    """The torch Dataset of one split of a dataset directory (packed or folders layout).
-
-    `size` must equal the size the directory was written at (None: take it); samples are
-    not resampled on the fly, since that would silently change the labels' resolution.
-    """
-    meta = read_dataset_json(path)
-    if split not in SPLITS:
-        raise MaskdepthError(f"split={split!r}: choose one of {', '.join(SPLITS)}")
-    if size is not None and int(size) != int(meta["size"]):
-        raise MaskdepthError(
-            f"dataset {path} holds {meta['size']}px samples but size={size} was asked: use size={meta['size']} "
-            f"(e.g. -p size {meta['size']}) or write the dataset again with --size {size}"
-        )
-    if meta["layout"] == "packed":
-        from maskdepth.data.packed import PackedDataset
-
-        return PackedDataset(path, split, meta, augment=augment)
-    from maskdepth.data.folder_dataset import FolderDataset
-
-    return FolderDataset(path, split, meta, augment=augment)
-
-
-def resolve_augment(augment):
-    """False/None -> None, True -> the training augmentation, a callable -> itself (as build_dataset)."""
-    if augment is True:
-        from maskdepth.data.transforms import build_augment
-
-        return build_augment()
-    return augment or None
-
-
-def finish_sample(sample: dict, transform, index: int) -> dict:
-    """Apply the joint augmentation (if any) and add `index`: the last step of every __getitem__."""
-    if transform is not None:
-        from maskdepth.data.transforms import apply_joint
-
-        sample = apply_joint(transform, sample)
-    sample["index"] = index
-    return sample
-
-
-def check_index(i: int, n: int, where: str) -> int:
-    i = int(i)
-    if not -n <= i < n:
-        raise IndexError(f"sample {i} out of range for {where} ({n} samples)")
-    return i % n
-
-
-def as_tensors(image: np.ndarray, bg: np.ndarray, mask: np.ndarray, depth_png16: np.ndarray) -> dict:
-    """uint8 image/bg [3,S,S], uint8 {0,1} mask [S,S], uint16 depth (m*256) [S,S] -> contract tensors."""
-    from maskdepth.depth import DEPTH_PNG_SCALE
-
-    def floats(array):
-        return np.ascontiguousarray(array, dtype=np.float32)
-
-    return {
-        "image": torch.from_numpy(floats(image) / 255.0),
-        "bg": torch.from_numpy(floats(bg) / 255.0),
-        "mask": torch.from_numpy(floats(mask)[None]),
-        "depth": torch.from_numpy(floats(depth_png16)[None] / DEPTH_PNG_SCALE),
-    }
 
 
 # --- split assignment for imported and composed datasets ------------------------------------

@@ -1,108 +1,31 @@
-"""The torch Dataset of composed samples, and how a batch becomes the network input.
+"""Which Dataset a `data` value means, and how a batch becomes the network input.
 
 `build_dataset(data, split, ...)[i]` is a dict (see docs/architecture.md, Samples):
 `image` float32 [3,H,W] in [0,1] (the fg_bg composite), `bg` float32 [3,H,W],
 `mask` float32 [1,H,W] in {0,1}, `depth` float32 [1,H,W] metres, `index` int.
-Samples are composed on the fly from the cached sources (see `composition`).
+A stage name gives a `SyntheticDataset` (`synthetic`: composed on the fly from the cached
+sources); a dataset directory gives the reader of its layout (`open_dataset_dir`: `packed` or
+`folder_dataset`; the directory contract is `datadir`). `open_split` is the same for the
+trainer and validate, with None for a split without samples.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from maskdepth.data.composition import Composer
-from maskdepth.data.manifest import Manifest, load_manifest
-from maskdepth.data.objects import ObjectStore
-from maskdepth.data.sources import SourceSpec, check_size, load_sources
+from maskdepth.data.datadir import is_dataset_dir, read_dataset_json
+from maskdepth.data.folder_dataset import FolderDataset
+from maskdepth.data.manifest import load_manifest
+from maskdepth.data.packed import PackedDataset
+from maskdepth.data.sources import check_size
+from maskdepth.data.synthetic import SyntheticDataset
 from maskdepth.errors import MaskdepthError
 from maskdepth.stages import SPLITS, STAGES
 
-
-class SyntheticDataset(Dataset):
-    """One split of a stage's manifest, composed at `size` x `size`."""
-
-    def __init__(self, manifest: Manifest, split: str, size: int = 64, cache_dir=None, augment=False):
-        from maskdepth.data.transforms import build_augment
-
-        self.manifest = manifest
-        self.split = split
-        self.size = check_size(size)
-        self.rows = manifest.rows(split)
-        self.source_set = load_sources(SourceSpec(seed=manifest.seed), self.size, cache_dir)
-        m = manifest
-        self.composer = Composer(
-            self.source_set,
-            m.values("bg", self.rows),
-            m.values("fg", self.rows),
-            m.values("placement", self.rows),
-            m.values("u", self.rows),
-            m.values("v", self.rows),
-            m.values("scale", self.rows),
-            m.values("flip", self.rows),
-            store=ObjectStore.open(self.source_set, manifest.stage, manifest.sha256()),
-        )
-        self.transform = build_augment() if augment is True else (augment or None)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def _check_index(self, i: int) -> int:
-        n = len(self)
-        if not -n <= i < n:
-            raise IndexError(f"sample {i} out of range for {self.manifest.stage}/{self.split} ({n} samples)")
-        return i % n
-
-    def compose(self, i: int) -> dict[str, np.ndarray]:
-        """Sample i as numpy arrays (no augmentation): image, bg, mask, depth."""
-        return self.composer.compose(self._check_index(i))
-
-    def __getitem__(self, i: int) -> dict:
-        i = self._check_index(int(i))
-        sample = {k: torch.from_numpy(v) for k, v in self.composer.compose(i).items()}
-        if self.transform is not None:
-            from maskdepth.data.transforms import apply_joint
-
-            sample = apply_joint(self.transform, sample)
-        sample["index"] = i
-        return sample
-
-    def info(self, i: int) -> dict:
-        """The manifest row of sample i plus its derived geometry (for plots and debugging)."""
-        i = self._check_index(i)
-        row = int(self.rows[i])
-        out = {name: self.manifest.values(name, row).item() for name in self.manifest.columns}
-        out["split"] = SPLITS[out["split"]]
-        c = self.composer
-        fg = self.source_set.foregrounds[out["fg"]]
-        cam = c.camera(i)
-        x, z = c.foot(i)
-        out.update(
-            fg_family=fg.family,
-            fg_height_m=fg.height_m,
-            fg_ood=out["fg"] >= self.source_set.spec.first_ood_fg,
-            foot_x=x,
-            foot_z=z,
-            camera_height=cam.height,
-            focal=cam.focal,
-            bg_family=self.source_set.backgrounds[out["bg"]].family,
-            bg_kind=self.source_set.backgrounds[out["bg"]].kind,
-        )
-        return out
-
-    def sources(self, i: int) -> dict:
-        """The source images of sample i: bg RGB uint8 [S,S,3], bg depth [S,S], and its info."""
-        info = self.info(i)
-        c = self.composer
-        slot = c._view_slot[self._check_index(i)]
-        return {
-            "bg": np.floor(c._view_rgb[slot].transpose(1, 2, 0) * 255.0 + 0.5).astype(np.uint8),
-            "bg_depth": c._view_depth[slot],
-            "info": info,
-        }
+__all__ = ["FolderDataset", "PackedDataset", "SyntheticDataset", "build_dataset", "model_input", "open_dataset_dir",
+           "open_split"]
 
 
 def build_dataset(data: str, split: str, size: int = 64, seed: int = 0, cache_dir=None, augment=False) -> SyntheticDataset:
@@ -117,12 +40,38 @@ def build_dataset(data: str, split: str, size: int = 64, seed: int = 0, cache_di
     check_size(size)
     if data not in STAGES:
         if Path(str(data)).is_dir():
-            from maskdepth.data.datadir import open_dataset_dir
-
             return open_dataset_dir(data, split, size=size, augment=augment)
         raise MaskdepthError(f"data={data!r}: not a stage ({', '.join(STAGES)}) nor an existing dataset directory")
     manifest = load_manifest(data, seed)
     return SyntheticDataset(manifest, split, size=size, cache_dir=cache_dir, augment=augment)
+
+
+def open_dataset_dir(path, split: str, size: int | None = None, augment=False):
+    """The torch Dataset of one split of a dataset directory (packed or folders layout).
+
+    `size` must equal the size the directory was written at (None: take it); samples are
+    not resampled on the fly, since that would silently change the labels' resolution.
+    """
+    meta = read_dataset_json(path)
+    if split not in SPLITS:
+        raise MaskdepthError(f"split={split!r}: choose one of {', '.join(SPLITS)}")
+    if size is not None and int(size) != int(meta["size"]):
+        raise MaskdepthError(
+            f"dataset {path} holds {meta['size']}px samples but size={size} was asked: use size={meta['size']} "
+            f"(e.g. -p size {meta['size']}) or write the dataset again with --size {size}"
+        )
+    if meta["layout"] == "packed":
+        return PackedDataset(path, split, meta, augment=augment)
+    return FolderDataset(path, split, meta, augment=augment)
+
+
+def open_split(data: str, split: str, size: int, seed: int):
+    """The dataset of one split, or None when `data` has no samples in it (a dataset folder
+    made by an import, by real photos or before the `ood` split existed may have none)."""
+    if is_dataset_dir(data) and not int((read_dataset_json(data).get("counts") or {}).get(split, 0)):
+        return None
+    dataset = build_dataset(data, split, size=size, seed=seed)
+    return dataset if len(dataset) else None
 
 
 def model_input(batch: dict, in_channels: int) -> torch.Tensor:

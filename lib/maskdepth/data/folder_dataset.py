@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from maskdepth.data.datadir import as_tensors, check_index, finish_sample, read_samples_csv, resolve_augment
+from maskdepth.data.datadir import read_samples_csv
 from maskdepth.data.files import depth_raw_array, mask_array, open_image, rgb_array
+from maskdepth.data.samples import as_tensors, check_index, finish_sample, resolve_augment
 from maskdepth.errors import BadInputError, MaskdepthError
 
 

@@ -19,7 +19,7 @@ Writing (`write_packed`) is resumable and atomic: arrays are filled in `.partial
 `np.lib.format.open_memmap`, a progress file records how many samples are durable (after a
 flush) every CHECKPOINT_EVERY samples, a finished split gets a done marker and is then
 renamed to its final names, and dataset.json is written last. A killed run therefore
-leaves no dataset.json (the directory is refused by `open_dataset_dir`), and running the
+leaves no dataset.json (the directory is refused by `dataset.open_dataset_dir`), and running the
 same command again continues from the last checkpoint; finished splits are not redone.
 """
 
@@ -34,16 +34,8 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from maskdepth.data.datadir import (
-    already_complete,
-    as_tensors,
-    check_index,
-    claim_output,
-    finish_output,
-    finish_sample,
-    read_dataset_json,
-    resolve_augment,
-)
+from maskdepth.data.datadir import already_complete, claim_output, finish_output, read_dataset_json
+from maskdepth.data.samples import as_tensors, check_index, finish_sample, resolve_augment
 from maskdepth.errors import MaskdepthError
 from maskdepth.io import atomic_path, read_json, write_json, write_text
 from maskdepth.progress import progress

@@ -6,7 +6,8 @@
 
 Registered: ``joint`` (default, both outputs), ``lean_unet`` and ``resnet_unet`` (the
 seed's two single-task U-Nets, ``task="mask"|"depth"``). Encoders for ``joint``: ``lean``,
-``resnet18``, ``resnet34`` (`get_encoder`).
+``resnet18``, ``resnet34`` (`get_encoder`). What each model predicts and takes:
+`model_entry(name)` / `model_meta(name, ...)` (see `registry`).
 """
 
 from maskdepth.models import joint, lean_unet, resnet_unet  # noqa: F401  (registers the models)
@@ -14,25 +15,35 @@ from maskdepth.models.encoders import get_encoder, list_encoders
 from maskdepth.models.registry import (
     DEFAULT_MODEL,
     IN_CHANNELS,
+    MaskdepthModel,
+    ModelEntry,
     count_parameters,
     create_model,
     forward_gflops,
     list_models,
+    model_entry,
     model_info,
+    model_meta,
     model_options,
     register,
+    single_task_models,
 )
 
 __all__ = [
     "DEFAULT_MODEL",
     "IN_CHANNELS",
+    "MaskdepthModel",
+    "ModelEntry",
     "count_parameters",
     "create_model",
     "forward_gflops",
     "get_encoder",
     "list_encoders",
     "list_models",
+    "model_entry",
     "model_info",
+    "model_meta",
     "model_options",
     "register",
+    "single_task_models",
 ]

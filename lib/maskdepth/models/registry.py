@@ -7,6 +7,14 @@ name, the channel count and the options, builds the net and stamps it with
 ``weights``), which is what a checkpoint needs to rebuild the same net later even if a
 default changes. Pretrained weights only initialise training; the trained state_dict
 replaces them, so the weights file is not needed to rebuild.
+
+The registry also holds what a model *is*, so that no code outside `maskdepth.models` names a
+model to know it (`model_entry(name)`): the outputs it can predict (`tasks`), whether it
+predicts all of them at once or one chosen by an option (`task_option`: a builder that takes
+a ``task`` option is single-task), the input channel counts it takes (`in_channels`), and
+(`model_meta`, from the model itself) the number H and W must be multiples of. Every built
+model meets a small protocol (`MaskdepthModel`), checked by `create_model`: ``tasks`` (the
+keys ``forward`` returns), ``size_multiple``, ``in_channels``.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import inspect
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -22,30 +31,71 @@ from torch import nn
 from maskdepth.errors import MaskdepthError
 
 IN_CHANNELS = (3, 6)  # fg_bg alone, or bg + fg_bg
+TASKS = ("mask", "depth")  # the outputs a model may predict (the keys of its forward's dict)
 DEFAULT_MODEL = "joint"
+TASK_OPTION = "task"  # a builder that takes this option predicts the one task it names
 _NOT_IN_SPEC = ("weights",)
+_DERIVED = object()  # register(): task_option read from the builder's signature
+
+
+@runtime_checkable
+class MaskdepthModel(Protocol):
+    """What every model built by `create_model` has (besides ``forward(x) -> {task: [B,1,H,W]}``)."""
+
+    tasks: tuple[str, ...]  # the keys forward returns, in order
+    size_multiple: int  # H and W must be multiples of it
+    in_channels: int  # 3 (fg_bg) or 6 (bg + fg_bg)
 
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """A registered model: its builder and what every net built from it is."""
+
     name: str
     builder: Callable[..., nn.Module]
     description: str
+    tasks: tuple[str, ...] = TASKS  # the outputs it can predict
+    task_option: str | None = None  # the builder option that picks one of `tasks`; None: all at once
+    in_channels: tuple[int, ...] = IN_CHANNELS  # the input channel counts it takes
+
+    @property
+    def single_task(self) -> bool:
+        return self.task_option is not None
+
+    def outputs(self, options: dict | None = None) -> tuple[str, ...]:
+        """The outputs (model.tasks) of the net built with `options` (defaults filled in)."""
+        if self.task_option is None:
+            return self.tasks
+        return (dict(model_options(self.name), **(options or {}))[self.task_option],)
 
 
 _MODELS: dict[str, ModelEntry] = {}
 
 
-def register(name: str, *, description: str):
-    """Decorator: register `builder(in_channels, **options)` under `name`."""
+def register(name: str, *, description: str, tasks: tuple[str, ...] = TASKS, task_option=_DERIVED,
+             in_channels: tuple[int, ...] = IN_CHANNELS):
+    """Decorator: register `builder(in_channels, **options)` under `name`. `task_option` defaults
+    to TASK_OPTION when the builder takes it (a single-task model), else None."""
 
     def decorate(builder):
         if name in _MODELS:
             raise ValueError(f"model {name!r} registered twice")
-        _MODELS[name] = ModelEntry(name, builder, description)
+        option = task_option
+        if option is _DERIVED:
+            option = TASK_OPTION if TASK_OPTION in inspect.signature(builder).parameters else None
+        _MODELS[name] = ModelEntry(name, builder, description, tuple(tasks), option, tuple(in_channels))
         return builder
 
     return decorate
+
+
+def model_entry(name: str) -> ModelEntry:
+    """The registry entry of model `name` (a MaskdepthError listing the choices if unknown)."""
+    return _entry(name)
+
+
+def single_task_models() -> list[str]:
+    return [n for n, e in _MODELS.items() if e.single_task]
 
 
 def list_models() -> list[str]:
@@ -73,10 +123,10 @@ def create_model(name: str, in_channels: int = 3, **kwargs) -> nn.Module:
     H and W must be multiples of.
     """
     entry = _entry(name)
-    if isinstance(in_channels, bool) or in_channels not in IN_CHANNELS:
-        raise MaskdepthError(
-            f"in_channels must be 3 (fg_bg) or 6 (bg + fg_bg), got {in_channels!r} (model {name})"
-        )
+    if isinstance(in_channels, bool) or in_channels not in entry.in_channels:
+        meaning = {3: "3 (fg_bg)", 6: "6 (bg + fg_bg)"}
+        allowed = " or ".join(meaning.get(c, str(c)) for c in entry.in_channels)
+        raise MaskdepthError(f"in_channels must be {allowed}, got {in_channels!r} (model {name})")
     options = model_options(name)
     unknown = sorted(set(kwargs) - set(options))
     if unknown:
@@ -85,6 +135,7 @@ def create_model(name: str, in_channels: int = 3, **kwargs) -> nn.Module:
         )
     resolved = {**options, **kwargs}
     model = entry.builder(in_channels, **kwargs)
+    _check_protocol(model, entry, resolved, in_channels)
     spec_kwargs = {k: v for k, v in resolved.items() if k not in _NOT_IN_SPEC}
     try:
         json.dumps(spec_kwargs)
@@ -92,6 +143,24 @@ def create_model(name: str, in_channels: int = 3, **kwargs) -> nn.Module:
         raise MaskdepthError(f"model {name}: options must be plain JSON values ({exc})") from exc
     model.maskdepth_spec = {"name": name, "in_channels": int(in_channels), "kwargs": spec_kwargs}
     return model
+
+
+def _check_protocol(model: nn.Module, entry: ModelEntry, options: dict, in_channels: int) -> None:
+    """A registered builder must give a net that meets `MaskdepthModel` and says what its entry says."""
+    if not isinstance(model, MaskdepthModel):
+        missing = [a for a in ("tasks", "size_multiple", "in_channels") if not hasattr(model, a)]
+        raise TypeError(f"model {entry.name}: the built net has no {', '.join(missing)} (see MaskdepthModel)")
+    if tuple(model.tasks) != entry.outputs(options) or int(model.in_channels) != int(in_channels):
+        raise TypeError(f"model {entry.name}: the net predicts {tuple(model.tasks)} for {model.in_channels} channels, "
+                        f"its registry entry says {entry.outputs(options)} for {in_channels}")
+
+
+def model_meta(name: str, in_channels: int = 3, **kwargs) -> dict:
+    """What a net built by `create_model(name, in_channels, **kwargs)` is, without its weights:
+    {"tasks", "size_multiple", "in_channels"} (the net is built on the meta device)."""
+    with torch.device("meta"):
+        model = create_model(name, in_channels=in_channels, **kwargs)
+    return {"tasks": tuple(model.tasks), "size_multiple": int(model.size_multiple), "in_channels": int(in_channels)}
 
 
 def count_parameters(model: nn.Module) -> int:
