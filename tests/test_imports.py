@@ -22,8 +22,6 @@ KNOWN_CYCLES = [
     # sources.reference_digest renders samples (composition) while composition reads views
     # (sources); composition takes `place` through manifest, and placement reads the cameras (sources)
     {"maskdepth.data.composition", "maskdepth.data.manifest", "maskdepth.data.placement", "maskdepth.data.sources"},
-    # the run page and the comparison report use each other's pieces
-    {"maskdepth.report", "maskdepth.runpage"},
 ]
 
 

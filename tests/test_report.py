@@ -69,7 +69,7 @@ def test_report_lists_every_run_of_a_stage_folder(stage_dir):
     assert table[1].startswith("| `run-b` | resnet_unet | joint | 456k | 1k | 3 | 1m35s |")
     assert "| 0.950 / 0.900 / – |" in table[1]  # run-b predates the ood split
     # the interrupted run shows its last epoch, marked, with time summed from history
-    assert table[2].startswith("| `run-c` | lean_unet | mask | – | 1k | 2* | 0m30s |")
+    assert table[2].startswith("| `run-c` | lean_unet | mask | – | 1k | 2* | 30s |")
     assert "| 0.600 / 0.400 / – |" in table[2] and "| – / – / – |" in table[2]
     assert "unfinished run" in result.markdown
     # files land in the runs' common folder

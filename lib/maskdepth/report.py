@@ -37,6 +37,7 @@ from maskdepth.metrics import (
     parse_split_metric,
 )
 from maskdepth.metrics import markdown_table as metrics_table
+from maskdepth.runs import format_duration, format_params
 from maskdepth.stages import VAL_SPLITS
 
 # The metric columns of a report (keys of the catalogue in maskdepth.metrics).
@@ -119,20 +120,7 @@ def _short_names(paths: list[str]) -> list[str]:
     return [str(p.relative_to(common)) or p.name for p in resolved]
 
 
-def _params(n) -> str:
-    if n is None:
-        return "–"
-    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
-
-
-def _duration(seconds) -> str:
-    if seconds is None:
-        return "–"
-    s = int(round(seconds))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
-def _shown_metrics(rows: list[dict]) -> list[str]:
+def shown_metrics(rows: list[dict]) -> list[str]:
     """The catalogue columns some run has a value for (all of them when none has any)."""
     shown = [k for k in METRICS if any(finite_or_none(r[s].get(k)) is not None for r in rows for s in VAL_SPLITS)]
     return shown or list(METRICS)
@@ -141,14 +129,14 @@ def _shown_metrics(rows: list[dict]) -> list[str]:
 def markdown_table(rows: list[dict]) -> str:
     """Markdown table; metric cells read "seen / unseen / ood"."""
     names = _short_names([r["run"] for r in rows])
-    keys = _shown_metrics(rows)
+    keys = shown_metrics(rows)
     splits = " / ".join(VAL_SPLITS)
     head = ["run", "model", "task", "params", "stage", "epochs", "time"] + [f"{label(k)} ({splits})" for k in keys]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in zip(names, rows):
-        cells = [f"`{name}`", r["model"], str(r["task"] or "–"), _params(r["params"]), r["stage"],
+        cells = [f"`{name}`", r["model"], str(r["task"] or "–"), format_params(r["params"]), r["stage"],
                  str(r["epochs"] if r["epochs"] is not None else "–") + ("" if r["status"] == "finished" else "*"),
-                 _duration(r["train_time_s"])]
+                 format_duration(r["train_time_s"])]
         cells += [" / ".join(format_value(k, r[s].get(k)) for s in VAL_SPLITS) for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
     if any(r["status"] != "finished" for r in rows):
@@ -161,7 +149,7 @@ def chart_figure(rows: list[dict], title: str = ""):
 
     Panels wrap onto a second line when there are more than five metrics."""
     names = [f"{name}\n{r['model']} · {r['task'] or '?'}" for name, r in zip(_short_names([r["run"] for r in rows]), rows)]
-    keys = _shown_metrics(rows)
+    keys = shown_metrics(rows)
     n = len(rows)
     per_line = min(len(keys), 5)
     lines = math.ceil(len(keys) / per_line)
@@ -200,9 +188,9 @@ def chart_figure(rows: list[dict], title: str = ""):
 def metrics_markdown(metrics: dict) -> str:
     """A finished run's metrics.json (what `train` returns) as a short markdown summary:
     one row per validation split; a split the run had no samples in says so."""
-    head = (f"**{metrics.get('model', '?')}** ({_params(metrics.get('params'))} params, task {metrics.get('task', '?')}) "
+    head = (f"**{metrics.get('model', '?')}** ({format_params(metrics.get('params'))} params, task {metrics.get('task', '?')}) "
             f"on {runs.stage_label(metrics.get('data', '?'))}: {metrics.get('epochs', '?')} epochs in "
-            f"{_duration(metrics.get('train_time_s'))}, best epoch {metrics.get('best_epoch', '–')}")
+            f"{format_duration(metrics.get('train_time_s'))}, best epoch {metrics.get('best_epoch', '–')}")
     return f"{head}\n\n{split_table(metrics)}"
 
 
@@ -274,7 +262,7 @@ def write_comparison(result: Report, out: Path) -> None:
     if any(ratios.values()):
         result.files["depth_scale"] = out / "report_depth_scale.png"
         viz.save_figure(depth_scale_figure(ratios, f"depth-scale error · {out}"), result.files["depth_scale"])
-    result.files["html"] = write_comparison_page(out, result.rows, names, result.files, ratios)
+    result.files["html"] = write_comparison_page(out, result.rows, names, result.files, ratios, keys=shown_metrics(result.rows))
 
 
 def _history(run: Path) -> list[dict]:

@@ -38,6 +38,7 @@ from maskdepth import runs
 from maskdepth.errors import MaskdepthError
 from maskdepth.io import read_json, write_text
 from maskdepth.metrics import DETAIL, HEADLINE, format_value, html_table, label
+from maskdepth.runs import format_duration, format_params
 from maskdepth.stages import VAL_SPLITS
 
 PAGE = "index.html"
@@ -111,13 +112,6 @@ def _badge(text: str) -> str:
     if text.endswith("not passed"):
         cls = "not-passed"
     return f'<span class="badge {cls}">{escape(text)}</span>'
-
-
-def _duration(seconds) -> str:
-    if not isinstance(seconds, (int, float)):
-        return "–"
-    s = int(round(seconds))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
 def _page(title: str, body: str) -> str:
@@ -277,12 +271,12 @@ def _summary_section(run_dir, info, settings, metrics, history, status) -> str:
     if info.get("end"):
         rows.append(("ended", escape(str(info["end"]))))
     if info.get("seconds") is not None:
-        rows.append(("run time", escape(_duration(info["seconds"]))))
+        rows.append(("run time", escape(format_duration(info["seconds"]))))
     train_time = metrics.get("train_time_s")
     if train_time is None and history:
         train_time = sum(e.get("time_s") or 0.0 for e in history)
     if train_time is not None:
-        rows.append(("training time", escape(_duration(train_time))))
+        rows.append(("training time", escape(format_duration(train_time))))
     model = str(metrics.get("model") or settings.get("model") or "?")
     kwargs = settings.get("model_kwargs") or {}
     model_text = f"<code>{escape(model)}</code>" + (f" {escape(json.dumps(kwargs))}" if kwargs else "")
@@ -467,21 +461,20 @@ def _files_section(run_dir: Path) -> str:
 
 # -- the comparison page ---------------------------------------------------------------------------
 def write_comparison_page(out_dir: str | os.PathLike, rows: list[dict], names: list[str], files: Mapping[str, Path],
-                          ratios: Mapping[str, Mapping] | None = None) -> Path:
+                          ratios: Mapping[str, Mapping] | None = None, *, keys: list[str]) -> Path:
     """OUT/index.html comparing the report's runs (`maskdepth.report.report` calls it); OUT/report.html
     when OUT is itself a run folder (a report of one run), whose index.html is the run's own page."""
     out = Path(out_dir)
     path = out / (COMPARISON_IN_RUN if is_page_dir(out) else PAGE)
-    write_text(path, comparison_html(out, rows, names, files, ratios or {}))
+    write_text(path, comparison_html(out, rows, names, files, ratios or {}, keys))
     return path
 
 
 def comparison_html(out: Path, rows: list[dict], names: list[str], files: Mapping[str, Path],
-                    ratios: Mapping[str, Mapping]) -> str:
+                    ratios: Mapping[str, Mapping], keys: list[str]) -> str:
+    """The comparison page; `keys`: the metric columns shown (those some run has a value for)."""
     import numpy as np
 
-    from maskdepth.report import _duration as report_duration
-    from maskdepth.report import _params, _shown_metrics
 
     links = {}
     for name, r in zip(names, rows):
@@ -500,15 +493,14 @@ def comparison_html(out: Path, rows: list[dict], names: list[str], files: Mappin
             epochs += f" (best {r['best_epoch']})"
         status = "ok" if r["status"] == "finished" else r["status"]
         table.append(f'<tr><th><a href="{links[name]}">{escape(name)}</a></th><td>{escape(str(r["model"]))}</td>'
-                     f"<td>{escape(str(r['task'] or '–'))}</td><td class=\"num\">{escape(_params(r['params']))}</td>"
+                     f"<td>{escape(str(r['task'] or '–'))}</td><td class=\"num\">{escape(format_params(r['params']))}</td>"
                      f"<td>{escape(str(r['stage']))}</td><td class=\"num\">{escape(epochs)}</td>"
-                     f"<td class=\"num\">{escape(report_duration(r['train_time_s']))}</td><td>{_badge(status)}</td></tr>")
+                     f"<td class=\"num\">{escape(format_duration(r['train_time_s']))}</td><td>{_badge(status)}</td></tr>")
     table.append("</tbody></table>")
     body.append("\n".join(table))
     body.append('<h2 id="metrics">Metrics</h2>')
     body.append("<p>Per validation split, each run's best epoch (an unfinished run: its last finished one); the "
                 "best value of each column in bold. Hover a column for its definition.</p>")
-    keys = _shown_metrics(rows)
     for split in VAL_SPLITS:
         body.append(f"<h3>{escape(split)}</h3>")
         body.append(html_table([(name, r[split]) for name, r in zip(names, rows)], keys, first="run",

@@ -61,3 +61,23 @@ def find_runs(paths) -> list[Path]:
             raise MaskdepthError(f"{p}: not a run folder (no config.json with metrics.json/history.json) and holds no runs")
         runs.extend(found)
     return runs
+
+
+def format_duration(seconds) -> str:
+    """45s, 3m05s, 2h04m; "–" when unknown (run pages, reports and the trainer's console)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        return "–"
+    s = int(round(max(seconds, 0)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def format_params(n) -> str:
+    """A parameter count: 1.65M, 101k; "–" when unknown."""
+    if n is None:
+        return "–"
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
+

@@ -42,6 +42,7 @@ from maskdepth.evaluation import to_device as _to_device
 from maskdepth.io import copy_file, write_json
 from maskdepth.metrics import is_better, json_ready
 from maskdepth.progress import progress
+from maskdepth.runs import format_duration
 from maskdepth.stages import VAL_SPLITS
 from maskdepth.training.config import (
     INPUT_MODES,
@@ -63,7 +64,7 @@ from maskdepth.training.distributed import (
 )
 from maskdepth.training.optim import Schedule, build_optimizer
 from maskdepth.training.rng import epoch_seed, rng_state, seed_everything, set_rng_state
-from maskdepth.training.runlog import PROGRESS_LOG_EVERY_S, TRAIN_LOG, RunLog, format_duration
+from maskdepth.training.runlog import PROGRESS_LOG_EVERY_S, TRAIN_LOG, RunLog
 
 __all__ = [  # what `from maskdepth.train import ...` has always offered, wherever it now lives
     "INPUT_MODES", "MINIMUM", "OPTIMIZERS", "PROGRESS_LOG_EVERY_S", "RESUME_KEYS", "RUN_FILES", "SCHEDULES", "TASKS",

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from maskdepth.io import write_json
+from maskdepth.runs import format_duration
 from maskdepth.stages import VAL_SPLITS
 
 # The run's console lines (also on stdout): `maskdepth run` echoes them while 02_train runs.
@@ -20,16 +21,6 @@ PROGRESS_LOG_EVERY_S = 60.0  # within an epoch, a progress line in train.log at 
 # Shown in the epoch line for each validation split (catalogue key, short name).
 CONSOLE_METRICS = (("iou", "IoU"), ("delta1", "d1"), ("sa_delta1", "sa-d1"), ("abs_rel", "AbsRel"),
                    ("ordering", "ord"))
-
-
-def format_duration(seconds: float) -> str:
-    """45s, 3m05s, 2h04m."""
-    s = int(round(max(seconds, 0)))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def _scalars(metrics: dict):
