@@ -153,3 +153,20 @@ def test_breakdown_refuses_predictions_of_another_split():
     arrays["index"] = arrays["index"] + 100
     with pytest.raises(MaskdepthError, match="playground seen split has"):
         sample_factors("playground", "seen", arrays)
+
+
+def test_validate_writes_the_breakdown_for_a_stage(tmp_path):
+    from maskdepth.breakdown import FACTORS
+    from maskdepth.train import TrainConfig, train
+    from maskdepth.validate import breakdown_markdown, validate
+
+    cfg = TrainConfig.from_mapping({"data": "playground", "out_dir": str(tmp_path / "run"), "size": 32, "epochs": 1,
+                                    "batch_size": 8, "model_kwargs": {"base_channels": 4}, "tensorboard": False,
+                                    "progress_bar": False, "grid_every": 0})
+    train(cfg)
+    metrics = validate(tmp_path / "run", split="ood", out_dir=tmp_path / "val", figures=False, progress_bar=False)
+    table = breakdown_markdown(metrics)
+    assert metrics["breakdown"] == "breakdown.md" and table is not None
+    assert all(f"| {factor} |" in table for factor in FACTORS)
+    groups = __import__("json").loads((tmp_path / "val" / "breakdown.json").read_text())["groups"]
+    assert sum(g["n"] for g in groups["object"].values()) == metrics["n_samples"]

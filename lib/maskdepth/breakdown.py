@@ -73,7 +73,7 @@ def sample_factors(stage: str, split: str, arrays: dict, seed: int = 0) -> list[
 
 def breakdown(arrays: dict, stage: str, split: str, seed: int = 0) -> dict:
     """{factor: {value: {"n", score: per-image mean}}} for one split's predictions."""
-    from maskdepth.validate import per_sample_metrics
+    from maskdepth.evaluation import per_sample_metrics
 
     scores = per_sample_metrics(arrays)
     factors = sample_factors(stage, split, arrays, seed)
@@ -108,10 +108,18 @@ def breakdown_table(result: dict, split: str) -> str:
 
 def write_breakdown(predictions: str | Path, stage: str, split: str, out_dir: str | Path, seed: int = 0) -> dict:
     """Read validate's predictions.npz, write breakdown.json and breakdown.md into out_dir."""
-    from maskdepth.io import write_json, write_text
-    from maskdepth.validate import load_predictions
+    path = Path(predictions)
+    if not path.is_file():
+        raise MaskdepthError(f"predictions {path}: no such file (maskdepth validate writes it)")
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    return write_breakdown_arrays(arrays, stage, split, out_dir, seed)
 
-    arrays = load_predictions(predictions)
+
+def write_breakdown_arrays(arrays: dict, stage: str, split: str, out_dir: str | Path, seed: int = 0) -> dict:
+    """`write_breakdown` from predictions in memory (what `validate` calls)."""
+    from maskdepth.io import write_json, write_text
+
     result = breakdown(arrays, stage, split, seed)
     out_dir = Path(out_dir)
     write_json(out_dir / "breakdown.json", {"stage": stage, "split": split, "groups": result})

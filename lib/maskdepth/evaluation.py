@@ -92,3 +92,22 @@ def run_split(model: nn.Module, batches: Iterable[dict], *, tasks, in_channels: 
     losses = {k: float(v / max(count, 1)) for k, v in sums.items()}
     arrays = {k: np.concatenate(v) for k, v in kept.items() if v} if keep else {}
     return SplitRun(count, losses, meters, arrays)
+
+
+def per_sample_metrics(arrays: dict) -> list[dict]:
+    """One record per sample from saved predictions (also how tests recompute metrics.json)."""
+    from maskdepth.metrics import depth_errors_per_sample, finite_or_none, mask_scores_per_sample
+
+    columns: dict[str, np.ndarray] = {}
+    if "mask_logits" in arrays:
+        scores = mask_scores_per_sample(torch.from_numpy(arrays["mask_logits"]), torch.from_numpy(arrays["gt_mask"]).float())
+        columns.update({k: v.numpy() for k, v in scores.items()})
+    if "depth" in arrays:
+        gt_mask = torch.from_numpy(arrays["gt_mask"]).float() if "gt_mask" in arrays else None
+        errors = depth_errors_per_sample(torch.from_numpy(arrays["depth"]), torch.from_numpy(arrays["gt_depth"]),
+                                         mask=gt_mask)
+        columns.update({k: v.numpy() for k, v in errors.items()})
+    return [
+        {"index": int(idx), **{k: finite_or_none(v[i]) for k, v in columns.items()}}
+        for i, idx in enumerate(arrays["index"])
+    ]

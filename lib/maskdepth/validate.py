@@ -41,7 +41,6 @@ from maskdepth.metrics import (
     DETAIL,
     HEADLINE,
     definitions_table,
-    finite_or_none,
     higher_is_better,
     inline_summary,
     json_ready,
@@ -96,25 +95,6 @@ def predict_split(model, dataset, tasks, in_channels: int, *, batch_size: int, d
     run = run_split(model, loader, tasks=tasks, in_channels=in_channels, device_info=device_info,
                     channels_last=channels_last, keep=True)
     return run.arrays, run.meters
-
-
-def per_sample_metrics(arrays: dict) -> list[dict]:
-    """One record per sample from saved predictions (also how tests recompute metrics.json)."""
-    from maskdepth.metrics import depth_errors_per_sample, mask_scores_per_sample
-
-    columns: dict[str, np.ndarray] = {}
-    if "mask_logits" in arrays:
-        scores = mask_scores_per_sample(torch.from_numpy(arrays["mask_logits"]), torch.from_numpy(arrays["gt_mask"]).float())
-        columns.update({k: v.numpy() for k, v in scores.items()})
-    if "depth" in arrays:
-        gt_mask = torch.from_numpy(arrays["gt_mask"]).float() if "gt_mask" in arrays else None
-        errors = depth_errors_per_sample(torch.from_numpy(arrays["depth"]), torch.from_numpy(arrays["gt_depth"]),
-                                         mask=gt_mask)
-        columns.update({k: v.numpy() for k, v in errors.items()})
-    return [
-        {"index": int(idx), **{k: finite_or_none(v[i]) for k, v in columns.items()}}
-        for i, idx in enumerate(arrays["index"])
-    ]
 
 
 def overall_metrics(arrays: dict) -> dict:
@@ -271,6 +251,8 @@ def validate(
     overall: dict[str, float] = {}
     for meter in meters.values():
         overall.update(meter.compute())
+    from maskdepth.evaluation import per_sample_metrics
+
     per_sample = per_sample_metrics(arrays)
 
     run_name = run_dir.name if run_dir is not None else ckpt_path.stem
@@ -278,6 +260,7 @@ def validate(
     if save_predictions:
         _save_npz(out / PREDICTIONS_FILE, arrays)
     written = _figures(out, arrays, per_sample, dataset, tasks, overall, heading, n_show, run_dir) if figures else {}
+    breakdown = _write_breakdown(arrays, str(data), split, seed, out)
     metrics = {
         **about,
         "overall": json_ready(overall),
@@ -285,6 +268,7 @@ def validate(
         "out_dir": str(out),
         "figures": sorted(p.name for p in written.values()),
         "predictions": PREDICTIONS_FILE if save_predictions else None,
+        "breakdown": breakdown,
     }
     write_json(out / METRICS_FILE, metrics)
     return metrics
@@ -295,6 +279,26 @@ SECTIONS = {
     "depth": ("depth_grid.png", "best_worst_abs_rel.png"),
     "overview": ("histograms.png", "training_curves.png"),
 }
+
+
+def _write_breakdown(arrays: dict, data: str, split: str, seed: int, out: Path) -> str | None:
+    """breakdown.md/.json (`maskdepth.breakdown`: the scores grouped by scene and object family,
+    size, camera height and distance) for a split of a synthetic stage; None for a folder."""
+    from maskdepth.stages import STAGES
+
+    if data not in STAGES or "gt_mask" not in arrays:
+        return None
+    from maskdepth.breakdown import write_breakdown_arrays
+
+    write_breakdown_arrays(arrays, data, split, out, seed)
+    return "breakdown.md"
+
+
+def breakdown_markdown(metrics: dict) -> str | None:
+    """The breakdown table that `validate` wrote beside metrics.json (None when there is none)."""
+    name = metrics.get("breakdown")
+    path = Path(metrics.get("out_dir", "")) / name if name else None
+    return path.read_text() if path is not None and path.is_file() else None
 
 
 def figure_paths(metrics: dict, section: str) -> list[Path]:
