@@ -6,10 +6,10 @@ import pytest
 from maskdepth.data import build_dataset
 from maskdepth.data import manifest as mf
 from maskdepth.data.camera import Camera, rational_angle
-from maskdepth.data.composition import Composer, render_sample
+from maskdepth.data.composition import Composer, reference_digest, render_sample
 from maskdepth.data.foregrounds import Foreground, render_object
 from maskdepth.data.shapes import Primitive, intersect
-from maskdepth.data.sources import SourceSpec, load_sources, reference_digest, render_one_view
+from maskdepth.data.sources import SourceSpec, load_sources, render_one_view
 from maskdepth.errors import MaskdepthError
 
 LEVEL = Camera(height=1.0, sin_pitch=0.0, cos_pitch=1.0, focal=1.0)

@@ -18,11 +18,7 @@ from pathlib import Path
 LIB = Path(__file__).resolve().parents[1] / "lib"
 
 # Cycles still in the code, each a set of modules (remove an entry when its cycle is gone):
-KNOWN_CYCLES = [
-    # sources.reference_digest renders samples (composition) while composition reads views
-    # (sources); composition takes `place` through manifest, and placement reads the cameras (sources)
-    {"maskdepth.data.composition", "maskdepth.data.manifest", "maskdepth.data.placement", "maskdepth.data.sources"},
-]
+KNOWN_CYCLES: list[set[str]] = []
 
 
 def _modules() -> dict[str, Path]:

@@ -22,6 +22,7 @@ traced once into a packed store on disk (`objects`), read back byte-identically.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import OrderedDict
 
@@ -29,7 +30,7 @@ import numpy as np
 
 from maskdepth.data.camera import Camera, camera_at
 from maskdepth.data.foregrounds import render_object
-from maskdepth.data.sources import Sources, SourceSpec, load_sources, view_cameras
+from maskdepth.data.sources import Sources, SourceSpec, load_sources, render_one_view, view_cameras
 from maskdepth.data.textures import hash_uniform
 
 OBJECT_CACHE_BYTES = 512 * 2**20
@@ -185,7 +186,7 @@ def _nbytes(entry) -> int:
 def render_sample(spec: SourceSpec, bg: int, fg: int, placement: int, size: int = 64, flip: bool = False,
                   cache_dir=None) -> dict[str, np.ndarray]:
     """One sample of (bg, fg, placement), placed by the manifest's rules (for tests and figures)."""
-    from maskdepth.data.manifest import QUANT, place
+    from maskdepth.data.placement import QUANT, place
 
     u, v, scale = (q / QUANT for q in place(spec, np.array([bg]), np.array([fg]), np.array([placement])))
     sources = load_sources(spec, size, cache_dir)
@@ -202,3 +203,21 @@ def composition_rate(composer: Composer, n: int = 5000, warmup: int = 1000) -> f
     for k in range(n):
         composer.compose(k % count)
     return n / (time.perf_counter() - start)
+
+
+def reference_digest(spec: SourceSpec, size: int = 64) -> str:
+    """sha256 of a few reference renders (views of a training, an unseen and an ood scene, and
+    objects of a training and an ood family): the same seed must give these bytes everywhere."""
+    import tempfile
+
+    h = hashlib.sha256()
+    for bg, placement in ((0, 0), (1, 21), (spec.n_bg, 3), (spec.first_ood_bg, 0), (spec.first_ood_bg + 1, 5)):
+        view = render_one_view(spec, bg, placement, size)
+        for key in ("rgb", "depth", "ground"):
+            h.update(np.ascontiguousarray(view[key]).tobytes())
+    with tempfile.TemporaryDirectory() as fresh:  # rendered now, never read from a cache
+        for bg, fg, placement in ((0, 0, 0), (2, 3, 1), (spec.first_ood_bg, spec.first_ood_fg, 0)):
+            sample = render_sample(spec, bg, fg, placement, size, cache_dir=fresh)
+            for key in ("image", "mask", "depth"):
+                h.update(np.ascontiguousarray(sample[key]).tobytes())
+    return h.hexdigest()

@@ -254,7 +254,7 @@ REFERENCE_SIZE = 64
 
 def reference_match(size: int, seed: int) -> bool | None:
     """Whether this machine renders the recorded reference bytes (None: no reference applies)."""
-    from maskdepth.data.sources import reference_digest
+    from maskdepth.data.composition import reference_digest
 
     data_spec = read_data_spec()
     ref = (data_spec or {}).get("reference_sources")
@@ -281,7 +281,7 @@ def write_data_spec(folder: Path | None = None, seed: int = 0) -> dict:
             "sha256": manifest.sha256(),
             "csv": csv,
         }
-    from maskdepth.data.sources import reference_digest
+    from maskdepth.data.composition import reference_digest
 
     reference = reference_digest(source_spec, REFERENCE_SIZE)
     data_spec = {

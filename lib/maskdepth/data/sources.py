@@ -203,23 +203,3 @@ def load_sources(spec: SourceSpec | None = None, size: int = 64, cache_dir=None)
         raise MaskdepthError(f"cache folder {folder}: cannot be created ({exc})") from exc
     return Sources(spec, size, scene_table(spec), object_table(spec), folder,
                    report={"spec_hash": spec.hash(), "folder": str(folder)})
-
-
-def reference_digest(spec: SourceSpec, size: int = 64) -> str:
-    """sha256 of a few reference renders (views of a training, an unseen and an ood scene, and
-    objects of a training and an ood family): the same seed must give these bytes everywhere."""
-    import tempfile
-
-    from maskdepth.data.composition import render_sample
-
-    h = hashlib.sha256()
-    for bg, placement in ((0, 0), (1, 21), (spec.n_bg, 3), (spec.first_ood_bg, 0), (spec.first_ood_bg + 1, 5)):
-        view = render_one_view(spec, bg, placement, size)
-        for key in ("rgb", "depth", "ground"):
-            h.update(np.ascontiguousarray(view[key]).tobytes())
-    with tempfile.TemporaryDirectory() as fresh:  # rendered now, never read from a cache
-        for bg, fg, placement in ((0, 0, 0), (2, 3, 1), (spec.first_ood_bg, spec.first_ood_fg, 0)):
-            sample = render_sample(spec, bg, fg, placement, size, cache_dir=fresh)
-            for key in ("image", "mask", "depth"):
-                h.update(np.ascontiguousarray(sample[key]).tobytes())
-    return h.hexdigest()
