@@ -4,13 +4,17 @@ peak     a large float32 torch.mm loop (2 n^3 FLOP each) and a large 3x3 convolu
          same threads and interleaved with the models' repeats; fractions use the higher
          (MKL's sgemm runs its AVX2 path on AMD CPUs, oneDNN's convolutions use AVX-512),
          and the JSON also holds them against the torch.mm peak alone
-models   lean_unet, resnet_unet, joint: one training step on a fixed batch; training FLOP =
-         3 x forward FLOP (torch.utils.flop_counter: the backward costs about twice the
-         forward); the JSON also holds the forward + backward FLOP the counter sees in one
-         real step, and the fraction of peak from those
-variants joint with channels_last memory format, and with bf16 autocast: which one helps?
-         The library's default (float32, contiguous) should be the fastest here; if a
-         variant wins by more than `HELPS` the figure says so, and the default should change.
+models   lean_unet, resnet_unet and the default model (`joint` with the 1k stage's model_kwargs),
+         float32, contiguous: one training step on a fixed batch; training FLOP = 3 x forward
+         FLOP (torch.utils.flop_counter: the backward costs about twice the forward); the JSON
+         also holds the forward + backward FLOP the counter sees in one real step, and the
+         fraction of peak from those
+variants the default model with channels_last memory format (float32), and channels_last with
+         bf16 autocast (what the trainer runs on CPUs with native bf16): which one helps? If
+         a variant wins by more than `HELPS` the figure says so.
+profile  torch.profiler over the default model's channels_last step in float32 and in bf16:
+         self CPU time by op and by the resolution the op works at (`bench.profile_step`),
+         written beside the results as <name>-profile.md and summarised in the table.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from pathlib import Path
 
 import torch
 
+from bench.profile_step import batch_for_profile, markdown, profile_steps, summary_line
 from bench.report import fmt_percent, fmt_rate, fmt_ratio
 from bench.settings import Settings
-from bench.steps import JOINT, LEAN, RESNET, fixed_batch, make_rig
+from bench.steps import LEAN, RESNET, default_config, default_rig, describe_default, fixed_batch, make_rig
 from bench.timing import compare_rates
 
 HELPS = 1.05  # a variant must be 5 % faster to count as helping (noise on a shared CPU is that large)
@@ -78,19 +83,21 @@ def run(settings: Settings, workdir: Path) -> dict:
     dataset = build_dataset("1k", "train", size=settings.size)
     batch = fixed_batch(dataset, settings.batch)
     batch_cl = fixed_batch(dataset, settings.batch, channels_last=True)
+    default = default_config("1k")
     configs = {  # name -> (model, task, channels_last, autocast dtype, steps per repeat)
         "lean_unet": (*LEAN, False, None, settings.steps),
         "resnet_unet": (*RESNET, False, None, settings.seed_steps),
-        "joint": (*JOINT, False, None, settings.steps),
-        "joint_channels_last": (*JOINT, True, None, settings.steps),
-        "joint_bf16_autocast": (*JOINT, False, torch.bfloat16, settings.seed_steps),
+        "default": (default.model, default.task, False, None, settings.steps),
+        "default_channels_last": (default.model, default.task, True, None, settings.steps),
+        "default_channels_last_bf16": (default.model, default.task, True, torch.bfloat16, settings.steps),
     }
     # The peak runs interleaved with the models, so both see the same load from neighbours.
     gflops, counted = {}, {}
     cases = {"matmul_peak": matmul_chunk(settings.matmul_n, settings.matmul_calls),
              "conv3x3_peak": conv3x3_chunk(settings.matmul_calls)}
     for name, (model, task, channels_last, dtype, steps) in configs.items():
-        rig = make_rig(model, task, channels_last=channels_last, autocast_dtype=dtype)
+        kwargs = default.model_kwargs if name.startswith("default") else None
+        rig = make_rig(model, task, channels_last=channels_last, autocast_dtype=dtype, model_kwargs=kwargs)
         gflops[name] = forward_gflops(rig.model, settings.size)
         data = batch_cl if channels_last else batch
         counted[name] = counted_step_gflops(rig, data)
@@ -110,13 +117,14 @@ def run(settings: Settings, workdir: Path) -> dict:
             "fraction_of_peak": train_flops / peak_flops,
             "fraction_of_matmul_peak": train_flops / peak.median,
         }
-    base = rates["joint"].median
-    speedups = {name: rates[name].median / base for name in ("joint_channels_last", "joint_bf16_autocast")}
+    base = rates["default"].median
+    speedups = {name: rates[name].median / base for name in ("default_channels_last", "default_channels_last_bf16")}
     best = max(speedups, key=speedups.get)
     helps = [name for name, s in speedups.items() if s >= HELPS]
     verdict = (f"helps: {', '.join(helps)} (best {best}, {fmt_ratio(speedups[best])}); the trainer uses "
                "channels_last by default and bf16 autocast where the CPU has native bf16" if helps
                else "neither helps here: use amp=off and --no-channels-last on this CPU")
+    trainer_default = describe_default()
     table = [["float32 peak: torch.mm, 3x3 conv",
               f"{fmt_rate(peak.median / 1e9, 'GFLOP/s')}, {fmt_rate(conv_peak.median / 1e9, 'GFLOP/s')}",
               f"mm {settings.matmul_n}^2, conv 256ch 32x32; {settings.threads} threads; "
@@ -126,9 +134,13 @@ def run(settings: Settings, workdir: Path) -> dict:
                       f"= {fmt_percent(info['fraction_of_peak'])} of peak",
                       f"{fmt_rate(info['samples_per_s']['median'])}, {info['forward_gflops_per_sample']:.3g} "
                       "GFLOP fwd/sample"])
-    table.append(["joint: channels_last, bf16 vs float32",
-                  f"{fmt_ratio(speedups['joint_channels_last'])}, {fmt_ratio(speedups['joint_bf16_autocast'])}",
+    table.append(["default model: channels_last, + bf16 vs float32",
+                  f"{fmt_ratio(speedups['default_channels_last'])}, {fmt_ratio(speedups['default_channels_last_bf16'])}",
                   verdict])
+    profiles = profile_default(settings, dataset)
+    for name, prof in profiles.items():
+        table.append([f"profile, default model {name} (channels_last)", f"{prof['step_self_cpu_ms']:.0f} ms/step",
+                      summary_line(prof, settings.size)])
     return {
         "batch_size": settings.batch,
         "threads": settings.threads,
@@ -137,8 +149,21 @@ def run(settings: Settings, workdir: Path) -> dict:
         "conv3x3_peak": {"gflop_per_s": conv_peak.median / 1e9, "flop_per_s": conv_peak.to_dict()},
         "peak_gflop_per_s": peak_flops / 1e9,
         "models": per_model,
-        "variant_speedup_vs_joint": speedups,
+        "variant_speedup_vs_default": speedups,
         "variants_that_help": helps,
         "verdict": verdict,
+        "trainer_default": trainer_default,
+        "profile": profiles,
+        "attachments": {"profile.md": markdown(
+            profiles, f"Profile of the default model's channels_last training step, float32 and bf16 "
+            f"(the trainer here: {describe_default()}), {settings.threads} threads")},
         "table": table,
     }
+
+
+def profile_default(settings: Settings, dataset) -> dict:
+    """torch.profiler summaries of the default model's channels_last step, float32 and bf16."""
+    batch = batch_for_profile(fixed_batch(dataset, settings.batch, channels_last=True), settings.batch + 1)
+    return {name: profile_steps(default_rig(autocast=autocast, channels_last=True), batch,
+                                steps=settings.profile_steps, size=settings.size)
+            for name, autocast in (("float32", "off"), ("bf16", "bf16"))}

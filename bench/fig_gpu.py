@@ -1,10 +1,12 @@
 """Figure 6: on a GPU, the full stage's training step with AMP, and a 400k-sample epoch estimate.
 
 Only when `torch.cuda.is_available()`; otherwise the figure is skipped and says so.
-model    the joint model's training step at the full stage's batch (256) on a batch already
-         on the GPU, float16 autocast with a GradScaler (what `maskdepth.train` does on CUDA)
+model    the default model's training step at the full stage's batch (256) on a batch already
+         on the GPU, with the trainer's batched augmentation (zoom, photometric) applied on the
+         GPU first, channels_last, float16 autocast with a GradScaler (what `maskdepth.train`
+         does on CUDA)
 loader   our DataLoader over the full train split with the full stage's worker count,
-         pinned memory, as the full run uses it
+         pinned memory, as the full run uses it (composition and per-sample flips in the workers)
 epoch    400k / min(model, loader) samples/s: whichever is slower bounds the epoch
 """
 
@@ -16,7 +18,7 @@ import torch
 
 from bench.report import fmt_rate, fmt_seconds
 from bench.settings import Settings, cpu_cores
-from bench.steps import JOINT, batches_forever, consume, fixed_batch, make_rig
+from bench.steps import batches_forever, consume, default_config, default_rig, fixed_batch, trainer_augment
 from bench.timing import measure_rate
 
 FULL_TRAIN = 400_000
@@ -39,10 +41,11 @@ def epoch_estimate(settings: Settings, device: str) -> dict:
     batch = settings.gpu_batch
     train_set = build_dataset("full", "train", size=settings.size, augment=True)
     cuda = device.startswith("cuda")
-    rig = make_rig(*JOINT, device=device, autocast_dtype=torch.float16 if cuda else torch.bfloat16)
+    cfg = default_config("full")
+    rig = default_rig(device=device, stage="full", autocast="default" if cuda else "bf16")
     data = fixed_batch(train_set, batch, device=device)
     steps = settings.gpu_steps
-    model = measure_rate(lambda: sum(rig.step(data) for _ in range(steps)),
+    model = measure_rate(lambda: sum(rig.step(trainer_augment(data, cfg)) for _ in range(steps)),
                          repeats=settings.repeats, warmup=max(1, settings.warmup), cuda=cuda)
 
     workers = min(int(defaults.get("workers", 8)), cpu_cores())
@@ -57,14 +60,16 @@ def epoch_estimate(settings: Settings, device: str) -> dict:
     return {
         "gpu": describe().get("gpu") if cuda else None,
         "batch_size": batch,
-        "amp": "float16 autocast + GradScaler",
+        "amp": "float16 autocast + GradScaler" if cuda else "bf16 autocast",
+        "model": "default model, channels_last, batched augmentation on the device",
         "model_samples_per_s": model.to_dict(),
         "loader_workers": workers,
         "loader_samples_per_s": data_rate.to_dict(),
         "epoch_400k_s": epoch_s,
         "limited_by": limiter,
         "table": [
-            ["joint training step, AMP", fmt_rate(model.median), f"batch {batch}, data on the GPU"],
+            ["default training step, AMP", fmt_rate(model.median),
+             f"batch {batch}, data on the GPU, batched augmentation there"],
             ["loader", fmt_rate(data_rate.median), f"{workers} workers, pinned memory"],
             ["400k-sample epoch (estimate)", fmt_seconds(epoch_s), f"limited by the {limiter}"],
         ],

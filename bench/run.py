@@ -40,19 +40,23 @@ FIGURES = (
     Figure(1, "train", "training vs the seed's way", "bench.fig_train",
            "samples/s: joint + our data path vs two resnet_unets fed from PIL files; ratio (goal >= 10x)"),
     Figure(2, "loader", "data path vs model", "bench.fig_loader",
-           "samples/s: our loader alone (on the fly, packed) vs the joint training step alone (goal >= 5x)"),
+           "samples/s: our loader with the trainer's augmentation vs the default training step alone "
+           "(goal >= 10x); GPU feed estimate"),
     Figure(3, "compute", "compute efficiency", "bench.fig_compute",
-           "training FLOP/s as a fraction of the float32 matmul peak; channels_last and bf16 for joint"),
+           "training FLOP/s as a fraction of the float32 peak; default model float32/bf16; profile summary"),
     Figure(4, "inference", "inference latency", "bench.fig_inference",
-           "ms per 64x64 image at batch 1 and 64, torch and ONNX Runtime, per model"),
+           "ms per 64x64 image at batch 1 and 64, torch (as predict runs it) and ONNX Runtime, per model"),
     Figure(5, "data", "data creation", "bench.fig_data",
            "400k manifest time, composition samples/s on one core, materialize samples/s"),
     Figure(6, "gpu", "GPU epoch estimate", "bench.fig_gpu",
            "full-stage training step with AMP, 400k-sample epoch time (skipped without a GPU)"),
+    Figure(7, "quality", "time to quality", "bench.fig_quality",
+           "training time to the seed's way's final seen IoU and delta1: seed vs the default recipe (goal >= 50x)"),
 )
 BY_NAME = {f.name: f for f in FIGURES}
 VECTOR_FLAGS = {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile"}
-RATIO_KEYS = {"joint_vs_seed_train": "train", "loader_over_model": "loader"}
+RATIO_KEYS = {"joint_vs_seed_train": "train", "loader_over_model": "loader",
+              "time_to_quality_vs_seed": "quality"}
 
 
 def select_figures(only: str | None) -> list[Figure]:
@@ -87,23 +91,19 @@ def results_path(out_dir: Path, quick: bool, figures: list[Figure], today: datet
 
 def parse_args(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short run (under 2 minutes): small batches, fewer repeats")
+    parser.add_argument("--quick", action="store_true", help="short run (under 3 minutes): small batches, fewer repeats")
     parser.add_argument("--dry-run", action="store_true", help="list the figures and the settings; measure nothing")
     parser.add_argument("--only", metavar="NAMES", help="comma-separated figures to run: "
                         + ", ".join(f.name for f in FIGURES))
     parser.add_argument("--out", metavar="DIR", type=Path, default=RESULTS_DIR,
                         help=f"folder for the results (default {RESULTS_DIR})")
-    parser.add_argument("--quality", action="store_true",
-                        help="figure 1 also trains both sides for the same wall time and reports validation "
-                             "IoU/delta1 (not with --quick)")
-    parser.add_argument("--quality-seconds", type=float, default=None, metavar="S",
-                        help="training budget per side for --quality (default 120)")
+    parser.add_argument("--quality-epochs", type=float, default=None, metavar="E",
+                        help="figure 7: epochs the seed's way trains (its final quality is the target; "
+                             "default 2, about 9 minutes on 2 cores; 0.04 with --quick)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the cores we may use)")
     args = parser.parse_args(argv)
-    if args.quality and args.quick:
-        parser.error("--quality trains for minutes; it is not part of --quick")
-    if args.quality_seconds is not None and args.quality_seconds <= 0:
-        parser.error("--quality-seconds must be > 0")
+    if args.quality_epochs is not None and args.quality_epochs <= 0:
+        parser.error("--quality-epochs must be > 0")
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be >= 1")
     try:
@@ -194,10 +194,25 @@ def headline_ratios(figures: dict) -> dict:
     return {key: figures.get(name, {}).get("ratio") for key, name in RATIO_KEYS.items()}
 
 
+def write_attachments(figures: dict, out_path: Path) -> None:
+    """Figures may return `attachments` {suffix: text} (e.g. figure 3's profile summary): written
+    beside the results as <results name>-<suffix>, and replaced in the JSON by those paths."""
+    from maskdepth.io import write_text
+
+    for figure in figures.values():
+        attachments = figure.pop("attachments", None) or {}
+        written = {}
+        for suffix, text in attachments.items():
+            path = out_path.with_name(f"{out_path.stem}-{suffix}")
+            write_text(path, text)
+            written[suffix] = path.name
+        if written:
+            figure["files"] = written
+
+
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    settings = make_settings(args.quick, quality=args.quality, quality_seconds=args.quality_seconds,
-                             threads=args.threads)
+    settings = make_settings(args.quick, quality_epochs=args.quality_epochs, threads=args.threads)
     out_path = results_path(args.out, args.quick, args.figures)
     if args.dry_run:
         print(f"figures ({'quick' if args.quick else 'full'} run, {settings.threads} threads):")
@@ -238,6 +253,9 @@ def main(argv=None) -> int:
             results["figures"][figure.name] = run_figure(figure, settings, Path(tmp) / figure.name)
             print(f"  done in {results['figures'][figure.name]['seconds']:.1f} s", file=sys.stderr, flush=True)
     results["ratios"] = headline_ratios(results["figures"])
+    if "gpu_feed_estimate" in results["figures"].get("loader", {}):
+        results["gpu_feed_estimate"] = results["figures"]["loader"]["gpu_feed_estimate"]
+    write_attachments(results["figures"], out_path)
     results["goals_met"] = {name: fig["goal_met"] for name, fig in results["figures"].items() if "goal_met" in fig}
     results["load_average_end"] = load_average()
     noisy = noisy_cases(results["figures"])

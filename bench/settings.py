@@ -1,4 +1,5 @@
-"""How much work each figure does: the quick run (< 2 min) and the full run (< 15 min).
+"""How much work each figure does: the quick run (< 3 min) and the full run (about 25 min, of
+which figure 7's training takes about 10).
 
 Every figure reads its sizes from one `Settings`, so the two modes differ in one place and
 the JSON records exactly what was measured.
@@ -36,11 +37,22 @@ class Settings:
     matmul_calls: int = 10
     latency_calls: int = 50  # batch-1 forwards per repeat
     latency_batch: int = 64
-    onnx_models: tuple[str, ...] = ("lean_unet", "resnet_unet", "joint")
+    onnx_models: tuple[str, ...] = ("lean_unet", "resnet_unet", "default")
     compose_samples: int = 5000  # per repeat, on one core
     manifest_repeats: int = 3
-    quality: bool = False  # figure 1's equal-wall-time training for validation quality
-    quality_seconds: float = 120.0  # training budget per side
+    profile_steps: int = 2  # figure 3: profiled training steps per precision (after one warm-up step)
+    # figure 7, time to quality: the seed's way trains this many epochs of the stage's train split
+    # (its final seen quality is the target); ours is checked every `quality_eval_every` steps.
+    quality_data: str = "1k"
+    quality_seed_epochs: float = 2.0  # 62 steps of batch 32: ~9 min on 2 quiet cores (~9 s a step)
+    quality_batch: int = 32  # both sides (the 1k stage's batch)
+    # The seed's constant lr: at 3e-3 (figure 1's old setting) its depth network saturated at one
+    # end of the depth range within 3 steps (delta1 frozen); at 3e-4 it learns.
+    quality_seed_lr: float = 3e-4
+    quality_seed_eval_every: int = 0  # also score the seed every N steps (0: only at the end)
+    quality_eval_every: int = 2
+    quality_val_samples: int = 0  # seen samples scored (0: the whole split)
+    quality_max_epochs: int = 0  # ours stops here at the latest (0: the recipe's epochs)
     gpu_steps: int = 20
     gpu_batch: int = 256  # the full stage's default batch
 
@@ -48,14 +60,16 @@ class Settings:
         return dataclasses.asdict(self)
 
 
-def make_settings(quick: bool, *, quality: bool = False, quality_seconds: float | None = None,
-                  threads: int | None = None) -> Settings:
-    """Full-run sizes by default; `quick` shrinks every figure (quality training is never quick)."""
+def make_settings(quick: bool, *, quality_epochs: float | None = None, threads: int | None = None,
+                  **overrides) -> Settings:
+    """Full-run sizes by default; `quick` shrinks every figure. `quality_epochs`: the seed's
+    training length in figure 7; `overrides`: any other field (tests use tiny settings)."""
     threads = threads or cpu_cores()
+    if quality_epochs is not None:
+        overrides["quality_seed_epochs"] = float(quality_epochs)
     if not quick:
-        extra = {} if quality_seconds is None else {"quality_seconds": float(quality_seconds)}
-        return Settings(quick=False, threads=threads, quality=quality, **extra)
-    return Settings(
+        return Settings(quick=False, threads=threads, **overrides)
+    return dataclasses.replace(Settings(
         quick=True,
         threads=threads,
         repeats=3,
@@ -67,9 +81,13 @@ def make_settings(quick: bool, *, quality: bool = False, quality_seconds: float 
         matmul_calls=3,
         latency_calls=10,
         latency_batch=64,
-        onnx_models=("joint",),
+        onnx_models=("default",),
         compose_samples=1000,
         manifest_repeats=1,
-        quality=False,
         gpu_steps=5,
-    )
+        profile_steps=1,
+        quality_seed_epochs=0.04,  # 5 steps of batch 8: the code runs, the numbers mean little
+        quality_batch=8,
+        quality_val_samples=64,
+        quality_max_epochs=1,
+    ), **overrides)

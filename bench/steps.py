@@ -5,6 +5,12 @@ time, so "ours" in figure 1 is exactly the loop users run (our Dataset and DataL
 augmentation, loss, AdamW, OneCycle), not a bench-only copy. `StepRig` is one model with its
 loss and optimizer stepping on a batch already in memory: the model's cost alone (figures
 2, 3 and 6).
+
+"The default" is what `maskdepth run --stage 1k` trains: the stage's model (`joint` with
+`maskdepth.stages.MODEL_KWARGS`), channels_last and, on a CPU, bf16 autocast where the CPU
+has native bf16 (`maskdepth.device.resolve_device`), float16 autocast on CUDA
+(`default_config`, `default_rig`). `trainer_augment` is the trainer's batch augmentation
+(zoom, then photometric) exactly as `Trainer.train_one_epoch` applies it.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from torch import nn
 from maskdepth.data import model_input
 
 # (model name, task) of the networks the figures compare.
-JOINT = ("joint", "joint")
+JOINT = ("joint", "joint")  # with the library's default kwargs (the stride-8 joint U-Net)
 LEAN = ("lean_unet", "mask")
 RESNET = ("resnet_unet", "mask")
 
@@ -28,16 +34,74 @@ def tasks_of(task: str) -> tuple[str, ...]:
     return ("mask", "depth") if task == "joint" else (task,)
 
 
+def default_config(stage: str = "1k", **overrides):
+    """The TrainConfig `maskdepth run --stage STAGE` trains with (the stage's training defaults)."""
+    import dataclasses
+
+    from maskdepth.stages import get_stage
+    from maskdepth.train import TrainConfig
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in get_stage(stage).train_defaults.items() if k in names}
+    return TrainConfig.from_mapping({"data": stage, **values, **overrides})
+
+
+def default_precision(device: str = "cpu") -> torch.dtype | None:
+    """The autocast dtype the trainer uses on `device` by default (None: float32)."""
+    from maskdepth.device import resolve_device
+
+    info = resolve_device(device)
+    return info.amp_dtype if info.amp else None
+
+
+def describe_default(device: str = "cpu", stage: str = "1k") -> str:
+    cfg = default_config(stage)
+    dtype = default_precision(device)
+    kwargs = ", ".join(f"{k}={v}" for k, v in cfg.model_kwargs.items())
+    return (f"{cfg.model}({kwargs}), {'channels_last' if cfg.channels_last else 'contiguous'}, "
+            f"{'float32' if dtype is None else str(dtype).replace('torch.', '') + ' autocast'}")
+
+
+def trainer_augment(batch: dict, cfg, epoch: int = 0) -> dict:
+    """The trainer's batch augmentation after collation (`Trainer.train_one_epoch`): channels_last
+    when the config asks, then zoom and photometric from (seed, epoch, index)."""
+    from maskdepth.data.photometric import augment_batch
+    from maskdepth.data.zoom import zoom_batch
+
+    if cfg.channels_last:
+        batch = {k: v.contiguous(memory_format=torch.channels_last)
+                 if torch.is_tensor(v) and v.dim() == 4 else v for k, v in batch.items()}
+    if cfg.augment:
+        batch = zoom_batch(batch, cfg.seed, epoch, cfg.zoom)
+        batch = augment_batch(batch, cfg.seed, epoch, cfg.photometric)
+    return batch
+
+
 class ProductTrainer:
     """Our training loop on the 1k stage, stepped `n` optimizer steps at a time."""
 
     def __init__(self, model: str, task: str, *, batch_size: int, out_dir: Path, data: str = "1k",
-                 device: str = "cpu", seed: int = 0):
-        from maskdepth.train import TrainConfig, Trainer
+                 device: str = "cpu", seed: int = 0, **extra):
+        from maskdepth.train import TrainConfig
 
         cfg = TrainConfig(data=data, out_dir=str(out_dir), model=model, task=task, batch_size=batch_size,
-                          device=device, seed=seed, workers=0, tensorboard=False, progress_bar=False)
+                          device=device, seed=seed, workers=0, tensorboard=False, progress_bar=False, **extra)
+        self._build(cfg)
+
+    def _build(self, cfg) -> None:
+        from maskdepth.train import Trainer
+
         self.trainer = Trainer(cfg)  # writes nothing until fit(), which we never call
+
+    @classmethod
+    def default(cls, *, out_dir: Path, stage: str = "1k", device: str = "cpu", **overrides) -> ProductTrainer:
+        """The stage's default recipe (`default_config`: model, batch, lr, schedule, epochs) through
+        the Trainer; `overrides` change single settings (e.g. data, size, batch_size)."""
+        cfg = default_config(stage, out_dir=str(out_dir), device=device, workers=0, tensorboard=False,
+                             progress_bar=False, **overrides)
+        self = cls.__new__(cls)
+        self._build(cfg)
+        return self
 
     def run_steps(self, n: int) -> int:
         """Train `n` more steps (fewer if the epoch ends first); returns the samples trained on."""
@@ -80,13 +144,15 @@ class StepRig:
 
 
 def make_rig(model: str, task: str, *, device: str = "cpu", channels_last: bool = False,
-             autocast_dtype: torch.dtype | None = None, lr: float = 3e-3, seed: int = 0) -> StepRig:
+             autocast_dtype: torch.dtype | None = None, lr: float = 3e-3, seed: int = 0,
+             model_kwargs: dict | None = None) -> StepRig:
     """Model, loss (the training defaults) and AdamW, as `maskdepth.train.Trainer` makes them."""
     from maskdepth.losses import build_loss
     from maskdepth.train import TrainConfig, build_model, build_optimizer
 
     torch.manual_seed(seed)
-    cfg = TrainConfig(model=model, task=task, lr=lr, device=device, channels_last=channels_last)
+    cfg = TrainConfig(model=model, task=task, lr=lr, device=device, channels_last=channels_last,
+                      model_kwargs=dict(model_kwargs or {}))
     dev = torch.device(device)
     net = build_model(cfg).to(dev)
     if channels_last:
@@ -99,6 +165,20 @@ def make_rig(model: str, task: str, *, device: str = "cpu", channels_last: bool 
     if dev.type == "cuda" and autocast_dtype == torch.float16:
         scaler = torch.amp.GradScaler("cuda")
     return StepRig(net, criterion, optimizer, cfg.in_channels, dev, autocast_dtype, scaler)
+
+
+def default_rig(*, device: str = "cpu", stage: str = "1k", autocast: str = "default",
+                channels_last: bool | None = None, seed: int = 0) -> StepRig:
+    """The stage's default model, loss and optimizer as the trainer runs them on `device`:
+    channels_last (unless told) and the default autocast ("default"), or float32 ("off"), or
+    bf16 ("bf16")."""
+    cfg = default_config(stage)
+    dtype = {"default": default_precision(device), "off": None, "bf16": torch.bfloat16}[autocast]
+    if device.startswith("cuda") and autocast == "default":
+        dtype = torch.float16
+    return make_rig(cfg.model, cfg.task, device=device, lr=cfg.lr, seed=seed, model_kwargs=cfg.model_kwargs,
+                    channels_last=cfg.channels_last if channels_last is None else channels_last,
+                    autocast_dtype=dtype)
 
 
 def fixed_batch(dataset, batch_size: int, *, device: str | torch.device = "cpu",
@@ -115,6 +195,15 @@ def fixed_batch(dataset, batch_size: int, *, device: str | torch.device = "cpu",
                 value = value.contiguous(memory_format=torch.channels_last)
         out[key] = value
     return out
+
+
+def warm(dataset) -> None:
+    """Compose every sample once, so that timing sees the steady state of training (epoch >= 2:
+    rendered objects in the composer's cache) rather than the first epoch's rendering."""
+    compose = getattr(dataset, "compose", None)
+    if compose is not None:
+        for i in range(len(dataset)):
+            compose(i)
 
 
 def batches_forever(loader) -> Iterator[dict]:

@@ -15,6 +15,16 @@ resolution** (`upsample`):
 Either way the mask is thresholded only after upsampling, and depth stays inside
 [DEPTH_MIN, DEPTH_MAX]. This is no super-resolution: what the network saw is the working size's.
 
+Speed: the network runs as its fastest equivalent for inference (`Predictor`): BatchNorm
+folded into the convolution before it (`fold_batchnorm`; the outputs equal the checkpoint's
+up to float rounding), channels_last memory format and `torch.inference_mode`. bf16 autocast
+is used only when asked (`Predictor(precision="bf16")`), only on a CPU with native bf16
+(`maskdepth.device.cpu_has_fast_bf16`) or a GPU, and only after the first batch showed its
+outputs close to float32 (`outputs_agree`: mask IoU > 0.99, mean depth relative error < 2 %;
+that batch's float32 outputs are returned). The default ("auto") is float32: on the AVX512-BF16
+CPU we measured (no AMX), bf16 inference of the default model was slower than float32 at batch
+1 and 32 (bench/ figure 4, "torch bf16" row).
+
 For 6-channel checkpoints (`input_mode` "bg_fg_bg") a background image goes in front of each
 image: the network input is cat([bg, image]) (`data.model_input`). One background for all
 (`bg=` / `--bg FILE`), or one per input (`predict(bg=[...])`; `predict_files(backgrounds=...)`,
@@ -94,6 +104,44 @@ OVERLAY_COLOR = np.array([255, 40, 40], np.float32)
 OVERLAY_ALPHA = 0.5
 DEFAULT_UPSAMPLE = "guided"  # measured better than bilinear at object edges (see the module docstring)
 BACKGROUND_CACHE = 256  # prepared backgrounds kept while predicting files (inputs often share one)
+PRECISIONS = ("auto", "float32", "bf16")
+AUTO_BF16 = False  # "auto" stays float32: bf16 inference measured slower on an AVX512-BF16 CPU (module doc)
+BF16_MIN_MASK_IOU = 0.99  # outputs_agree: bf16 against float32 on the first batch
+BF16_MAX_DEPTH_REL = 0.02
+
+
+def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """Fold every eval-mode BatchNorm2d that directly follows a Conv2d in an nn.Sequential (the
+    ConvBNReLU unit of every maskdepth network) into that convolution, in place; the BatchNorm
+    becomes an Identity. Inference only: the model must stay in eval mode."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for module in list(model.modules()):
+        if not isinstance(module, torch.nn.Sequential):
+            continue
+        for i in range(len(module) - 1):
+            conv, bn = module[i], module[i + 1]
+            if (isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d)
+                    and bn.track_running_stats and bn.running_mean is not None):
+                module[i] = fuse_conv_bn_eval(conv.eval(), bn.eval())
+                module[i + 1] = torch.nn.Identity()
+    return model
+
+
+def outputs_agree(reference: dict[str, torch.Tensor], other: dict[str, torch.Tensor]) -> tuple[bool, dict]:
+    """Whether `other` (e.g. bf16) outputs match `reference` (float32) closely enough: mask IoU
+    (logits > 0) above BF16_MIN_MASK_IOU and mean depth relative error below BF16_MAX_DEPTH_REL;
+    with the measured values."""
+    found: dict[str, float] = {}
+    if "mask" in reference:
+        a, b = reference["mask"] > 0, other["mask"] > 0
+        union = int((a | b).sum())
+        found["mask_iou"] = 1.0 if union == 0 else int((a & b).sum()) / union
+    if "depth" in reference:
+        ref = reference["depth"].float()
+        found["depth_rel"] = float(((other["depth"].float() - ref).abs() / ref.clamp_min(1e-6)).mean())
+    ok = found.get("mask_iou", 1.0) > BF16_MIN_MASK_IOU and found.get("depth_rel", 0.0) < BF16_MAX_DEPTH_REL
+    return ok, found
 
 
 def resize_image(image: torch.Tensor, size) -> torch.Tensor:
@@ -151,21 +199,45 @@ class Predictor:
     """A checkpoint loaded once (from the file alone) and ready for batches of any-size images."""
 
     def __init__(self, checkpoint, *, device: str = "auto", threshold: float = MASK_THRESHOLD,
-                 upsample: str = DEFAULT_UPSAMPLE):
+                 upsample: str = DEFAULT_UPSAMPLE, precision: str = "auto"):
         if not 0.0 < threshold < 1.0:
             raise MaskdepthError(f"threshold must be in (0, 1), got {threshold}")
+        if precision not in PRECISIONS:
+            raise MaskdepthError(f"precision={precision!r}: choose one of {', '.join(PRECISIONS)}")
         self.upsample = check_upsample(upsample)
         checkpoint = resolve_checkpoint(checkpoint)
         self.checkpoint = str(checkpoint)
         self.device = resolve_device(device).device
         model, info = load_model(checkpoint, map_location="cpu")
-        self.model = model.to(self.device).eval()
+        # The fastest equivalent network for inference (module doc): BN folded, channels_last.
+        self.model = fold_batchnorm(model.eval()).to(self.device, memory_format=torch.channels_last)
+        self._bf16 = self._bf16_state(precision)
+        self.bf16_check: dict = {}  # what the first batch measured, bf16 against float32
         self.info = info
         self.threshold = threshold
         self.in_channels = int(info["in_channels"])
         self.tasks = tuple(getattr(model, "tasks", ()))
         self.input_size = input_size(info, checkpoint)
         self._background: torch.Tensor | None = None
+
+    def _bf16_state(self, precision: str) -> str:
+        """"off", or "pending" (bf16 once the first batch has shown it close to float32)."""
+        from maskdepth.device import cpu_has_fast_bf16
+
+        wanted = precision == "bf16" or (precision == "auto" and AUTO_BF16)
+        native = self.device.type == "cuda" or (self.device.type == "cpu" and cpu_has_fast_bf16())
+        return "pending" if wanted and native else "off"
+
+    @property
+    def precision(self) -> str:
+        """What the network runs in: "float32", "bf16", or "bf16 (pending)" before the first batch."""
+        return {"off": "float32", "on": "bf16", "pending": "bf16 (pending)"}.get(self._bf16, "float32")
+
+    def _forward(self, batch: torch.Tensor, bf16: bool = False) -> dict[str, torch.Tensor]:
+        x = batch.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
+            outputs = self.model(x)
+        return {k: v.float() for k, v in outputs.items()}
 
     @property
     def needs_background(self) -> bool:
@@ -213,7 +285,10 @@ class Predictor:
                     "6 channels): pass bg=... (command line: --bg FILE, --bg-dir DIR or NAME_bg.* files)"
                 )
             batch = model_input({"image": batch, "bg": bg}, self.in_channels)
-        outputs = {k: v.float() for k, v in self.model(batch).items()}
+        outputs = self._forward(batch, bf16=self._bf16 == "on")
+        if self._bf16 == "pending":  # first batch: bf16 only if it agrees with float32 here
+            ok, self.bf16_check = outputs_agree(outputs, self._forward(batch, bf16=True))
+            self._bf16 = "on" if ok else "off"
         for key, value in outputs.items():
             if not bool(torch.isfinite(value).all()):
                 raise MaskdepthError(
@@ -269,6 +344,7 @@ def predict(
     threshold: float = MASK_THRESHOLD,
     upsample: str = DEFAULT_UPSAMPLE,
     show_progress: bool = True,
+    precision: str = "auto",
 ) -> list[dict[str, np.ndarray]]:
     """Mask and depth of each image, at the image's resolution.
 
@@ -277,7 +353,8 @@ def predict(
     (nothing else is needed) or a run folder (its best checkpoint). `bg`: for 6-channel
     checkpoints only, the background of every image, or a list with one per image.
     `upsample`: "guided" (default: the outputs follow the image's edges) or "bilinear"
-    (see the module docstring).
+    (see the module docstring). `precision`: "auto" (float32), "float32" or "bf16" (where
+    native, once verified against float32 on the first batch; see the module docstring).
 
     Returns one dict per image, with the keys its checkpoint predicts: "mask" (bool [H,W]),
     "mask_prob" (float32 [H,W] in [0,1]) and "depth" (float32 [H,W], metres).
@@ -285,7 +362,7 @@ def predict(
     """
     if batch_size < 1:
         raise MaskdepthError(f"batch_size must be at least 1, got {batch_size}")
-    predictor = Predictor(checkpoint, device=device, threshold=threshold, upsample=upsample)
+    predictor = Predictor(checkpoint, device=device, threshold=threshold, upsample=upsample, precision=precision)
     items = [images] if _is_single_image(images) else list(images)
     per_image_bg = bg is not None and not _is_single_image(bg)
     if per_image_bg:
@@ -436,6 +513,7 @@ def predict_paths(
     threshold: float = MASK_THRESHOLD,
     device: str = "auto",
     overwrite: bool = False,
+    precision: str = "auto",
 ) -> PredictSummary:
     """`maskdepth predict` as a function: image files and folders -> files in `out_dir`.
 
@@ -451,7 +529,7 @@ def predict_paths(
         raise MaskdepthError(f"--batch-size must be at least 1, got {batch_size}")
     if bg is not None and bg_dir is not None:
         raise MaskdepthError("give one background for all (--bg FILE) or a folder of them (--bg-dir DIR), not both")
-    predictor = Predictor(checkpoint, device=device, threshold=threshold, upsample=upsample)
+    predictor = Predictor(checkpoint, device=device, threshold=threshold, upsample=upsample, precision=precision)
     if not predictor.needs_background and bg_dir is not None:
         raise MaskdepthError(
             f"checkpoint {predictor.checkpoint} takes the image alone (input_mode fg_bg, 3 channels): "
