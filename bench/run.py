@@ -197,7 +197,7 @@ def headline_ratios(figures: dict) -> dict:
 def write_attachments(figures: dict, out_path: Path) -> None:
     """Figures may return `attachments` {suffix: text} (e.g. figure 3's profile summary): written
     beside the results as <results name>-<suffix>, and replaced in the JSON by those paths."""
-    from maskdepth.io import write_text
+    from maskdepth.fileio import write_text
 
     for figure in figures.values():
         attachments = figure.pop("attachments", None) or {}
@@ -224,7 +224,7 @@ def main(argv=None) -> int:
     import torch
 
     from bench.report import markdown_table
-    from maskdepth.io import write_json, write_text
+    from maskdepth.fileio import write_json, write_text
 
     torch.set_num_threads(settings.threads)  # threads = cores, for every figure (and the environment record)
     os.environ.setdefault("MASKDEPTH_NO_PROGRESS", "1")

@@ -153,8 +153,8 @@ def main(argv=None) -> int:
         sys.path.insert(0, str(ROOT / "lib"))
     import torch
 
+    from maskdepth.fileio import write_json
     from maskdepth.inference import Predictor
-    from maskdepth.io import write_json
     from maskdepth.upsample import GUIDED_EPS_DEPTH, GUIDED_EPS_MASK, GUIDED_RADIUS
 
     torch.set_num_threads(args.threads)

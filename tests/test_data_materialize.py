@@ -78,8 +78,8 @@ def test_folders_layout_is_the_seed_layout(folders_dir):
 def test_describe_dataset_dir_reports_the_depth_units_the_writers_store(packed_dir, tmp_path):
     """01_create_data printed `depth None` for every folder: the writers store dataset.json's
     depth {"units": ...}, the report read a key "depth_units" that no writer writes."""
-    from maskdepth.data.build import describe_dataset_dir
     from maskdepth.data.datadir import write_dataset_json
+    from maskdepth.data.prepare import describe_dataset_dir
 
     report = describe_dataset_dir(packed_dir)
     assert report["depth_units"] == "metres" and report["counts"]["train"] == 24 and report["size"] == SIZE

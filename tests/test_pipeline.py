@@ -183,7 +183,7 @@ def _stage_run(root, name: str, monkeypatch, *, metrics: dict | None = None, par
     """A playground run made by `run_stage` itself, so its run.json is the one the pipeline writes;
     only the notebooks are stubbed: 02_train writes `metrics` as metrics.json, or fails (None)."""
     import maskdepth.pipeline as pipeline
-    from maskdepth.io import write_json
+    from maskdepth.fileio import write_json
 
     def execute(nb_in, nb_out, parameters, timeout, cwd=None):
         if nb_in.name == "02_train.ipynb":

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from maskdepth.errors import MaskdepthError
-from maskdepth.io import write_json, write_text
+from maskdepth.fileio import write_json, write_text
 from maskdepth.metrics import format_value, label
 from maskdepth.stages import VAL_SPLITS, get_stage
 

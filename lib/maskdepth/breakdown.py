@@ -118,7 +118,7 @@ def write_breakdown(predictions: str | Path, stage: str, split: str, out_dir: st
 
 def write_breakdown_arrays(arrays: dict, stage: str, split: str, out_dir: str | Path, seed: int = 0) -> dict:
     """`write_breakdown` from predictions in memory (what `validate` calls)."""
-    from maskdepth.io import write_json, write_text
+    from maskdepth.fileio import write_json, write_text
 
     result = breakdown(arrays, stage, split, seed)
     out_dir = Path(out_dir)

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from maskdepth.errors import MaskdepthError
-from maskdepth.io import torch_save
+from maskdepth.fileio import torch_save
 
 FORMAT = "maskdepth-checkpoint/1"
 # A network's working size [H, W] above this per side is no checkpoint of ours (damaged or

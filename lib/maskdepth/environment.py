@@ -133,7 +133,7 @@ def environment_report(run_dir: str | os.PathLike | None = None) -> dict:
     if not report["cuda_available"]:
         report["warnings"].append(f"no CUDA GPU: fine for playground and 1k, the full stage wants a GPU. {gpu_advice(report)}")
     if run_dir:
-        from maskdepth.io import write_json
+        from maskdepth.fileio import write_json
 
         write_json(Path(run_dir) / "setup.json", report)
     return report

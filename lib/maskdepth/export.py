@@ -86,7 +86,7 @@ def export_onnx(
     """
     onnxruntime = _require_onnx()
     from maskdepth.checkpoint import load_model
-    from maskdepth.io import write_bytes
+    from maskdepth.fileio import write_bytes
     from maskdepth.validate import resolve_checkpoint
 
     checkpoint = resolve_checkpoint(checkpoint)

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from maskdepth.errors import MaskdepthError
-from maskdepth.io import read_json
+from maskdepth.fileio import read_json
 from maskdepth.metrics import finite_or_none, format_value, higher_is_better, parse_split_metric
 from maskdepth.stages import get_stage, stage_defaults
 

@@ -38,7 +38,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from maskdepth.errors import BadInputError, MaskdepthError
-from maskdepth.io import atomic_path
+from maskdepth.fileio import atomic_path
 
 # 64 Mpx: a 48/50 Mpx phone photo loads as it is; a 108 Mpx one is decoded at 1/2 scale.
 MAX_PIXELS = 64_000_000

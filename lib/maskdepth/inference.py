@@ -600,7 +600,7 @@ def predictions_record(predictor: Predictor, summary: PredictSummary, *, preview
 def write_predictions_json(out_dir: Path, predictor: Predictor, summary: PredictSummary, *, preview: bool,
                            depth_range: str) -> Path:
     """predictions.json in `out_dir` (atomically; `check_outputs` has cleared its name)."""
-    from maskdepth.io import write_json
+    from maskdepth.fileio import write_json
 
     path = Path(out_dir) / PREDICTIONS_FILE
     record = predictions_record(predictor, summary, preview=preview, depth_range=depth_range)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from maskdepth.errors import MaskdepthError
-from maskdepth.io import write_json, write_text
+from maskdepth.fileio import write_json, write_text
 from maskdepth.metrics import higher_is_better, label, markdown_table
 
 # Compared depth metrics (labels and directions: the catalogue in maskdepth.metrics). The

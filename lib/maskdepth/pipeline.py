@@ -34,8 +34,8 @@ from typing import Any
 from maskdepth import runs
 from maskdepth.environment import device_summary, git_commit, package_versions
 from maskdepth.errors import MaskdepthError
+from maskdepth.fileio import read_json, write_json, write_text
 from maskdepth.gate import check_prerequisite, describe_check, evaluate_gate, same_idea
-from maskdepth.io import read_json, write_json, write_text
 from maskdepth.progress import PIPELINE_ENV  # "1" in the kernels the pipeline starts: text bars for the log
 from maskdepth.stages import STAGES, VAL_SPLITS, get_stage, stage_defaults
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from maskdepth import runs, viz
 from maskdepth.errors import MaskdepthError
-from maskdepth.io import read_json, write_json, write_text
+from maskdepth.fileio import read_json, write_json, write_text
 from maskdepth.metrics import (
     CURVE_KEYS,
     HEADLINE,

@@ -15,7 +15,7 @@ overlaid and the depth-scale error, with links to each run's own page.
 
 Pages are self-contained and readable offline: one HTML file with its CSS inline, no script,
 font or stylesheet from elsewhere; images and files are linked by relative paths, so a run
-folder copied anywhere keeps its page. Every file is written atomically (`maskdepth.io`).
+folder copied anywhere keeps its page. Every file is written atomically (`maskdepth.fileio`).
 
 Notebooks render with nbconvert's HTMLExporter (a dependency: Jupyter's own renderer, so
 outputs look as they do in Jupyter), its script links to the web removed. A rendering is
@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 from maskdepth import runs
 from maskdepth.errors import MaskdepthError
-from maskdepth.io import read_json, write_text
+from maskdepth.fileio import read_json, write_text
 from maskdepth.metrics import DETAIL, HEADLINE, format_value, html_table, label
 from maskdepth.runs import format_duration, format_params
 from maskdepth.stages import VAL_SPLITS

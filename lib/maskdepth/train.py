@@ -39,7 +39,7 @@ from maskdepth.device import resolve_device
 from maskdepth.errors import MaskdepthError
 from maskdepth.evaluation import run_split
 from maskdepth.evaluation import to_device as _to_device
-from maskdepth.io import copy_file, write_json
+from maskdepth.fileio import copy_file, write_json
 from maskdepth.metrics import is_better, json_ready
 from maskdepth.progress import progress
 from maskdepth.runs import format_duration

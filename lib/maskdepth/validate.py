@@ -27,7 +27,7 @@ error: metrics.json then says so in "note", with n_samples 0 and nothing else co
 
 from __future__ import annotations
 
-import io as _io
+import io
 import os
 from pathlib import Path
 
@@ -36,7 +36,7 @@ import torch
 
 from maskdepth import runs, viz
 from maskdepth.errors import MaskdepthError
-from maskdepth.io import read_json, write_bytes, write_json
+from maskdepth.fileio import read_json, write_bytes, write_json
 from maskdepth.metrics import (
     DETAIL,
     HEADLINE,
@@ -76,7 +76,7 @@ def run_dir_of(checkpoint: Path) -> Path | None:
 
 
 def _save_npz(path: Path, arrays: dict) -> None:
-    buf = _io.BytesIO()
+    buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     write_bytes(path, buf.getvalue())
 

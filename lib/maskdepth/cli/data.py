@@ -106,7 +106,7 @@ def run(args) -> int:
 def _manifest(args) -> int:
     from maskdepth.data import manifest as mf
     from maskdepth.errors import MaskdepthError
-    from maskdepth.io import write_text
+    from maskdepth.fileio import write_text
 
     if args.update_spec:
         spec = mf.write_data_spec(seed=args.seed)
@@ -134,7 +134,7 @@ def _manifest(args) -> int:
 
 
 def _build(args) -> int:
-    from maskdepth.data.build import prepare
+    from maskdepth.data.prepare import prepare
 
     r = prepare(args.stage, args.size, args.seed, args.cache_dir, rebuild=args.rebuild, objects=args.objects)
     counts = ", ".join(f"{split} {n}" for split, n in r["counts"].items())

@@ -110,7 +110,7 @@ def _resume_dir(args: argparse.Namespace, stage: str, root):
 
 def _stage_of(run_dir, asked: str | None) -> str:
     from maskdepth.errors import MaskdepthError
-    from maskdepth.io import read_json
+    from maskdepth.fileio import read_json
 
     try:
         stage = read_json(run_dir / "run.json").get("stage")

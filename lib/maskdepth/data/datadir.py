@@ -39,7 +39,7 @@ import shutil
 from pathlib import Path
 
 from maskdepth.errors import MaskdepthError
-from maskdepth.io import read_json, write_json, write_text
+from maskdepth.fileio import read_json, write_json, write_text
 
 DATASET_FORMAT = "maskdepth-dataset/1"
 DATASET_JSON = "dataset.json"

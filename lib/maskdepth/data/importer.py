@@ -77,8 +77,8 @@ from maskdepth.data.files import (
 from maskdepth.data.packed import PackedSample, write_packed
 from maskdepth.depth import DEPTH_MAX, DEPTH_MIN, DEPTH_PNG_SCALE, depth_to_png16
 from maskdepth.errors import BadInputError, MaskdepthError
+from maskdepth.fileio import write_text
 from maskdepth.imageio import IMAGE_SUFFIXES
-from maskdepth.io import write_text
 from maskdepth.progress import progress
 from maskdepth.stages import SPLITS
 

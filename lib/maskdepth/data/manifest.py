@@ -36,7 +36,7 @@ import numpy as np
 from maskdepth.data.placement import QUANT, SCALE_JITTER, place  # noqa: F401
 from maskdepth.data.sources import SourceSpec
 from maskdepth.errors import BadInputError, MaskdepthError
-from maskdepth.io import read_json, write_json, write_text
+from maskdepth.fileio import read_json, write_json, write_text
 from maskdepth.stages import SPLITS, Stage, get_stage
 
 PLACEMENTS_PER_PAIR = 20

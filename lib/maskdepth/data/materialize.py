@@ -30,8 +30,8 @@ from maskdepth.data.datadir import already_complete, claim_output, finish_output
 from maskdepth.data.packed import PackedSample, write_packed
 from maskdepth.depth import DEPTH_MAX, DEPTH_MIN, DEPTH_PNG_SCALE, depth_to_png16
 from maskdepth.errors import MaskdepthError
+from maskdepth.fileio import atomic_path
 from maskdepth.imageio import save_png
-from maskdepth.io import atomic_path
 from maskdepth.progress import progress
 from maskdepth.stages import SPLITS
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdepth.io import read_json, write_json
+from maskdepth.fileio import read_json, write_json
 from maskdepth.progress import progress
 
 STORE_FORMAT = "maskdepth-objects/1"

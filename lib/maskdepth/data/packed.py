@@ -37,7 +37,7 @@ from torch.utils.data import Dataset
 from maskdepth.data.datadir import already_complete, claim_output, finish_output, read_dataset_json
 from maskdepth.data.samples import as_tensors, check_index, finish_sample, resolve_augment
 from maskdepth.errors import MaskdepthError
-from maskdepth.io import atomic_path, read_json, write_json, write_text
+from maskdepth.fileio import atomic_path, read_json, write_json, write_text
 from maskdepth.progress import progress
 from maskdepth.stages import SPLITS
 

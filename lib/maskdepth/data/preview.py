@@ -105,7 +105,7 @@ def family_grid(spec, size: int = 96, cache_dir=None, columns: int = 6):
 
 def save_figure(fig, path, dpi: int = 100) -> None:
     """Save a figure as PNG atomically (a reader never sees half a file)."""
-    from maskdepth.io import atomic_path
+    from maskdepth.fileio import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")

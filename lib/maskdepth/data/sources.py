@@ -32,7 +32,7 @@ from maskdepth.data.backgrounds import Background, background_params, render_vie
 from maskdepth.data.camera import Camera, camera_at, draw_cameras
 from maskdepth.data.foregrounds import Foreground, foreground_params
 from maskdepth.errors import MaskdepthError
-from maskdepth.io import atomic_path
+from maskdepth.fileio import atomic_path
 from maskdepth.progress import progress
 
 # Bump when a change to the generators changes the sources' bytes: it invalidates caches.

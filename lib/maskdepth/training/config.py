@@ -167,7 +167,7 @@ def resume_config(out_dir: str | os.PathLike, given: dict | None = None) -> Trai
     folder = Path(out_dir)
     given = dict(given or {})
     if (folder / "config.json").is_file():
-        from maskdepth.io import read_json
+        from maskdepth.fileio import read_json
 
         saved = read_json(folder / "config.json")
     elif (folder / "checkpoints" / "last.pt").is_file():

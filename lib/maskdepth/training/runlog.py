@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from maskdepth.io import write_json
+from maskdepth.fileio import write_json
 from maskdepth.runs import format_duration
 from maskdepth.stages import VAL_SPLITS
 

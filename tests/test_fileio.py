@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-import maskdepth.io as mio
+import maskdepth.fileio as mio
 from maskdepth.cli import main
 from maskdepth.errors import DiskFullError
 
