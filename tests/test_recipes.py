@@ -170,3 +170,14 @@ def test_validate_writes_the_breakdown_for_a_stage(tmp_path):
     assert all(f"| {factor} |" in table for factor in FACTORS)
     groups = __import__("json").loads((tmp_path / "val" / "breakdown.json").read_text())["groups"]
     assert sum(g["n"] for g in groups["object"].values()) == metrics["n_samples"]
+
+
+def test_ablation_refuses_a_folder_holding_another_recipe(tmp_path):
+    from maskdepth.ablation import run_ablation
+
+    small = {"size": 32, "batch_size": 8, "model_kwargs": {"base_channels": 4, "max_channels": 16}}
+    run_ablation({"r": small}, tmp_path, data="playground", epochs=1)
+    before = (tmp_path / "r" / "metrics.json").read_bytes()
+    with pytest.raises(MaskdepthError, match="recipe 'r'.*other settings.*depth_loss"):
+        run_ablation({"r": {**small, "depth_loss": "l1_msgrad"}}, tmp_path, data="playground", epochs=1)
+    assert (tmp_path / "r" / "metrics.json").read_bytes() == before

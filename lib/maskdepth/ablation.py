@@ -49,12 +49,25 @@ def recipe_config(name: str, overrides: dict, out_dir: Path, *, data: str, epoch
         raise MaskdepthError(f"recipe {name!r}: {error}") from None
 
 
-def _finished(run: Path, epochs: int) -> dict | None:
-    metrics = run / "metrics.json"
-    if not metrics.is_file():
+# Settings that may differ between a recipe's finished run and the same recipe asked again.
+VOLATILE = ("resume", "progress_bar", "tensorboard", "grid_every", "workers", "device")
+
+
+def _finished(name: str, cfg) -> dict | None:
+    """The metrics of a finished run of this very recipe in cfg.out_dir, None when there is no run
+    yet; a run there with other settings is refused rather than overwritten or mixed in."""
+    run = Path(cfg.out_dir)
+    saved = run / "config.json"
+    if not saved.is_file():
         return None
-    record = json.loads(metrics.read_text())
-    return record if record.get("epochs") == epochs else None
+    old = {k: v for k, v in json.loads(saved.read_text()).items() if k not in VOLATILE}
+    new = {k: v for k, v in json.loads(json.dumps(cfg.to_dict())).items() if k not in VOLATILE}
+    if old != new:
+        differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise MaskdepthError(f"recipe {name!r}: {run} holds a run with other settings ({', '.join(differ)}); "
+                             f"rename the recipe or choose another out_dir")
+    metrics = run / "metrics.json"
+    return json.loads(metrics.read_text()) if metrics.is_file() else None
 
 
 def run_ablation(recipes: dict[str, dict] | None, out_dir, *, data: str = "1k", epochs: int = 20,
@@ -70,7 +83,7 @@ def run_ablation(recipes: dict[str, dict] | None, out_dir, *, data: str = "1k", 
     results: dict[str, dict] = {}
     for name, cfg in configs.items():
         run = Path(cfg.out_dir)
-        metrics = _finished(run, epochs)
+        metrics = _finished(name, cfg)
         if metrics is None:
             cfg.resume = (run / "checkpoints" / "last.pt").is_file()
             metrics = train(cfg)
