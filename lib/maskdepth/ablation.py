@@ -22,11 +22,13 @@ from maskdepth.stages import VAL_SPLITS, get_stage
 # What each row reports, per validation split (labels and formats: maskdepth.metrics).
 COLUMNS = ("iou", "delta1", "sa_delta1", "ordering")
 
-# The recipes measured for the recipe issue; `maskdepth run --notebook ablation` runs these
-# unless told otherwise. Each value is a set of TrainConfig overrides.
+# What `maskdepth run --notebook ablation` runs unless told otherwise: the stage default
+# (`maskdepth.stages.RECIPE`) against the changes the recipe issue measured around it
+# (docs/recipes.md). Each value is a set of TrainConfig overrides.
 DEFAULT_RECIPES: dict[str, dict] = {
     "default": {},
-    "l1_ssi": {"depth_loss": "l1_ssi"},
+    "plain_l1_depth": {"depth_loss": "l1"},
+    "depth_weight_2": {"depth_weight": 2.0},
     "l1_msgrad": {"depth_loss": "l1_msgrad"},
     "mask_to_depth": {"model_kwargs": {"mask_to_depth": True}},
     "bg_fg_bg": {"input_mode": "bg_fg_bg"},
