@@ -13,9 +13,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from maskdepth.errors import MaskdepthError
-from maskdepth.metrics import SIZE_BIN_EDGES, format_value, label
+from maskdepth.metrics import SIZE_BINS, format_value, label, size_bin
 
 # Scores shown per group (per-image means; labels from maskdepth.metrics).
 SCORES = ("iou", "sa_delta1", "delta1", "ordering")
@@ -53,18 +54,17 @@ def sample_factors(stage: str, split: str, arrays: dict, seed: int = 0) -> list[
     heights = view_cameras(spec, bg, manifest.values("placement", rows))["height"]
     gt_mask = arrays["gt_mask"].reshape(len(index), -1).astype(bool)
     gt_depth = arrays["gt_depth"].reshape(len(index), -1) if "gt_depth" in arrays else None
-    small, large = SIZE_BIN_EDGES
+    bins = size_bin(torch.from_numpy(gt_mask.mean(axis=1))).tolist()  # the IoU-by-size bins of the metrics
     out = []
     for i in range(len(index)):
         scene = scenes[int(bg[i])]
         held_out_textures = int(bg[i]) >= spec.first_ood_bg and scene.family not in OOD_FAMILIES
         area = gt_mask[i].mean()
-        size = "empty" if area == 0 else "small" if area < small else "medium" if area <= large else "large"
         distance = float(np.median(gt_depth[i][gt_mask[i]])) if gt_depth is not None and area > 0 else float("nan")
         out.append({
             "scene": scene.family + (" (held-out textures)" if held_out_textures else ""),
             "object": objects[int(fg[i])].family,
-            "size": size,
+            "size": SIZE_BINS[bins[i]] if bins[i] >= 0 else "empty",
             "camera height": _bin(float(heights[i]), HEIGHT_EDGES, "m"),
             "object distance": _bin(distance, DISTANCE_EDGES, "m"),
         })
@@ -108,12 +108,9 @@ def breakdown_table(result: dict, split: str) -> str:
 
 def write_breakdown(predictions: str | Path, stage: str, split: str, out_dir: str | Path, seed: int = 0) -> dict:
     """Read validate's predictions.npz, write breakdown.json and breakdown.md into out_dir."""
-    path = Path(predictions)
-    if not path.is_file():
-        raise MaskdepthError(f"predictions {path}: no such file (maskdepth validate writes it)")
-    with np.load(path) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    return write_breakdown_arrays(arrays, stage, split, out_dir, seed)
+    from maskdepth.evaluation import load_predictions
+
+    return write_breakdown_arrays(load_predictions(predictions), stage, split, out_dir, seed)
 
 
 def write_breakdown_arrays(arrays: dict, stage: str, split: str, out_dir: str | Path, seed: int = 0) -> dict:

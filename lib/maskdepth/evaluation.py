@@ -7,7 +7,8 @@ it, which the checkpoint's config records), through the model under autocast onl
 `DeviceInfo.eval_amp` allows (CUDA; on a CPU evaluation stays float32), then into the
 dataset-accumulated meters of `maskdepth.metrics` (sums over the whole split, not means of batch
 means), the criterion's losses (training) and, on request, the predictions with the ground truth
-they are scored against (validate's predictions.npz).
+they are scored against (validate's predictions.npz); `per_sample_metrics` and `load_predictions`
+read those back.
 """
 
 from __future__ import annotations
@@ -111,3 +112,16 @@ def per_sample_metrics(arrays: dict) -> list[dict]:
         {"index": int(idx), **{k: finite_or_none(v[i]) for k, v in columns.items()}}
         for i, idx in enumerate(arrays["index"])
     ]
+
+
+def load_predictions(path) -> dict[str, np.ndarray]:
+    """The arrays of a predictions.npz that `validate` wrote (index, mask_logits, depth, gt_*)."""
+    from pathlib import Path
+
+    from maskdepth.errors import MaskdepthError
+
+    path = Path(path)
+    if not path.is_file():
+        raise MaskdepthError(f"predictions {path}: no such file")
+    with np.load(path) as npz:
+        return {k: npz[k] for k in npz.files}

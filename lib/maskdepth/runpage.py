@@ -178,21 +178,8 @@ def is_page_dir(path: str | os.PathLike) -> bool:
 
 def page_targets(paths) -> list[Path]:
     """The run folders among `paths`: each path is one, or a folder holding them (any depth)."""
-    found: list[Path] = []
-    for raw in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
-        p = Path(raw)
-        if not p.is_dir():
-            raise MaskdepthError(f"{p}: no such folder")
-        if is_page_dir(p):
-            found.append(p)
-            continue
-        inside = sorted({c.parent for pattern in ("run.json", "config.json") for c in p.rglob(pattern)
-                         if is_page_dir(c.parent)})
-        if not inside:
-            raise MaskdepthError(f"{p}: not a run folder (no run.json, nor config.json with metrics.json/"
-                                 "history.json) and holds no runs")
-        found.extend(inside)
-    return list(dict.fromkeys(found))
+    return runs.find_runs(paths, accept=is_page_dir, markers=("run.json", "config.json"),
+                          what="no run.json, nor config.json with metrics.json/history.json")
 
 
 def write_run_page(run_dir: str | os.PathLike, *, render_notebooks: bool = True) -> Path:

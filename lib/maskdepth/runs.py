@@ -46,21 +46,25 @@ def is_run_dir(path: str | os.PathLike) -> bool:
     return (p / "config.json").is_file() and ((p / "metrics.json").is_file() or (p / "history.json").is_file())
 
 
-def find_runs(paths) -> list[Path]:
-    """Run folders among `paths`: each path is a run folder or a folder holding runs (any depth)."""
+def find_runs(paths, *, accept=None, markers: tuple[str, ...] = ("config.json",),
+              what: str = "no config.json with metrics.json/history.json") -> list[Path]:
+    """Run folders among `paths` (one path or several): each path is a run folder or a folder
+    holding runs (any depth). `accept` decides what a run folder is (default `is_run_dir`), found
+    inside a folder by one of its `markers` files; `what` says in the error what was looked for."""
+    accept = accept or is_run_dir
     runs: list[Path] = []
-    for raw in paths:
+    for raw in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
         p = Path(raw)
         if not p.is_dir():
             raise MaskdepthError(f"{p}: no such folder")
-        if is_run_dir(p):
+        if accept(p):
             runs.append(p)
             continue
-        found = sorted({c.parent for c in p.rglob("config.json") if is_run_dir(c.parent)})
+        found = sorted({c.parent for marker in markers for c in p.rglob(marker) if accept(c.parent)})
         if not found:
-            raise MaskdepthError(f"{p}: not a run folder (no config.json with metrics.json/history.json) and holds no runs")
+            raise MaskdepthError(f"{p}: not a run folder ({what}) and holds no runs")
         runs.extend(found)
-    return runs
+    return list(dict.fromkeys(runs))
 
 
 def format_duration(seconds) -> str:

@@ -36,6 +36,7 @@ import torch
 
 from maskdepth import runs, viz
 from maskdepth.errors import MaskdepthError
+from maskdepth.evaluation import load_predictions, per_sample_metrics  # noqa: F401 (load_predictions: validate's name for reading predictions.npz)
 from maskdepth.fileio import read_json, write_bytes, write_json
 from maskdepth.metrics import (
     DETAIL,
@@ -112,14 +113,6 @@ def overall_metrics(arrays: dict) -> dict:
         meter.update(torch.from_numpy(arrays["depth"]), torch.from_numpy(arrays["gt_depth"]), mask=gt_mask)
         overall.update(meter.compute())
     return overall
-
-
-def load_predictions(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    path = Path(path)
-    if not path.is_file():
-        raise MaskdepthError(f"predictions {path}: no such file")
-    with np.load(path) as npz:
-        return {k: npz[k] for k in npz.files}
 
 
 def _images(dataset, positions) -> np.ndarray:
@@ -251,8 +244,6 @@ def validate(
     overall: dict[str, float] = {}
     for meter in meters.values():
         overall.update(meter.compute())
-    from maskdepth.evaluation import per_sample_metrics
-
     per_sample = per_sample_metrics(arrays)
 
     run_name = run_dir.name if run_dir is not None else ckpt_path.stem
