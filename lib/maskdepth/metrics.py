@@ -476,16 +476,23 @@ def _per_image_median(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return torch.nanmedian(torch.where(keep, values, math.nan).reshape(b, -1), dim=1).values
 
 
+def _medians(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None, what: str):
+    """(clamped prediction, valid pixels, per-image median of each over them), float64: what
+    scale alignment and the depth-scale ratio are both made of."""
+    _check_shapes(pred, gt, what)
+    g = gt.detach().double()
+    ok = _valid_depth(g, valid)
+    p = pred.detach().double().clamp(DEPTH_MIN, DEPTH_MAX)
+    return p, ok, _per_image_median(p, ok), _per_image_median(g, ok)
+
+
 def scale_aligned(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
     """Each image's prediction times median(gt) / median(pred) over its valid pixels (float64).
 
     The prediction is clamped to [DEPTH_MIN, DEPTH_MAX] first, as the metrics clamp it; an
     image with a NaN prediction at a valid pixel gets a NaN scale (so it shows in the metrics)."""
-    _check_shapes(pred, gt, "scale alignment (pred, gt)")
-    g = gt.detach().double()
-    ok = _valid_depth(g, valid)
-    p = pred.detach().double().clamp(DEPTH_MIN, DEPTH_MAX)
-    scale = _per_image_median(g, ok) / _per_image_median(p, ok)
+    p, ok, med_pred, med_gt = _medians(pred, gt, valid, "scale alignment (pred, gt)")
+    scale = med_gt / med_pred
     broken = (torch.isnan(p) & ok).reshape(p.shape[0], -1).any(1)
     scale = torch.where(broken, math.nan, scale)
     return p * scale.view(-1, *([1] * (p.dim() - 1)))
@@ -495,11 +502,8 @@ def depth_scale_ratio(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor 
     """[B] float64: each image's median(pred) / median(gt) over its valid pixels, the prediction
     clamped as the metrics clamp it: the depth-scale error that scale alignment removes (1: the
     right scale; the inverse of `scale_aligned`'s factor). NaN for an image without valid pixels."""
-    _check_shapes(pred, gt, "depth-scale ratio (pred, gt)")
-    g = gt.detach().double()
-    ok = _valid_depth(g, valid)
-    p = pred.detach().double().clamp(DEPTH_MIN, DEPTH_MAX)
-    return _per_image_median(p, ok) / _per_image_median(g, ok)
+    _, _, med_pred, med_gt = _medians(pred, gt, valid, "depth-scale ratio (pred, gt)")
+    return med_pred / med_gt
 
 
 def ordering_terms(
