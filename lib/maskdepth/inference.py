@@ -89,6 +89,7 @@ from maskdepth.upsample import (
     GUIDED_EPS_MASK,
     GUIDED_RADIUS,
     UPSAMPLE_METHODS,
+    bilinear,
     guided_upsample,
 )
 from maskdepth.validate import resolve_checkpoint
@@ -149,13 +150,6 @@ def resize_image(image: torch.Tensor, size) -> torch.Tensor:
     if tuple(image.shape[-2:]) == tuple(size):
         return image
     return F.interpolate(image, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
-
-
-def upsample_output(values: torch.Tensor, size) -> torch.Tensor:
-    """[B,1,h,w] mask logits or depth -> [B,1,*size] by bilinear interpolation."""
-    if tuple(values.shape[-2:]) == tuple(size):
-        return values
-    return F.interpolate(values, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 def check_upsample(method: str) -> str:
@@ -322,8 +316,8 @@ class Predictor:
             if depth is not None:
                 depth = torch.exp(filtered).clamp_(DEPTH_MIN, DEPTH_MAX)
         else:
-            logits = None if logits is None else upsample_output(logits, size)
-            depth = None if depth is None else upsample_output(depth, size)
+            logits = None if logits is None else bilinear(logits, size)
+            depth = None if depth is None else bilinear(depth, size)
         result = {}
         if logits is not None:
             prob = torch.sigmoid(logits)[0, 0]
