@@ -16,7 +16,7 @@ from pathlib import Path
 
 from maskdepth.errors import MaskdepthError
 from maskdepth.fileio import write_json, write_text
-from maskdepth.metrics import format_value, label
+from maskdepth.metrics import splits_cell, splits_header
 from maskdepth.stages import VAL_SPLITS, get_stage
 
 # What each row reports, per validation split (labels and formats: maskdepth.metrics).
@@ -107,10 +107,9 @@ def summarise(overrides: dict, metrics: dict) -> dict:
 
 def results_table(results: dict) -> str:
     """One row per recipe; each metric cell reads seen / unseen / ood."""
-    splits = " / ".join(VAL_SPLITS)
-    head = ["recipe", *(f"{label(k)} ({splits})" for k in COLUMNS), "s / epoch"]
+    head = ["recipe", *(splits_header(k, VAL_SPLITS) for k in COLUMNS), "s / epoch"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name, row in results.items():
-        cells = [" / ".join(format_value(k, row[s].get(k)) for s in VAL_SPLITS) for k in COLUMNS]
+        cells = [splits_cell(k, row, VAL_SPLITS) for k in COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {row['s_per_epoch']:.1f} |")
     return "\n".join(lines)

@@ -251,6 +251,16 @@ def html_table(rows: Sequence[tuple[str, Mapping | None]], keys: Iterable[str] =
     return "\n".join(lines) + "\n"
 
 
+def splits_header(key: str, splits: Sequence[str]) -> str:
+    """The column header of a metric shown for several splits in one cell: "IoU (seen / unseen / ood)"."""
+    return f"{label(key)} ({' / '.join(splits)})"
+
+
+def splits_cell(key: str, by_split: Mapping[str, Mapping | None], splits: Sequence[str]) -> str:
+    """One table cell of a metric over several splits: "0.912 / 0.850 / –" (a dict per split)."""
+    return " / ".join(format_value(key, (by_split.get(s) or {}).get(key)) for s in splits)
+
+
 def definitions_table(metrics: Mapping[str, float], keys: Iterable[str] = HEADLINE) -> str:
     """One row per metric present in `metrics`: label, value, direction and definition."""
     lines = ["| metric | value | better | definition |", "|---|---|---|---|"]

@@ -31,10 +31,11 @@ from maskdepth.metrics import (
     CURVE_KEYS,
     HEADLINE,
     finite_or_none,
-    format_value,
     get_metric,
     label,
     parse_split_metric,
+    splits_cell,
+    splits_header,
 )
 from maskdepth.metrics import markdown_table as metrics_table
 from maskdepth.runs import format_duration, format_params
@@ -130,14 +131,13 @@ def markdown_table(rows: list[dict]) -> str:
     """Markdown table; metric cells read "seen / unseen / ood"."""
     names = _short_names([r["run"] for r in rows])
     keys = shown_metrics(rows)
-    splits = " / ".join(VAL_SPLITS)
-    head = ["run", "model", "task", "params", "stage", "epochs", "time"] + [f"{label(k)} ({splits})" for k in keys]
+    head = ["run", "model", "task", "params", "stage", "epochs", "time"] + [splits_header(k, VAL_SPLITS) for k in keys]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in zip(names, rows):
         cells = [f"`{name}`", r["model"], str(r["task"] or "–"), format_params(r["params"]), r["stage"],
                  str(r["epochs"] if r["epochs"] is not None else "–") + ("" if r["status"] == "finished" else "*"),
                  format_duration(r["train_time_s"])]
-        cells += [" / ".join(format_value(k, r[s].get(k)) for s in VAL_SPLITS) for k in keys]
+        cells += [splits_cell(k, r, VAL_SPLITS) for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
     if any(r["status"] != "finished" for r in rows):
         lines += ["", "\\* unfinished run: metrics of its last finished epoch."]
