@@ -95,7 +95,10 @@ def _step_by_step(x, p, salt):
     """The definition, one operation after another (what `apply` computes in fewer passes)."""
     import torch.nn.functional as F
 
-    from maskdepth.data.photometric import _grey
+    from maskdepth.data.photometric import GREY
+
+    def _grey(v):  # luma, as the definition reads
+        return (v * v.new_tensor(GREY).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
 
     view = lambda t: t.view(-1, 1, 1, 1)  # noqa: E731
     h, w = x.shape[-2:]

@@ -56,11 +56,6 @@ def draw_params(seed: int, epoch: int, index: torch.Tensor, strength: float = 1.
     }
 
 
-def _grey(x: torch.Tensor) -> torch.Tensor:
-    w = x.new_tensor(GREY).view(1, 3, 1, 1)
-    return (x * w).sum(dim=1, keepdim=True)
-
-
 def _blur3(x: torch.Tensor) -> torch.Tensor:
     """A separable [1, 2, 1] / 4 blur with edge replication (shifted sums: no convolution call,
     several times faster than a grouped conv2d on the CPU)."""
