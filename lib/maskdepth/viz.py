@@ -388,17 +388,6 @@ def set_title(fig, title: str, **kwargs) -> None:
     fig.suptitle("\n".join(lines), fontsize=10, **kwargs)
 
 
-def log_ticks(vmin: float, vmax: float) -> list[float]:
-    """Readable ticks for a log colour bar: 1-2-5 steps inside [vmin, vmax], plus both ends."""
-    ticks = [vmin]
-    for exp in range(math.floor(math.log10(vmin)), math.ceil(math.log10(vmax)) + 1):
-        for m in (1, 2, 5):
-            t = m * 10.0**exp
-            if vmin * 1.15 < t < vmax / 1.15:
-                ticks.append(t)
-    return ticks + [vmax]
-
-
 def grid_figure(grid: Grid, title: str = ""):
     """The grid drawn 1:1 (one image pixel per screen pixel at DPI) with labels and colour bars.
 
