@@ -71,11 +71,12 @@ def sample_factors(stage: str, split: str, arrays: dict, seed: int = 0) -> list[
     return out
 
 
-def breakdown(arrays: dict, stage: str, split: str, seed: int = 0) -> dict:
-    """{factor: {value: {"n", score: per-image mean}}} for one split's predictions."""
+def breakdown(arrays: dict, stage: str, split: str, seed: int = 0, scores: list[dict] | None = None) -> dict:
+    """{factor: {value: {"n", score: per-image mean}}} for one split's predictions; `scores`: their
+    per-sample metrics when the caller has them already (`validate` does)."""
     from maskdepth.evaluation import per_sample_metrics
 
-    scores = per_sample_metrics(arrays)
+    scores = per_sample_metrics(arrays) if scores is None else scores
     factors = sample_factors(stage, split, arrays, seed)
     result: dict = {}
     for factor in FACTORS:
@@ -113,11 +114,12 @@ def write_breakdown(predictions: str | Path, stage: str, split: str, out_dir: st
     return write_breakdown_arrays(load_predictions(predictions), stage, split, out_dir, seed)
 
 
-def write_breakdown_arrays(arrays: dict, stage: str, split: str, out_dir: str | Path, seed: int = 0) -> dict:
-    """`write_breakdown` from predictions in memory (what `validate` calls)."""
+def write_breakdown_arrays(arrays: dict, stage: str, split: str, out_dir: str | Path, seed: int = 0,
+                           scores: list[dict] | None = None) -> dict:
+    """`write_breakdown` from predictions in memory (what `validate` calls, with its per-sample scores)."""
     from maskdepth.fileio import write_json, write_text
 
-    result = breakdown(arrays, stage, split, seed)
+    result = breakdown(arrays, stage, split, seed, scores)
     out_dir = Path(out_dir)
     write_json(out_dir / "breakdown.json", {"stage": stage, "split": split, "groups": result})
     table = breakdown_table(result, split)

@@ -251,7 +251,7 @@ def validate(
     if save_predictions:
         _save_npz(out / PREDICTIONS_FILE, arrays)
     written = _figures(out, arrays, per_sample, dataset, tasks, overall, heading, n_show, run_dir) if figures else {}
-    breakdown = _write_breakdown(arrays, str(data), split, seed, out)
+    breakdown = _write_breakdown(arrays, per_sample, str(data), split, seed, out)
     metrics = {
         **about,
         "overall": json_ready(overall),
@@ -272,7 +272,8 @@ SECTIONS = {
 }
 
 
-def _write_breakdown(arrays: dict, data: str, split: str, seed: int, out: Path) -> str | None:
+def _write_breakdown(arrays: dict, per_sample: list[dict], data: str, split: str, seed: int,
+                     out: Path) -> str | None:
     """breakdown.md/.json (`maskdepth.breakdown`: the scores grouped by scene and object family,
     size, camera height and distance) for a split of a synthetic stage; None for a folder."""
     from maskdepth.stages import STAGES
@@ -281,7 +282,7 @@ def _write_breakdown(arrays: dict, data: str, split: str, seed: int, out: Path) 
         return None
     from maskdepth.breakdown import write_breakdown_arrays
 
-    write_breakdown_arrays(arrays, data, split, out, seed)
+    write_breakdown_arrays(arrays, data, split, out, seed, scores=per_sample)
     return "breakdown.md"
 
 
