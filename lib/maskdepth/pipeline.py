@@ -37,6 +37,7 @@ from maskdepth.errors import MaskdepthError
 from maskdepth.fileio import read_json, write_json, write_text
 from maskdepth.gate import check_prerequisite, describe_check, evaluate_gate, same_idea
 from maskdepth.progress import PIPELINE_ENV  # "1" in the kernels the pipeline starts: text bars for the log
+from maskdepth.runpage import write_page
 from maskdepth.stages import STAGES, VAL_SPLITS, get_stage, stage_defaults
 
 KERNEL = "maskdepth"
@@ -594,20 +595,6 @@ def _coerce_known(params: dict) -> None:
     for k, v in params.items():
         if k in defaults:
             params[k] = coerce(k, v, defaults[k])
-
-
-def write_page(run_dir: Path, log, *, render_notebooks: bool = True) -> Path | None:
-    """RUN/index.html (`maskdepth.runpage`); a page that cannot be written is said on the console,
-    never the run's failure."""
-    from maskdepth.runpage import write_run_page
-
-    try:
-        page = write_run_page(run_dir, render_notebooks=render_notebooks)
-    except Exception as exc:  # the run's own outcome stands whatever happens to its page
-        log(f"[page] could not write {run_dir / 'index.html'}: {type(exc).__name__}: {exc}")
-        return None
-    log(f"[page] {page}")
-    return page
 
 
 def write_summary(run_dir: Path, info: dict, metrics: dict | None) -> None:

@@ -195,6 +195,19 @@ def write_run_page(run_dir: str | os.PathLike, *, render_notebooks: bool = True)
     return path
 
 
+def write_page(run_dir: str | os.PathLike, log=print, *, render_notebooks: bool = True) -> Path | None:
+    """`write_run_page` at the end of a stage or a training run: the page's path, or None with a
+    console line when it cannot be written — a page never decides the run's own outcome."""
+    run_dir = Path(run_dir)
+    try:
+        page = write_run_page(run_dir, render_notebooks=render_notebooks)
+    except Exception as exc:  # the run's own outcome stands whatever happens to its page
+        log(f"[page] could not write {run_dir / PAGE}: {type(exc).__name__}: {exc}")
+        return None
+    log(f"[page] {page}")
+    return page
+
+
 def run_page_html(run_dir: Path, *, render_notebooks: bool = True) -> str:
     problems: list[str] = []
     info = _read(run_dir / "run.json", problems)

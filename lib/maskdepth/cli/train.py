@@ -90,9 +90,6 @@ def _write_page(run_dir: str) -> None:
 
     if os.environ.get("RANK", "0") != "0" or not run_dir:
         return
-    from maskdepth.runpage import write_run_page
+    from maskdepth.runpage import write_page
 
-    try:
-        print(f"page: {write_run_page(run_dir)}")
-    except Exception as exc:  # the training is done whatever happens to its page
-        print(f"page: could not write {run_dir}/index.html: {type(exc).__name__}: {exc}")
+    write_page(run_dir)
