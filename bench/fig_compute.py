@@ -10,8 +10,9 @@ models   lean_unet, resnet_unet and the default model (`joint` with the 1k stage
          also holds the forward + backward FLOP the counter sees in one real step, and the
          fraction of peak from those
 variants the default model with channels_last memory format (float32), and channels_last with
-         bf16 autocast (what the trainer runs on CPUs with native bf16): which one helps? If
-         a variant wins by more than `HELPS` the figure says so.
+         bf16 autocast (what the trainer picks where it times clearly faster on this CPU:
+         `maskdepth.training.precision`): which one helps? If a variant wins by more than
+         `HELPS` the figure says so.
 profile  torch.profiler over the default model's channels_last step in float32 and in bf16:
          self CPU time by op and by the resolution the op works at (`bench.profile_step`),
          written beside the results as <name>-profile.md and summarised in the table.
@@ -122,8 +123,8 @@ def run(settings: Settings, workdir: Path) -> dict:
     best = max(speedups, key=speedups.get)
     helps = [name for name, s in speedups.items() if s >= HELPS]
     verdict = (f"helps: {', '.join(helps)} (best {best}, {fmt_ratio(speedups[best])}); the trainer uses "
-               "channels_last by default and bf16 autocast where the CPU has native bf16" if helps
-               else "neither helps here: use amp=off and --no-channels-last on this CPU")
+               "channels_last by default and bf16 autocast where it times clearly faster" if helps
+               else "neither helps here: the trainer's timing keeps float32 (amp=auto); --no-channels-last")
     trainer_default = describe_default()
     table = [["float32 peak: torch.mm, 3x3 conv",
               f"{fmt_rate(peak.median / 1e9, 'GFLOP/s')}, {fmt_rate(conv_peak.median / 1e9, 'GFLOP/s')}",

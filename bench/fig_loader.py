@@ -8,7 +8,7 @@ loader     our DataLoader over the 1k train split as the trainer uses it: on-the
            (channels_last, zoom, photometric: `bench.steps.trainer_augment`); workers=0, i.e. in
            the training process
 model      the default training step (the stage's default model, channels_last, bf16 autocast
-           where the CPU has native bf16: `bench.steps.default_rig`) on a batch in memory
+           where the trainer's timing picks it: `bench.steps.default_rig`) on a batch in memory
 plain      our loader without any augmentation (composition + collation)
 colour     the old per-sample path (transforms.v2 ColorJitter 0.2 per sample, now only on request:
            `build_augment(colour=0.2)`), what the batched augmentation replaced

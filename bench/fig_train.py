@@ -3,7 +3,7 @@
 seed   two `resnet_unet` networks (mask, depth) fed by a DataLoader that opens JPEG/PNG files
        with PIL for every sample (`bench.seed_way`)
 ours   the default recipe's model (`joint` with the 1k stage's model_kwargs, channels_last, bf16
-       autocast where the CPU has native bf16) through `maskdepth.train.Trainer` (our Dataset
+       autocast where the trainer's timing picks it) through `maskdepth.train.Trainer` (our Dataset
        composing samples on the fly, flips, batched augmentation, DataLoader, AdamW, OneCycle)
 lean   one `lean_unet` (mask) through the same Trainer, for reference
 

@@ -7,14 +7,15 @@ loss and optimizer stepping on a batch already in memory: the model's cost alone
 2, 3 and 6).
 
 "The default" is what `maskdepth run --stage 1k` trains: the stage's model (`joint` with
-`maskdepth.stages.MODEL_KWARGS`), channels_last and, on a CPU, bf16 autocast where the CPU
-has native bf16 (`maskdepth.device.resolve_device`), float16 autocast on CUDA
-(`default_config`, `default_rig`). `trainer_augment` is the trainer's batch augmentation
+`maskdepth.stages.MODEL_KWARGS`), channels_last and, on a CPU, bf16 autocast only where it
+times clearly faster than float32 (`maskdepth.training.precision`, the trainer's own choice),
+float16 autocast on CUDA (`default_config`, `default_precision`, `default_rig`). `trainer_augment` is the trainer's batch augmentation
 (zoom, then photometric) exactly as `Trainer.train_one_epoch` applies it.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,17 +47,31 @@ def default_config(stage: str = "1k", **overrides):
     return TrainConfig.from_mapping({"data": stage, **values, **overrides})
 
 
-def default_precision(device: str = "cpu") -> torch.dtype | None:
-    """The autocast dtype the trainer uses on `device` by default (None: float32)."""
-    from maskdepth.device import resolve_device
+@functools.cache
+def default_precision(device: str = "cpu", stage: str = "1k") -> torch.dtype | None:
+    """The autocast dtype the trainer uses on `device` by default (None: float32): float16 on
+    CUDA; on a CPU the trainer's timed choice for the stage's model (`maskdepth.training.precision`,
+    remembered per machine, so the figures and the trainer agree)."""
+    from maskdepth.training.precision import choose_cpu_precision
 
-    info = resolve_device(device)
-    return info.amp_dtype if info.amp else None
+    if device.startswith("cuda"):
+        return torch.float16
+    cfg = default_config(stage)
+    model = _stage_model(cfg)
+    choice = choose_cpu_precision(model, cfg.in_channels, cfg.size, cfg.batch_size, channels_last=cfg.channels_last)
+    return torch.bfloat16 if choice.enabled else None
+
+
+def _stage_model(cfg) -> nn.Module:
+    from maskdepth.train import build_model
+
+    model = build_model(cfg)
+    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
 
 
 def describe_default(device: str = "cpu", stage: str = "1k") -> str:
     cfg = default_config(stage)
-    dtype = default_precision(device)
+    dtype = default_precision(device, stage)
     kwargs = ", ".join(f"{k}={v}" for k, v in cfg.model_kwargs.items())
     return (f"{cfg.model}({kwargs}), {'channels_last' if cfg.channels_last else 'contiguous'}, "
             f"{'float32' if dtype is None else str(dtype).replace('torch.', '') + ' autocast'}")

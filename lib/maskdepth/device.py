@@ -52,10 +52,9 @@ def check_device_name(name) -> str:
 def resolve_device(name: str = "auto", amp: bool | None = None) -> DeviceInfo:
     """`auto` -> CUDA if available, else CPU.
 
-    AMP by default (`amp=None`): on CUDA, float16 autocast with a GradScaler; on a CPU, bf16
-    autocast only where the CPU has native bf16 (AVX512-BF16/AMX): there it trained the joint
-    model 1.9x faster at the same 1k quality (bench/ figure 3), while on AVX2-only CPUs bf16 is
-    far slower than float32."""
+    AMP by default (`amp=None`): on CUDA, float16 autocast with a GradScaler; on a CPU float32
+    here. Whether bf16 autocast pays on a CPU depends on the CPU and the model, not on its
+    flags alone, so the trainer times it (`maskdepth.training.precision`) and turns it on."""
     name = check_device_name(name)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -68,7 +67,7 @@ def resolve_device(name: str = "auto", amp: bool | None = None) -> DeviceInfo:
     if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise MaskdepthError(f"--device {name}: Apple MPS is not available on this machine")
     if amp is None:
-        use_amp = device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bf16())
+        use_amp = device.type == "cuda"
     else:
         use_amp = bool(amp)
     return DeviceInfo(device=device, amp=use_amp, pin_memory=device.type == "cuda")

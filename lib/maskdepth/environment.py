@@ -34,7 +34,9 @@ def detect_platform() -> str:
 
 def data_location() -> Path:
     """Where generated sources are cached (`$MASKDEPTH_CACHE`, default ~/.cache/maskdepth)."""
-    return Path(os.environ.get("MASKDEPTH_CACHE", Path.home() / ".cache" / "maskdepth"))
+    from maskdepth.data.sources import default_cache_dir
+
+    return default_cache_dir()
 
 
 def free_disk_gb(path: Path) -> float:
@@ -115,7 +117,7 @@ def package_versions() -> dict:
 
 
 def device_summary() -> dict:
-    """The device report with whether this CPU has native bf16 (the trainer's AMP choice)."""
+    """The device report with whether this CPU has native bf16 (where amp=auto times bf16 against float32)."""
     return {**describe(), "cpu_native_bf16": cpu_has_fast_bf16()}
 
 

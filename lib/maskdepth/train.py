@@ -23,6 +23,7 @@ validates, logs and writes checkpoints.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -63,6 +64,7 @@ from maskdepth.training.distributed import (
     wrap_ddp,
 )
 from maskdepth.training.optim import Schedule, build_optimizer
+from maskdepth.training.precision import PrecisionChoice, choose_cpu_precision
 from maskdepth.training.rng import epoch_seed, rng_state, seed_everything, set_rng_state
 from maskdepth.training.runlog import PROGRESS_LOG_EVERY_S, TRAIN_LOG, RunLog
 
@@ -172,6 +174,7 @@ class Trainer:
         self.model = build_model(cfg).to(self.dev.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.precision = self._initial_precision()
         self.net = wrap_ddp(self.model, self.dev.device, self.world)  # what we call forward on
         self.criterion = build_loss(
             task=cfg.task,
@@ -198,6 +201,32 @@ class Trainer:
         self.best_value: float | None = None
         self.best_epoch: int | None = None
         self.train_time_s = 0.0
+
+    # -- precision -------------------------------------------------------------------------------
+    def _initial_precision(self) -> PrecisionChoice:
+        """What the run trains in. `amp=auto` on a CPU times bf16 against float32 (rank 0, the
+        others take its answer); a resumed run takes its checkpoint's choice instead (`load_for_resume`)."""
+        cfg = self.cfg
+        if str(cfg.amp) != "auto" or self.dev.device.type != "cpu":
+            kind = {"cuda": "float16", "cpu": "bf16"}.get(self.dev.device.type, "off") if self.dev.amp else "off"
+            return PrecisionChoice(kind, f"amp={cfg.amp} on {self.dev.device.type}")
+        if cfg.resume:
+            return PrecisionChoice("off", "amp=auto: the checkpoint's choice (resume)")
+        return self._timed_precision()
+
+    def _timed_precision(self) -> PrecisionChoice:
+        cfg = self.cfg
+        choice = None
+        if self.is_main:
+            choice = choose_cpu_precision(self.model, cfg.in_channels, cfg.size, cfg.batch_size,
+                                          channels_last=cfg.channels_last)
+        choice = broadcast_object(choice, self.world)
+        self._use_precision(choice)
+        return choice
+
+    def _use_precision(self, choice: PrecisionChoice) -> None:
+        self.precision = choice
+        self.dev = dataclasses.replace(self.dev, amp=choice.enabled)
 
     def _resolve_out_dir(self) -> Path:
         if self.cfg.out_dir:
@@ -332,6 +361,7 @@ class Trainer:
             "n_samples": dict(self.val_counts),
             "last": {s: self.history[-1].get(s, {}) for s in VAL_SPLITS} if self.history else {},
             "device": str(self.dev.device),
+            "precision": self.precision.to_dict(),
             "world_size": self.world,
         }
         return self.runlog.write_metrics(result, self.epoch, hparams=bool(self.history))
@@ -345,7 +375,7 @@ class Trainer:
         n_params = sum(p.numel() for p in unwrap(self.model).parameters())
         splits = ", ".join(f"{n} {s}" if n else f"no {s} samples" for s, n in self.val_counts.items())
         return (f"training {cfg.model} ({n_params:,} params) on {cfg.data} [{len(self.train_set)} train, {splits}] at "
-                f"{cfg.size}px, task {cfg.task}, device {self.dev.device}{' +AMP' if self.dev.amp else ''}, "
+                f"{cfg.size}px, task {cfg.task}, device {self.dev.device} ({self.precision.label}), "
                 f"world {self.world} -> {self.out_dir}")
 
     def _note_progress(self, seen: int, sums: dict, seconds: float) -> None:
@@ -381,7 +411,7 @@ class Trainer:
             self.ckpt_dir / name,
             self.model,
             info={"task": cfg.task, "tasks": list(cfg.tasks), "input_mode": cfg.input_mode,
-                  "input_size": [cfg.size, cfg.size], "data": cfg.data},
+                  "input_size": [cfg.size, cfg.size], "data": cfg.data, "precision": self.precision.to_dict()},
             config=cfg.to_dict(),
             epoch=self.epoch,
             step=self.step,
@@ -403,6 +433,13 @@ class Trainer:
         saved, now = ckpt.get("config") or {}, self.cfg.to_dict()
         changed = check_resumable(saved, now, path, self.out_dir)
         load_weights(self.model, ckpt["state_dict"], f"resume: {path}")
+        if str(self.cfg.amp) == "auto" and self.dev.device.type == "cpu":
+            saved_precision = (ckpt.get("info") or {}).get("precision") or {}
+            if saved_precision.get("autocast") in ("bf16", "off"):  # keep the run's precision: bit-exact resume
+                self._use_precision(PrecisionChoice(saved_precision["autocast"],
+                                                    f"the checkpoint's choice ({saved_precision.get('reason', '')})"))
+            else:  # a checkpoint of an older version: time it now
+                self._timed_precision()
         parts = [("optimizer", self.optimizer, True), ("scheduler", self.schedule, True),
                  ("scaler", self.scaler, False), ("criterion", self.criterion, False)]
         for key, target, required in parts:
