@@ -12,7 +12,9 @@ models   lean_unet, resnet_unet and the default model (`joint` with the 1k stage
 variants the default model with channels_last memory format (float32), and channels_last with
          bf16 autocast (what the trainer picks where it times clearly faster on this CPU:
          `maskdepth.training.precision`): which one helps? If a variant wins by more than
-         `HELPS` the figure says so.
+         `HELPS` the figure says so. Also the `space_to_depth` recipe's model (float32,
+         channels_last): the same widths without the full-resolution layers the profile
+         shows to be memory-bound (its quality: docs/recipes.md).
 profile  torch.profiler over the default model's channels_last step in float32 and in bf16:
          self CPU time by op and by the resolution the op works at (`bench.profile_step`),
          written beside the results as <name>-profile.md and summarised in the table.
@@ -91,13 +93,15 @@ def run(settings: Settings, workdir: Path) -> dict:
         "default": (default.model, default.task, False, None, settings.steps),
         "default_channels_last": (default.model, default.task, True, None, settings.steps),
         "default_channels_last_bf16": (default.model, default.task, True, torch.bfloat16, settings.steps),
+        "space_to_depth_channels_last": (default.model, default.task, True, None, settings.steps),
     }
     # The peak runs interleaved with the models, so both see the same load from neighbours.
     gflops, counted = {}, {}
     cases = {"matmul_peak": matmul_chunk(settings.matmul_n, settings.matmul_calls),
              "conv3x3_peak": conv3x3_chunk(settings.matmul_calls)}
     for name, (model, task, channels_last, dtype, steps) in configs.items():
-        kwargs = default.model_kwargs if name.startswith("default") else None
+        kwargs = (default.model_kwargs if name.startswith("default") else
+                  space_to_depth_kwargs(default.model_kwargs) if name.startswith("space_to_depth") else None)
         rig = make_rig(model, task, channels_last=channels_last, autocast_dtype=dtype, model_kwargs=kwargs)
         gflops[name] = forward_gflops(rig.model, settings.size)
         data = batch_cl if channels_last else batch
@@ -138,6 +142,10 @@ def run(settings: Settings, workdir: Path) -> dict:
     table.append(["default model: channels_last, + bf16 vs float32",
                   f"{fmt_ratio(speedups['default_channels_last'])}, {fmt_ratio(speedups['default_channels_last_bf16'])}",
                   verdict])
+    s2d_speedup = rates["space_to_depth_channels_last"].median / rates["default_channels_last"].median
+    table.append(["space_to_depth recipe vs default (both float32 channels_last)", fmt_ratio(s2d_speedup),
+                  f"{fmt_percent(per_model['space_to_depth_channels_last']['fraction_of_peak'])} of peak: no "
+                  "full-resolution layer; quality: docs/recipes.md (same IoU, lower ordering at 20 epochs)"])
     profiles = profile_default(settings, dataset)
     for name, prof in profiles.items():
         table.append([f"profile, default model {name} (channels_last)", f"{prof['step_self_cpu_ms']:.0f} ms/step",
@@ -151,6 +159,7 @@ def run(settings: Settings, workdir: Path) -> dict:
         "peak_gflop_per_s": peak_flops / 1e9,
         "models": per_model,
         "variant_speedup_vs_default": speedups,
+        "space_to_depth_speedup_vs_default_channels_last": s2d_speedup,
         "variants_that_help": helps,
         "verdict": verdict,
         "trainer_default": trainer_default,
@@ -160,6 +169,13 @@ def run(settings: Settings, workdir: Path) -> dict:
             f"(the trainer here: {describe_default()}), {settings.threads} threads")},
         "table": table,
     }
+
+
+def space_to_depth_kwargs(default_kwargs: dict) -> dict:
+    """The default model without full-resolution layers (`maskdepth.ablation`'s space_to_depth recipe)."""
+    from maskdepth.ablation import DEFAULT_RECIPES
+
+    return {**default_kwargs, **DEFAULT_RECIPES["space_to_depth"]["model_kwargs"]}
 
 
 def profile_default(settings: Settings, dataset) -> dict:

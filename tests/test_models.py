@@ -32,6 +32,7 @@ CASES = [
     ("joint", {}),
     ("joint", {"encoder": "resnet18", "base_channels": 8}),
     ("joint", {"num_stages": 5, "max_channels": 64, "context": True}),
+    ("joint", {"num_stages": 3, "base_channels": 8, "space_to_depth": 2, "mask_to_depth": True}),
     ("lean_unet", {"task": "mask"}),
     ("lean_unet", {"task": "depth"}),
     ("lean_unet", {"task": "depth", "seed_head": True}),
@@ -265,7 +266,7 @@ def test_spec_holds_every_option_and_not_the_weights_file():
         "name": "joint",
         "in_channels": 6,
         "kwargs": {"encoder": "lean", "base_channels": 8, "refine": True, "num_stages": 3, "max_channels": 0,
-                   "context": False, "mask_to_depth": False},
+                   "context": False, "mask_to_depth": False, "space_to_depth": 1},
     }
     assert tuple(model.tasks) == ("mask", "depth")
 
@@ -365,3 +366,29 @@ def test_cli_models_table_and_bad_size(capsys):
     assert "joint (default)" in out and "17,799,809" in out
     assert main(["models", "--size", "65"]) == 2
     assert "65x65" in capsys.readouterr().err
+
+
+def test_space_to_depth_has_no_full_resolution_layer_and_predicts_every_pixel():
+    """space_to_depth=2: every conv works at stride >= 2, yet each output pixel has its own
+    value (PixelShuffle of s*s channels), and every input pixel reaches the output."""
+    model = create_model("joint", num_stages=3, base_channels=8, space_to_depth=2).eval()
+    assert model.size_multiple == 16 and model.encoder.strides == (2, 4, 8, 16)
+    seen = []
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[-1]))
+             for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    x = torch.rand(1, 3, 32, 32, requires_grad=True)
+    out = model(x)
+    for h in hooks:
+        h.remove()
+    assert max(seen) == 16  # no conv reads a 32x32 (full-resolution) activation
+    assert out["mask"].shape == out["depth"].shape == (1, 1, 32, 32)
+    # the four pixels of one 2x2 block are predicted separately, not copied
+    block = out["mask"][0, 0, 10:12, 10:12]
+    assert block.unique().numel() == 4
+    out["mask"][0, 0, 10, 11].backward()
+    assert x.grad[0, :, 10, 11].abs().sum() > 0  # the pixel itself reaches its own prediction
+    with pytest.raises(MaskdepthError, match="space_to_depth=2 needs the lean encoder"):
+        create_model("joint", encoder="resnet18", space_to_depth=2)
+    with pytest.raises(MaskdepthError, match="space_to_depth must be 1 or 2"):
+        create_model("joint", space_to_depth=3)
+

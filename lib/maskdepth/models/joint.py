@@ -13,6 +13,10 @@ costs about one single-task U-Net instead of two.
               summary of it (see GlobalContext)
     decoder   from the deepest feature up: 1x1 conv+BN+ReLU down to the next level's width
               (cheap, at low resolution), bilinear x2, concatenate the skip, 3x3 conv+BN+ReLU
+    s2d       optional (`space_to_depth=2`, lean encoder): the encoder starts from the input's
+              2x2 blocks folded into channels, so no layer works at full resolution (the
+              memory-bound part of the step on a CPU) and each head predicts 2x2 output
+              blocks (4 channels, PixelShuffle)
     heads     per task: 3x3 conv+BN+ReLU refinement at full resolution, 1x1 conv -> raw;
               mask raw = logits, depth = depth_from_raw(raw). With `mask_to_depth=True`
               the depth head also sees sigmoid(mask logits) (the seed's untried idea: depth
@@ -60,11 +64,13 @@ class GlobalContext(nn.Module):
 
 
 class TaskHead(nn.Sequential):
-    """Light per-task refinement at full resolution, then the raw 1-channel output."""
+    """Light per-task refinement at the decoder's last resolution, then the raw 1-channel
+    output; at stride s > 1 the head predicts each s x s block (s*s channels, PixelShuffle)."""
 
-    def __init__(self, channels: int, refine: bool, extra_in: int = 0):
+    def __init__(self, channels: int, refine: bool, extra_in: int = 0, stride: int = 1):
         layers = [ConvBNReLU(channels + extra_in, channels, bias=False)] if refine else []
-        super().__init__(*layers, nn.Conv2d(channels if refine else channels + extra_in, 1, kernel_size=1))
+        out = nn.Conv2d(channels if refine else channels + extra_in, stride * stride, kernel_size=1)
+        super().__init__(*layers, out, *([nn.PixelShuffle(stride)] if stride > 1 else []))
 
 
 class JointUNet(nn.Module):
@@ -79,17 +85,21 @@ class JointUNet(nn.Module):
         max_channels: int = 0,
         context: bool = False,
         mask_to_depth: bool = False,
+        space_to_depth: int = 1,
     ):
         super().__init__()
         if base_channels < 4:
             raise MaskdepthError(f"joint: base_channels must be >= 4, got {base_channels}")
         self.tasks = TASKS
         self.in_channels = in_channels
-        enc_kwargs = ({"base_channels": base_channels, "num_stages": num_stages, "max_channels": max_channels}
-                      if encoder == "lean" else {})
+        if space_to_depth != 1 and encoder != "lean":
+            raise MaskdepthError(f"joint: space_to_depth={space_to_depth} needs the lean encoder, not {encoder!r}")
+        enc_kwargs = ({"base_channels": base_channels, "num_stages": num_stages, "max_channels": max_channels,
+                       "space_to_depth": space_to_depth} if encoder == "lean" else {})
         self.encoder = get_encoder(encoder, in_channels, weights=weights, **enc_kwargs)
         channels, strides = list(self.encoder.channels), list(self.encoder.strides)
-        if strides[0] != 1:  # no full-resolution feature: add a light stem for crisp edges
+        self.out_stride = space_to_depth  # the heads predict out_stride x out_stride blocks
+        if strides[0] != self.out_stride:  # no feature at the output's stride: a light stem for crisp edges
             self.full_res = nn.Sequential(
                 ConvBNReLU(in_channels, base_channels, bias=False),
                 ConvBNReLU(base_channels, base_channels, bias=False),
@@ -106,7 +116,8 @@ class JointUNet(nn.Module):
             deep = skip
         self.mask_to_depth = mask_to_depth
         self.heads = nn.ModuleDict({
-            task: TaskHead(channels[0], refine, extra_in=int(mask_to_depth and task == "depth")) for task in self.tasks
+            task: TaskHead(channels[0], refine, extra_in=int(mask_to_depth and task == "depth"), stride=self.out_stride)
+            for task in self.tasks
         })
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -119,7 +130,10 @@ class JointUNet(nn.Module):
             y = up(y, skip)
         if self.mask_to_depth:
             mask_raw = self.heads["mask"](y)
-            depth_raw = self.heads["depth"](torch.cat([y, torch.sigmoid(mask_raw)], dim=1))
+            mask_in = torch.sigmoid(mask_raw)
+            if self.out_stride > 1:  # the mask's share of each block, at the decoder's resolution
+                mask_in = nn.functional.avg_pool2d(mask_in, self.out_stride)
+            depth_raw = self.heads["depth"](torch.cat([y, mask_in], dim=1))
             raw = torch.cat([{"mask": mask_raw, "depth": depth_raw}[task] for task in self.tasks], dim=1)
         else:
             raw = torch.cat([self.heads[task](y) for task in self.tasks], dim=1)
@@ -138,8 +152,10 @@ def joint(
     max_channels: int = 0,
     context: bool = False,
     mask_to_depth: bool = False,
+    space_to_depth: int = 1,
 ) -> nn.Module:
     return JointUNet(
         in_channels, encoder=encoder, base_channels=base_channels, refine=refine, weights=weights,
         num_stages=num_stages, max_channels=max_channels, context=context, mask_to_depth=mask_to_depth,
+        space_to_depth=space_to_depth,
     )
