@@ -75,8 +75,12 @@ def save_checkpoint(
     rng: dict | None = None,
     metrics: dict | None = None,
     history: list | None = None,
+    train_state: dict | None = None,
 ) -> None:
-    """Write a checkpoint atomically; refuses weights holding NaN or infinite values."""
+    """Write a checkpoint atomically; refuses weights holding NaN or infinite values.
+
+    `model` is what predictions use; `train_state` holds what only a resume needs beyond it
+    (the raw weights and counters when the saved model is a moving average of them)."""
     net = unwrap(model)
     state = net.state_dict()
     bad = nonfinite_weights(state)
@@ -98,6 +102,8 @@ def save_checkpoint(
         "metrics": dict(metrics or {}),
         "history": list(history or []),
     }
+    if train_state is not None:
+        ckpt["train_state"] = train_state
     torch_save(ckpt, path)
 
 

@@ -63,6 +63,7 @@ from maskdepth.training.distributed import (
     init_distributed,
     wrap_ddp,
 )
+from maskdepth.training.ema import WeightEMA
 from maskdepth.training.optim import Schedule, build_optimizer
 from maskdepth.training.precision import PrecisionChoice, choose_cpu_precision
 from maskdepth.training.rng import epoch_seed, rng_state, seed_everything, set_rng_state
@@ -184,6 +185,7 @@ class Trainer:
             uncertainty=cfg.uncertainty,
         ).to(self.dev.device)
         self.optimizer = build_optimizer(cfg, list(self.model.parameters()) + list(self.criterion.parameters()))
+        self.ema = WeightEMA(self.model, cfg.ema) if cfg.ema else None
         self.shuffle_generator = torch.Generator()
         self.train_loader = make_loader(
             self.train_set, cfg, train=True, pin_memory=self.dev.pin_memory, world=self.world, rank=self.rank,
@@ -201,6 +203,11 @@ class Trainer:
         self.best_value: float | None = None
         self.best_epoch: int | None = None
         self.train_time_s = 0.0
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """What is evaluated, saved and predicted with: the weights' moving average when `ema` is on."""
+        return self.model if self.ema is None else self.ema.module
 
     # -- precision -------------------------------------------------------------------------------
     def _initial_precision(self) -> PrecisionChoice:
@@ -261,7 +268,7 @@ class Trainer:
                 record: dict[str, Any] = {"epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"]}
                 if self.is_main:
                     for split, loader in self.val_loaders.items():
-                        record[split] = evaluate(self.model, loader, self.criterion, cfg, self.dev)
+                        record[split] = evaluate(self.eval_model, loader, self.criterion, cfg, self.dev)
                 barrier(self.world)
                 self.schedule.after_epoch(record.get("seen", {}).get("loss"))
                 self.train_time_s += time.perf_counter() - t0
@@ -314,6 +321,8 @@ class Trainer:
             self.scaler.update()
             self.schedule.after_step()
             self.step += 1
+            if self.ema is not None:
+                self.ema.update(self.model)
             n = x.shape[0]
             seen += n
             for k, v in losses.items():
@@ -340,7 +349,7 @@ class Trainer:
         if improved:
             copy_file(self.ckpt_dir / "last.pt", self.ckpt_dir / "best.pt")
         self.runlog.write_history(self.history)
-        self.runlog.write_epoch(record, grid=(self.model, self.val_sets, self.dev.device, self.cfg.in_channels))
+        self.runlog.write_epoch(record, grid=(self.eval_model, self.val_sets, self.dev.device, self.cfg.in_channels))
         self.runlog.log(self.runlog.epoch_line(record, stopping=self._max_steps_reached()) + ("  *best" if improved else ""))
 
     def _final_metrics(self) -> dict:
@@ -409,7 +418,7 @@ class Trainer:
         cfg = self.cfg
         save_checkpoint(
             self.ckpt_dir / name,
-            self.model,
+            self.eval_model,
             info={"task": cfg.task, "tasks": list(cfg.tasks), "input_mode": cfg.input_mode,
                   "input_size": [cfg.size, cfg.size], "data": cfg.data, "precision": self.precision.to_dict()},
             config=cfg.to_dict(),
@@ -423,6 +432,8 @@ class Trainer:
             metrics={**metrics, "best_value": self.best_value, "best_epoch": self.best_epoch,
                      "train_time_s": self.train_time_s},
             history=self.history,
+            train_state=None if self.ema is None else {"weights": unwrap(self.model).state_dict(),
+                                                       "ema": self.ema.state_dict()},
         )
 
     def load_for_resume(self) -> None:
@@ -432,7 +443,15 @@ class Trainer:
         ckpt = load_checkpoint(path, map_location=self.dev.device)
         saved, now = ckpt.get("config") or {}, self.cfg.to_dict()
         changed = check_resumable(saved, now, path, self.out_dir)
-        load_weights(self.model, ckpt["state_dict"], f"resume: {path}")
+        if self.ema is None:
+            load_weights(self.model, ckpt["state_dict"], f"resume: {path}")
+        else:  # the checkpoint's model is the average; the raw weights are in train_state
+            train_state = ckpt.get("train_state") or {}
+            if "weights" not in train_state:
+                raise MaskdepthError(f"resume: {path} holds no raw weights beside its moving average "
+                                     "(written by an older version); start a new run in another out_dir")
+            load_weights(self.model, train_state["weights"], f"resume: {path}")
+            self.ema.load_state_dict(train_state["ema"], ckpt["state_dict"])
         if str(self.cfg.amp) == "auto" and self.dev.device.type == "cpu":
             saved_precision = (ckpt.get("info") or {}).get("precision") or {}
             if saved_precision.get("autocast") in ("bf16", "off"):  # keep the run's precision: bit-exact resume
@@ -501,7 +520,7 @@ class Trainer:
                     f"non-finite {split} loss ({values['loss']}) at epoch {self.epoch}; training stopped. "
                     f"{self._last_good()} {hint}"
                 )
-        bad = nonfinite_weights(unwrap(self.model).state_dict())
+        bad = nonfinite_weights(unwrap(self.model).state_dict()) + nonfinite_weights(self.eval_model.state_dict())
         if bad:
             raise TrainingDiverged(
                 f"the weights hold NaN or infinite values after epoch {self.epoch} ({bad[0]}); training stopped. "

@@ -19,10 +19,11 @@ INPUT_MODES = {"fg_bg": 3, "bg_fg_bg": 6}
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "constant_then_step", "plateau", "onecycle")
 # Settings a resumed run must share with the checkpoint it continues (the states must fit).
-RESUME_KEYS = ("model", "model_kwargs", "task", "input_mode", "optimizer", "schedule", "uncertainty")
+RESUME_KEYS = ("model", "model_kwargs", "task", "input_mode", "optimizer", "schedule", "uncertainty", "ema")
 # Lower bounds of numeric parameters (inclusive; lr must also be > 0, checked in validate).
 MINIMUM = {"weight_decay": 0, "momentum": 0, "step_size": 1, "gamma": 0, "constant_epochs": 0, "mask_weight": 0,
-           "depth_weight": 0, "grid_every": 0, "seed": 0, "workers": 0, "max_steps": 0, "photometric": 0, "zoom": 1}
+           "depth_weight": 0, "grid_every": 0, "seed": 0, "workers": 0, "max_steps": 0, "photometric": 0, "zoom": 1,
+           "ema": 0}
 
 
 def _check_types_and_ranges(cfg) -> None:
@@ -46,6 +47,8 @@ def _check_types_and_ranges(cfg) -> None:
             raise MaskdepthError(f"{name}={value!r}: expected {kind}")
         if name in MINIMUM and value < MINIMUM[name]:
             raise MaskdepthError(f"{name}={value!r}: must be >= {MINIMUM[name]}")
+    if cfg.ema >= 1:
+        raise MaskdepthError(f"ema={cfg.ema!r}: the moving average's decay must be below 1 (e.g. 0.99; 0: off)")
     check_device_name(cfg.device)
 
 
@@ -72,6 +75,7 @@ class TrainConfig:
     optimizer: str = "adamw"
     lr: float = 3e-3
     weight_decay: float = 1e-4
+    ema: float = 0.0  # decay of a moving average of the weights that is evaluated and saved (0: off; e.g. 0.99)
     momentum: float = 0.9  # SGD only
     schedule: str = "onecycle"
     step_size: int = 10  # step / constant_then_step: epochs between decays
