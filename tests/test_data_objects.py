@@ -49,3 +49,21 @@ def test_an_incomplete_store_is_ignored(tmp_path):
     (folder / "keys.npy").write_bytes(b"half written")
     assert ObjectStore.open(ds.source_set, "playground", "0" * 64) is None
     assert np.isfinite(build_dataset("playground", "seen", size=32).compose(0)["depth"]).all()
+
+
+def test_store_builds_in_a_pool_when_the_background_views_are_not_cached(tmp_path, monkeypatch):
+    """The pool's workers compose on background views; none may be missing when they start (a
+    worker cannot start a pool of its own to render them: `maskdepth data build --objects` on a
+    fresh cache, and bench figure 5, once failed with 'daemonic processes are not allowed to have
+    children')."""
+    import maskdepth.data.objects as objects
+
+    monkeypatch.setenv("MASKDEPTH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(objects, "CHUNK", 12)  # two chunks, each with more than 8 views to render
+    ds = build_dataset("playground", "train", size=32)
+    for view in ds.source_set.folder.glob("b*_p*.npz"):
+        view.unlink()  # as on a fresh cache for the splits a dataset has not been built for yet
+    report = build_store(ds.source_set, "playground", ds.manifest, workers=2)
+    assert report["built"] and report["objects"] == 24
+    stored = build_dataset("playground", "train", size=32)
+    assert isinstance(stored.composer.store, ObjectStore)

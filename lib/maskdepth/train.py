@@ -7,7 +7,8 @@ checkpoint (`last.pt` every epoch, `best.pt` on improvement of `best_metric`, by
 the `seen` loss; directions come from the catalogue in `maskdepth.metrics`).
 
 The parts live in `maskdepth.training`: `config` (TrainConfig, resume_config), `optim`
-(optimizer, Schedule), `distributed` and `rng` (torchrun, seeding), `runlog` (console, train.log,
+(optimizer, Schedule), `distributed` and `rng` (torchrun, seeding), `precision` (float32 or bf16 on a
+CPU, timed), `ema` (the weights' moving average, when asked), `runlog` (console, train.log,
 TensorBoard, history.json, metrics.json); the validation loop is `maskdepth.evaluation.run_split`,
 shared with `maskdepth.validate`. This module puts them together: `Trainer` and `train`.
 

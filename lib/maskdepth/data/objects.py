@@ -89,6 +89,10 @@ def build_store(sources, stage: str, manifest, workers: int | None = None) -> di
     keys = _key(cols["bg"], cols["fg"], cols["placement"], sources.spec.n_fg_total)
     keys, first = np.unique(keys, return_index=True)  # sorted, one row per placement (flips share it)
     rows = {k: v[first] for k, v in cols.items()}
+    # The background views the chunks compose on, rendered here first: a pool's workers may not
+    # start a pool of their own to render missing ones.
+    pairs = np.unique(np.stack([rows["bg"], rows["placement"]], axis=1), axis=0)
+    sources.views(pairs[:, 0], pairs[:, 1])
     root = sources.folder.parents[2]
     jobs = [(sources.spec, sources.size, root, {k: v[s:s + CHUNK] for k, v in rows.items()})
             for s in range(0, len(keys), CHUNK)]

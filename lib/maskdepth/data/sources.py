@@ -165,7 +165,8 @@ class Sources:
         if missing:
             jobs = [(self.spec, b, p, self.size, str(folder)) for b, p in missing]
             workers = workers or min(os.cpu_count() or 1, 8)
-            if workers > 1 and len(jobs) > 8 and "fork" in multiprocessing.get_all_start_methods():
+            in_worker = multiprocessing.current_process().daemon  # a pool's worker may not start a pool
+            if workers > 1 and len(jobs) > 8 and not in_worker and "fork" in multiprocessing.get_all_start_methods():
                 with multiprocessing.get_context("fork").Pool(workers) as pool:
                     for _ in progress(pool.imap_unordered(_write_view, jobs, chunksize=4), total=len(jobs),
                                       desc=f"views {self.size}px"):
