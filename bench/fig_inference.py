@@ -50,6 +50,12 @@ def _onnx_session(ckpt: Path, settings: Settings, workdir: Path):
     exported = export_onnx(ckpt, workdir / f"{ckpt.stem}.onnx")
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = settings.threads
+    # ONNX Runtime's threads spin-wait after every run by default: interleaved with the torch
+    # cases on a small machine they would steal the cores torch's next repeat runs on (the
+    # torch rates then varied by > 50 % and lost a third). Without spinning each engine has the
+    # cores to itself while it runs, as in an application that does other work between images.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(str(exported.path), options, providers=["CPUExecutionProvider"])
     return session, exported.input_name
 
