@@ -20,8 +20,8 @@ the target may have been reached a few steps earlier). The headline ratio
 (`ratios.time_to_quality_vs_seed`) is the seed's training time / ours' time to its quality.
 
 The seed's final quality depends on how long it trains: `--quality-epochs` (default 2 epochs,
-about 9 minutes on 2 quiet cores: the seed's way runs ~3.5 samples/s there) sets it. After 2
-epochs its mask network still predicts no foreground (IoU 0) and its delta1 is about 0.24. Ours is
+about 4.3 minutes on 2 quiet cores: the seed's way runs ~7.5 samples/s there) sets it. After 2
+epochs its mask network still predicts no foreground (IoU 0) and its delta1 is 0.24-0.28. Ours is
 also scored untrained: a metric whose target an untrained model already meets says nothing
 (e.g. IoU 0 when the seed's mask network still predicts no foreground, as after 1-2 epochs
 here); the figure names such metrics, and leaves the ratio out (n/a) when both are.

@@ -1,5 +1,5 @@
-"""How much work each figure does: the quick run (< 3 min) and the full run (about 25 min, of
-which figure 7's training takes about 10).
+"""How much work each figure does: the quick run (< 3 min) and the full run (about 18 min on a
+2-core CPU, of which figure 5 about 8 on a fresh cache and figure 7's training about 6).
 
 Every figure reads its sizes from one `Settings`, so the two modes differ in one place and
 the JSON records exactly what was measured.
@@ -44,7 +44,7 @@ class Settings:
     # figure 7, time to quality: the seed's way trains this many epochs of the stage's train split
     # (its final seen quality is the target); ours is checked every `quality_eval_every` steps.
     quality_data: str = "1k"
-    quality_seed_epochs: float = 2.0  # 62 steps of batch 32: ~9 min on 2 quiet cores (~9 s a step)
+    quality_seed_epochs: float = 2.0  # 62 steps of batch 32: ~4.3 min on 2 quiet cores (~4 s a step)
     quality_batch: int = 32  # both sides (the 1k stage's batch)
     # The seed's constant lr: at 3e-3 (figure 1's old setting) its depth network saturated at one
     # end of the depth range within 3 steps (delta1 frozen); at 3e-4 it learns.
