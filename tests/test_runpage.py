@@ -125,7 +125,8 @@ def _fake_run(path: Path, *, status: str = "ok", base: float = 0.5, predictions:
         metrics = {"model": "joint", "params": 101_562, "task": "joint", "data": "playground", "epochs": 3,
                    "train_time_s": 4.5, "best_metric": "seen.loss", "best_epoch": 3,
                    **{s: _split_metrics(base + 0.1 * k) for k, s in enumerate(VAL_SPLITS)},
-                   "n_samples": {s: 8 for s in VAL_SPLITS}}
+                   "n_samples": {s: 8 for s in VAL_SPLITS},
+                   "precision": {"autocast": "off", "reason": "timed on this CPU: bf16 0.94x <float32>"}}
         (path / "metrics.json").write_text(json.dumps(metrics))
         info["gate"] = {"passed": True, "checks": [{"metric": "seen.iou", "value": base, "min": 0.4, "ok": True}]}
         _png(path / "figures" / "training_curves.png")
@@ -167,6 +168,7 @@ def test_run_page_links_resolve_and_show_every_figure(tmp_path):
         assert f'href="notebooks/{notebook}.html"' in html
     assert "passed" in html and "seen IoU" in html and "min 0.4" in html  # the gate
     assert "base_channels" in html and "playground" in html  # parameters and summary
+    assert '<span title="timed on this CPU: bf16 0.94x &lt;float32&gt;">float32</span>' in html  # precision, why
     assert "http://" not in html and "https://" not in html and "<link" not in html
 
 

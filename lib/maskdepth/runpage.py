@@ -297,6 +297,10 @@ def _summary_section(run_dir, info, settings, metrics, history, status) -> str:
     train_text += f"; lr {escape(str(settings.get('lr', '?')))}, batch {escape(str(settings.get('batch_size', '?')))}"
     if metrics.get("device"):
         train_text += f"; device {escape(str(metrics['device']))} × {escape(str(metrics.get('world_size', 1)))}"
+    precision = metrics.get("precision")
+    if isinstance(precision, dict) and precision.get("autocast"):
+        label = "float32" if precision["autocast"] == "off" else f"{precision['autocast']} autocast"
+        train_text += (f", <span title=\"{escape(str(precision.get('reason', '')))}\">{escape(label)}</span>")
     rows.append(("training", train_text))
     if info.get("prerequisite"):
         rows.append(("prerequisite", escape(str(info["prerequisite"].get("decision", "")))))
