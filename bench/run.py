@@ -118,22 +118,16 @@ def parse_args(argv) -> argparse.Namespace:
 def environment() -> dict:
     import platform
 
-    from maskdepth.device import describe
+    from maskdepth.device import cpu_info, describe
 
     info = describe()
     info["host"] = socket.gethostname()
     info["machine"] = platform.machine()
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        lines = []
-    for line in lines:
-        if line.startswith("model name") and "cpu" not in info:
-            info["cpu"] = line.split(":", 1)[1].strip()
-        elif line.startswith("flags") and "cpu_flags" not in info:
-            # What decides whether bf16 autocast or channels_last can help (figure 3).
-            flags = set(line.split(":", 1)[1].split())
-            info["cpu_flags"] = sorted(flags & VECTOR_FLAGS)
+    name, flags = cpu_info()
+    if name:
+        info["cpu"] = name
+    if flags:  # what decides whether bf16 autocast or channels_last can help (figure 3)
+        info["cpu_flags"] = sorted(flags & VECTOR_FLAGS)
     try:
         import onnxruntime
 

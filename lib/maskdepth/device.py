@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -29,17 +30,28 @@ class DeviceInfo:
         return torch.float16 if self.device.type == "cuda" else torch.bfloat16
 
 
-def cpu_has_fast_bf16() -> bool:
-    """True on CPUs with native bf16 instructions (AVX512-BF16 or AMX), read from /proc/cpuinfo."""
+@functools.cache
+def cpu_info() -> tuple[str, frozenset[str]]:
+    """(model name, instruction-set flags) of this CPU from /proc/cpuinfo; ("", empty) where there
+    is none (macOS, Windows)."""
+    name, flags = "", frozenset()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+                if line.startswith("model name") and not name:
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = frozenset(line.split(":", 1)[1].split())
+                if name and flags:
+                    break
     except OSError:
         pass
-    return False
+    return name, flags
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True on CPUs with native bf16 instructions (AVX512-BF16 or AMX), read from /proc/cpuinfo."""
+    return bool(cpu_info()[1] & {"avx512_bf16", "amx_bf16"})
 
 
 def check_device_name(name) -> str:

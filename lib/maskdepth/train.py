@@ -521,7 +521,9 @@ class Trainer:
                     f"non-finite {split} loss ({values['loss']}) at epoch {self.epoch}; training stopped. "
                     f"{self._last_good()} {hint}"
                 )
-        bad = nonfinite_weights(unwrap(self.model).state_dict()) + nonfinite_weights(self.eval_model.state_dict())
+        bad = nonfinite_weights(unwrap(self.model).state_dict())
+        if self.ema is not None:  # the average is what gets saved
+            bad += nonfinite_weights(self.ema.module.state_dict())
         if bad:
             raise TrainingDiverged(
                 f"the weights hold NaN or infinite values after epoch {self.epoch} ({bad[0]}); training stopped. "

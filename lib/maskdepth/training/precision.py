@@ -85,13 +85,11 @@ def time_precisions(model: nn.Module, in_channels: int, size: int, batch: int, *
 
 def cpu_name() -> str:
     """The CPU's model name (/proc/cpuinfo), or the platform's description."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    from maskdepth.device import cpu_info
+
+    name = cpu_info()[0]
+    if name:
+        return name
     import platform
 
     return platform.processor() or platform.machine()
