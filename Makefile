@@ -21,7 +21,7 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml $(CONSTRAINTS) | $(PY)
-	$(PIP) install --quiet -c $(CONSTRAINTS) -e ".[test,onnx]"
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e ".[test,onnx,pretrained,real]"
 	$(PY) -m ipykernel install --sys-prefix --name maskdepth --display-name "Python (maskdepth)" >/dev/null
 	touch $(STAMP)
 

@@ -33,6 +33,8 @@ CASES = [
     ("joint", {"encoder": "resnet18", "base_channels": 8}),
     ("joint", {"num_stages": 5, "max_channels": 64, "context": True}),
     ("joint", {"num_stages": 3, "base_channels": 8, "space_to_depth": 2, "mask_to_depth": True}),
+    ("joint", {"encoder": "efficientnet_lite0", "context": True}),
+    ("joint", {"encoder": "mobilenet_v3_large", "base_channels": 8}),
     ("lean_unet", {"task": "mask"}),
     ("lean_unet", {"task": "depth"}),
     ("lean_unet", {"task": "depth", "seed_head": True}),
@@ -333,10 +335,10 @@ def test_weights_file_errors_name_the_file(tmp_path, resnet18_file):
         create_model("resnet_unet", weights=garbage)
     r34 = tmp_path / "resnet34.pth"
     torch.save(torchvision.models.resnet34(weights=None).state_dict(), r34)
-    with pytest.raises(MaskdepthError, match="resnet34.pth: not a torchvision resnet18 state_dict"):
+    with pytest.raises(MaskdepthError, match="resnet34.pth: does not fit the encoder"):
         create_model("resnet_unet", weights=r34)
     path, _ = resnet18_file
-    with pytest.raises(MaskdepthError, match="only for the resnet18/resnet34 encoders"):
+    with pytest.raises(MaskdepthError, match="encoder lean has no pretrained weights"):
         create_model("joint", weights=path)
 
 
@@ -349,7 +351,7 @@ def test_cli_models_json_lists_every_model():
     buf = io.StringIO()
     with redirect_stdout(buf):
         assert main(["models", "--json"]) == 0
-    rows = {r["name"]: r for r in json.loads(buf.getvalue())}
+    rows = {r["name"]: r for r in json.loads(buf.getvalue())["models"]}
     assert list(rows) == list_models()
     assert rows["joint"]["default"] and rows["joint"]["outputs"] == ["mask", "depth"]
     assert rows["resnet_unet"]["params"] == RESNET_UNET_PARAMS

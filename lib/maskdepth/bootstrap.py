@@ -59,15 +59,21 @@ def find_repo(start: str | os.PathLike | None = None) -> Path | None:
 
 
 # -- requirements ----------------------------------------------------------------------------
+RUNTIME_EXTRAS = ("pretrained", "real")  # what the default recipe and the real-photo check need
+
+
 def requirements(repo: Path) -> list[str]:
-    """[project] dependencies of the checkout's pyproject.toml."""
+    """[project] dependencies of the checkout's pyproject.toml, with those of RUNTIME_EXTRAS."""
     text = (Path(repo) / "pyproject.toml").read_text(encoding="utf-8")
     try:
         import tomllib
-    except ImportError:  # Python 3.10: the one list we need, read plainly
-        block = re.search(r"^dependencies\s*=\s*\[(.*?)\]", text, re.S | re.M)
-        return re.findall(r"[\"']([^\"']+)[\"']", block.group(1)) if block else []
-    return list(tomllib.loads(text).get("project", {}).get("dependencies", []))
+    except ImportError:  # Python 3.10: the lists we need, read plainly
+        names = ("dependencies", *RUNTIME_EXTRAS)
+        blocks = [re.search(rf"^{name}\s*=\s*\[(.*?)\]", text, re.S | re.M) for name in names]
+        return [req for block in blocks if block for req in re.findall(r"[\"']([^\"']+)[\"']", block.group(1))]
+    project = tomllib.loads(text).get("project", {})
+    extras = project.get("optional-dependencies", {})
+    return list(project.get("dependencies", [])) + [req for name in RUNTIME_EXTRAS for req in extras.get(name, [])]
 
 
 def parse_requirement(text: str) -> tuple[str, tuple[int, ...] | None]:

@@ -122,7 +122,8 @@ def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
             continue
         for i in range(len(module) - 1):
             conv, bn = module[i], module[i + 1]
-            if (isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d)
+            # a plain BatchNorm2d only: subclasses (timm's BatchNormAct2d) also apply an activation
+            if (isinstance(conv, torch.nn.Conv2d) and type(bn) is torch.nn.BatchNorm2d
                     and bn.track_running_stats and bn.running_mean is not None):
                 module[i] = fuse_conv_bn_eval(conv.eval(), bn.eval())
                 module[i + 1] = torch.nn.Identity()

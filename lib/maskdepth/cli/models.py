@@ -1,7 +1,8 @@
 """`maskdepth models [--json]`: the registered models with their default options.
 
 For each: parameters, input channels, outputs and forward GFLOPs for one 64x64 image
-(or --size), so a user can pick a model for their hardware before training.
+(or --size), so a user can pick a model for their hardware before training; then the encoders
+of `joint` and where their ImageNet weights come from (`--weights imagenet`).
 """
 
 from __future__ import annotations
@@ -22,14 +23,18 @@ def run(args: argparse.Namespace) -> int:
 
     from maskdepth.errors import MaskdepthError
     from maskdepth.models import DEFAULT_MODEL, list_models, model_info
+    from maskdepth.models.encoders import encoder_entry, list_encoders
 
     if args.size <= 0:
         raise MaskdepthError(f"--size must be positive, got {args.size}")
     rows = [model_info(name, in_channels=args.in_channels, size=args.size) for name in list_models()]
     for row in rows:
         row["default"] = row["name"] == DEFAULT_MODEL
+    encoders = [{"name": name, "description": encoder_entry(name).description,
+                 "imagenet": encoder_entry(name).imagenet is not None,
+                 "weights_source": encoder_entry(name).weights_source} for name in list_encoders()]
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"models": rows, "encoders": encoders}, indent=2))
         return 0
     header = ("model", "params", "in", "outputs", f"GFLOPs@{args.size}", "H,W multiple of", "options")
     table = [
@@ -49,4 +54,8 @@ def run(args: argparse.Namespace) -> int:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
     for r in rows:
         print(f"  {r['name']}: {r['description']}")
+    print("\nencoders of joint (-p model_kwargs '{encoder: NAME}'; --weights imagenet | none | FILE):")
+    width = max(len(e["name"]) for e in encoders)
+    for e in encoders:
+        print(f"  {e['name'].ljust(width)}  {e['description']}; ImageNet weights: {e['weights_source']}")
     return 0
