@@ -38,6 +38,11 @@ def trained(tmp_path_factory):
     return path, model, batch["image"]
 
 
+def _stacked(outputs: list[dict]) -> dict:
+    """Predictor.run's per-image outputs as one batch."""
+    return {key: torch.cat([o[key] for o in outputs]) for key in outputs[0]}
+
+
 def test_folded_channels_last_network_gives_the_checkpoints_outputs(trained):
     path, model, images = trained
     predictor = Predictor(path, device="cpu", precision="float32")
@@ -45,7 +50,7 @@ def test_folded_channels_last_network_gives_the_checkpoints_outputs(trained):
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in predictor.model.modules())
     with torch.inference_mode():
         expected = model(images)
-    got = predictor.run(list(images))
+    got = _stacked(predictor.run(list(images)))
     for key in ("mask", "depth"):
         assert torch.allclose(got[key], expected[key], rtol=1e-4, atol=1e-4), key
     folded = fold_batchnorm(create_model("joint", base_channels=8).eval())
@@ -57,13 +62,13 @@ def test_folded_channels_last_network_gives_the_checkpoints_outputs(trained):
 @pytest.mark.skipif(not cpu_has_fast_bf16(), reason="this CPU has no native bf16 (AVX512-BF16 / AMX)")
 def test_bf16_path_is_close_to_float32(trained):
     path, _, images = trained
-    reference = Predictor(path, device="cpu", precision="float32").run(list(images))
+    reference = _stacked(Predictor(path, device="cpu", precision="float32").run(list(images)))
     predictor = Predictor(path, device="cpu", precision="bf16")
     assert predictor.precision == "bf16 (pending)"
-    first = predictor.run(list(images))  # the check batch: float32 outputs, bf16 compared with them
+    first = _stacked(predictor.run(list(images)))  # the check batch: float32 outputs, bf16 compared with them
     assert torch.equal(first["mask"], reference["mask"])
     assert predictor.precision == "bf16", predictor.bf16_check
-    low = predictor.run(list(images))
+    low = _stacked(predictor.run(list(images)))
     assert not torch.equal(low["depth"], reference["depth"])  # bf16 really ran
     a, b = reference["mask"] > 0, low["mask"] > 0
     iou = float((a & b).sum() / (a | b).sum())

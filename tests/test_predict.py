@@ -20,7 +20,7 @@ from maskdepth.cli import main
 from maskdepth.depth import DEPTH_MAX, DEPTH_MIN, depth_from_png16
 from maskdepth.depthviz import STRIP_WIDTH_PX, depth_to_uint8
 from maskdepth.errors import MaskdepthError
-from maskdepth.inference import Predictor, predict
+from maskdepth.inference import Predictor, predict, predict_paths
 from maskdepth.models import create_model
 
 SIZE = [64, 64]
@@ -50,14 +50,21 @@ def _noise(height, width, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
+def _working_size(height, width, short=64, multiple=8):
+    """The documented working size, written out: short side 64, aspect kept, multiples of 8."""
+    long = max(short, round(short * max(height, width) / min(height, width) / multiple) * multiple)
+    return (short, long) if height <= width else (long, short)
+
+
 def _reference(checkpoint, image_u8: np.ndarray, bg_u8: np.ndarray | None = None) -> dict[str, torch.Tensor]:
-    """The documented recipe with upsample="bilinear", written out independently: resize to 64x64
-    (bilinear, antialias), run the net, upsample logits / depth bilinearly to the input size."""
+    """The documented recipe with upsample="bilinear", written out independently: resize to the
+    working size (bilinear, antialias), run the net, upsample logits / depth bilinearly to the input size."""
     model, _ = maskdepth.checkpoint.load_model(checkpoint)
+    work = _working_size(*image_u8.shape[:2], multiple=model.size_multiple)
 
     def to_net(u8):
         x = torch.from_numpy(u8).float().div(255).permute(2, 0, 1)[None]
-        return F.interpolate(x, size=SIZE, mode="bilinear", align_corners=False, antialias=True)
+        return F.interpolate(x, size=work, mode="bilinear", align_corners=False, antialias=True)
 
     x = to_net(image_u8)
     if bg_u8 is not None:
@@ -81,6 +88,23 @@ def test_outputs_are_at_the_input_resolution_and_follow_the_recipe(checkpoints):
     # thresholded after upsampling (not an upsampled 64x64 mask)
     assert np.array_equal(result["mask"], ref["mask"].numpy() > 0)
     assert DEPTH_MIN <= result["depth"].min() and result["depth"].max() <= DEPTH_MAX
+
+
+def test_the_network_sees_the_aspect_ratio_and_the_size_asked(checkpoints, tmp_path):
+    from maskdepth.inference import Predictor
+
+    predictor = Predictor(checkpoints["joint"], device="cpu")
+    assert predictor.working_size(500, 741) == (64, 96)  # a Middlebury photo: never squashed to 64x64
+    assert predictor.working_size(741, 500) == (96, 64)
+    assert predictor.working_size(100, 1000) == (64, 256)  # panoramas stop at 4:1
+    assert Predictor(checkpoints["joint"], device="cpu", size=128).working_size(500, 741) == (128, 192)
+    with pytest.raises(MaskdepthError, match="--size 3"):
+        Predictor(checkpoints["joint"], device="cpu", size=3)
+    Image.fromarray(_noise(50, 74)).save(tmp_path / "wide.png")
+    summary = predict_paths([tmp_path / "wide.png"], checkpoints["joint"], tmp_path / "out", device="cpu", size=96)
+    (entry,) = json.loads((tmp_path / "out" / "predictions.json").read_text())["predictions"]
+    assert entry["network_size"] == [96, 144] and entry["size"] == [50, 74]
+    assert "144x96" in summary.line
 
 
 def test_batching_does_not_change_results(checkpoints):
@@ -354,8 +378,7 @@ def ramp_network(monkeypatch):
     logits = torch.where(torch.arange(SIZE[1]) < SIZE[1] // 2, 5.0, -5.0).expand(1, 1, *SIZE)
 
     def run(self, prepared, backgrounds=None):
-        n = len(prepared)
-        return {"mask": logits.expand(n, -1, -1, -1).clone(), "depth": depth.expand(n, -1, -1, -1).clone()}
+        return [{"mask": logits.clone(), "depth": depth.clone()} for _ in prepared]
 
     monkeypatch.setattr(Predictor, "run", run)
 
@@ -499,9 +522,8 @@ def square_network(monkeypatch):
         small = F.interpolate(torch.from_numpy(truth).float()[None, None], size=SIZE, mode="bilinear",
                               antialias=True, align_corners=False)
         small = F.avg_pool2d(small, 3, 1, 1, count_include_pad=False)
-        n = len(prepared)
-        return {"mask": (8 * (small - 0.5)).expand(n, -1, -1, -1).clone(),
-                "depth": torch.exp(np.log(10.0) + (np.log(2.0) - np.log(10.0)) * small).expand(n, -1, -1, -1).clone()}
+        return [{"mask": 8 * (small - 0.5), "depth": torch.exp(np.log(10.0) + (np.log(2.0) - np.log(10.0)) * small)}
+                for _ in prepared]
 
     monkeypatch.setattr(Predictor, "run", run)
 

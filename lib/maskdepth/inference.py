@@ -1,9 +1,10 @@
 """Predict the mask and depth of any image with a trained checkpoint.
 
-The network works at the checkpoint's `input_size` (the size it was trained at). Each
-image is brought to that size exactly as the dataset does (float32 RGB in [0, 1], bilinear
-resize with antialiasing), and the outputs are brought back to the **image's own
-resolution** (`upsample`):
+The fully convolutional network sees each image at its own aspect ratio (`working_size`): the
+short side at the working size (the checkpoint's training size, or `size=` / `--size`), the
+long side scaled alike, both rounded to the model's size multiple; never squashed to a square.
+Each image is brought there as the dataset resizes (float32 RGB in [0, 1], bilinear with
+antialiasing), and the outputs are brought back to the **image's own resolution** (`upsample`):
 
 * "guided" (default): the mask *logits* and the log-depth follow the full-resolution image's
   edges (`maskdepth.upsample`: the fast guided filter, radius 4 working pixels, RGB guide,
@@ -109,6 +110,8 @@ PRECISIONS = ("auto", "float32", "bf16")
 AUTO_BF16 = False  # "auto" stays float32: bf16 inference measured slower on an AVX512-BF16 CPU (module doc)
 BF16_MIN_MASK_IOU = 0.99  # outputs_agree: bf16 against float32 on the first batch
 BF16_MAX_DEPTH_REL = 0.02
+MAX_ASPECT = 4.0  # a longer image is squashed to this aspect ratio (panoramas), and says so
+MAX_SHORT_SIDE = 1024  # largest working size (short side) a user may ask for
 
 
 def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
@@ -194,7 +197,7 @@ class Predictor:
     """A checkpoint loaded once (from the file alone) and ready for batches of any-size images."""
 
     def __init__(self, checkpoint, *, device: str = "auto", threshold: float = MASK_THRESHOLD,
-                 upsample: str = DEFAULT_UPSAMPLE, precision: str = "auto"):
+                 upsample: str = DEFAULT_UPSAMPLE, precision: str = "auto", size: int | None = None):
         if not 0.0 < threshold < 1.0:
             raise MaskdepthError(f"threshold must be in (0, 1), got {threshold}")
         if precision not in PRECISIONS:
@@ -213,7 +216,24 @@ class Predictor:
         self.in_channels = int(info["in_channels"])
         self.tasks = tuple(getattr(model, "tasks", ()))
         self.input_size = input_size(info, checkpoint)
+        self.size_multiple = int(getattr(model, "size_multiple", 1))
+        self.short_side = self._check_size(min(self.input_size) if size is None else size)
         self._background: torch.Tensor | None = None
+
+    def _check_size(self, size) -> int:
+        if isinstance(size, bool) or not isinstance(size, int) or not self.size_multiple <= size <= MAX_SHORT_SIDE:
+            raise MaskdepthError(f"--size {size!r}: the working size (short side) must be a whole number of pixels "
+                                 f"in {self.size_multiple}..{MAX_SHORT_SIDE}")
+        return size
+
+    def working_size(self, height: int, width: int) -> tuple[int, int]:
+        """(h, w) the network sees for an image of `height` x `width`: the short side at `short_side`,
+        the aspect ratio kept up to MAX_ASPECT, both rounded to the model's size multiple."""
+        m = self.size_multiple
+        short = max(m, round(self.short_side / m) * m)
+        ratio = min(max(height, width) / max(1, min(height, width)), MAX_ASPECT)
+        long = max(short, round(short * ratio / m) * m)
+        return (short, long) if height <= width else (long, short)
 
     def _bf16_state(self, precision: str) -> str:
         """"off", or "pending" (bf16 once the first batch has shown it close to float32)."""
@@ -248,9 +268,9 @@ class Predictor:
         self._background = self.prepare(_as_pixels(background))
 
     def prepare(self, pixels: np.ndarray) -> torch.Tensor:
-        """float32 RGB [H,W,3] -> the network-size tensor [3, h, w] on the device."""
+        """float32 RGB [H,W,3] -> the tensor [3, h, w] the network sees (`working_size`), on the device."""
         tensor = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].to(self.device)
-        return resize_image(tensor, self.input_size)[0]
+        return resize_image(tensor, self.working_size(*pixels.shape[:2]))[0]
 
     @property
     def upsample_record(self) -> dict:
@@ -262,24 +282,34 @@ class Predictor:
 
     @torch.inference_mode()
     def run(self, prepared: list[torch.Tensor], backgrounds: list[torch.Tensor] | None = None
-            ) -> dict[str, torch.Tensor]:
-        """Network outputs at the working size for a batch of `prepare`d images; `backgrounds`
-        (6-channel checkpoints): one `prepare`d background per image, else the one set by
-        `set_background`."""
-        batch = torch.stack(prepared)
+            ) -> list[dict[str, torch.Tensor]]:
+        """Network outputs at the working size, one dict of [1,1,h,w] tensors per `prepare`d image
+        (images of one shape run as one batch); `backgrounds` (6-channel checkpoints): one
+        `prepare`d background per image, else the one set by `set_background`."""
         if self.needs_background:
-            if backgrounds is not None:
-                if len(backgrounds) != len(prepared):
-                    raise MaskdepthError(f"{len(backgrounds)} backgrounds for {len(prepared)} images")
-                bg = torch.stack(backgrounds)
-            elif self._background is not None:
-                bg = self._background.expand_as(batch)
-            else:
+            if backgrounds is not None and len(backgrounds) != len(prepared):
+                raise MaskdepthError(f"{len(backgrounds)} backgrounds for {len(prepared)} images")
+            if backgrounds is None and self._background is None:
                 raise MaskdepthError(
                     f"checkpoint {self.checkpoint} needs the background image too (input_mode bg_fg_bg, "
                     "6 channels): pass bg=... (command line: --bg FILE, --bg-dir DIR or NAME_bg.* files)"
                 )
-            batch = model_input({"image": batch, "bg": bg}, self.in_channels)
+        groups: dict[tuple, list[int]] = {}
+        for i, image in enumerate(prepared):
+            groups.setdefault(tuple(image.shape), []).append(i)
+        results: list[dict[str, torch.Tensor]] = [{} for _ in prepared]
+        for shape, indices in groups.items():
+            batch = torch.stack([prepared[i] for i in indices])
+            if self.needs_background:
+                bg = [backgrounds[i] if backgrounds is not None else self._background for i in indices]
+                bg = torch.stack([resize_image(b[None], shape[-2:])[0] for b in bg])
+                batch = model_input({"image": batch, "bg": bg}, self.in_channels)
+            outputs = self._batch_outputs(batch)
+            for row, i in enumerate(indices):
+                results[i] = {key: value[row : row + 1] for key, value in outputs.items()}
+        return results
+
+    def _batch_outputs(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         outputs = self._forward(batch, bf16=self._bf16 == "on")
         if self._bf16 == "pending":  # first batch: bf16 only if it agrees with float32 here
             ok, self.bf16_check = outputs_agree(outputs, self._forward(batch, bf16=True))
@@ -293,17 +323,19 @@ class Predictor:
         return outputs
 
     @torch.inference_mode()
-    def at_size(self, outputs: dict[str, torch.Tensor], index: int, size, guide=None) -> dict[str, np.ndarray]:
-        """One image's outputs brought to `size` (H, W): mask (bool), mask_prob, depth (metres).
+    def at_size(self, outputs: list[dict[str, torch.Tensor]], index: int, size, guide=None
+                ) -> dict[str, np.ndarray]:
+        """Image `index`'s outputs (of `run`) brought to `size` (H, W): mask (bool), mask_prob, depth (metres).
 
         `guide`: the image at `size` (float32 RGB [H,W,3] in [0,1], or uint8), which guided
         upsampling follows; without it, or when `size` is no larger than the working size, or
         with upsample "bilinear", the upsampling is bilinear."""
         size = tuple(int(v) for v in size)
+        outputs = outputs[index]
         work = tuple(outputs[next(iter(outputs))].shape[-2:])
         guided = self.upsample == "guided" and guide is not None and (size[0] > work[0] or size[1] > work[1])
-        logits = outputs["mask"][index : index + 1] if "mask" in outputs else None
-        depth = outputs["depth"][index : index + 1] if "depth" in outputs else None
+        logits = outputs.get("mask")
+        depth = outputs.get("depth")
         if guided:
             # one guided filter for both (the guide's statistics are computed once)
             parts = [(v, eps) for v, eps in ((logits, GUIDED_EPS_MASK),
@@ -340,6 +372,7 @@ def predict(
     upsample: str = DEFAULT_UPSAMPLE,
     show_progress: bool = True,
     precision: str = "auto",
+    size: int | None = None,
 ) -> list[dict[str, np.ndarray]]:
     """Mask and depth of each image, at the image's resolution.
 
@@ -350,6 +383,7 @@ def predict(
     `upsample`: "guided" (default: the outputs follow the image's edges) or "bilinear"
     (see the module docstring). `precision`: "auto" (float32), "float32" or "bf16" (where
     native, once verified against float32 on the first batch; see the module docstring).
+    `size`: the working size (short side; default the checkpoint's training size).
 
     Returns one dict per image, with the keys its checkpoint predicts: "mask" (bool [H,W]),
     "mask_prob" (float32 [H,W] in [0,1]) and "depth" (float32 [H,W], metres).
@@ -357,7 +391,8 @@ def predict(
     """
     if batch_size < 1:
         raise MaskdepthError(f"batch_size must be at least 1, got {batch_size}")
-    predictor = Predictor(checkpoint, device=device, threshold=threshold, upsample=upsample, precision=precision)
+    predictor = Predictor(checkpoint, device=device, threshold=threshold, upsample=upsample, precision=precision,
+                          size=size)
     items = [images] if _is_single_image(images) else list(images)
     per_image_bg = bg is not None and not _is_single_image(bg)
     if per_image_bg:
@@ -395,7 +430,9 @@ class PredictSummary:
 
     @property
     def line(self) -> str:
-        return f"{len(self.written)} ok, {len(self.failed)} failed"
+        sizes = sorted({"x".join(map(str, e["network_size"][::-1])) for e in self.entries if "network_size" in e})
+        shown = f"; the network saw {', '.join(sizes[:3])}{' ...' if len(sizes) > 3 else ''} (W x H)" if sizes else ""
+        return f"{len(self.written)} ok, {len(self.failed)} failed{shown}"
 
 
 @dataclass
@@ -509,6 +546,7 @@ def predict_paths(
     device: str = "auto",
     overwrite: bool = False,
     precision: str = "auto",
+    size: int | None = None,
 ) -> PredictSummary:
     """`maskdepth predict` as a function: image files and folders -> files in `out_dir`.
 
@@ -524,7 +562,8 @@ def predict_paths(
         raise MaskdepthError(f"--batch-size must be at least 1, got {batch_size}")
     if bg is not None and bg_dir is not None:
         raise MaskdepthError("give one background for all (--bg FILE) or a folder of them (--bg-dir DIR), not both")
-    predictor = Predictor(checkpoint, device=device, threshold=threshold, upsample=upsample, precision=precision)
+    predictor = Predictor(checkpoint, device=device, threshold=threshold, upsample=upsample, precision=precision,
+                          size=size)
     if not predictor.needs_background and bg_dir is not None:
         raise MaskdepthError(
             f"checkpoint {predictor.checkpoint} takes the image alone (input_mode fg_bg, 3 channels): "
@@ -580,6 +619,8 @@ def predictions_record(predictor: Predictor, summary: PredictSummary, *, preview
         "tasks": list(predictor.tasks),
         "input_mode": predictor.info.get("input_mode"),
         "input_size": list(predictor.input_size),
+        "working_size": {"short_side": predictor.short_side, "multiple": predictor.size_multiple,
+                         "max_aspect": MAX_ASPECT},
         "threshold": predictor.threshold,
         "upsample": predictor.upsample_record,
         "depth_png_scale": DEPTH_PNG_SCALE,
@@ -673,7 +714,8 @@ def _write_outputs(out_dir: Path, item: _Loaded, predictor: Predictor, outputs, 
 
     stem = out_dir / item.file.name
     guide = None
-    if predictor.upsample == "guided" and any(s > w for s, w in zip(item.size, predictor.input_size, strict=True)):
+    network_size = tuple(outputs[index][next(iter(outputs[index]))].shape[-2:])
+    if predictor.upsample == "guided" and any(s > w for s, w in zip(item.size, network_size, strict=True)):
         guide = load_image(item.file.path)  # read again: inputs are not all kept at full size
         if guide.shape[:2] != tuple(item.size):
             raise BadInputError(item.file.path, "changed while it was being predicted")
@@ -681,7 +723,8 @@ def _write_outputs(out_dir: Path, item: _Loaded, predictor: Predictor, outputs, 
     del guide
     vrange = None
     written: list[str] = []
-    entry: dict = {"input": str(item.file.path), "name": item.file.name, "size": list(item.size), "outputs": {}}
+    entry: dict = {"input": str(item.file.path), "name": item.file.name, "size": list(item.size),
+                   "network_size": list(network_size), "outputs": {}}
     if item.background is not None:
         entry["background"] = str(item.background)
 

@@ -65,7 +65,7 @@ from maskdepth.training.distributed import (
     wrap_ddp,
 )
 from maskdepth.training.ema import WeightEMA
-from maskdepth.training.optim import Schedule, build_optimizer
+from maskdepth.training.optim import Schedule, build_optimizer, param_groups
 from maskdepth.training.precision import PrecisionChoice, choose_cpu_precision
 from maskdepth.training.rng import epoch_seed, rng_state, seed_everything, set_rng_state
 from maskdepth.training.runlog import PROGRESS_LOG_EVERY_S, TRAIN_LOG, RunLog
@@ -185,7 +185,7 @@ class Trainer:
             weights={"mask": cfg.mask_weight, "depth": cfg.depth_weight},
             uncertainty=cfg.uncertainty,
         ).to(self.dev.device)
-        self.optimizer = build_optimizer(cfg, list(self.model.parameters()) + list(self.criterion.parameters()))
+        self.optimizer = build_optimizer(cfg, param_groups(cfg, self.model, self.criterion.parameters()))
         self.ema = WeightEMA(self.model, cfg.ema) if cfg.ema else None
         self.shuffle_generator = torch.Generator()
         self.train_loader = make_loader(

@@ -34,6 +34,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "fixed = 0.25-80 m for every image, so images compare (default); auto = each "
                              "image's own min-max, listed in predictions.json")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
+    parser.add_argument("--size", type=int, default=None, metavar="PX",
+                        help="working size: the short side the network sees, the aspect ratio kept, both sides "
+                             "rounded to the model's multiple (default: the checkpoint's training size)")
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="mask probability above which a pixel is foreground (default 0.5)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     summary = predict_paths(
         args.inputs, args.checkpoint, args.out, bg=args.bg, bg_dir=args.bg_dir, upsample=args.upsample,
         preview=args.preview, depth_range=args.depth_range, batch_size=args.batch_size, threshold=args.threshold,
-        device=args.device, overwrite=args.overwrite,
+        device=args.device, overwrite=args.overwrite, size=args.size,
     )
     print(f"{summary.line} (outputs in {args.out}, listed in {summary.manifest})")
     return 0 if summary.written and not summary.failed else 1

@@ -19,11 +19,12 @@ INPUT_MODES = {"fg_bg": 3, "bg_fg_bg": 6}
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "constant_then_step", "plateau", "onecycle")
 # Settings a resumed run must share with the checkpoint it continues (the states must fit).
-RESUME_KEYS = ("model", "model_kwargs", "task", "input_mode", "optimizer", "schedule", "uncertainty", "ema")
+RESUME_KEYS = ("model", "model_kwargs", "task", "input_mode", "optimizer", "schedule", "uncertainty", "ema",
+               "encoder_lr")
 # Lower bounds of numeric parameters (inclusive; lr must also be > 0, checked in validate).
 MINIMUM = {"weight_decay": 0, "momentum": 0, "step_size": 1, "gamma": 0, "constant_epochs": 0, "mask_weight": 0,
            "depth_weight": 0, "grid_every": 0, "seed": 0, "workers": 0, "max_steps": 0, "photometric": 0, "zoom": 1,
-           "ema": 0}
+           "ema": 0, "encoder_lr": 0}
 
 
 def _check_types_and_ranges(cfg) -> None:
@@ -60,7 +61,7 @@ class TrainConfig:
     out_dir: str = ""  # run folder; "" -> outputs/<stage>/<timestamp>-<hash>
     model: str = "joint"
     model_kwargs: dict = field(default_factory=dict)
-    weights: str = ""  # local torchvision state_dict for the encoder; never downloaded
+    weights: str = ""  # the encoder's initial weights: imagenet | none ("": none) | a state_dict file
     task: str = "joint"  # mask | depth | joint (the seed trained one model per task)
     input_mode: str = "fg_bg"  # fg_bg (3 channels) | bg_fg_bg (6 channels)
     size: int = 64
@@ -74,6 +75,7 @@ class TrainConfig:
     uncertainty: bool = False  # learned task weighting (Kendall et al. 2018)
     optimizer: str = "adamw"
     lr: float = 3e-3
+    encoder_lr: float = 1.0  # the encoder's lr as a fraction of lr (a pretrained encoder usually wants less)
     weight_decay: float = 1e-4
     ema: float = 0.0  # decay of a moving average of the weights that is evaluated and saved (0: off; e.g. 0.99)
     momentum: float = 0.9  # SGD only

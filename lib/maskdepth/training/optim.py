@@ -15,6 +15,18 @@ if TYPE_CHECKING:
     from maskdepth.training.config import TrainConfig
 
 
+def param_groups(cfg: TrainConfig, model: torch.nn.Module, extra=()) -> list[dict]:
+    """The optimizer's parameter groups, each with its `lr_scale` (its lr is lr * lr_scale): one
+    group, or with `encoder_lr` != 1 the model's `encoder` in a second group at that fraction."""
+    encoder = getattr(model, "encoder", None)
+    if cfg.encoder_lr == 1.0 or encoder is None:
+        return [{"params": [*model.parameters(), *extra], "lr_scale": 1.0}]
+    mine = {id(p) for p in encoder.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in mine]
+    return [{"params": [*rest, *extra], "lr_scale": 1.0},
+            {"params": list(encoder.parameters()), "lr_scale": cfg.encoder_lr, "lr": cfg.lr * cfg.encoder_lr}]
+
+
 def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -50,7 +62,8 @@ class Schedule:
         total = cfg.epochs * self.steps_per_epoch
         if cfg.max_steps:
             total = min(total, cfg.max_steps)
-        return ls.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=max(total, 2), pct_start=0.25)
+        max_lr = [cfg.lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups]
+        return ls.OneCycleLR(optimizer, max_lr=max_lr, total_steps=max(total, 2), pct_start=0.25)
 
     def after_step(self) -> None:
         if self.kind == "onecycle" and self._steps < self._total - 1:
