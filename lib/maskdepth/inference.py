@@ -171,7 +171,7 @@ def _guide_tensor(guide, size, device) -> torch.Tensor:
     return tensor.float().div_(255.0) if array.dtype == np.uint8 else tensor.float()
 
 
-def _as_pixels(image) -> np.ndarray:
+def as_pixels(image) -> np.ndarray:
     """Path, PIL image, array [H,W(,C)] or tensor [C,H,W] -> float32 RGB [H,W,3] in [0,1]."""
     if isinstance(image, (str, os.PathLike)):
         return load_image(image)
@@ -265,7 +265,7 @@ class Predictor:
                 f"checkpoint {self.checkpoint} takes the image alone (input_mode fg_bg, 3 channels): "
                 "drop the background (--bg)"
             )
-        self._background = self.prepare(_as_pixels(background))
+        self._background = self.prepare(as_pixels(background))
 
     def prepare(self, pixels: np.ndarray) -> torch.Tensor:
         """float32 RGB [H,W,3] -> the tensor [3, h, w] the network sees (`working_size`), on the device."""
@@ -407,8 +407,8 @@ def predict(
     disable = None if show_progress else True  # None: the progress module decides (MASKDEPTH_NO_PROGRESS)
     with progress(total=len(items), desc="predict", unit="img", disable=disable) as bar:
         for start in range(0, len(items), batch_size):
-            pixels = [_as_pixels(item) for item in items[start : start + batch_size]]
-            backgrounds = ([predictor.prepare(_as_pixels(b)) for b in bg[start : start + batch_size]]
+            pixels = [as_pixels(item) for item in items[start : start + batch_size]]
+            backgrounds = ([predictor.prepare(as_pixels(b)) for b in bg[start : start + batch_size]]
                            if per_image_bg else None)
             outputs = predictor.run([predictor.prepare(p) for p in pixels], backgrounds)
             results.extend(predictor.at_size(outputs, i, p.shape[:2], guide=p) for i, p in enumerate(pixels))

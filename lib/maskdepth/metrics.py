@@ -58,6 +58,8 @@ ORDERING_KEYS = ("ordering", "ordering_n")
 # Object-size bins by GT mask area as a fraction of the image: small < 2 % <= medium <= 10 % < large.
 SIZE_BINS = ("small", "medium", "large")
 SIZE_BIN_EDGES = (0.02, 0.10)
+ORDER_PAIRS = 20_000  # pixel pairs drawn by pairwise_ordering
+ORDER_TIE = 0.02  # ground-truth depths closer than this (relative) have no order and are not drawn
 # Sums kept per pixel set; n is the number of valid pixels.
 _DEPTH_SUMS = ("n", "abs_rel", "sq_rel", "sq_err", "sq_log", "log10", "delta1", "delta2", "delta3", "gt", "gt_sq")
 
@@ -114,6 +116,8 @@ CATALOGUE: dict[str, Metric] = {m.key: m for m in (
     Metric("ordering", "ordering", True, "depth", "fraction of images whose object is predicted nearer than the "
                                                   "ground just behind its foot"),
     Metric("ordering_n", "ordering n", None, "depth", "images the ordering was counted on", "d"),
+    Metric("pair_ordering", "pair ordering", True, "depth", f"fraction of {ORDER_PAIRS:,} random pixel pairs whose "
+           f"depths differ by over {ORDER_TIE:.0%} ordered as the ground truth orders them (a tie predicted: half)"),
 )}
 
 # The columns of tables that compare runs and splits (report, run summary, notebooks).
@@ -473,6 +477,29 @@ def compute_depth_errors(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tens
     plus rmse_over_std). NaN values if no pixel is valid."""
     dims = tuple(range(pred.dim()))
     return {k: float(v) for k, v in _depth_errors_from_sums(_depth_error_sums(pred, gt, valid, dims)).items()}
+
+
+def pairwise_ordering(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None, *,
+                      pairs: int = ORDER_PAIRS, seed: int = 0) -> float:
+    """Fraction of random pairs of valid pixels that `pred` orders as `gt` does (nearer / farther),
+    over pairs whose ground truths differ by more than ORDER_TIE; a predicted tie counts half.
+    The pairs are drawn with `seed`, so the same maps always give the same number."""
+    g = gt.detach().double().flatten()
+    ok = _valid_depth(g, None if valid is None else valid.flatten())
+    index = torch.nonzero(ok).flatten()
+    if index.numel() < 2:
+        return math.nan
+    rng = torch.Generator().manual_seed(seed)
+    draw = index[torch.randint(index.numel(), (2, 4 * pairs), generator=rng)]
+    gi, gj = g[draw[0]], g[draw[1]]
+    keep = (gi - gj).abs() > ORDER_TIE * torch.minimum(gi, gj)
+    first, second = draw[0][keep][:pairs], draw[1][keep][:pairs]
+    if first.numel() == 0:
+        return math.nan
+    p = pred.detach().double().flatten()
+    truth = torch.sign(g[first] - g[second])
+    said = torch.sign(p[first] - p[second])
+    return float(((said == truth).double() + 0.5 * (said == 0).double()).mean())
 
 
 def _valid_depth(gt: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
