@@ -185,3 +185,13 @@ def test_bad_teachers_are_named(tmp_path, photos):
     torch.jit.save(torch.jit.script(WrongShape()), str(tmp_path / "rgb.pt"))
     with pytest.raises(BadInputError, match=r"rgb.pt: output of shape \[4, 3, 8, 8\]"):
         Teacher(tmp_path / "rgb.pt")(np.zeros((4, 3, 8, 8), np.float32))
+
+
+def test_a_depth_teacher_giving_zero_or_negative_depth_is_named(tmp_path, photos):
+    class NegativeDepth(torch.nn.Module):
+        def forward(self, x):
+            return x[:, :1] - 0.5
+
+    torch.jit.save(torch.jit.script(NegativeDepth()), str(tmp_path / "neg.pt"))
+    with pytest.raises(BadInputError, match=r"neg.pt: outputs zero or negative depth"):
+        compose_real(photos / "bg", photos / "fg", Teacher(tmp_path / "neg.pt"), tmp_path / "out", size=SIZE)

@@ -14,7 +14,7 @@ from maskdepth.data import build_dataset
 from maskdepth.data.datadir import assign_splits, read_dataset_json, read_samples_csv
 from maskdepth.data.importer import ImportProblems, import_dataset
 from maskdepth.depth import DEPTH_MAX, DEPTH_MIN
-from maskdepth.errors import BadInputError
+from maskdepth.errors import BadInputError, MaskdepthError
 
 SIZE = 24
 N_BG, N_FG, K = 4, 2, 2  # 16 samples named like the seed's: bg{B}_fg{F}_{k}
@@ -255,3 +255,34 @@ def test_zip_members_are_streamed_and_capped(tmp_path, monkeypatch):
     monkeypatch.setattr(importer, "MAX_MEMBER_BYTES", 32 * 2**20)
     with pytest.raises(ImportProblems, match=r"bg0_fg0_0.png: unpacks to 64 MiB, over the 32 MiB limit"):
         import_dataset(zpath, tmp_path / "out", size=SIZE)
+
+
+# --- issue 28: deterministic dataset folder, zero depth, finite scales, out inside src ---------
+
+
+def test_a_zip_with_two_dataset_folders_is_refused_naming_both(tmp_path):
+    make_tree(tmp_path / "two" / "a")
+    make_tree(tmp_path / "two" / "b")
+    zpath = _zip_tree(tmp_path / "two", tmp_path / "two.zip")
+    with pytest.raises(MaskdepthError, match=r"holds 2 datasets \(a/, b/\)"):
+        import_dataset(zpath, tmp_path / "out", size=SIZE)
+
+
+def test_all_zero_depth_warns_and_bad_scales_are_refused(tmp_path, capsys):
+    make_tree(tmp_path / "src")
+    for path in (tmp_path / "src" / "depth").glob("*.png"):
+        Image.fromarray(np.zeros((SIZE, SIZE), np.uint16)).save(path)
+    assert main(["data", "import", str(tmp_path / "src"), "--out", str(tmp_path / "out"), "--size", str(SIZE)]) == 0
+    assert "warning: depth: 16 of 16 depth maps are zero everywhere" in capsys.readouterr().err
+    for scale in ("inf", "nan", "-1"):
+        assert main(["data", "import", str(tmp_path / "src"), "--out", str(tmp_path / f"o{scale}"),
+                     "--depth-scale", scale]) == 2
+        assert "--depth-scale" in capsys.readouterr().err
+
+
+def test_an_import_into_its_own_source_is_refused(tmp_path, capsys):
+    make_tree(tmp_path / "src")
+    assert main(["data", "import", str(tmp_path / "src"), "--out", str(tmp_path / "src" / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "lies inside" in err
+    assert not (tmp_path / "src" / "out").exists()

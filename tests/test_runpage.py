@@ -341,3 +341,67 @@ def test_chromium_renders_the_pages(trained_run, tmp_path):
     _assert_links_resolve(result.files["html"])
     shot = _screenshot(result.files["html"], tmp_path / "cmp.png")
     assert shot.std() > 10
+
+
+# -- hostile run folders (issue 28) ----------------------------------------------------------------
+PAYLOAD = '"><script>alert(1)</script><img src=x onerror=alert(1)>'
+
+
+class _Active(HTMLParser):
+    """Every script element and every on* handler attribute of a page."""
+
+    def __init__(self):
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "script":
+            self.found.append("<script>")
+        self.found += [f"<{tag} {name}=...>" for name, _ in attrs if name.lower().startswith("on")]
+
+
+def _poison(value, numbers: bool):
+    """`value` with every string leaf (and with `numbers`, every number, boolean and null too) and
+    every key replaced by the payload; a payload key is added to every mapping."""
+    if isinstance(value, dict):
+        return {**{k if k in ("epochs",) else PAYLOAD + k: _poison(v, numbers) for k, v in value.items()},
+                **{k: _poison(v, numbers) for k, v in value.items()}, PAYLOAD: PAYLOAD}
+    if isinstance(value, list):
+        return [_poison(v, numbers) for v in value]
+    return PAYLOAD if numbers or isinstance(value, str) else value
+
+
+def _active_parts(page: Path) -> list[str]:
+    parser = _Active()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser.found
+
+
+@pytest.mark.parametrize("name", ["run.json", "metrics.json", "config.json", "history.json"])
+def test_every_field_of_a_run_folder_is_escaped_on_both_pages(tmp_path, name, capsys):
+    """Every string field and key of the four files holds HTML/JS: both pages carry no script
+    element and no on* handler. Every field at all (numbers too): a page without either, or
+    one line naming the damaged folder and no page."""
+    for numbers in (False, True):
+        stage = tmp_path / str(numbers) / "playground"
+        run = _fake_run(stage / "evil")
+        (run / name).write_text(json.dumps(_poison(json.loads((run / name).read_text()), numbers)))
+        code = main(["report", "--page", str(run)])
+        if code == 2:
+            assert numbers and len(capsys.readouterr().err.strip().splitlines()) == 1
+            assert not (run / PAGE).exists()
+        else:
+            assert code == 0 and _active_parts(run / PAGE) == []
+        code = main(["report", str(stage), "--out", str(tmp_path / str(numbers) / "cmp")])
+        if code == 2:
+            assert numbers and len(capsys.readouterr().err.strip().splitlines()) == 1
+        else:
+            assert code == 0 and _active_parts(tmp_path / str(numbers) / "cmp" / PAGE) == []
+
+
+def test_best_epoch_is_escaped(tmp_path):
+    run = _fake_run(tmp_path / "evil")
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "best_epoch": PAYLOAD}))
+    page = write_run_page(run, render_notebooks=False)
+    assert _active_parts(page) == [] and "&lt;script&gt;" in page.read_text()

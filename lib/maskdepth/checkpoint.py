@@ -222,10 +222,36 @@ def input_size(info: dict, path) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
+def check_model_spec(ckpt: dict, source="checkpoint") -> None:
+    """Refuse a checkpoint's model before it is built: one that names a file to read (the
+    `weights` option: a checkpoint never chooses a path to open) or whose memory, estimated on
+    the meta device at its input size, is over the limit (`maskdepth.budget`)."""
+    from maskdepth.budget import check_model
+
+    spec = ckpt["model_spec"]
+    kwargs = spec.get("kwargs", {})
+    if kwargs.get("weights") is not None:
+        raise MaskdepthError(f"{source}: model_spec names a weights file ({str(kwargs['weights'])[:200]!r}); a "
+                             "checkpoint carries its weights and never chooses a file to read: refused")
+    info = ckpt.get("info") or {}
+    try:
+        size = input_size(info, source)
+    except MaskdepthError:
+        size = (64, 64)  # a missing or damaged input_size is refused where it is read
+    try:
+        check_model(spec["name"], spec["in_channels"], kwargs, size, source=source)
+    except MaskdepthError as exc:
+        text = str(exc)
+        raise MaskdepthError(text if text.startswith(str(source)) else f"{source}: {text}") from None
+    except (TypeError, ValueError, KeyError) as exc:
+        raise MaskdepthError(f"{source}: model_spec {spec['name']!r} cannot be built ({_first_line(exc)})") from exc
+
+
 def build_model_from_checkpoint(ckpt: dict, source="checkpoint") -> nn.Module:
     from maskdepth.models import create_model
 
     spec = ckpt["model_spec"]
+    check_model_spec(ckpt, source)
     try:
         model = create_model(spec["name"], in_channels=spec["in_channels"], **spec.get("kwargs", {}))
     except MaskdepthError as exc:

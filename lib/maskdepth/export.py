@@ -29,6 +29,7 @@ from maskdepth.errors import MaskdepthError
 INPUT_NAME = "image"
 OUTPUT_NAMES = {"mask": "mask_logits", "depth": "depth"}
 VERIFY_BATCH_SIZES = (1, 3)
+MIN_OPSET = 18  # the oldest opset torch's dynamo exporter writes
 EXAMPLE_BATCH = 2  # export traces with batch 2: batch 1 would get specialised as a constant
 
 
@@ -78,18 +79,33 @@ def export_onnx(
     atol: float = 1e-4,
     batch_sizes=VERIFY_BATCH_SIZES,
     seed: int = 0,
+    overwrite: bool = True,
 ) -> ExportResult:
     """Write `checkpoint`'s model as ONNX to `onnx_path` after checking onnxruntime matches torch.
 
     Raises `MaskdepthError` when the export fails or differs from torch by more than `atol`
-    (then nothing is written).
+    (then nothing is written), and before any work when `onnx_path` is the checkpoint, a
+    folder, or (unless `overwrite`) an existing file.
     """
+    import math
+
     onnxruntime = _require_onnx()
     from maskdepth.checkpoint import load_model
-    from maskdepth.fileio import write_bytes
+    from maskdepth.fileio import check_output, write_bytes
     from maskdepth.validate import resolve_checkpoint
 
+    if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not (math.isfinite(atol) and atol > 0):
+        raise MaskdepthError(f"--atol {atol!r}: must be a positive finite number (e.g. 1e-4); NaN would turn "
+                             "the check off")
+    if opset is not None:
+        import onnx
+
+        newest = onnx.defs.onnx_opset_version()
+        if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+            raise MaskdepthError(f"--opset {opset!r}: choose {MIN_OPSET}..{newest} (or leave it out for the "
+                                 "exporter's default)")
     checkpoint = resolve_checkpoint(checkpoint)
+    check_output(onnx_path, reads=[checkpoint], overwrite=overwrite)
     model, info = load_model(checkpoint, map_location="cpu")
     tasks = [t for t in ("mask", "depth") if t in getattr(model, "tasks", ())]
     if not tasks:
@@ -154,9 +170,12 @@ def export_onnx(
             f"ONNX export of {checkpoint}: onnxruntime differs from torch by {max_diff:.3g} on {worst} "
             f"(more than the {atol:g} allowed); {onnx_path} not written"
         )
+    opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), opset or 0)
+    if opset is not None and opset_used != opset:
+        raise MaskdepthError(f"--opset {opset}: the exporter wrote opset {opset_used} instead; {onnx_path} not "
+                             "written (choose another opset, or leave it out)")
     onnx_path = Path(onnx_path)
     write_bytes(onnx_path, data)
-    opset_used = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), opset or 0)
     return ExportResult(
         path=onnx_path,
         opset=int(opset_used),

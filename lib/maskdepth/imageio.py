@@ -226,8 +226,12 @@ def pair_backgrounds(files: list[ImageFile], *, bg_dir=None) -> dict[str, Path]:
     return pairs
 
 
-def load_image(path, *, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> np.ndarray:
-    """Decode an image file into float32 RGB [H, W, 3] in [0, 1], or raise `BadInputError`."""
+def load_image(path, *, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE,
+               reduced: dict | None = None) -> np.ndarray:
+    """Decode an image file into float32 RGB [H, W, 3] in [0, 1], or raise `BadInputError`.
+
+    `reduced`: a dict that receives "from": the file's own [H, W] (upright) when it was decoded
+    at a reduced scale (a JPEG over `max_pixels`), so that callers can say so and record it."""
     path = Path(path)
     with pillow_errors(path):
         if path.is_dir():
@@ -235,9 +239,14 @@ def load_image(path, *, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) 
         if path.stat().st_size == 0:
             raise BadInputError(path, "empty file (0 bytes)")
         with Image.open(path) as image:
+            full = image.size
             _check_size(path, image, max_pixels, min_side)
             image.load()
+            decoded = image.size
             image = upright(image)
+            if reduced is not None and decoded != full:
+                width, height = full if image.size == decoded else full[::-1]  # EXIF may turn it
+                reduced["from"] = [height, width]
             return to_rgb_array(image)
 
 

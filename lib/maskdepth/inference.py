@@ -83,7 +83,8 @@ from maskdepth.data.dataset import model_input
 from maskdepth.depth import DEPTH_MAX, DEPTH_MIN
 from maskdepth.device import resolve_device
 from maskdepth.errors import BadInputError, MaskdepthError
-from maskdepth.imageio import ImageFile, load_image, save_png, to_rgb_array, upright
+from maskdepth.fileio import check_output, folder_lock
+from maskdepth.imageio import MAX_PIXELS, ImageFile, load_image, save_png, to_rgb_array, upright
 from maskdepth.progress import progress
 from maskdepth.upsample import (
     GUIDED_EPS_DEPTH,
@@ -443,6 +444,7 @@ class _Loaded:
     preview_input: np.ndarray | None  # uint8 [h, w, 3] at the preview size
     background: Path | None = None  # its own background (6-channel checkpoints)
     prepared_bg: torch.Tensor | None = None
+    reduced_from: list[int] | None = None  # [H, W] of the file when it was decoded smaller (huge JPEG)
 
 
 def preview_size(size) -> tuple[int, int]:
@@ -495,38 +497,65 @@ def predict_files(
     elif predictor.needs_background and predictor._background is None and files:
         raise MaskdepthError(f"{files[0].path} has no background (checkpoint {predictor.checkpoint} takes one, "
                              "input_mode bg_fg_bg): set one with set_background, or give backgrounds")
-    out_dir = Path(out_dir)
+    out_dir = check_output(out_dir, reads=[predictor.checkpoint], folder=True)
     protected = [ImageFile(Path(p), Path(p).stem) for p in dict.fromkeys(backgrounds.values())]
     check_outputs(files + protected, out_dir, output_suffixes(predictor, preview), overwrite=overwrite,
                   extra_files=(PREDICTIONS_FILE,), planned_for=files)
+    with folder_lock(out_dir, "predict"):
+        return _predict_locked(files, predictor, out_dir, preview, depth_range, batch_size, failed, backgrounds)
+
+
+def _predict_locked(files, predictor, out_dir: Path, preview: bool, depth_range: str, batch_size: int, failed,
+                    backgrounds: dict) -> PredictSummary:
     summary = PredictSummary(failed=list(failed or []))
-    bg_cache: dict[Path, torch.Tensor | BadInputError] = {}
-    with progress(total=len(files), desc="predict", unit="img") as bar:
-        for start in range(0, len(files), batch_size):
-            loaded = []
-            for file in files[start : start + batch_size]:
-                try:
-                    item = _load(file, predictor, preview)
-                    if backgrounds:
-                        item.background = Path(backgrounds[file.name])
-                        item.prepared_bg = _background(item.background, file, predictor, bg_cache)
-                    loaded.append(item)
-                except BadInputError as exc:
-                    summary.failed.append(exc)
-                    bar.write(f"skipped {exc}", file=sys.stderr)
-            if loaded:
-                outputs = predictor.run([item.prepared for item in loaded],
-                                        [item.prepared_bg for item in loaded] if backgrounds else None)
-                for index, item in enumerate(loaded):
+    # First an "in progress" predictions.json with this call's settings: an interrupted call
+    # (e.g. --overwrite at another threshold) never leaves an earlier call's record beside its sets.
+    record = Path(out_dir) / PREDICTIONS_FILE
+    had_record = record.exists()
+    write_predictions_json(out_dir, predictor, summary, preview=preview, depth_range=depth_range,
+                           status="in progress")
+    try:
+        bg_cache: dict[Path, torch.Tensor | BadInputError] = {}
+        with progress(total=len(files), desc="predict", unit="img") as bar:
+            for start in range(0, len(files), batch_size):
+                loaded = []
+                for file in files[start : start + batch_size]:
                     try:
-                        entry = _write_outputs(out_dir, item, predictor, outputs, index, depth_range)
+                        item = _load(file, predictor, preview)
+                        if item.reduced_from is not None:
+                            bar.write(f"note: {file.path}: {item.reduced_from[1]}x{item.reduced_from[0]} decoded at "
+                                      f"{item.size[1]}x{item.size[0]} (over the {MAX_PIXELS / 1e6:g} Mpx limit); its "
+                                      "outputs have that size (recorded in predictions.json)", file=sys.stderr)
+                        if backgrounds:
+                            item.background = Path(backgrounds[file.name])
+                            item.prepared_bg = _background(item.background, file, predictor, bg_cache)
+                        loaded.append(item)
                     except BadInputError as exc:
                         summary.failed.append(exc)
                         bar.write(f"skipped {exc}", file=sys.stderr)
-                        continue
-                    summary.written.append(item.file.name)
-                    summary.entries.append(entry)
-            bar.update(len(files[start : start + batch_size]))
+                if loaded:
+                    outputs = predictor.run([item.prepared for item in loaded],
+                                            [item.prepared_bg for item in loaded] if backgrounds else None)
+                    for index, item in enumerate(loaded):
+                        try:
+                            entry = _write_outputs(out_dir, item, predictor, outputs, index, depth_range)
+                        except BadInputError as exc:
+                            summary.failed.append(exc)
+                            bar.write(f"skipped {exc}", file=sys.stderr)
+                            continue
+                        summary.written.append(item.file.name)
+                        summary.entries.append(entry)
+                bar.update(len(files[start : start + batch_size]))
+    except BaseException:
+        # Stopped (Ctrl-C, a full disk, anything): the record lists the whole sets written so far,
+        # or goes when this call made it and wrote nothing.
+        with contextlib.suppress(Exception):
+            if summary.entries or had_record:
+                write_predictions_json(out_dir, predictor, summary, preview=preview, depth_range=depth_range,
+                                       status="interrupted")
+            else:
+                record.unlink()
+        raise
     summary.manifest = write_predictions_json(out_dir, predictor, summary, preview=preview, depth_range=depth_range)
     return summary
 
@@ -634,12 +663,13 @@ def predictions_record(predictor: Predictor, summary: PredictSummary, *, preview
 
 
 def write_predictions_json(out_dir: Path, predictor: Predictor, summary: PredictSummary, *, preview: bool,
-                           depth_range: str) -> Path:
-    """predictions.json in `out_dir` (atomically; `check_outputs` has cleared its name)."""
+                           depth_range: str, status: str = "complete") -> Path:
+    """predictions.json in `out_dir` (atomically; `check_outputs` has cleared its name). `status`
+    "in progress" is written before the first output, "complete" after the last."""
     from maskdepth.fileio import write_json
 
     path = Path(out_dir) / PREDICTIONS_FILE
-    record = predictions_record(predictor, summary, preview=preview, depth_range=depth_range)
+    record = {"status": status, **predictions_record(predictor, summary, preview=preview, depth_range=depth_range)}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, record)
@@ -696,14 +726,15 @@ def check_outputs(files: list[ImageFile], out_dir: Path, suffixes: list[str], *,
 
 
 def _load(file: ImageFile, predictor: Predictor, preview: bool) -> _Loaded:
-    pixels = load_image(file.path)
+    reduced: dict = {}
+    pixels = load_image(file.path, max_pixels=MAX_PIXELS, reduced=reduced)
     size = pixels.shape[:2]
     preview_input = None
     if preview:
         tensor = torch.from_numpy(pixels).permute(2, 0, 1)[None]
         small = resize_image(tensor, preview_size(size))[0].permute(1, 2, 0).numpy()
         preview_input = np.rint(np.clip(small, 0.0, 1.0) * 255.0).astype(np.uint8)
-    return _Loaded(file, size, predictor.prepare(pixels), preview_input)
+    return _Loaded(file, size, predictor.prepare(pixels), preview_input, reduced_from=reduced.get("from"))
 
 
 def _write_outputs(out_dir: Path, item: _Loaded, predictor: Predictor, outputs, index: int,
@@ -713,10 +744,11 @@ def _write_outputs(out_dir: Path, item: _Loaded, predictor: Predictor, outputs, 
     from maskdepth.depthviz import auto_range, depth_to_uint8
 
     stem = out_dir / item.file.name
+    suffixes = output_suffixes(predictor, item.preview_input is not None)
     guide = None
     network_size = tuple(outputs[index][next(iter(outputs[index]))].shape[-2:])
     if predictor.upsample == "guided" and any(s > w for s, w in zip(item.size, network_size, strict=True)):
-        guide = load_image(item.file.path)  # read again: inputs are not all kept at full size
+        guide = load_image(item.file.path, max_pixels=MAX_PIXELS)  # read again: inputs are not all kept at full size
         if guide.shape[:2] != tuple(item.size):
             raise BadInputError(item.file.path, "changed while it was being predicted")
     result = predictor.at_size(outputs, index, item.size, guide=guide)
@@ -727,6 +759,8 @@ def _write_outputs(out_dir: Path, item: _Loaded, predictor: Predictor, outputs, 
                    "network_size": list(network_size), "outputs": {}}
     if item.background is not None:
         entry["background"] = str(item.background)
+    if item.reduced_from is not None:
+        entry["reduced_from"] = list(item.reduced_from)  # the file's own [H, W]; "size" is what was predicted
 
     def save(kind: str, path: str, array: np.ndarray) -> None:
         save_png(path, array)
@@ -747,10 +781,13 @@ def _write_outputs(out_dir: Path, item: _Loaded, predictor: Predictor, outputs, 
             small = predictor.at_size(outputs, index, item.preview_input.shape[:2], guide=item.preview_input)
             save("preview", f"{stem}{PREVIEW_SUFFIX}", preview_image(item.preview_input, small, vrange))
         return entry
-    except OSError as exc:
-        for path in written:  # no partial set of outputs for this input
+    except BaseException as exc:  # a full disk (DiskFullError), Ctrl-C, anything: no partial set of outputs
+        # Written now, or left by an earlier call (--overwrite): none of this input's set stays.
+        for path in dict.fromkeys([*written, *(f"{stem}{suffix}" for suffix in suffixes)]):
             with contextlib.suppress(OSError):
                 os.unlink(path)
+        if not isinstance(exc, OSError):
+            raise
         if exc.errno in PER_FILE_ERRNOS:  # this input's name, not the folder: skip it, go on
             raise BadInputError(
                 item.file.path, f"cannot write its outputs under {out_dir}: {exc.strerror or exc} "

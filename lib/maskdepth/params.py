@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,27 @@ import yaml
 from maskdepth.errors import MaskdepthError
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading numbers as YAML 1.2 does: `1e-3` and `5E+2` are floats
+    (YAML 1.1 wants a dot, `1.0e-3`, and PyYAML reads `1e-3` as a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """YAML `text` with plain types only (never `!!python/...` objects); `1e-3` is a number."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def parse_value(text: str) -> Any:
     """'3' -> 3, '1e-3' -> 0.001, 'true' -> True, '{"a": 1}' -> dict, anything else stays a string."""
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError:
         return text
 
@@ -173,7 +191,7 @@ def read_params_file(path: str | Path) -> dict:
     if not path.is_file():
         raise MaskdepthError(f"parameter file {path}: no such file")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise MaskdepthError(f"parameter file {path}: not valid YAML ({exc})") from None
     if not isinstance(data, dict):

@@ -34,7 +34,7 @@ from typing import Any
 from maskdepth import runs
 from maskdepth.environment import device_summary, git_commit, package_versions
 from maskdepth.errors import MaskdepthError
-from maskdepth.fileio import read_json, write_json, write_text
+from maskdepth.fileio import folder_lock, read_json, write_json, write_text
 from maskdepth.gate import check_prerequisite, describe_check, evaluate_gate, same_idea
 from maskdepth.progress import PIPELINE_ENV  # "1" in the kernels the pipeline starts: text bars for the log
 from maskdepth.runpage import write_page
@@ -375,7 +375,7 @@ def run_stage(
         log(f"[gate] {prereq['decision']}")
 
         # Runs live under their stage whatever the data (a stage or a dataset folder): the gate looks there.
-        run_dir = root / stage / (name or runs.new_run_name(params))
+        run_dir = root / stage / (runs.check_run_name(name) or runs.new_run_name(params))
         if (run_dir / "run.json").exists():
             raise MaskdepthError(f"run folder {run_dir} already exists; choose another --name, or continue it "
                                  f"with `maskdepth run --resume {run_dir}`")
@@ -393,7 +393,8 @@ def run_stage(
             "notebooks": [],
         }
         steps = list(STAGE_STEPS)
-    return _run_steps(stage, run_dir, info, params, declared, steps, nb_dir, timeout, log)
+    with folder_lock(run_dir, "run"):
+        return _run_steps(stage, run_dir, info, params, declared, steps, nb_dir, timeout, log)
 
 
 def _run_steps(stage, run_dir: Path, info: dict, params: dict, declared: dict, steps: list[Step], nb_dir: Path,
@@ -577,7 +578,7 @@ def run_single_notebook(which: str, overrides: dict | None = None, *, name: str 
     declared = check_parameters(dict(overrides or {}), [step], nb_dir)
     params = {k: v for k, v in (overrides or {}).items()}
     root = Path(root) if root else runs.outputs_root()
-    run_dir = root / which / (name or runs.new_run_name(params))
+    run_dir = root / which / (runs.check_run_name(name) or runs.new_run_name(params))
     run_dir.mkdir(parents=True, exist_ok=True)
     nb_params = {k: v for k, v in params.items() if k in declared[step.notebook]} | {"run_dir": str(run_dir.resolve())}
     log(f"[{which}] {step.output} ...")

@@ -232,9 +232,22 @@ def report(paths, out_dir: str | os.PathLike | None = None, *, sort: str | None 
         paths = [paths]
     if not paths:
         raise MaskdepthError("report: give at least one run folder or a folder holding runs")
+    from maskdepth.fileio import check_output
+    from maskdepth.runpage import damaged_as_error
+
     found = runs.find_runs(paths)
     unique = list(dict.fromkeys(p.resolve() for p in found))
-    rows = [summarize_run(p) for p in unique]
+    if out_dir:
+        check_output(out_dir, folder=True)
+    rows = []
+    for p in unique:
+        with damaged_as_error(p):
+            rows.append(summarize_run(p))
+    with damaged_as_error(", ".join(map(str, unique))):
+        return _report(rows, unique, out_dir, sort, write)
+
+
+def _report(rows: list[dict], unique: list[Path], out_dir, sort, write: bool) -> Report:
     if sort:
         rows.sort(key=_sort_key(sort))
     result = Report(rows=rows, markdown=markdown_table(rows))

@@ -25,10 +25,11 @@ the reason on the page, which still works.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
@@ -191,8 +192,24 @@ def write_run_page(run_dir: str | os.PathLike, *, render_notebooks: bool = True)
     if not run_dir.is_dir():
         raise MaskdepthError(f"{run_dir}: no such folder")
     path = run_dir / PAGE
-    write_text(path, run_page_html(run_dir, render_notebooks=render_notebooks))
+    with damaged_as_error(run_dir):
+        html = run_page_html(run_dir, render_notebooks=render_notebooks)
+    write_text(path, html)
     return path
+
+
+@contextlib.contextmanager
+def damaged_as_error(run_dir) -> Iterator[None]:
+    """A run folder whose JSON files hold values of the wrong kind (a string where a number or
+    a mapping belongs): one line naming the folder, not a traceback."""
+    try:
+        yield
+    except MaskdepthError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+        detail = (str(exc).splitlines() or [""])[0][:200]
+        raise MaskdepthError(f"{run_dir}: run.json, config.json, metrics.json or history.json holds a value of the "
+                             f"wrong kind ({type(exc).__name__}: {detail}); the run folder is damaged") from None
 
 
 def write_page(run_dir: str | os.PathLike, log=print, *, render_notebooks: bool = True) -> Path | None:
@@ -293,7 +310,7 @@ def _summary_section(run_dir, info, settings, metrics, history, status) -> str:
     done = metrics.get("epochs", history[-1].get("epoch") if history else 0)
     train_text = f"{escape(str(done))} of {escape(str(settings.get('epochs', '?')))} epochs"
     if metrics.get("best_epoch") is not None:
-        train_text += f", best epoch {metrics['best_epoch']} by {escape(str(metrics.get('best_metric', '?')))}"
+        train_text += f", best epoch {escape(str(metrics['best_epoch']))} by {escape(str(metrics.get('best_metric', '?')))}"
     train_text += f"; lr {escape(str(settings.get('lr', '?')))}, batch {escape(str(settings.get('batch_size', '?')))}"
     if metrics.get("device"):
         train_text += f"; device {escape(str(metrics['device']))} × {escape(str(metrics.get('world_size', 1)))}"
@@ -351,7 +368,8 @@ def _metrics_section(metrics, history) -> str:
     if metrics:
         counts = metrics.get("n_samples") or {}
         rows, notes = _split_rows(metrics, counts)
-        where = (f"the best epoch ({metrics.get('best_epoch', '?')}, by {escape(str(metrics.get('best_metric', '?')))}) "
+        where = (f"the best epoch ({escape(str(metrics.get('best_epoch', '?')))}, by "
+                 f"{escape(str(metrics.get('best_metric', '?')))}) "
                  "of each validation split, from <code>metrics.json</code>")
     elif history:
         last = history[-1]

@@ -36,6 +36,17 @@ def new_run_name(params: dict) -> str:
     return f"{stamp}-{params_hash(params)}"
 
 
+def check_run_name(name: str | None) -> str | None:
+    """A run name is one folder name: no path separator, not . or .. (else the run would land
+    outside OUT/STAGE and miss the "already exists" check)."""
+    if name is None:
+        return None
+    if not name or name in (".", "..") or "/" in name or os.sep in name or (os.altsep and os.altsep in name) \
+            or "\0" in name:
+        raise MaskdepthError(f"--name {name!r}: a run name is one folder name (no '/', not '.' or '..')")
+    return name
+
+
 def stage_label(data: str) -> str:
     """The outputs/ sub-folder for a dataset: the stage name, or the folder's name."""
     return Path(str(data)).name if os.sep in str(data) or Path(str(data)).is_dir() else str(data)

@@ -41,7 +41,7 @@ from maskdepth.device import resolve_device
 from maskdepth.errors import MaskdepthError
 from maskdepth.evaluation import run_split
 from maskdepth.evaluation import to_device as _to_device
-from maskdepth.fileio import copy_file, write_json
+from maskdepth.fileio import copy_file, folder_lock, write_json
 from maskdepth.metrics import is_better, json_ready
 from maskdepth.progress import progress
 from maskdepth.runs import format_duration
@@ -87,6 +87,26 @@ class TrainingDiverged(MaskdepthError):
 
 
 # -- building blocks -------------------------------------------------------------------
+def check_memory(cfg: TrainConfig) -> None:
+    """Refuse, before anything is allocated, a model that training at cfg.size and cfg.batch_size
+    would not fit in the memory limit (`maskdepth.budget`; e.g. a huge base_channels)."""
+    from maskdepth.budget import check_model
+    from maskdepth.models import model_entry
+
+    kwargs = dict(cfg.model_kwargs)
+    option = model_entry(cfg.model).task_option
+    if option is not None:
+        kwargs.setdefault(option, cfg.task)
+    try:
+        check_model(cfg.model, cfg.in_channels, kwargs, cfg.size, batch=cfg.batch_size, training=True,
+                    source="model_kwargs")
+    except (TypeError, ValueError, KeyError) as exc:
+        if isinstance(exc, MaskdepthError):
+            raise
+        raise MaskdepthError(f"model {cfg.model} with model_kwargs {kwargs}: cannot be built "
+                             f"({type(exc).__name__}: {exc})") from None
+
+
 def build_model(cfg: TrainConfig) -> nn.Module:
     """The config's model; a single-task model (registry: `task_option`) is built for cfg.task."""
     from maskdepth.models import create_model, model_entry
@@ -173,6 +193,7 @@ class Trainer:
         best_split = cfg.best_metric.partition(".")[0]
         if best_split not in self.val_sets:
             raise MaskdepthError(f"best_metric={cfg.best_metric!r}: {cfg.data} has no {best_split} samples")
+        check_memory(cfg)
         self.model = build_model(cfg).to(self.dev.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -248,6 +269,13 @@ class Trainer:
 
     # -- run -----------------------------------------------------------------------------------
     def fit(self) -> dict:
+        """Train; the main process holds the run folder's lock meanwhile (one writer per run)."""
+        import contextlib
+
+        with folder_lock(self.out_dir, "train") if self.is_main else contextlib.nullcontext():
+            return self._fit()
+
+    def _fit(self) -> dict:
         cfg = self.cfg
         self._claim_out_dir()
         if cfg.resume:

@@ -186,13 +186,19 @@ def validate(
     Returns the metrics.json content; figure and prediction files are named relative to
     its "out_dir". A split without samples gives n_samples 0 and a "note", not an error.
     """
+    from maskdepth.budget import check_model
     from maskdepth.checkpoint import load_model
     from maskdepth.data.dataset import open_split
     from maskdepth.device import resolve_device
+    from maskdepth.fileio import check_output
 
     if split not in SPLITS:
         raise MaskdepthError(f"split={split!r}: choose one of {', '.join(SPLITS)}")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise MaskdepthError(f"--size {size!r}: must be a whole number of pixels >= 1")
     ckpt_path = resolve_checkpoint(checkpoint)
+    if out_dir is not None:
+        check_output(out_dir, reads=[ckpt_path], folder=True)
     model, info = load_model(ckpt_path)
     config = info.get("config") or {}
     data = data or config.get("data") or info.get("data")
@@ -204,6 +210,9 @@ def validate(
     tasks = tuple(info.get("tasks") or getattr(model, "tasks", None) or ("mask", "depth"))
     if batch_size < 1:
         raise MaskdepthError(f"batch_size={batch_size}: must be >= 1")
+    spec = info["model_spec"]
+    check_model(spec["name"], spec["in_channels"], spec.get("kwargs", {}), size, batch=batch_size,
+                source=f"--size {size} --batch-size {batch_size}")
 
     run_dir = run_dir_of(ckpt_path)
     if out_dir is None:

@@ -106,7 +106,7 @@ def run(args) -> int:
 def _manifest(args) -> int:
     from maskdepth.data import manifest as mf
     from maskdepth.errors import MaskdepthError
-    from maskdepth.fileio import write_text
+    from maskdepth.fileio import check_output, write_text
 
     if args.update_spec:
         spec = mf.write_data_spec(seed=args.seed)
@@ -128,6 +128,7 @@ def _manifest(args) -> int:
     print(f"sha256 {sha}  [{'verified against data_manifests/spec.json' if verified else 'not recorded, unverified'}]")
     print(f"generated in {seconds:.2f} s")
     if args.csv:
+        check_output(args.csv)
         write_text(args.csv, manifest.to_csv())
         print(f"wrote {args.csv}")
     return 0
@@ -192,6 +193,9 @@ def _import(args) -> int:
     print(f"imported {r['samples']} samples from {args.src} into {args.out} ({_counts(r)}) in {_speed(r)}; "
           f"depth units: {r['depth_units']}")
     masks = r.get("masks") or {}
+    if r.get("zero_depth"):
+        print(f"warning: depth: {r['zero_depth']} of {r['samples']} depth maps are zero everywhere (no depth "
+              "recorded): they hold the nearest depth everywhere; check the depth/ files", file=sys.stderr)
     if masks.get("soft_masks"):
         print(f"warning: masks: {masks['note']}", file=sys.stderr)
     elif masks:
@@ -207,7 +211,9 @@ def _import(args) -> int:
 def _compose(args) -> int:
     from maskdepth.data.real import compose_real
     from maskdepth.data.teacher import Teacher
+    from maskdepth.fileio import check_output
 
+    check_output(args.out, reads=[args.bg, args.fg, args.teacher], folder=True)  # before the teacher loads
     teacher = Teacher(args.teacher, output=args.teacher_output, scale=args.teacher_scale,
                       input_size=args.teacher_size, device=args.device)
     r = compose_real(args.bg, args.fg, teacher, args.out, size=args.size, per_pair=args.per_pair, seed=args.seed,

@@ -14,6 +14,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
     parser.add_argument("--atol", type=float, default=1e-4,
                         help="largest |onnxruntime - torch| accepted on random inputs (default 1e-4)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace FILE if it exists (never the checkpoint itself)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.onnx:
         raise MaskdepthError("--out FILE is required: the ONNX file to write")
-    result = export_onnx(args.checkpoint, args.onnx, opset=args.opset, atol=args.atol)
+    result = export_onnx(args.checkpoint, args.onnx, opset=args.opset, atol=args.atol, overwrite=args.overwrite)
     print(
         f"wrote {result.path} (inputs {result.input_name} {result.input_shape}, outputs "
         f"{', '.join(result.output_names)}, opset {result.opset}); onnxruntime vs torch: "

@@ -21,12 +21,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
+    from maskdepth.budget import check_model
     from maskdepth.errors import MaskdepthError
     from maskdepth.models import DEFAULT_MODEL, list_models, model_info
     from maskdepth.models.encoders import encoder_entry, list_encoders
 
     if args.size <= 0:
         raise MaskdepthError(f"--size must be positive, got {args.size}")
+    for name in list_models():  # the GFLOPs come from a real forward pass: refuse one that would not fit
+        check_model(name, args.in_channels, {}, args.size, source=f"--size {args.size}")
     rows = [model_info(name, in_channels=args.in_channels, size=args.size) for name in list_models()]
     for row in rows:
         row["default"] = row["name"] == DEFAULT_MODEL

@@ -49,10 +49,13 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from maskdepth.errors import MaskdepthError
+    from maskdepth.fileio import check_output
     from maskdepth.params import parse_value, read_params_file
     from maskdepth.pipeline import NotebookFailed, StageInterrupted, run_single_notebook, run_stage
+    from maskdepth.runs import check_run_name
     from maskdepth.stages import STAGES
 
+    check_run_name(args.name)
     overrides = read_params_file(args.params_file) if args.params_file else {}
     for name, value in args.param:
         overrides[name] = parse_value(value)
@@ -62,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         overrides["data"] = args.data
     stage = args.stage or (args.data if args.data in STAGES else "playground")
     root = Path(args.outputs) if args.outputs else None
+    if root is not None:
+        check_output(root, reads=[args.params_file], folder=True)
     resume = _resume_dir(args, stage, root) if args.resume is not None else None
     if resume is not None:
         stage = _stage_of(resume, args.stage)
@@ -126,11 +131,13 @@ def _check_training_parameters(stage: str, overrides: dict) -> None:
     `-p lr -1` or `-p epochs true` is a one-line error now, not a failed 02_train after setup)."""
     from maskdepth.params import coerce, field_defaults
     from maskdepth.stages import stage_defaults
-    from maskdepth.train import TrainConfig
+    from maskdepth.train import TrainConfig, check_memory
 
     defaults = field_defaults(TrainConfig)
     params = {**stage_defaults(stage), **overrides}
-    TrainConfig.from_mapping({k: coerce(k, v, defaults[k]) for k, v in params.items() if k in defaults}, strict=False)
+    cfg = TrainConfig.from_mapping({k: coerce(k, v, defaults[k]) for k, v in params.items() if k in defaults},
+                                   strict=False)
+    check_memory(cfg)  # a model too large for memory is refused before a run folder exists
 
 
 def _confirm_full_on_cpu(force: bool) -> bool:

@@ -61,12 +61,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from maskdepth.errors import MaskdepthError
+    from maskdepth.fileio import check_output
     from maskdepth.params import dataclass_values, read_params_file
     from maskdepth.stages import STAGES
     from maskdepth.train import TrainConfig, resume_config, train
 
     values = read_params_file(args.params_file) if args.params_file else {}
     flags = dataclass_values(args, TrainConfig)
+    out = flags.get("out_dir", values.get("out_dir"))
+    if out:  # the run folder may be neither the params file nor inside the dataset folder
+        check_output(out, reads=[args.params_file, flags.get("data", values.get("data"))], folder=True)
     if flags.get("resume", values.get("resume")):
         # Continue a run with its own settings (RUN/config.json); only what is given here changes.
         out = flags.get("out_dir", values.get("out_dir"))

@@ -39,7 +39,7 @@ import shutil
 from pathlib import Path
 
 from maskdepth.errors import MaskdepthError
-from maskdepth.fileio import read_json, write_json, write_text
+from maskdepth.fileio import LOCK_NAME, read_json, write_json, write_text
 
 DATASET_FORMAT = "maskdepth-dataset/1"
 DATASET_JSON = "dataset.json"
@@ -117,7 +117,7 @@ def claim_output(out, job: dict) -> Path:
                 f"folder, or delete {partial} to start over"
             )
         return partial
-    if out.is_dir() and any(p.name != PARTIAL for p in out.iterdir()):
+    if out.is_dir() and any(p.name not in (PARTIAL, LOCK_NAME) for p in out.iterdir()):
         raise MaskdepthError(f"--out {out}: folder is not empty; choose a new or empty folder")
     partial.mkdir(parents=True, exist_ok=True)
     write_json(job_path, job)

@@ -55,6 +55,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import math
 import os
 import time
 import zipfile
@@ -77,7 +78,7 @@ from maskdepth.data.files import (
 from maskdepth.data.packed import PackedSample, write_packed
 from maskdepth.depth import DEPTH_MAX, DEPTH_MIN, DEPTH_PNG_SCALE, depth_to_png16
 from maskdepth.errors import BadInputError, MaskdepthError
-from maskdepth.fileio import write_text
+from maskdepth.fileio import check_output, folder_lock, write_text
 from maskdepth.imageio import IMAGE_SUFFIXES
 from maskdepth.progress import progress
 from maskdepth.stages import SPLITS
@@ -205,11 +206,17 @@ def _hidden(name: str) -> bool:
 
 
 def _find_root(src: Path, names: list[str]) -> str:
+    """The folder holding fg_bg/: the shallowest one; two at the same depth are refused (which
+    one to import would otherwise be arbitrary)."""
     roots = sorted({n[: n.index("fg_bg/")] for n in names if "fg_bg/" in n and
-                    (n.startswith("fg_bg/") or n[: n.index("fg_bg/")].endswith("/"))}, key=len)
+                    (n.startswith("fg_bg/") or n[: n.index("fg_bg/")].endswith("/"))}, key=lambda r: (r.count("/"), r))
     if not roots:
         raise MaskdepthError(f"{src}: no fg_bg/ folder found; expected fg_bg/, mask/ and depth/ "
                              "(and optionally bg/) with files paired by name")
+    tied = [r for r in roots if r.count("/") == roots[0].count("/")]
+    if len(tied) > 1:
+        raise MaskdepthError(f"{src}: holds {len(tied)} datasets ({', '.join(r or '.' for r in tied[:4])}): "
+                             "import one at a time (unpack it, or give its folder as SRC)")
     return roots[0]
 
 
@@ -309,8 +316,14 @@ def import_dataset(src, out, *, size: int = 64, skip_bad: bool = False, depth_sc
     size = check_size(size)
     if depth_bright not in ("far", "near"):
         raise MaskdepthError(f"depth_bright={depth_bright!r}: choose far or near")
-    if depth_scale is not None and not depth_scale > 0:
+    if depth_scale is not None and not (math.isfinite(depth_scale) and depth_scale > 0):
         raise MaskdepthError(f"--depth-scale {depth_scale}: must be a positive number (metres per stored unit)")
+    check_output(out, reads=[src], folder=True)
+    with folder_lock(out, "data import"):
+        return _import(src, out, size, skip_bad, depth_scale, depth_bright)
+
+
+def _import(src, out, size: int, skip_bad: bool, depth_scale, depth_bright: str) -> dict:
     start = time.perf_counter()
     tree = SourceTree(src)
     found = scan(tree)
@@ -362,7 +375,8 @@ def import_dataset(src, out, *, size: int = 64, skip_bad: bool = False, depth_sc
     meta = {
         "source": {"kind": "imported", "from": identity["src"], "files": len(tree.files),
                    "skipped_samples": skipped, "problem_files": len(problems),
-                   "clamped_depth_fraction": staged.clamped / max(1, len(good) * size * size)},
+                   "clamped_depth_fraction": staged.clamped / max(1, len(good) * size * size),
+                   "all_zero_depth_maps": staged.zero_depth},
         "depth": staged.rule.describe() if staged.rule else {},
         "masks": staged.mask_rule.describe() if staged.mask_rule else {},
         "splits": split_method,
@@ -373,7 +387,8 @@ def import_dataset(src, out, *, size: int = 64, skip_bad: bool = False, depth_sc
     seconds = time.perf_counter() - start
     return {**result, "out": str(out), "counts": counts, "samples": len(good), "skipped": skipped,
             "unpaired_or_duplicate": len(found.problems), "problems": [str(p) for p in problems],
-            "depth_units": meta["depth"].get("units"), "masks": meta["masks"], "seconds": seconds,
+            "depth_units": meta["depth"].get("units"), "masks": meta["masks"], "zero_depth": staged.zero_depth,
+            "seconds": seconds,
             "samples_per_s": len(good) / seconds if seconds > 0 else None}
 
 
@@ -415,6 +430,7 @@ class Staged:
     rule: DepthRule | None
     clamped: int
     mask_rule: MaskRule | None = None
+    zero_depth: int = 0  # depth maps that are 0 everywhere (no depth at all), imported as DEPTH_MIN
 
 
 def _stage(tree: SourceTree, found: Scan, size: int, depth_scale, depth_bright, partial: Path) -> Staged:
@@ -468,6 +484,7 @@ def _stage(tree: SourceTree, found: Scan, size: int, depth_scale, depth_bright, 
     }
     good: list[int] = []
     clamped = 0
+    zero_depth = 0
     mask_top = np.zeros(max(n, 1), np.int32)  # per sample: largest stored mask value
     mask_soft = np.zeros(max(n, 1), bool)  # per sample: values between 0 and that maximum
     for k, c in enumerate(progress(cands, desc="import: decode", total=n, unit="sample")):
@@ -481,6 +498,7 @@ def _stage(tree: SourceTree, found: Scan, size: int, depth_scale, depth_bright, 
         if c.bg and c.bg not in bg_slot:
             problems.append(BadInputError(tree.label(c.files["fg_bg"]), f"its background {c.bg} is unusable"))
             continue
+        zero_depth += not depth.any()
         metres = rule.metres(resize(center_square(depth), size, label=True))
         clamped += int(((metres < DEPTH_MIN) | (metres > DEPTH_MAX)).sum())
         staging["image"][k] = resize(center_square(image), size, label=False).transpose(2, 0, 1)
@@ -503,7 +521,8 @@ def _stage(tree: SourceTree, found: Scan, size: int, depth_scale, depth_bright, 
             for start in range(0, len(good), 4096):  # threshold in place, a chunk at a time
                 chunk = good[start : start + 4096]
                 staging["mask"][chunk] = (staging["mask"][chunk] > mask_rule.threshold).astype(np.uint8)
-    return Staged(staging, good, problems, backgrounds, [tree.label(r) for r in bg_slot], rule, clamped, mask_rule)
+    return Staged(staging, good, problems, backgrounds, [tree.label(r) for r in bg_slot], rule, clamped, mask_rule,
+                  zero_depth)
 
 
 def _decode(tree: SourceTree, c: Candidate, ref_size, rule: DepthRule):

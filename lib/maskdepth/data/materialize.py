@@ -30,7 +30,7 @@ from maskdepth.data.datadir import already_complete, claim_output, finish_output
 from maskdepth.data.packed import PackedSample, write_packed
 from maskdepth.depth import DEPTH_MAX, DEPTH_MIN, DEPTH_PNG_SCALE, depth_to_png16
 from maskdepth.errors import MaskdepthError
-from maskdepth.fileio import atomic_path
+from maskdepth.fileio import atomic_path, check_output, folder_lock
 from maskdepth.imageio import save_png
 from maskdepth.progress import progress
 from maskdepth.stages import SPLITS
@@ -51,10 +51,17 @@ def sample_name(bg: int, fg: int, placement: int, flip: bool) -> str:
 
 def materialize(stage: str, out, fmt: str = "packed", size: int = 64, seed: int = 0, cache_dir=None) -> dict:
     """Write `stage` to `out` (or complete an interrupted write); returns counts, seconds, samples/s."""
-    from maskdepth.data.dataset import build_dataset
 
     if fmt not in FORMATS:
         raise MaskdepthError(f"format={fmt!r}: choose one of {', '.join(FORMATS)}")
+    check_output(out, folder=True)
+    with folder_lock(out, "data materialize"):
+        return _materialize(stage, out, fmt, size, seed, cache_dir)
+
+
+def _materialize(stage: str, out, fmt: str, size: int, seed: int, cache_dir) -> dict:
+    from maskdepth.data.dataset import build_dataset
+
     datasets = {split: build_dataset(stage, split, size=size, seed=seed, cache_dir=cache_dir) for split in SPLITS}
     first = datasets["train"]
     columns = {

@@ -41,6 +41,7 @@ from maskdepth.data.materialize import to_uint8
 from maskdepth.data.packed import PackedSample, write_packed
 from maskdepth.depth import DEPTH_MAX, DEPTH_MIN, DEPTH_PNG_SCALE, depth_to_png16
 from maskdepth.errors import MaskdepthError
+from maskdepth.fileio import check_output, folder_lock
 from maskdepth.imageio import expand_inputs
 from maskdepth.stages import SPLITS
 
@@ -136,6 +137,12 @@ def compose_real(bg_dir, fg_dir, teacher, out, *, size: int = 64, per_pair: int 
     size = check_size(size)
     if per_pair < 1 or batch_size < 1:
         raise MaskdepthError("--per-pair and --batch-size must be >= 1")
+    check_output(out, reads=[bg_dir, fg_dir, teacher.path], folder=True)
+    with folder_lock(out, "data compose"):
+        return _compose(bg_dir, fg_dir, teacher, out, size, per_pair, seed, batch_size)
+
+
+def _compose(bg_dir, fg_dir, teacher, out, size: int, per_pair: int, seed: int, batch_size: int) -> dict:
     start = time.perf_counter()
     bg_names, backgrounds, bg_paths = load_backgrounds(bg_dir, size)
     fg_names, sprites, fg_paths = load_foregrounds(fg_dir)

@@ -13,7 +13,8 @@ loaded with `torch.jit.load`) or an ONNX file (`.onnx`, run with onnxruntime) wi
   style) metres = scale / output. Relative teachers (MiDaS) give depth up to an unknown
   scale: dataset.json then says `depth.units = "teacher"` and records the settings.
 
-Depth is clamped to [DEPTH_MIN, DEPTH_MAX]; a non-finite output is an error.
+Depth is clamped to [DEPTH_MIN, DEPTH_MAX]; a non-finite output, or a depth (not inverse)
+output that is zero or negative, is an error naming the teacher.
 """
 
 from __future__ import annotations
@@ -130,6 +131,11 @@ class Teacher:
         if not torch.isfinite(raw).all():
             raise BadInputError(self.path, "output holds NaN or infinite values")
         if self.output == "depth":
+            if not bool((raw > 0).all()):
+                share = float((raw <= 0).float().mean())
+                raise BadInputError(self.path, f"outputs zero or negative depth ({share:.0%} of the pixels of a "
+                                               "batch): a depth teacher must give positive distances; if it "
+                                               "returns inverse depth (MiDaS), pass --teacher-output inverse")
             metres = raw * self.scale
         else:
             metres = self.scale / raw.clamp_min(1e-12)

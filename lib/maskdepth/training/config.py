@@ -48,6 +48,8 @@ def _check_types_and_ranges(cfg) -> None:
             raise MaskdepthError(f"{name}={value!r}: expected {kind}")
         if name in MINIMUM and value < MINIMUM[name]:
             raise MaskdepthError(f"{name}={value!r}: must be >= {MINIMUM[name]}")
+    if cfg.momentum >= 1:
+        raise MaskdepthError(f"momentum={cfg.momentum!r}: must be in [0, 1) (e.g. 0.9)")
     if cfg.ema >= 1:
         raise MaskdepthError(f"ema={cfg.ema!r}: the moving average's decay must be below 1 (e.g. 0.99; 0: off)")
     check_device_name(cfg.device)
