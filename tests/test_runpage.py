@@ -141,6 +141,13 @@ def _fake_run(path: Path, *, status: str = "ok", base: float = 0.5, predictions:
                 np.savez(folder / "predictions.npz", index=np.arange(4), depth=pred, gt_depth=gt)
         notebooks.append({"notebook": "02_train.ipynb", "start": "t1", "status": "ok", "seconds": 3.0})
         _notebook(path / "notebooks" / "02_train.ipynb")
+        scores = {"n_pixels": 9, "pair_ordering": 0.8, "sa_delta1": 0.6, "sa_abs_rel": 0.2, "delta1": 0.3,
+                  "abs_rel": 0.5}
+        _png(path / "real" / "motorcycle.png")
+        (path / "real" / "real.json").write_text(json.dumps({"checkpoint": "best.pt", "photos": [
+            {"name": "motorcycle", "about": "a photo", "size": [50, 74], "network_size": [64, 96],
+             "gt_range_m": [2.1, 5.0], "pred_range_m": [1.0, 9.0], "model": scores, "figure": "motorcycle.png",
+             "baselines": {"constant": scores, "ramp": scores}, "where": {"near half": scores}}]}))
     else:
         info["error"] = "02_train.ipynb failed in cell [3]: ValueError: bad model"
         notebooks.append({"notebook": "02_train.ipynb", "start": "t1", "status": "failed"})
@@ -377,7 +384,7 @@ def _active_parts(page: Path) -> list[str]:
     return parser.found
 
 
-@pytest.mark.parametrize("name", ["run.json", "metrics.json", "config.json", "history.json"])
+@pytest.mark.parametrize("name", ["run.json", "metrics.json", "config.json", "history.json", "real/real.json"])
 def test_every_field_of_a_run_folder_is_escaped_on_both_pages(tmp_path, name, capsys):
     """Every string field and key of the four files holds HTML/JS: both pages carry no script
     element and no on* handler. Every field at all (numbers too): a page without either, or
@@ -397,6 +404,13 @@ def test_every_field_of_a_run_folder_is_escaped_on_both_pages(tmp_path, name, ca
             assert numbers and len(capsys.readouterr().err.strip().splitlines()) == 1
         else:
             assert code == 0 and _active_parts(tmp_path / str(numbers) / "cmp" / PAGE) == []
+
+
+def test_the_real_photo_check_is_on_the_page(tmp_path):
+    run = _fake_run(tmp_path / "run")
+    html = write_run_page(run, render_notebooks=False).read_text()
+    assert 'id="real"' in html and "ramp (baseline)" in html and "model, near half" in html
+    assert 'src="real/motorcycle.png"' in html
 
 
 def test_best_epoch_is_escaped(tmp_path):

@@ -56,7 +56,9 @@ STAGE_STEPS = [
     Step("00_setup.ipynb", "00_setup.ipynb"),
     Step("01_create_data.ipynb", "01_create_data.ipynb"),
     Step("02_train.ipynb", "02_train.ipynb"),
-    *(Step("03_validate.ipynb", f"03_validate_{split}.ipynb", {"split": split}) for split in VAL_SPLITS),
+    # the real-photo check runs once, with the last split
+    *(Step("03_validate.ipynb", f"03_validate_{split}.ipynb", {"split": split, "real": split == VAL_SPLITS[-1]})
+      for split in VAL_SPLITS),
 ]
 SINGLE_NOTEBOOKS = {"playground": "playground.ipynb", "loss_lab": "loss_lab.ipynb", "ablation": "ablation.ipynb",
                     "predict": "04_predict.ipynb"}

@@ -171,14 +171,19 @@ def summary_markdown(record: dict) -> str:
                   f"{p_lo:.1f}–{p_hi:.1f} m; the network saw {w}×{h}.", "",
                   "| | " + " | ".join(label(k) for k in SCORE_KEYS) + " |",
                   "|---|" + "---|" * len(SCORE_KEYS)]
-        rows = [("model", photo["model"]), *((f"{b} (baseline)", photo["baselines"][b]) for b in BASELINES),
-                *((f"model, {name}", scores) for name, scores in photo["where"].items())]
-        for name, scores in rows:
-            cells = ["–" if scores.get(k) is None or not math.isfinite(scores[k]) else f"{scores[k]:.3f}"
-                     for k in SCORE_KEYS]
+        for name, cells in table_rows(photo):
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def table_rows(photo: dict) -> list[tuple[str, list[str]]]:
+    """(row name, formatted SCORE_KEYS) for one scored photo: the model, the baselines, then the
+    model on each region of `where_error_lives`."""
+    rows = [("model", photo["model"]), *((f"{b} (baseline)", photo["baselines"][b]) for b in BASELINES),
+            *((f"model, {name}", scores) for name, scores in photo["where"].items())]
+    return [(name, ["–" if not isinstance(scores.get(k), (int, float)) or not math.isfinite(scores[k])
+                    else f"{scores[k]:.3f}" for k in SCORE_KEYS]) for name, scores in rows]
 
 
 def summary_line(record: dict) -> str:

@@ -39,6 +39,7 @@ from maskdepth import runs
 from maskdepth.errors import MaskdepthError
 from maskdepth.fileio import read_json, write_text
 from maskdepth.metrics import DETAIL, HEADLINE, format_value, html_table, label
+from maskdepth.realcheck import REAL_DIR, REAL_JSON, SCORE_KEYS, table_rows
 from maskdepth.runs import format_duration, format_params
 from maskdepth.stages import VAL_SPLITS
 
@@ -244,6 +245,7 @@ def run_page_html(run_dir: Path, *, render_notebooks: bool = True) -> str:
         ("gate", "Gate", _gate_section(info, status)),
         ("metrics", "Metrics", _metrics_section(metrics, history)),
         ("notebooks", "Notebooks", _notebooks_section(run_dir, info, render_notebooks)),
+        ("real", "Real photos", _real_section(run_dir, _read(run_dir / REAL_DIR / REAL_JSON, problems))),
         ("figures", "Figures", _figures_section(run_dir)),
         ("parameters", "Parameters", _parameters_section(config, params)),
         ("files", "Files", _files_section(run_dir)),
@@ -385,6 +387,38 @@ def _metrics_section(metrics, history) -> str:
     return (f"<p>Metrics of {where}. Hover a column for its definition; ↑ higher / ↓ lower is better.</p>\n"
             f'<div id="metrics-headline">{headline}</div>\n'
             f'<details><summary>every metric</summary><div id="metrics-detail">{detail}</div></details>\n')
+
+
+def _real_section(run_dir: Path, real) -> str:
+    """The real-photo check (RUN/real/real.json): per photo the model beside the baselines, where
+    the error lives, and the figure (photo | measured | predicted depth)."""
+    if not real:
+        return ("<p>No real-photo check in this run folder (<code>maskdepth validate --real -c RUN</code> "
+                "writes one).</p>\n")
+    parts = []
+    for photo in real.get("photos") or []:
+        if not isinstance(photo, dict):
+            continue
+        name = escape(str(photo.get("name", "?")))
+        if not isinstance(photo.get("model"), dict):
+            parts.append(f"<p><b>{name}</b>: {escape(str(photo.get('note', 'not scored')))}</p>")
+            continue
+        try:
+            rows = table_rows(photo)
+        except (KeyError, TypeError, AttributeError):
+            parts.append(f"<p><b>{name}</b>: damaged entry in {escape(REAL_JSON)}</p>")
+            continue
+        head = "".join(f"<th>{escape(label(k))}</th>" for k in SCORE_KEYS)
+        body = "".join(f"<tr><th>{escape(row)}</th>" + "".join(f'<td class="num">{escape(c)}</td>' for c in cells)
+                       + "</tr>" for row, cells in rows)
+        parts.append(f"<h3>{name}</h3><p class=\"muted\">{escape(str(photo.get('about', '')))}; measured "
+                     f"{escape(_value(photo.get('gt_range_m')))} m, predicted {escape(_value(photo.get('pred_range_m')))}"
+                     f" m; network input {escape(_value(photo.get('network_size')))} (H, W)</p>")
+        parts.append(f"<table><thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody></table>")
+        figure = run_dir / REAL_DIR / str(photo.get("figure", ""))
+        if photo.get("figure") and figure.is_file() and figure.parent == run_dir / REAL_DIR:
+            parts.append(f'<p><img src="{href(figure, run_dir)}" alt="{name}" style="max-width:100%"></p>')
+    return "\n".join(parts) + "\n"
 
 
 def _figures(run_dir: Path) -> list[tuple[str, list[Path]]]:

@@ -1,4 +1,5 @@
-"""`maskdepth validate`: metrics.json, predictions and GT/prediction grids for a checkpoint."""
+"""`maskdepth validate`: metrics.json, predictions and GT/prediction grids for a checkpoint;
+with --real, its depth on photographs with measured depth (`maskdepth.realcheck`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="unseen", choices=SPLITS,
                         help="which split to score (default: unseen; ood: held-out scene, object and texture "
                              "families and cameras; a split without samples is reported, not an error)")
-    parser.add_argument("--out", default=None, help="output folder (default: RUN/validation/SPLIT)")
+    parser.add_argument("--real", action="store_true",
+                        help="score depth on real photographs with measured depth instead of a split (scikit-image's "
+                             "Middlebury motorcycle: pair ordering, scale-aligned and metric delta1/AbsRel, beside a "
+                             "constant and a 'farther towards the top' baseline); writes RUN/real/")
+    parser.add_argument("--out", default=None, help="output folder (default: RUN/validation/SPLIT, or RUN/real)")
     parser.add_argument("--n-samples", type=int, default=0,
                         help="score only the first N samples of the split (default 0: all)")
     parser.add_argument("--n-show", type=int, default=8, help="samples shown in the grids (default 8)")
@@ -31,6 +36,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from maskdepth.validate import summary_line, validate
+
+    if args.real:
+        return _real(args)
 
     metrics = validate(
         args.checkpoint,
@@ -50,4 +58,29 @@ def run(args: argparse.Namespace) -> int:
     for name in ["metrics.json", metrics["predictions"], *metrics["figures"]]:
         if name:
             print(f"wrote {out / name}")
+    return 0
+
+
+def _real(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from maskdepth.errors import MaskdepthError
+    from maskdepth.fileio import check_output
+    from maskdepth.realcheck import REAL_DIR, REAL_JSON, real_check, summary_line
+    from maskdepth.validate import resolve_checkpoint, run_dir_of
+
+    if args.data is not None or args.n_samples:
+        raise MaskdepthError("--real scores the bundled real photos: drop --data and --n-samples")
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    out = args.out
+    if out is None:
+        run_dir = run_dir_of(checkpoint)
+        out = (run_dir if run_dir is not None else checkpoint.parent) / REAL_DIR
+    check_output(out, reads=[checkpoint], folder=True)
+    record = real_check(checkpoint, out, device=args.device, size=args.size, figures=not args.no_figures)
+    print(summary_line(record))
+    print(f"wrote {Path(out) / REAL_JSON}")
+    for photo in record["photos"]:
+        if photo.get("figure"):
+            print(f"wrote {Path(out) / photo['figure']}")
     return 0
