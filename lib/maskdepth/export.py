@@ -92,7 +92,7 @@ def export_onnx(
     onnxruntime = _require_onnx()
     from maskdepth.checkpoint import load_model
     from maskdepth.fileio import check_output, write_bytes
-    from maskdepth.validate import resolve_checkpoint
+    from maskdepth.runs import resolve_checkpoint
 
     if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not (math.isfinite(atol) and atol > 0):
         raise MaskdepthError(f"--atol {atol!r}: must be a positive finite number (e.g. 1e-4); NaN would turn "

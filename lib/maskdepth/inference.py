@@ -86,6 +86,7 @@ from maskdepth.errors import BadInputError, MaskdepthError
 from maskdepth.fileio import check_output, folder_lock
 from maskdepth.imageio import MAX_PIXELS, ImageFile, load_image, save_png, to_rgb_array, upright
 from maskdepth.progress import progress
+from maskdepth.runs import resolve_checkpoint
 from maskdepth.upsample import (
     GUIDED_EPS_DEPTH,
     GUIDED_EPS_MASK,
@@ -94,7 +95,6 @@ from maskdepth.upsample import (
     bilinear,
     guided_upsample,
 )
-from maskdepth.validate import resolve_checkpoint
 
 MASK_THRESHOLD = 0.5
 PREVIEW_MAX_SIDE = 1024  # preview panels are shrunk to this; the other outputs never are
@@ -323,6 +323,35 @@ class Predictor:
                 )
         return outputs
 
+    def predict(self, images, *, bg=None, batch_size: int = 32, show_progress: bool = True
+                ) -> list[dict[str, np.ndarray]]:
+        """Mask and depth of one image or a list (paths, PIL images, arrays, tensors; see the
+        module-level `predict`) with this loaded network, one dict per image; call it as often
+        as you like, the checkpoint is read once."""
+        if batch_size < 1:
+            raise MaskdepthError(f"batch_size must be at least 1, got {batch_size}")
+        items = [images] if _is_single_image(images) else list(images)
+        per_image_bg = bg is not None and not _is_single_image(bg)
+        if per_image_bg:
+            bg = list(bg)
+            if len(bg) != len(items):
+                raise MaskdepthError(f"bg: {len(bg)} backgrounds for {len(items)} images (give one, or one per image)")
+            if not self.needs_background:
+                self.set_background(bg[0])  # refused, with the message saying why
+        elif bg is not None:
+            self.set_background(bg)
+        results: list[dict[str, np.ndarray]] = []
+        disable = None if show_progress else True  # None: the progress module decides (MASKDEPTH_NO_PROGRESS)
+        with progress(total=len(items), desc="predict", unit="img", disable=disable) as bar:
+            for start in range(0, len(items), batch_size):
+                pixels = [as_pixels(item) for item in items[start : start + batch_size]]
+                backgrounds = ([self.prepare(as_pixels(b)) for b in bg[start : start + batch_size]]
+                               if per_image_bg else None)
+                outputs = self.run([self.prepare(p) for p in pixels], backgrounds)
+                results.extend(self.at_size(outputs, i, p.shape[:2], guide=p) for i, p in enumerate(pixels))
+                bar.update(len(pixels))
+        return results
+
     @torch.inference_mode()
     def at_size(self, outputs: list[dict[str, torch.Tensor]], index: int, size, guide=None
                 ) -> dict[str, np.ndarray]:
@@ -390,31 +419,9 @@ def predict(
     "mask_prob" (float32 [H,W] in [0,1]) and "depth" (float32 [H,W], metres).
     A bad file raises `BadInputError` naming it.
     """
-    if batch_size < 1:
-        raise MaskdepthError(f"batch_size must be at least 1, got {batch_size}")
     predictor = Predictor(checkpoint, device=device, threshold=threshold, upsample=upsample, precision=precision,
                           size=size)
-    items = [images] if _is_single_image(images) else list(images)
-    per_image_bg = bg is not None and not _is_single_image(bg)
-    if per_image_bg:
-        bg = list(bg)
-        if len(bg) != len(items):
-            raise MaskdepthError(f"bg: {len(bg)} backgrounds for {len(items)} images (give one, or one per image)")
-        if not predictor.needs_background:
-            predictor.set_background(bg[0])  # refused, with the message saying why
-    elif bg is not None:
-        predictor.set_background(bg)
-    results: list[dict[str, np.ndarray]] = []
-    disable = None if show_progress else True  # None: the progress module decides (MASKDEPTH_NO_PROGRESS)
-    with progress(total=len(items), desc="predict", unit="img", disable=disable) as bar:
-        for start in range(0, len(items), batch_size):
-            pixels = [as_pixels(item) for item in items[start : start + batch_size]]
-            backgrounds = ([predictor.prepare(as_pixels(b)) for b in bg[start : start + batch_size]]
-                           if per_image_bg else None)
-            outputs = predictor.run([predictor.prepare(p) for p in pixels], backgrounds)
-            results.extend(predictor.at_size(outputs, i, p.shape[:2], guide=p) for i, p in enumerate(pixels))
-            bar.update(len(pixels))
-    return results
+    return predictor.predict(images, bg=bg, batch_size=batch_size, show_progress=show_progress)
 
 
 # --------------------------------------------------------------------------- files

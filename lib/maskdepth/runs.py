@@ -96,3 +96,60 @@ def format_params(n) -> str:
         return "–"
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
 
+
+
+CHECKPOINT_NAMES = ("best.pt", "last.pt")  # what a run folder is predicted with, in order of preference
+STAGE_ORDER = ("full", "1k", "playground")  # the largest stage first: its model is the one to use
+
+
+def run_passed(run: Path) -> bool:
+    """Whether a run folder's run.json says it finished and passed its gate (a `maskdepth train`
+    run without a gate counts when it finished)."""
+    try:
+        info = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return (run / "metrics.json").is_file()
+    if not isinstance(info, dict) or info.get("status") != "ok":
+        return False
+    gate = info.get("gate")
+    return not isinstance(gate, dict) or bool(gate.get("passed"))
+
+
+def _checkpoint_of(run: Path) -> Path | None:
+    return next((run / "checkpoints" / n for n in CHECKPOINT_NAMES if (run / "checkpoints" / n).is_file()), None)
+
+
+def newest_passing_checkpoint(folder: Path) -> Path | None:
+    """best.pt of the newest passing run found under `folder` (runs sort by their timestamped names)."""
+    candidates = sorted((c.parent for c in folder.rglob("config.json") if is_run_dir(c.parent)),
+                        key=lambda run: (run.stat().st_mtime, run.name))
+    for run in reversed(candidates):
+        if run_passed(run) and _checkpoint_of(run) is not None:
+            return _checkpoint_of(run)
+    return None
+
+
+def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
+    """A checkpoint file; a run folder -> its checkpoints/best.pt (else last.pt); a folder of runs
+    (a stage folder such as outputs/1k) -> the newest passing run's; None -> the newest passing
+    run of the largest stage under `outputs_root()`."""
+    if path is None:
+        root = outputs_root()
+        for stage in STAGE_ORDER:
+            found = newest_passing_checkpoint(root / stage) if (root / stage).is_dir() else None
+            if found is not None:
+                return found
+        raise MaskdepthError(f"no checkpoint given and no passing run under {root}/ ({', '.join(STAGE_ORDER)}): "
+                             "train one (make run) or pass --checkpoint FILE")
+    p = Path(path)
+    if p.is_dir():
+        found = _checkpoint_of(p)
+        if found is None and not is_run_dir(p):
+            found = newest_passing_checkpoint(p)
+        if found is None:
+            raise MaskdepthError(f"{p}: a folder without checkpoints/best.pt or checkpoints/last.pt, "
+                                 "and no passing run inside")
+        return found
+    if not p.is_file():
+        raise MaskdepthError(f"checkpoint {p}: no such file")
+    return p

@@ -48,6 +48,7 @@ from maskdepth.metrics import (
     markdown_table,
     task_keys,
 )
+from maskdepth.runs import resolve_checkpoint
 from maskdepth.stages import SPLITS
 
 PREDICTIONS_FILE = "predictions.npz"
@@ -55,19 +56,6 @@ METRICS_FILE = "metrics.json"
 N_BEST_WORST = 4  # samples in each of the best and worst blocks
 # Which per-sample metric ranks samples for each task (its direction: the metric catalogue).
 RANKING = {"mask": "iou", "depth": "abs_rel"}
-
-
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint file, or a run folder -> its checkpoints/best.pt (else last.pt)."""
-    p = Path(path)
-    if p.is_dir():
-        for name in ("best.pt", "last.pt"):
-            if (p / "checkpoints" / name).is_file():
-                return p / "checkpoints" / name
-        raise MaskdepthError(f"{p}: a folder without checkpoints/best.pt or checkpoints/last.pt")
-    if not p.is_file():
-        raise MaskdepthError(f"checkpoint {p}: no such file")
-    return p
 
 
 def run_dir_of(checkpoint: Path) -> Path | None:

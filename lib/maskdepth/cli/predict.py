@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 
+DEFAULT_OUT = "predictions"
 UPSAMPLE_CHOICES = ("guided", "bilinear")  # = maskdepth.upsample.UPSAMPLE_METHODS (kept light: no torch import)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files or folders (searched recursively, in sorted order)")
-    parser.add_argument("--checkpoint", "-c", required=True,
-                        help="checkpoint file, or a run folder (uses its checkpoints/best.pt)")
-    parser.add_argument("--out", "-o", required=True, metavar="DIR",
-                        help="output folder (sub-folders of INPUT folders are kept)")
+    parser.add_argument("--checkpoint", "-c", default=None,
+                        help="checkpoint file, a run folder (its checkpoints/best.pt) or a folder of runs such as "
+                             "outputs/1k (its newest passing run); default: the newest passing run of the largest "
+                             "stage under outputs/")
+    parser.add_argument("--out", "-o", default=DEFAULT_OUT, metavar="DIR",
+                        help=f"output folder (sub-folders of INPUT folders are kept; default: ./{DEFAULT_OUT})")
     backgrounds = parser.add_mutually_exclusive_group()
     backgrounds.add_argument("--bg", default=None, metavar="FILE",
                              help="6-channel (bg_fg_bg) checkpoints: one background image for every input")
@@ -62,9 +65,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from maskdepth.inference import predict_paths
+    from maskdepth.runs import resolve_checkpoint
 
+    checkpoint = resolve_checkpoint(args.checkpoint)
+    print(f"checkpoint: {checkpoint}")
     summary = predict_paths(
-        args.inputs, args.checkpoint, args.out, bg=args.bg, bg_dir=args.bg_dir, upsample=args.upsample,
+        args.inputs, checkpoint, args.out, bg=args.bg, bg_dir=args.bg_dir, upsample=args.upsample,
         preview=args.preview, depth_range=args.depth_range, batch_size=args.batch_size, threshold=args.threshold,
         device=args.device, overwrite=args.overwrite, size=args.size,
     )

@@ -67,7 +67,8 @@ def _real(args: argparse.Namespace) -> int:
     from maskdepth.errors import MaskdepthError
     from maskdepth.fileio import check_output
     from maskdepth.realcheck import REAL_DIR, REAL_JSON, real_check, summary_line
-    from maskdepth.validate import resolve_checkpoint, run_dir_of
+    from maskdepth.runs import resolve_checkpoint
+    from maskdepth.validate import run_dir_of
 
     if args.data is not None or args.n_samples:
         raise MaskdepthError("--real scores the bundled real photos: drop --data and --n-samples")
