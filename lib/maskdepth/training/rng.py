@@ -75,9 +75,11 @@ class SeededSampler(torch.utils.data.Sampler):
 
 
 class SeededSamples(torch.utils.data.Dataset):
-    """A dataset read with (index, seed) keys from `SeededSampler`: every RNG is seeded with the
-    sample's seed while it is made, and restored afterwards (with no workers the loader runs in
-    the trainer's process, whose RNG stream must not depend on the data)."""
+    """A dataset read with (index, seed) keys from `SeededSampler`: torch's CPU generator, which
+    torchvision's transforms (the flips) draw from, is seeded with the sample's seed while it is
+    made and restored afterwards (with no workers the loader runs in the trainer's process, whose
+    stream must not depend on the data). A few microseconds a sample (`torch.manual_seed`, which
+    seeds every device, costs about 85)."""
 
     def __init__(self, dataset):
         self.dataset = dataset
@@ -87,11 +89,10 @@ class SeededSamples(torch.utils.data.Dataset):
 
     def __getitem__(self, key):
         index, seed = key
-        saved_python, saved_numpy = random.getstate(), np.random.get_state()
+        generator = torch.default_generator
+        saved = generator.get_state()
+        generator.manual_seed(seed)
         try:
-            with torch.random.fork_rng(devices=[]):
-                seed_everything(seed)
-                return self.dataset[index]
+            return self.dataset[index]
         finally:
-            random.setstate(saved_python)
-            np.random.set_state(saved_numpy)
+            generator.set_state(saved)
