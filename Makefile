@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make run    set up .venv (once), then run the playground stage end to end
-#   make test   set up .venv (once), lint, then the whole test suite
+#   make test   set up .venv (once), lint, then the quick tests (pyproject: -m 'not slow')
+#   make test-all  the same with every test, slow ones included: what CI runs (.ci/run)
 # Set-up is idempotent: it reinstalls only when pyproject.toml or the constraints change.
 
 PYTHON ?= python3
@@ -12,7 +13,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.maskdepth-installed
 CONSTRAINTS := requirements/constraints.txt
 
-.PHONY: setup run test lint bench clean-venv
+.PHONY: setup run test test-all lint bench clean-venv
 
 setup: $(STAMP)
 
@@ -34,6 +35,9 @@ lint: setup
 
 test: setup lint
 	$(PY) -m pytest $(ARGS)
+
+test-all: setup lint
+	$(PY) -m pytest -m "slow or not slow" $(ARGS)
 
 bench: setup
 	$(PY) -m bench.run $(if $(QUICK),--quick,) $(ARGS)

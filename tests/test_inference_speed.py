@@ -59,6 +59,7 @@ def test_folded_channels_last_network_gives_the_checkpoints_outputs(trained):
         Predictor(path, device="cpu", precision="half")
 
 
+@pytest.mark.hardware
 @pytest.mark.skipif(not cpu_has_fast_bf16(), reason="this CPU has no native bf16 (AVX512-BF16 / AMX)")
 def test_bf16_path_is_close_to_float32(trained):
     path, _, images = trained

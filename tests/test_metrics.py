@@ -301,6 +301,7 @@ def test_all_reduce_sums_uneven_shards_across_ranks(tmp_path):
     assert got["depth"]["ordering_n"] > 0 and got["mask"]["iou_large_n"] == 4
 
 
+@pytest.mark.hardware
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_meters_accumulate_on_the_gpu():
     pred, gt = _random_depth(7)

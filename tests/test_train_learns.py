@@ -1,7 +1,17 @@
 """The trainer learns: the other training tests compare the code with itself (a resumed run with
 an uninterrupted one, rank 0 with rank 1) or check ranges, which a trainer that never steps its
-optimizer would pass. This one trains a narrow model for 120 steps on the playground at 32 px
-(seconds) and checks what only learning gives."""
+optimizer would pass. This one trains a narrow model for 5 epochs (310 steps) on the 1k stage's
+1000 training images at 32 px (seconds), picks its checkpoint on `seen` (the loss) and scores it on
+the 200 `unseen` images, which neither training nor the selection looked at, against the same
+network before its first step.
+
+Margins, from six seeds (0-5) of exactly this run, on `unseen`, untrained -> trained:
+  scale-aligned delta1  0.19-0.26 -> 0.39-0.46, gain +0.14 to +0.21
+  scale-aligned AbsRel  0.71-0.81 -> 0.41-0.63, gain -0.08 to -0.38
+  mask IoU              0.00-0.10 -> 0.27-0.38
+With the depth output detached (the depth head gets no gradient, the rest trains; same six seeds)
+the gains were -0.07 to -0.01 (sa delta1) and +0.03 to +0.64 (sa AbsRel, worse). The bars, +0.07
+and -0.03, lie between the two: the test fails when depth stops learning and holds on every seed."""
 
 from __future__ import annotations
 
@@ -13,20 +23,25 @@ import pytest
 import torch
 
 from maskdepth.metrics import is_better
-from maskdepth.train import TrainConfig, train
+from maskdepth.train import TrainConfig, Trainer, evaluate
 
-LEARN = dict(data="playground", size=32, batch_size=4, val_batch_size=16, epochs=20, lr=3e-3, schedule="constant",
-             augment=False, progress_bar=False, tensorboard=False, model_kwargs={"base_channels": 8},
-             best_metric="seen.iou")
+# amp off: the untrained/trained margins were measured in float32 (auto would pick per CPU).
+LEARN = dict(data="1k", size=32, batch_size=16, val_batch_size=100, epochs=5, lr=3e-3, schedule="constant",
+             augment=False, amp="off", progress_bar=False, tensorboard=False, model_kwargs={"base_channels": 8},
+             depth_loss="l1_ssi", best_metric="seen.loss")
+SA_DELTA1_GAIN = 0.07  # trained minus untrained, unseen (higher is better)
+SA_ABS_REL_GAIN = 0.03  # untrained minus trained, unseen (lower is better)
 
 
 @pytest.fixture(scope="module")
 def learned(tmp_path_factory):
     cfg = TrainConfig.from_mapping({**LEARN, "out_dir": str(tmp_path_factory.mktemp("learns") / "run")})
-    metrics = train(cfg)
+    trainer = Trainer(cfg)
+    untrained = evaluate(trainer.eval_model, trainer.val_loaders["unseen"], trainer.criterion, cfg, trainer.dev)
+    metrics = trainer.fit()
     run = Path(cfg.out_dir)
     history = json.loads((run / "history.json").read_text())["epochs"]
-    return run, metrics, history
+    return run, metrics, history, untrained, trainer.val_sets["unseen"]
 
 
 def _mean(values) -> float:
@@ -35,31 +50,36 @@ def _mean(values) -> float:
 
 
 def test_the_training_loss_falls_clearly(learned):
-    _, _, history = learned
+    """Last two epochs' mean against the first epoch's (already a mean over 62 learning steps).
+    Six seeds: total 0.51-0.68x, mask 0.48-0.66x, depth 0.76-0.84x; with depth cut, depth 0.97-1.05x."""
+    _, _, history, _, _ = learned
     assert len(history) == LEARN["epochs"]
-    for key in ("loss", "mask", "depth"):  # the total and each task's own part
+    for key, factor in (("loss", 0.75), ("mask", 0.75), ("depth", 0.9)):  # the total and each task's own part
         losses = [record["train"][key] for record in history]
-        first, last = _mean(losses[:5]), _mean(losses[-5:])
-        assert last < 0.75 * first, (key, [round(x, 3) for x in losses])
-    losses = [record["train"]["loss"] for record in history]
-    assert _mean(losses[-5:]) < 0.7 * _mean(losses[:5]), [round(x, 3) for x in losses]
+        assert _mean(losses[-2:]) < factor * losses[0], (key, [round(x, 3) for x in losses])
 
 
-def test_seen_iou_beats_the_trivial_predictions(learned):
+def test_held_out_depth_beats_the_untrained_network(learned):
+    """Scored on `unseen` (checkpoint picked on `seen`): scale-aligned delta1 and AbsRel."""
+    _, metrics, _, untrained, _ = learned
+    trained = metrics["unseen"]
+    summary = {k: (round(untrained[k], 3), round(trained[k], 3)) for k in ("sa_delta1", "sa_abs_rel", "iou")}
+    assert trained["sa_delta1"] > untrained["sa_delta1"] + SA_DELTA1_GAIN, summary
+    assert trained["sa_abs_rel"] < untrained["sa_abs_rel"] - SA_ABS_REL_GAIN, summary
+
+
+def test_held_out_iou_beats_the_trivial_predictions(learned):
     """All background scores IoU 0; all foreground scores the foreground's share of the pixels."""
-    from maskdepth.data import build_dataset
-
-    _, metrics, _ = learned
-    seen = build_dataset("playground", "seen", size=LEARN["size"])
-    masks = torch.stack([seen[i]["mask"] for i in range(len(seen))])
+    _, metrics, _, untrained, unseen = learned
+    masks = torch.stack([unseen[i]["mask"] for i in range(len(unseen))])
     all_foreground_iou = float(masks.mean())
     assert 0.0 < all_foreground_iou < 0.5
-    assert metrics["seen"]["iou"] > max(0.15, 1.5 * all_foreground_iou), (metrics["seen"]["iou"], all_foreground_iou)
-    assert metrics["seen"]["delta1"] > 0.0
+    bar = max(0.2, 1.5 * all_foreground_iou, untrained["iou"] + 0.15)
+    assert metrics["unseen"]["iou"] > bar, (metrics["unseen"]["iou"], all_foreground_iou, untrained["iou"])
 
 
 def test_best_epoch_is_the_best_of_the_history_by_the_configured_metric(learned):
-    run, metrics, history = learned
+    run, metrics, history, _, _ = learned
     split, _, key = LEARN["best_metric"].partition(".")
     best = None
     for record in history:  # the first epoch that no later one beats (ties keep the earlier)
@@ -67,7 +87,7 @@ def test_best_epoch_is_the_best_of_the_history_by_the_configured_metric(learned)
         if value is not None and math.isfinite(value) and is_better(value, None if best is None else best[1], key):
             best = (record["epoch"], value)
     assert metrics["best_metric"] == LEARN["best_metric"] and metrics["best_epoch"] == best[0]
-    assert metrics["seen"][key] == max(r[split][key] for r in history)
+    assert metrics["seen"][key] == min(r[split][key] for r in history)  # a loss: lower is better
     for s in ("seen", "unseen", "ood"):
         assert metrics[s] == history[best[0] - 1][s]
     assert json.loads((run / "metrics.json").read_text())["best_epoch"] == best[0]
@@ -79,7 +99,7 @@ def test_validate_of_best_pt_reproduces_the_metrics_json_numbers(learned, tmp_pa
     from maskdepth.checkpoint import load_checkpoint
     from maskdepth.validate import validate
 
-    run, metrics, _ = learned
+    run, metrics, _, _, _ = learned
     assert load_checkpoint(run / "checkpoints" / "best.pt")["epoch"] == metrics["best_epoch"]
     for split in ("seen", "unseen", "ood"):
         again = validate(run, split=split, out_dir=tmp_path / split, batch_size=LEARN["val_batch_size"],

@@ -67,7 +67,14 @@ from maskdepth.training.distributed import (
 from maskdepth.training.ema import WeightEMA
 from maskdepth.training.optim import Schedule, build_optimizer, param_groups
 from maskdepth.training.precision import PrecisionChoice, choose_cpu_precision
-from maskdepth.training.rng import epoch_seed, rng_state, seed_everything, set_rng_state
+from maskdepth.training.rng import (
+    SeededSampler,
+    SeededSamples,
+    epoch_seed,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 from maskdepth.training.runlog import PROGRESS_LOG_EVERY_S, TRAIN_LOG, RunLog
 
 __all__ = [  # what `from maskdepth.train import ...` has always offered, wherever it now lives
@@ -122,23 +129,31 @@ def build_model(cfg: TrainConfig) -> nn.Module:
 
 def make_loader(dataset, cfg: TrainConfig, *, train: bool, pin_memory: bool, world: int = 1, rank: int = 0,
                 generator: torch.Generator | None = None):
-    """DataLoader for a split. The shuffle `generator` is re-seeded by the trainer every epoch."""
-    from torch.utils.data import DataLoader, DistributedSampler
+    """DataLoader for a split. The shuffle `generator` is re-seeded by the trainer every epoch; a
+    training sample's augmentation draws from its own seed (`SeededSampler`), so the same seed
+    gives the same batches with any number of workers and after a resume."""
+    from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
     sampler = None
-    if world > 1 and train:
-        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    if train:
+        if world > 1:
+            base = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed,
+                                      drop_last=True)
+        else:
+            base = RandomSampler(dataset, generator=generator)
+        sampler = SeededSampler(base, generator)
     batch = cfg.batch_size if train else cfg.val_batch_size
     return DataLoader(
-        dataset,
+        SeededSamples(dataset) if train else dataset,
         batch_size=batch,
-        shuffle=train and sampler is None,
         sampler=sampler,
         num_workers=cfg.workers,
         pin_memory=pin_memory,
         drop_last=train and len(dataset) // max(world, 1) > batch,
         persistent_workers=cfg.workers > 0,
-        generator=generator if train else None,
+        # The workers' own base seed is unused (every sample seeds itself): a private generator keeps
+        # its draw, made whenever workers start, out of the shuffle's and the trainer's streams.
+        generator=torch.Generator().manual_seed(0) if train else None,
     )
 
 
