@@ -17,7 +17,7 @@ from pathlib import Path
 from maskdepth.errors import MaskdepthError
 from maskdepth.fileio import write_json, write_text
 from maskdepth.metrics import splits_cell, splits_header
-from maskdepth.stages import VAL_SPLITS, get_stage
+from maskdepth.stages import LEAN_RECIPE, VAL_SPLITS, get_stage
 
 # What each row reports, per validation split (labels and formats: maskdepth.metrics).
 COLUMNS = ("iou", "delta1", "sa_delta1", "ordering")
@@ -27,6 +27,9 @@ COLUMNS = ("iou", "delta1", "sa_delta1", "ordering")
 # (docs/recipes.md). Each value is a set of TrainConfig overrides.
 DEFAULT_RECIPES: dict[str, dict] = {
     "default": {},
+    "lean_random": LEAN_RECIPE,  # the previous default: lean encoder, random init
+    "lite0_random": {"weights": "none", "encoder_lr": 1.0},  # the same encoder without ImageNet weights
+    "encoder_lr_1": {"encoder_lr": 1.0},
     "plain_l1_depth": {"depth_loss": "l1"},
     "depth_weight_2": {"depth_weight": 2.0},
     "l1_msgrad": {"depth_loss": "l1_msgrad"},
@@ -36,7 +39,8 @@ DEFAULT_RECIPES: dict[str, dict] = {
     # 2..32, input folded 2x2 into channels, 2x2 output blocks. 1.57x the training speed of the
     # default on a 2-core CPU; at 20 epochs the same IoU and sa delta1, but ordering 0.05-0.11
     # lower on every split (docs/recipes.md, "Compute").
-    "space_to_depth": {"model_kwargs": {"num_stages": 4, "base_channels": 32, "space_to_depth": 2}},
+    "space_to_depth": {**LEAN_RECIPE,
+                       "model_kwargs": {"encoder": "lean", "num_stages": 4, "base_channels": 32, "space_to_depth": 2}},
 }
 
 

@@ -34,16 +34,17 @@ class Stage:
         return {"train": self.n_train, "seen": self.n_seen, "unseen": self.n_unseen, "ood": self.n_ood}[split]
 
 
-# The default recipe's model: the joint U-Net with a deep encoder (stride 32: at 64 px the
-# deepest feature sees the whole image) and a global-context branch. On the 1k stage (20-epoch
-# proxy, same data and budget) it beat the stride-8 joint model on every split: unseen IoU
-# 0.42 -> 0.53, ood scale-aligned delta1 0.32 -> 0.40, ood ordering 0.65 -> 0.78 (issue 14 note).
-MODEL_KWARGS = {"num_stages": 5, "max_channels": 128, "context": True}
-# The default recipe's depth loss: metric L1 on log depth plus the same L1 after each image's
-# median log error is removed (`maskdepth.losses.l1_ssi_depth_loss`). In the 1k ablation
-# (20-epoch proxy, docs/recipes.md) it raised scale-aligned delta1 on every split (seen / unseen
-# / ood 0.46 / 0.43 / 0.38 -> 0.56 / 0.55 / 0.45) and metric delta1 with it, for ~1 % more time.
-RECIPE = {"model_kwargs": MODEL_KWARGS, "depth_loss": "l1_ssi"}
+# The default recipe: the joint U-Net on an ImageNet-pretrained EfficientNet-Lite0 encoder
+# (strides 2..32, so at 64 px the deepest feature sees the whole image) with a global-context
+# branch, the encoder trained at a fraction of the lr so the pretrained features are refined,
+# not overwritten; depth loss `l1_ssi` (metric L1 on log depth plus the same L1 after each
+# image's median log error is removed: `maskdepth.losses`). Measurements: docs/recipes.md.
+MODEL_KWARGS = {"encoder": "efficientnet_lite0", "context": True}
+RECIPE = {"model_kwargs": MODEL_KWARGS, "weights": "imagenet", "encoder_lr": 0.3, "depth_loss": "l1_ssi"}
+# The previous default, kept for comparison (bench figures, ablation): the lean encoder with
+# five stages and context, trained from random weights.
+LEAN_RECIPE = {"model_kwargs": {"encoder": "lean", "num_stages": 5, "max_channels": 128, "context": True}, "weights": "",
+               "encoder_lr": 1.0, "depth_loss": "l1_ssi"}
 
 STAGES: dict[str, Stage] = {
     "playground": Stage(
