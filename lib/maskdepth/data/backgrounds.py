@@ -28,11 +28,11 @@ import numpy as np
 
 from maskdepth.data import interiors, textures
 from maskdepth.data.camera import Camera
+from maskdepth.data.shading import SUPERSAMPLE, box_mean, lambert, pixel_centres  # noqa: F401 (re-exported)
 from maskdepth.data.shapes import Primitive, intersect, surface_coords
 from maskdepth.data.textures import hash_uniform
 from maskdepth.depth import DEPTH_MAX, DEPTH_MIN
 
-SUPERSAMPLE = 2
 FAMILIES = ("room", "corridor", "hall", "street", "open", "courtyard", "terrace") + interiors.FAMILIES
 OOD_FAMILIES = ("terrace", "shelf", "workshop")
 TRAIN_FAMILIES = tuple(f for f in FAMILIES if f not in OOD_FAMILIES)
@@ -319,11 +319,6 @@ def _light(rng) -> np.ndarray:
 # --- rendering --------------------------------------------------------------------------------
 
 
-def lambert(normal, light, ambient=0.45, diffuse=0.65):
-    nl = normal[0] * light[0] + normal[1] * light[1] + normal[2] * light[2]
-    return ambient + diffuse * np.clip(nl, 0.0, 1.0)
-
-
 def view_light(bg: Background, seed: int, placement: int) -> np.ndarray:
     """The light of view (bg, placement): the scene's light turned by a per-view azimuth (unit vector)."""
     r = float(hash_uniform(int(seed), 11, bg.id, int(placement)))
@@ -435,24 +430,6 @@ def _windows(prims, cam: Camera, shape) -> list[tuple[int, int, int, int]] | Non
         corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
         out.append(cam.pixel_window(corners[:, 0], corners[:, 1], corners[:, 2], shape[0]))
     return out
-
-
-def pixel_centres(size: int, offset: float = 0.5, step: int = 1) -> np.ndarray:
-    """Normalised coordinates of pixel centres (or of sub-pixel samples) along one axis."""
-    return (np.arange(size * step, dtype=np.float64) + offset) / (size * step)
-
-
-def box_mean(a: np.ndarray) -> np.ndarray:
-    """Mean over SUPERSAMPLE x SUPERSAMPLE blocks: [H*k, W*k, C] -> [H, W, C].
-
-    Explicit sums: a fixed order of additions on every machine."""
-    k = SUPERSAMPLE
-    a = a.reshape(a.shape[0] // k, k, a.shape[1] // k, k, a.shape[2])
-    acc = np.zeros(a[:, 0, :, 0].shape)
-    for i in range(k):
-        for j in range(k):
-            acc = acc + a[:, i, :, j, :]
-    return acc / (k * k)
 
 
 def render_view(bg: Background, cam: Camera, size: int, light) -> dict[str, np.ndarray]:

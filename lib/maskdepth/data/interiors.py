@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from maskdepth.data.foregrounds import _BUILDERS, TRAIN_FAMILIES
 from maskdepth.data.shapes import Primitive
 
 
@@ -268,8 +269,6 @@ def _object(rng, ood: bool):
     """An unlabelled instance of a training object family (the foreground builders'), and the family.
 
     Held-out object families never appear as clutter: they stay unseen until the ood split."""
-    from maskdepth.data.foregrounds import _BUILDERS, TRAIN_FAMILIES  # foregrounds imports backgrounds
-
     family = TRAIN_FAMILIES[int(rng.integers(len(TRAIN_FAMILIES)))]
     return _BUILDERS[family](rng, ood), family
 
