@@ -72,12 +72,15 @@ def test_foot_points_lie_on_walkable_floor_of_their_view():
     bg, placement = m.columns["bg"], m.columns["placement"]
     u, v = m.values("u"), m.values("v")
     assert ((u >= 0) & (u <= 1) & (v > 0) & (v < 1)).all()
-    scale = m.values("scale")
-    assert (np.abs(scale - 1) <= mf.SCALE_JITTER + 1e-6).all()
+    scenes = scene_table(spec)
+    scale = m.values("scale")  # the scene's size factor (miniatures on a desk) times the jitter
+    size_lo = np.array([scenes[b].object_scale[0] for b in bg]) * (1 - mf.SCALE_JITTER) - 1e-6
+    size_hi = np.array([scenes[b].object_scale[1] for b in bg]) * (1 + mf.SCALE_JITTER) + 1e-6
+    assert ((scale >= size_lo) & (scale <= size_hi)).all()
+    assert (scale < 0.5).mean() > 0.05  # miniatures occur
     cam = Camera(**view_cameras(spec, bg, placement))
     x, z, depth = cam.ground_point(u, v)
     assert np.isfinite(depth).all() and (depth > 0).all()
-    scenes = scene_table(spec)
     walk_x = np.array([scenes[b].walk_x for b in bg])
     walk_z = np.array([scenes[b].walk_z for b in bg])
     on_floor = (x >= walk_x[:, 0] - 1e-3) & (x <= walk_x[:, 1] + 1e-3) & (z <= walk_z + 1e-3)
@@ -86,10 +89,14 @@ def test_foot_points_lie_on_walkable_floor_of_their_view():
 
 def test_held_out_families_never_occur_in_a_train_split():
     """Scene, object and texture families and the camera range of the ood split are absent from
-    the train split of every stage, and every ood sample holds at least one held-out family."""
+    the train split of every stage (object families not even as unlabelled clutter), every ood
+    sample holds at least one held-out family, and every held-out scene family (`terrace`, the
+    close-range `shelf` and `workshop`) occurs in the ood split."""
     from maskdepth.data import backgrounds, foregrounds, textures
-    from maskdepth.data.camera import TRAIN_HEIGHT_MAX
+    from maskdepth.data.camera import TRAIN_HEIGHT_MAX, draw_cameras
     from maskdepth.data.sources import SourceSpec, object_table, scene_table, view_cameras
+
+    assert {"terrace", "shelf", "workshop"} <= set(backgrounds.OOD_FAMILIES)
 
     spec = SourceSpec()
     scenes, objects = scene_table(spec), object_table(spec)
@@ -114,17 +121,24 @@ def test_held_out_families_never_occur_in_a_train_split():
             bg_ids, fg_ids = np.unique(m.columns["bg"][rows]), np.unique(m.columns["fg"][rows])
             assert not {scenes[b].family for b in bg_ids} & set(backgrounds.OOD_FAMILIES)
             assert not {objects[f].family for f in fg_ids} & set(foregrounds.OOD_FAMILIES)
+            clutter_objects = set().union(*(scenes[b].scene["objects"] for b in bg_ids))
+            assert not clutter_objects & set(foregrounds.OOD_FAMILIES), (stage, split)
             used = set().union(*(kinds(scene_textures(scenes[b])) for b in bg_ids),
                                *(kinds(p.texture for p in objects[f].parts) for f in fg_ids))
             assert not used & set(textures.OOD_KINDS), (stage, split)
             cams = view_cameras(spec, m.columns["bg"][rows], m.columns["placement"][rows])
             assert cams["height"].max() <= TRAIN_HEIGHT_MAX
+            # the drawn range, before a scene of its own scale (a desk) maps it onto its own
+            drawn = draw_cameras(spec.seed, m.columns["bg"][rows], m.columns["placement"][rows])
+            assert drawn["height"].max() <= TRAIN_HEIGHT_MAX
         ood = m.rows("ood")
         assert {objects[f].family for f in m.columns["fg"][ood]} <= set(foregrounds.OOD_FAMILIES)
         if stage != "playground":
             assert {scenes[b].family for b in m.columns["bg"][ood]} & set(backgrounds.OOD_FAMILIES)
-            cams = view_cameras(spec, m.columns["bg"][ood], m.columns["placement"][ood])
-            assert (cams["height"] > TRAIN_HEIGHT_MAX).mean() > 0.3
+            drawn = draw_cameras(spec.seed, m.columns["bg"][ood], m.columns["placement"][ood], ood=True)
+            assert (drawn["height"] > TRAIN_HEIGHT_MAX).mean() > 0.3
+        if stage == "full":
+            assert set(backgrounds.OOD_FAMILIES) <= {scenes[b].family for b in m.columns["bg"][ood]}
 
 
 def test_changed_generator_fails_verification(tmp_path):

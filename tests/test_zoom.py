@@ -20,9 +20,14 @@ def test_zoomed_labels_are_values_of_the_scene_and_objects_grow():
         # nearest-pixel resampling: every depth value is one of the sample's own (metres unchanged)
         assert set(out["depth"][i].unique().tolist()) <= set(batch["depth"][i].unique().tolist())
         assert set(out["mask"][i].unique().tolist()) <= {0.0, 1.0}
-    grew = [(out["mask"][i].sum() >= batch["mask"][i].sum()) for i in range(len(zoom)) if batch["mask"][i].sum() > 20]
-    assert sum(grew) >= 0.6 * len(grew)  # a crop may cut part of the object away
     assert out["image"].shape == batch["image"].shape and torch.equal(out["index"], batch["index"])
+    # objects grow, though a crop may cut part of one away: counted over enough samples to be stable
+    ds = build_dataset("1k", "train", size=32)
+    batch = torch.utils.data.default_collate([ds[i] for i in range(96)])
+    out = zoom_batch(batch, seed=0, epoch=0, max_zoom=1.8, share=1.0)
+    area, zoomed = batch["mask"].flatten(1).sum(1), out["mask"].flatten(1).sum(1)
+    grew = (zoomed >= area)[area > 20]
+    assert grew.float().mean() >= 0.6, grew.float().mean()
 
 
 def test_zoom_is_reproducible_and_off_by_default():

@@ -6,7 +6,9 @@ made of planes (floor, ceiling, walls, building facades, sky) and *clutter that 
 background*: doors, windows, frames, wall panels, skirting, shelves, furniture-like
 blocks, pillars, poles, trees and rocks (solids from `shapes`). Objects that stand free on
 the floor are what the foreground is; clutter stands against walls or far away, so an
-object-like thing is not automatically foreground.
+object-like thing is not automatically foreground. The close-range families (`interiors`:
+close-ups of a wall, desks, cluttered rooms, shelving, workshops) add free-standing clutter,
+unlabelled instances of the object families among it, and their own scale of the world.
 
 A *view* is the scene seen by one camera (`camera.draw_cameras`: one camera per placement).
 Rendering traces the ray through each pixel centre for the depth (z-depth, metres, clipped
@@ -24,17 +26,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from maskdepth.data import textures
+from maskdepth.data import interiors, textures
 from maskdepth.data.camera import Camera
+from maskdepth.data.shading import SUPERSAMPLE, box_mean, lambert, pixel_centres  # noqa: F401 (re-exported)
 from maskdepth.data.shapes import Primitive, intersect, surface_coords
 from maskdepth.data.textures import hash_uniform
 from maskdepth.depth import DEPTH_MAX, DEPTH_MIN
 
-SUPERSAMPLE = 2
-FAMILIES = ("room", "corridor", "hall", "street", "open", "courtyard", "terrace")
-OOD_FAMILIES = ("terrace",)
+FAMILIES = ("room", "corridor", "hall", "street", "open", "courtyard", "terrace") + interiors.FAMILIES
+OOD_FAMILIES = ("terrace", "shelf", "workshop")
 TRAIN_FAMILIES = tuple(f for f in FAMILIES if f not in OOD_FAMILIES)
 INDOOR = ("room", "corridor", "hall")
+# Relative frequency of each training family: the close-range interiors are what most photos show.
+FAMILY_WEIGHTS = {"closeup": 1.5, "tabletop": 1.5, "clutter": 1.5}
 FAR = 1e9  # "no wall on this side"
 
 
@@ -52,6 +56,8 @@ class Background:
     walk_z: float
     cam_x: tuple[float, float]
     scene: dict = field(repr=False, compare=False, hash=False)
+    object_scale: tuple[float, float] = (1.0, 1.0)  # size factor range of the labelled object
+    cam_height: tuple[float, float] | None = None  # camera height range (None: camera.HEIGHT_MIN..TRAIN_HEIGHT_MAX)
 
     @property
     def kind(self) -> str:
@@ -183,14 +189,19 @@ def background_params(seed: int, bg_id: int, ood: bool = False) -> Background:
     a training family whose surfaces mostly use the held-out texture kinds.
     """
     rng = np.random.default_rng([int(seed), 1, int(bg_id)])
-    if ood and bg_id % 2 == 0:
-        family = OOD_FAMILIES[int(rng.integers(len(OOD_FAMILIES)))]
+    if ood and bg_id % 2 == 0:  # every held-out family in turn
+        family = OOD_FAMILIES[(int(bg_id) // 2) % len(OOD_FAMILIES)]
     else:
-        family = TRAIN_FAMILIES[int(rng.integers(len(TRAIN_FAMILIES)))]
+        weights = np.array([FAMILY_WEIGHTS.get(f, 1.0) for f in TRAIN_FAMILIES])
+        cumulative = np.cumsum(weights) / weights.sum()
+        family = TRAIN_FAMILIES[min(int(np.searchsorted(cumulative, rng.random(), side="right")), len(TRAIN_FAMILIES) - 1)]
     tex_ood = ood and family not in OOD_FAMILIES
-    floor_kinds = ("checks", "noise", "stripes", "bricks", "planks", "tiles", "marble")
-    wall_kinds = ("stripes", "noise", "gradient", "bricks", "checks", "planks", "tiles", "fabric", "dots", "marble")
-    scene: dict = {"light": _light(rng), "clutter": []}
+    floor_kinds = ("checks", "noise", "stripes", "bricks", "planks", "tiles", "marble", "natural", "wood")
+    wall_kinds = ("stripes", "noise", "gradient", "bricks", "checks", "planks", "tiles", "fabric", "dots", "marble",
+                  "natural", "natural", "wood", "cloth")
+    scene: dict = {"light": _light(rng), "clutter": [], "objects": []}
+    if family in interiors.LAYOUTS:
+        return _interior(rng, int(bg_id), family, scene, floor_kinds, wall_kinds, tex_ood)
     if family in INDOOR or family == "terrace" and rng.random() < 0.5:
         if family == "terrace":
             width, back = 4.0 + 8.0 * rng.random(), 9.0 + 8.0 * rng.random()
@@ -276,6 +287,29 @@ def background_params(seed: int, bg_id: int, ood: bool = False) -> Background:
                       (float(cam_x[0]), float(cam_x[1])), scene)
 
 
+def _interior(rng, bg_id: int, family: str, scene: dict, floor_kinds, wall_kinds, tex_ood: bool) -> Background:
+    """A close-range or cluttered interior (`interiors`): walls as a room's, its own clutter and scale."""
+    lay = interiors.LAYOUTS[family]
+    room = interiors.draw_room(rng, family)
+    if family == "tabletop":  # the floor is a desk or table top
+        floor_kinds = ("wood", "planks", "natural", "cloth", "tiles", "checks", "fabric", "marble")
+    scene.update(indoor=True, left=room.left, right=room.right, back=room.back, ceiling=room.ceiling,
+                 floor_tex=_tex(rng, floor_kinds, (0.25, 1.2), tex_ood),
+                 wall_tex=[_tex(rng, wall_kinds, (0.2, 1.5), tex_ood) for _ in range(4)],
+                 ceiling_tex=_tex(rng, ("noise", "gradient", "tiles", "natural"), (0.5, 2.0), tex_ood),
+                 light_range=2.0 + 6.0 * rng.random())
+    if lay.wall_clutter:
+        for wall, span, at in (("back", (room.left, room.right), room.back), ("left", (0.5, room.back), room.left),
+                               ("right", (0.5, room.back), room.right)):
+            scene["clutter"] += _wall_clutter(rng, wall, span, at, room.ceiling, tex_ood)
+    prims, objects = interiors.furnish(rng, family, room, lambda kinds, scale: _tex(rng, kinds, scale, tex_ood), tex_ood)
+    scene["clutter"] += prims
+    scene["objects"] += objects
+    width = room.right - room.left
+    cam_x = (room.left + 0.4 * width, room.right - 0.4 * width)
+    return Background(bg_id, family, room.walk_x, room.walk_z, cam_x, scene, lay.object_scale, lay.cam_height)
+
+
 def _light(rng) -> np.ndarray:
     """A unit light direction (towards the light), from above, any azimuth."""
     v = np.array([2.0 * rng.random() - 1.0, 0.6 + 1.0 * rng.random(), 2.0 * rng.random() - 1.5])
@@ -283,11 +317,6 @@ def _light(rng) -> np.ndarray:
 
 
 # --- rendering --------------------------------------------------------------------------------
-
-
-def lambert(normal, light, ambient=0.45, diffuse=0.65):
-    nl = normal[0] * light[0] + normal[1] * light[1] + normal[2] * light[2]
-    return ambient + diffuse * np.clip(nl, 0.0, 1.0)
 
 
 def view_light(bg: Background, seed: int, placement: int) -> np.ndarray:
@@ -350,7 +379,7 @@ def trace(bg: Background, cam: Camera, u, v, light) -> tuple[np.ndarray, np.ndar
         normal = [np.where(hit, n, normal[a]) for a, n in enumerate((0.0, 0.0, -1.0))]
     clutter = scene["clutter"]
     if clutter:
-        hit_c = intersect(clutter, (ox, oy, oz), (dx, dy, dz))
+        hit_c = intersect(clutter, (ox, oy, oz), (dx, dy, dz), windows=_windows(clutter, cam, shape))
         hit = hit_c["t"] < t
         t = np.where(hit, hit_c["t"], t)
         surface = np.where(hit, 100 + hit_c["index"], surface)
@@ -391,22 +420,16 @@ def trace(bg: Background, cam: Camera, u, v, light) -> tuple[np.ndarray, np.ndar
     return np.clip(rgb, 0.0, 1.0), t, surface == 0
 
 
-def pixel_centres(size: int, offset: float = 0.5, step: int = 1) -> np.ndarray:
-    """Normalised coordinates of pixel centres (or of sub-pixel samples) along one axis."""
-    return (np.arange(size * step, dtype=np.float64) + offset) / (size * step)
-
-
-def box_mean(a: np.ndarray) -> np.ndarray:
-    """Mean over SUPERSAMPLE x SUPERSAMPLE blocks: [H*k, W*k, C] -> [H, W, C].
-
-    Explicit sums: a fixed order of additions on every machine."""
-    k = SUPERSAMPLE
-    a = a.reshape(a.shape[0] // k, k, a.shape[1] // k, k, a.shape[2])
-    acc = np.zeros(a[:, 0, :, 0].shape)
-    for i in range(k):
-        for j in range(k):
-            acc = acc + a[:, i, :, j, :]
-    return acc / (k * k)
+def _windows(prims, cam: Camera, shape) -> list[tuple[int, int, int, int]] | None:
+    """Per primitive, the block of a square grid of rays (`pixel_centres`) that can hit it."""
+    if len(shape) != 2 or shape[0] != shape[1]:
+        return None
+    out = []
+    for prim in prims:
+        lo, hi = prim.bounds()
+        corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
+        out.append(cam.pixel_window(corners[:, 0], corners[:, 1], corners[:, 2], shape[0]))
+    return out
 
 
 def render_view(bg: Background, cam: Camera, size: int, light) -> dict[str, np.ndarray]:

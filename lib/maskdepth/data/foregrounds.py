@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from maskdepth.data import textures
-from maskdepth.data.backgrounds import SUPERSAMPLE, box_mean, lambert
 from maskdepth.data.camera import Camera
+from maskdepth.data.shading import SUPERSAMPLE, box_mean, lambert
 from maskdepth.data.shapes import Primitive, intersect, surface_coords
 
 FAMILIES = ("person", "crate", "ball", "vase", "chair", "table", "cone", "plant", "bin", "animal", "lamp")

@@ -1,7 +1,8 @@
 """Placement geometry: where on a view's floor, and how large, each sample's object stands.
 
 A placement of (bg, fg, placement index) is a foot point (u, v) in normalised image
-coordinates plus a size jitter `scale`, a pure function of (seed, bg, fg, placement) through
+coordinates plus a size factor `scale` (the scene's own scale, `Background.object_scale`,
+times a jitter), a pure function of (seed, bg, fg, placement) through
 counter-based hashing and the view's exact camera (`sources.view_cameras`). `place` returns
 them as integers of 1e-6 (QUANT), the form `manifest` stores them in, so the CSV holds them
 exactly and the object's pose is reproducible from the manifest alone.
@@ -32,6 +33,7 @@ SMALL_SHARE = 0.2
 HEIGHT_MAX = 0.92
 WIDTH_MAX = 0.9
 TOP_MIN, TOP_CUT, CUT_SHARE = 0.02, 0.15, 0.12
+CUT_SHARE_CLOSE = 0.3  # scenes of their own scale (close-ups, desks): objects cut by the frame more often
 V_BOTTOM, BOTTOM_SPREAD = 0.99, 0.12
 U_MARGIN = 0.08
 SCALE_JITTER = 0.1
@@ -70,7 +72,7 @@ def depth_for_top_row(v_top, size_m, h, s, c, f):
 
 
 def place(spec: SourceSpec, bg: np.ndarray, fg: np.ndarray, placement: np.ndarray, objects=None):
-    """Foot points and scale jitter for (bg, fg, placement) triples, as integers of 1e-6.
+    """Foot points and size factors for (bg, fg, placement) triples, as integers of 1e-6.
 
     A target mask area (see the placement rules above) becomes a target pixel height through
     the object's bounding-box aspect and coverage, then a foot depth through the camera
@@ -81,12 +83,16 @@ def place(spec: SourceSpec, bg: np.ndarray, fg: np.ndarray, placement: np.ndarra
     obj = objects or _object_columns(spec)
     scenes = scene_table(spec)
     bg = np.asarray(bg, dtype=np.int64)
-    r_area, r_u, r_scale, r_small, r_cut, r_bottom = (hash_uniform(spec.seed, 3, bg, fg, placement, k)
-                                                      for k in range(6))
+    r_area, r_u, r_scale, r_small, r_cut, r_bottom, r_size = (hash_uniform(spec.seed, 3, bg, fg, placement, k)
+                                                              for k in range(7))
     cams = view_cameras(spec, bg, placement)
     cam = Camera(**cams)
     h, s, c, f = cams["height"], cams["sin_pitch"], cams["cos_pitch"], cams["focal"]
-    scale = 1.0 - SCALE_JITTER + 2.0 * SCALE_JITTER * r_scale
+    size_lo = np.array([sc.object_scale[0] for sc in scenes])[bg]
+    size_hi = np.array([sc.object_scale[1] for sc in scenes])[bg]
+    close = np.array([sc.cam_height is not None for sc in scenes])[bg]
+    # the scene's size factor (miniatures on a desk), times the jitter
+    scale = (size_lo + (size_hi - size_lo) * r_size) * (1.0 - SCALE_JITTER + 2.0 * SCALE_JITTER * r_scale)
     size_m = obj["height"][fg] * scale
     half_width = 0.5 * obj["width"][fg] * scale
     aspect = obj["width"][fg] / obj["height"][fg]
@@ -95,7 +101,7 @@ def place(spec: SourceSpec, bg: np.ndarray, fg: np.ndarray, placement: np.ndarra
     hi = np.where(small, AREA_NEAR_MIN, AREA_NEAR_MAX)
     area = lo * (hi / lo) ** r_area
     frac = np.minimum(np.sqrt(area / (aspect * obj["coverage"][fg])), np.minimum(HEIGHT_MAX, 1.0 / aspect))
-    cut = r_cut < CUT_SHARE
+    cut = r_cut < np.where(close, CUT_SHARE_CLOSE, CUT_SHARE)
     top_min = np.where(cut, -TOP_CUT, TOP_MIN)
     v_bottom = V_BOTTOM - BOTTOM_SPREAD * r_bottom
     z_near = h / (((v_bottom - 0.5) / f) * c + s)  # ground depth at the bottom margin

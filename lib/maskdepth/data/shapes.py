@@ -136,24 +136,46 @@ def _cylinder(p: Primitive, o, d):
 _INTERSECT = {"box": _box, "ellipsoid": _ellipsoid, "cylinder": _cylinder}
 
 
-def intersect(prims: list[Primitive], o, d) -> dict:
+def intersect(prims: list[Primitive], o, d, windows=None) -> dict:
     """Nearest hit of rays (origin o, direction d: 3-tuples of broadcastable arrays) with `prims`.
 
     Returns {"t": z-depth (inf for a miss), "index": primitive index (-1 for a miss),
     "normal": unit normal (3 arrays), "point": hit point (3 arrays)}, all in the frame of o, d.
+    `windows` (2-D rays only): per primitive, the (y0, y1, x0, x1) block of rays that can hit it
+    (e.g. `Camera.pixel_window` of its bounds); the others are not traced against it. Every ray's
+    arithmetic is the same, so a conservative window gives the same bytes, in far less time
+    when many small primitives each cover a few pixels.
     """
     shape = np.broadcast(*o, *d).shape
     best = np.full(shape, np.inf)
     index = np.full(shape, -1, dtype=np.int32)
     normal = [np.zeros(shape) for _ in range(3)]
+    if windows is not None:
+        o = [np.broadcast_to(a, shape) for a in o]
+        d = [np.broadcast_to(a, shape) for a in d]
     for i, prim in enumerate(prims):
-        t, n = _INTERSECT[prim.kind](prim, o, d)
-        better = t < best
+        if windows is None:
+            t, n = _INTERSECT[prim.kind](prim, o, d)
+            better = t < best
+            if not better.any():
+                continue
+            best = np.where(better, t, best)
+            index = np.where(better, i, index)
+            normal = [np.where(better, n[a], normal[a]) for a in range(3)]
+            continue
+        y0, y1, x0, x1 = windows[i]
+        if y0 >= y1 or x0 >= x1:
+            continue
+        block = (slice(y0, y1), slice(x0, x1))
+        t, n = _INTERSECT[prim.kind](prim, [a[block] for a in o], [a[block] for a in d])
+        sub = best[block]
+        better = t < sub
         if not better.any():
             continue
-        best = np.where(better, t, best)
-        index = np.where(better, i, index)
-        normal = [np.where(better, n[a], normal[a]) for a in range(3)]
+        best[block] = np.where(better, t, sub)
+        index[block] = np.where(better, i, index[block])
+        for a in range(3):
+            normal[a][block] = np.where(better, n[a], normal[a][block])
     norm = np.sqrt(normal[0] * normal[0] + normal[1] * normal[1] + normal[2] * normal[2])
     norm = np.where(norm > 0.0, norm, 1.0)
     tt = np.where(np.isfinite(best), best, 0.0)

@@ -29,14 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from maskdepth.data.backgrounds import Background, background_params, render_view, view_light
-from maskdepth.data.camera import Camera, camera_at, draw_cameras
+from maskdepth.data.camera import HEIGHT_MIN, TRAIN_HEIGHT_MAX, Camera, camera_at, draw_cameras
 from maskdepth.data.foregrounds import Foreground, foreground_params
 from maskdepth.errors import MaskdepthError
 from maskdepth.fileio import atomic_path
 from maskdepth.progress import progress
 
 # Bump when a change to the generators changes the sources' bytes: it invalidates caches.
-GENERATOR_VERSION = "maskdepth-synth/3"
+GENERATOR_VERSION = "maskdepth-synth/4"
 MIN_SIZE, MAX_SIZE = 16, 512
 
 
@@ -97,14 +97,38 @@ def object_table(spec: SourceSpec) -> tuple[Foreground, ...]:
     return tuple(foreground_params(spec.seed, i, ood=i >= spec.first_ood_fg) for i in range(spec.n_fg_total))
 
 
+# A scene with its own camera height range keeps the floor in view: the bottom row's ray meets
+# the floor within this share of the walkable floor's depth (lower cameras where it would not).
+FLOOR_IN_VIEW = 0.6
+CAMERA_HEIGHT_FLOOR = 0.25
+
+
 def view_cameras(spec: SourceSpec, bg, placement) -> dict[str, np.ndarray]:
-    """Camera parameters of views (bg, placement) (vectorised); `x` in metres inside the scene."""
+    """Camera parameters of views (bg, placement) (vectorised); `x` in metres inside the scene.
+
+    A scene of its own scale (`Background.cam_height`: a desk, a close-up) maps the drawn height
+    range HEIGHT_MIN..TRAIN_HEIGHT_MAX linearly onto its own (the held-out high cameras above it
+    alike), then lowers the camera where the floor in front of its far clutter would not be in view."""
     bg = np.asarray(bg, dtype=np.int64)
     params = draw_cameras(spec.seed, bg, placement, ood=bg >= spec.first_ood_bg)
     scenes = scene_table(spec)
     lo = np.array([s.cam_x[0] for s in scenes])[bg]
     hi = np.array([s.cam_x[1] for s in scenes])[bg]
     params["x"] = lo + (hi - lo) * params["x"]
+    own = np.array([s.cam_height is not None for s in scenes])[bg]
+    if own.any():
+        h_lo = np.array([(s.cam_height or (HEIGHT_MIN, 0.0))[0] for s in scenes])[bg]
+        h_hi = np.array([(s.cam_height or (0.0, TRAIN_HEIGHT_MAX))[1] for s in scenes])[bg]
+        walk_z = np.array([s.walk_z for s in scenes])[bg]
+        frac = (params["height"] - HEIGHT_MIN) / (TRAIN_HEIGHT_MAX - HEIGHT_MIN)
+        height = h_lo + (h_hi - h_lo) * frac
+        # tan(pitch + half the vertical field of view), by the tangent addition formula
+        tp, tf = params["sin_pitch"] / params["cos_pitch"], 0.5 / params["focal"]
+        den = 1.0 - tp * tf
+        with np.errstate(divide="ignore"):
+            limit = np.where(den > 0.0, FLOOR_IN_VIEW * walk_z * (tp + tf) / np.where(den > 0.0, den, 1.0), np.inf)
+        height = np.minimum(height, np.maximum(limit, CAMERA_HEIGHT_FLOOR))
+        params["height"] = np.where(own, height, params["height"])
     return params
 
 

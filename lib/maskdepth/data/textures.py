@@ -8,13 +8,19 @@ byte-identical sources on any machine.
 A texture is a small dict (`kind`, colours `c1`/`c2`, `scale` in metres, ...) drawn by
 `random_texture` from a numpy Generator, evaluated with `shade(texture, s, t)` at surface
 coordinates (s, t) in metres.
+
+Photographs are not flat colours: their spectra fall as 1/f (every scale holds detail), their
+colours are mostly dull, dark-heavy and vary more in brightness than in hue. `natural` is
+such 1/f noise, `wood` grain with growth rings, `cloth` a weave with soft folds; half of all
+colours are drawn from those photographic statistics (`natural_colour`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-KINDS = ("checks", "stripes", "bricks", "noise", "gradient", "windows", "planks", "tiles", "marble", "fabric", "dots")
+KINDS = ("checks", "stripes", "bricks", "noise", "gradient", "windows", "planks", "tiles", "marble", "fabric", "dots",
+         "natural", "wood", "cloth")
 # Held out of every train split: seen only in the `ood` validation split (see data_manifests/README.md).
 OOD_KINDS = ("marble",)
 TRAIN_KINDS = tuple(k for k in KINDS if k not in OOD_KINDS)
@@ -104,12 +110,31 @@ def random_colour(rng: np.random.Generator, lo: float = 0.08, hi: float = 0.95) 
     return lo + (hi - lo) * rng.random(3)
 
 
+# Opponent colour axes (yellow-blue, red-green) in RGB: surfaces in photographs vary mostly in
+# brightness, a little along yellow-blue (warm browns, greys, cool blues), least along red-green.
+_WARM = np.array([1.0, 0.25, -1.1])
+_GREEN = np.array([-0.7, 1.0, -0.3])
+
+
+def natural_colour(rng: np.random.Generator) -> np.ndarray:
+    """A colour with the statistics of real surfaces: dark-heavy brightness, mostly low
+    saturation, hues biased warm (wood, brick, skin, soil) over cool."""
+    r = rng.random(4)
+    lum = 0.05 + 0.85 * r[0] * r[0]
+    sat = r[1] * r[1]
+    rgb = lum * (1.0 + sat * (0.55 * (r[2] - 0.3) * _WARM + 0.35 * (r[3] - 0.5) * _GREEN))
+    return np.clip(rgb, 0.02, 0.97)
+
+
 def random_texture(rng: np.random.Generator, kinds=TRAIN_KINDS, scale=(0.2, 1.2), colour=None) -> dict:
     """Draw a texture: kind, two colours, a scale in metres, an axis and a noise key.
 
     `colour` fixes the base colour (e.g. skin, a traffic cone's orange)."""
     kind = kinds[int(rng.integers(len(kinds)))]
-    c1 = random_colour(rng) if colour is None else np.asarray(colour, dtype=np.float64)
+    if colour is not None:
+        c1 = np.asarray(colour, dtype=np.float64)
+    else:
+        c1 = natural_colour(rng) if rng.random() < 0.5 else random_colour(rng)
     # The second colour is a related shade, so patterns look like materials, not confetti.
     c2 = np.clip(c1 * (0.45 + 0.5 * rng.random()) + 0.25 * rng.random(3) * rng.random(), 0.0, 1.0)
     return {
@@ -187,6 +212,26 @@ def shade(texture: dict, s: np.ndarray, t: np.ndarray) -> np.ndarray:
         warp = np.floor(ss / (0.1 * a)) % 2.0
         weft = np.floor(tt / (0.1 * a)) % 2.0
         rgb = _mix(c1, c2, 0.35 * (warp * weft) + 0.4 * fbm(ss / a, tt / a, key, octaves=2))
+    elif kind == "natural":
+        # 1/f noise: six octaves, each twice as fine and half as strong (the amplitude spectrum
+        # of photographs), modulating brightness; a coarser noise moves the hue between c1 and c2.
+        lum = fbm(ss / a, tt / a, key, octaves=6)
+        hue = value_noise(ss / (2.0 * a), tt / (2.0 * a), key + 3)
+        rgb = _mix(c1, c2, hue) * (0.35 + 1.3 * lum)[..., None]
+    elif kind == "wood":
+        # Growth rings across s, bent by a slow noise, dark late-wood at the end of each ring;
+        # fine streaks along the grain (t).
+        bend = fbm(ss / (2.0 * a), tt / (6.0 * a), key, octaves=3)
+        w = (ss + 1.2 * a * bend) / (0.12 * a)
+        ring = w - np.floor(w)
+        streak = fbm(ss / (0.02 * a), tt / (1.5 * a), key + 2, octaves=2)
+        rgb = _mix(c1, c2, 0.65 * ring * ring * ring + 0.35 * streak)
+    elif kind == "cloth":
+        # A fine weave under soft folds: brightness bands along a warped coordinate.
+        weave = (np.floor(ss / (0.04 * a)) + np.floor(tt / (0.04 * a))) % 2.0
+        fold = ss / a + 0.8 * fbm(ss / a, tt / (3.0 * a), key, octaves=2)
+        tri = np.abs(2.0 * (fold - np.floor(fold)) - 1.0)
+        rgb = _mix(c1, c2, 0.15 * weave) * (0.6 + 0.5 * tri)[..., None]
     elif kind == "dots":
         fs = ss / a - np.floor(ss / a) - 0.5
         ft = tt / a - np.floor(tt / a) - 0.5
