@@ -7,7 +7,7 @@ loss and optimizer stepping on a batch already in memory: the model's cost alone
 2, 3 and 6).
 
 "The default" is what `maskdepth run --stage 1k` trains: the stage's model (`joint` with
-`maskdepth.stages.MODEL_KWARGS`), channels_last and, on a CPU, bf16 autocast only where it
+`TrainConfig`'s default `model_kwargs`), channels_last and, on a CPU, bf16 autocast only where it
 times clearly faster than float32 (`maskdepth.training.precision`, the trainer's own choice),
 float16 autocast on CUDA (`default_config`, `default_precision`, `default_rig`). `trainer_augment` is the trainer's batch augmentation
 (zoom, then photometric) exactly as `Trainer.train_one_epoch` applies it.

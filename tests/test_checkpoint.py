@@ -17,7 +17,7 @@ INFO = {"task": "joint", "tasks": ["mask", "depth"], "input_mode": "fg_bg", "inp
 
 def _model():
     torch.manual_seed(0)
-    return create_model("joint", base_channels=8).eval()
+    return create_model("joint", encoder="lean", context=False, base_channels=8).eval()
 
 
 @pytest.fixture()

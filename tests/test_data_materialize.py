@@ -162,7 +162,7 @@ def test_one_epoch_of_training_on_a_materialized_directory(tmp_path, packed_dir)
 
     cfg = TrainConfig.from_mapping(dict(
         data=str(packed_dir), size=SIZE, batch_size=8, val_batch_size=16, epochs=1, progress_bar=False,
-        tensorboard=False, model_kwargs={"base_channels": 8}, out_dir=str(tmp_path / "run"), workers=0,
+        tensorboard=False, model_kwargs={"encoder": "lean", "context": False, "base_channels": 8}, out_dir=str(tmp_path / "run"), workers=0,
     ))
     metrics = train(cfg)
     history = json.loads((tmp_path / "run" / "history.json").read_text())

@@ -228,7 +228,7 @@ def test_a_training_run_logs_the_depth_grid_and_its_hparams(tmp_path):
 
     cfg = TrainConfig.from_mapping({
         "data": "playground", "size": 32, "batch_size": 8, "val_batch_size": 16, "epochs": 1, "progress_bar": False,
-        "model_kwargs": {"base_channels": 8}, "tensorboard": True, "grid_every": 1, "lr": 1e-3,
+        "model_kwargs": {"encoder": "lean", "context": False, "base_channels": 8}, "tensorboard": True, "grid_every": 1, "lr": 1e-3,
         "out_dir": str(tmp_path / "run"),
     })
     metrics = train(cfg)
@@ -244,7 +244,7 @@ def test_a_training_run_logs_the_depth_grid_and_its_hparams(tmp_path):
     start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
     hparams = start.session_start_info.hparams
     assert hparams["lr"].number_value == pytest.approx(1e-3) and hparams["model"].string_value == "joint"
-    assert hparams["model_kwargs"].string_value == '{"base_channels": 8}'
+    assert json.loads(hparams["model_kwargs"].string_value) == {"encoder": "lean", "context": False, "base_channels": 8}
     assert "out_dir" not in hparams
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
     names = {m.name.tag for m in experiment.metric_infos}

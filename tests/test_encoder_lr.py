@@ -13,7 +13,7 @@ from maskdepth.training.optim import Schedule, build_optimizer, param_groups
 
 def _setup(encoder_lr, schedule="onecycle"):
     cfg = TrainConfig(encoder_lr=encoder_lr, lr=0.01, schedule=schedule, epochs=3)
-    model = create_model("joint", base_channels=8)
+    model = create_model("joint", encoder="lean", context=False, base_channels=8)
     extra = [torch.nn.Parameter(torch.zeros(2))]  # e.g. the loss's learned task weights
     optimizer = build_optimizer(cfg, param_groups(cfg, model, extra))
     return cfg, model, extra, optimizer, Schedule(cfg, optimizer, steps_per_epoch=4)

@@ -23,7 +23,7 @@ def checkpoints(tmp_path_factory):
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("ckpt")
     joint6 = folder / "joint6.pt"
-    save_checkpoint(joint6, create_model("joint", in_channels=6, base_channels=8),
+    save_checkpoint(joint6, create_model("joint", in_channels=6, encoder="lean", context=False, base_channels=8),
                     info={"task": "joint", "input_mode": "bg_fg_bg", "input_size": [48, 64]})
     mask = folder / "mask.pt"
     save_checkpoint(mask, create_model("lean_unet", task="mask"),

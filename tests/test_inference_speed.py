@@ -23,7 +23,7 @@ def trained(tmp_path_factory):
     torch.manual_seed(0)
     ds = build_dataset("playground", "train", size=SIZE)
     batch = torch.utils.data.default_collate([ds[i] for i in range(len(ds))])
-    model = create_model("joint", base_channels=8)
+    model = create_model("joint", encoder="lean", context=False, base_channels=8)
     loss = build_loss(task="joint", mask_loss="bce_dice", depth_loss="l1", weights={"mask": 1.0, "depth": 1.0})
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for _ in range(100):
@@ -53,7 +53,7 @@ def test_folded_channels_last_network_gives_the_checkpoints_outputs(trained):
     got = _stacked(predictor.run(list(images)))
     for key in ("mask", "depth"):
         assert torch.allclose(got[key], expected[key], rtol=1e-4, atol=1e-4), key
-    folded = fold_batchnorm(create_model("joint", base_channels=8).eval())
+    folded = fold_batchnorm(create_model("joint", encoder="lean", context=False, base_channels=8).eval())
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
     with pytest.raises(MaskdepthError, match="precision"):
         Predictor(path, device="cpu", precision="half")

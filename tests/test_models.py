@@ -30,11 +30,11 @@ from maskdepth.models import (
 # this list in step with the registry.
 CASES = [
     ("joint", {}),
-    ("joint", {"encoder": "resnet18", "base_channels": 8}),
-    ("joint", {"num_stages": 5, "max_channels": 64, "context": True}),
-    ("joint", {"num_stages": 3, "base_channels": 8, "space_to_depth": 2, "mask_to_depth": True}),
+    ("joint", {"encoder": "resnet18", "base_channels": 8, "weights": "none"}),
+    ("joint", {"encoder": "lean", "num_stages": 5, "max_channels": 64, "context": True}),
+    ("joint", {"encoder": "lean", "num_stages": 3, "base_channels": 8, "space_to_depth": 2, "mask_to_depth": True}),
     ("joint", {"encoder": "efficientnet_lite0", "context": True}),
-    ("joint", {"encoder": "mobilenet_v3_large", "base_channels": 8}),
+    ("joint", {"encoder": "mobilenet_v3_large", "base_channels": 8, "weights": "none"}),
     ("lean_unet", {"task": "mask"}),
     ("lean_unet", {"task": "depth"}),
     ("lean_unet", {"task": "depth", "seed_head": True}),
@@ -47,6 +47,13 @@ IDS = [name + "".join(f"-{k}={v}" for k, v in kw.items()) for name, kw in CASES]
 SEED_LEAN_PARAMS = 507_203
 SEED_RESNET_SUMMARY_PARAMS = 28_976_321  # the backbone listed twice by the summary tool
 RESNET_UNET_PARAMS = 17_799_809
+
+
+def _fresh(name):
+    """Rebuild without initial weights, as a checkpoint does (its state_dict replaces them)."""
+    from maskdepth.models import model_options
+
+    return {"weights": "none"} if "weights" in model_options(name) else {}
 
 
 def _expected_tasks(name, kwargs):
@@ -124,7 +131,7 @@ class TestEveryModel:
         saved = torch.load(path, weights_only=True)
         spec = saved["spec"]
         assert spec["name"] == name and spec["in_channels"] == 6
-        rebuilt = create_model(spec["name"], in_channels=spec["in_channels"], **spec["kwargs"])
+        rebuilt = create_model(spec["name"], in_channels=spec["in_channels"], **spec["kwargs"], **_fresh(spec["name"]))
         rebuilt.load_state_dict(saved["state"])
         x = _batch(model, 6, 64)
         with torch.no_grad():
@@ -263,7 +270,7 @@ def test_bad_options_are_named():
 
 
 def test_spec_holds_every_option_and_not_the_weights_file():
-    model = create_model("joint", in_channels=6, base_channels=8)
+    model = create_model("joint", in_channels=6, encoder="lean", context=False, base_channels=8)
     assert model.maskdepth_spec == {
         "name": "joint",
         "in_channels": 6,
@@ -274,7 +281,7 @@ def test_spec_holds_every_option_and_not_the_weights_file():
 
 
 def test_joint_base_channels_scales_width():
-    small, big = create_model("joint", base_channels=8), create_model("joint", base_channels=16)
+    small, big = create_model("joint", encoder="lean", context=False, base_channels=8), create_model("joint", encoder="lean", context=False, base_channels=16)
     # Conv weights grow with width squared, so doubling width nearly quadruples parameters.
     assert 3.5 < count_parameters(big) / count_parameters(small) < 4.0
 
@@ -303,7 +310,7 @@ def test_weights_load_into_the_encoder_for_3_channels(resnet18_file, name):
     for key, value in loaded.items():
         assert torch.equal(value, state[key]), key
     assert "weights" not in model.maskdepth_spec["kwargs"]
-    rebuilt = create_model(name, **model.maskdepth_spec["kwargs"])  # no weights file needed
+    rebuilt = create_model(name, **model.maskdepth_spec["kwargs"], **_fresh(name))  # no weights file needed
     rebuilt.load_state_dict(model.state_dict())
 
 
@@ -339,7 +346,7 @@ def test_weights_file_errors_name_the_file(tmp_path, resnet18_file):
         create_model("resnet_unet", weights=r34)
     path, _ = resnet18_file
     with pytest.raises(MaskdepthError, match="encoder lean has no pretrained weights"):
-        create_model("joint", weights=path)
+        create_model("joint", encoder="lean", weights=path)
 
 
 # ---- CLI ------------------------------------------------------------------------------------
@@ -373,7 +380,7 @@ def test_cli_models_table_and_bad_size(capsys):
 def test_space_to_depth_has_no_full_resolution_layer_and_predicts_every_pixel():
     """space_to_depth=2: every conv works at stride >= 2, yet each output pixel has its own
     value (PixelShuffle of s*s channels), and every input pixel reaches the output."""
-    model = create_model("joint", num_stages=3, base_channels=8, space_to_depth=2).eval()
+    model = create_model("joint", encoder="lean", context=False, num_stages=3, base_channels=8, space_to_depth=2).eval()
     assert model.size_multiple == 16 and model.encoder.strides == (2, 4, 8, 16)
     seen = []
     hooks = [m.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[-1]))
@@ -392,5 +399,5 @@ def test_space_to_depth_has_no_full_resolution_layer_and_predicts_every_pixel():
     with pytest.raises(MaskdepthError, match="space_to_depth=2 needs the lean encoder"):
         create_model("joint", encoder="resnet18", space_to_depth=2)
     with pytest.raises(MaskdepthError, match="space_to_depth must be 1 or 2"):
-        create_model("joint", space_to_depth=3)
+        create_model("joint", encoder="lean", space_to_depth=3)
 

@@ -31,7 +31,7 @@ def test_committed_notebooks_are_thin_and_clean(path):
 
 @pytest.mark.slow
 def test_ablation_notebook(tmp_path):
-    small = {"size": 32, "batch_size": 8, "model_kwargs": {"base_channels": 4, "max_channels": 16}}
+    small = {"size": 32, "batch_size": 8, "model_kwargs": {"encoder": "lean", "context": False, "base_channels": 4, "max_channels": 16}}
     run = run_single_notebook("ablation", {"recipes": {"a": small, "b": {**small, "depth_loss": "l1_msgrad"}},
                                            "data": "playground", "epochs": 1},
                               name="abl", root=tmp_path, log=lambda _: None)

@@ -221,7 +221,7 @@ def test_gate_decision_names_exactly_the_passing_run_with_the_same_settings(tmp_
     gate = get_stage("playground").gate
     at = {**_nested(dict(gate)), "n_samples": {"seen": 8, "unseen": 8, "ood": 8}}
     below = {**at, "seen": {**at["seen"], "iou": _just_past("playground", "seen.iou", gate["seen.iou"])}}
-    other = {"model_kwargs": {"base_channels": 8}}
+    other = {"model_kwargs": {"encoder": "lean", "context": False, "base_channels": 8}}
     _stage_run(tmp_path, "20260101-000000-match", monkeypatch, metrics=at)
     _stage_run(tmp_path, "20260101-000001-failed", monkeypatch, metrics=None)
     _stage_run(tmp_path, "20260101-000002-below", monkeypatch, metrics=below)
@@ -319,7 +319,7 @@ def test_log_tail_throttles_epoch_lines_and_waits_for_whole_lines(tmp_path):
     assert shown[-1] == "epoch   4/4 | loss 0.7" and len(shown) == 5  # the last epoch always shows
 
 
-SLOW_EPOCHS = ["-p", "epochs", "30", "-p", "size", "32", "-p", "model_kwargs", '{"base_channels": 8}']
+SLOW_EPOCHS = ["-p", "epochs", "30", "-p", "size", "32", "-p", "model_kwargs", '{"encoder": "lean", "context": false, "base_channels": 8}']
 
 
 @pytest.mark.slow
@@ -382,7 +382,7 @@ def test_sigterm_marks_the_stage_interrupted_and_resume_reaches_the_uninterrupte
     assert [e["epoch"] for e in json.loads((run / "history.json").read_text())["epochs"]] == list(range(1, 31))
 
     ref = subprocess.run([sys.executable, "-m", "maskdepth", "train", "--data", "playground", "--epochs", "30",
-                          "--size", "32", "--model-kwargs", '{"base_channels": 8}', "--out", str(tmp_path / "ref")],
+                          "--size", "32", "--model-kwargs", '{"encoder": "lean", "context": false, "base_channels": 8}', "--out", str(tmp_path / "ref")],
                          capture_output=True, text=True, env=env, timeout=600)
     assert ref.returncode == 0, ref.stderr[-3000:]
     a = load_checkpoint(tmp_path / "ref" / "checkpoints" / "last.pt")

@@ -15,7 +15,7 @@ from maskdepth.train import TrainConfig, Trainer, train
 from maskdepth.training import precision as P
 
 TINY = dict(data="playground", size=32, batch_size=8, val_batch_size=16, epochs=1, lr=3e-3,
-            progress_bar=False, tensorboard=False, model_kwargs={"base_channels": 8})
+            progress_bar=False, tensorboard=False, model_kwargs={"encoder": "lean", "context": False, "base_channels": 8})
 
 
 @pytest.fixture
@@ -46,13 +46,13 @@ def test_bf16_needs_a_clear_speedup():
 def test_no_native_bf16_means_float32_without_timing(monkeypatch, own_cache):
     monkeypatch.setattr(device_mod, "cpu_has_fast_bf16", lambda: False)
     monkeypatch.setattr(P, "time_precisions", lambda *a, **k: pytest.fail("timed on a CPU without bf16"))
-    choice = P.choose_cpu_precision(create_model("joint", base_channels=4), 3, 32, 8,
+    choice = P.choose_cpu_precision(create_model("joint", encoder="lean", context=False, base_channels=4), 3, 32, 8,
                                     channels_last=False)
     assert choice.autocast == "off" and not choice.enabled and "no native bf16" in choice.reason
 
 
 def test_the_timing_decides_and_is_remembered(monkeypatch, own_cache):
-    model = create_model("joint", base_channels=4)
+    model = create_model("joint", encoder="lean", context=False, base_channels=4)
     calls = fake_timing(monkeypatch, 200.0, 100.0)
     first = P.choose_cpu_precision(model, 3, 32, 8, channels_last=False)
     assert first.autocast == "bf16" and first.label == "bf16 autocast" and "2.00x faster" in first.reason
@@ -66,7 +66,7 @@ def test_the_timing_decides_and_is_remembered(monkeypatch, own_cache):
 
 def test_timing_leaves_the_model_untouched():
     torch.manual_seed(0)
-    model = create_model("joint", base_channels=4).train()
+    model = create_model("joint", encoder="lean", context=False, base_channels=4).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     f32, bf16 = P.time_precisions(model, 3, 32, 4, channels_last=True, steps=1)
     assert f32 > 0 and bf16 > 0

@@ -37,11 +37,11 @@ def checkpoints(tmp_path_factory):
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("ckpt")
     return {
-        "joint": _save(folder / "joint.pt", create_model("joint", base_channels=8)),
+        "joint": _save(folder / "joint.pt", create_model("joint", encoder="lean", context=False, base_channels=8)),
         "mask": _save(folder / "mask.pt", create_model("lean_unet", task="mask"), task="mask"),
         "depth": _save(folder / "depth.pt", create_model("lean_unet", task="depth"), task="depth"),
         "joint6": _save(
-            folder / "joint6.pt", create_model("joint", in_channels=6, base_channels=8), input_mode="bg_fg_bg"
+            folder / "joint6.pt", create_model("joint", in_channels=6, encoder="lean", context=False, base_channels=8), input_mode="bg_fg_bg"
         ),
     }
 
@@ -765,10 +765,12 @@ def test_readme_python_example_runs(checkpoints, tmp_path, monkeypatch):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme[readme.index("### Predicting"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    assert "from maskdepth import predict" in code
-    run = tmp_path / "outputs" / "1k" / "my-run" / "checkpoints"
-    run.mkdir(parents=True)
-    shutil.copy(checkpoints["joint"], run / "best.pt")
+    assert "maskdepth.load(" in code and ".predict(" in code
+    run = tmp_path / "outputs" / "1k" / "my-run"
+    (run / "checkpoints").mkdir(parents=True)
+    shutil.copy(checkpoints["joint"], run / "checkpoints" / "best.pt")
+    (run / "config.json").write_text("{}")
+    (run / "metrics.json").write_text("{}")
     Image.fromarray(_noise(40, 60)).save(tmp_path / "photo.jpg")
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}

@@ -22,7 +22,7 @@ from maskdepth.runs import resolve_checkpoint
 def _run(folder, *, status="ok", passed=True, age=0):
     """A finished run folder with a tiny checkpoint; `age` seconds older than now."""
     (folder / "checkpoints").mkdir(parents=True)
-    save_checkpoint(folder / "checkpoints" / "best.pt", create_model("joint", base_channels=8),
+    save_checkpoint(folder / "checkpoints" / "best.pt", create_model("joint", encoder="lean", context=False, base_channels=8),
                     info={"task": "joint", "input_mode": "fg_bg", "input_size": [64, 64]})
     (folder / "config.json").write_text("{}")
     (folder / "metrics.json").write_text("{}")

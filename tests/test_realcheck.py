@@ -59,7 +59,7 @@ def checkpoint(tmp_path):
     torch.manual_seed(0)
     path = tmp_path / "run" / "checkpoints" / "best.pt"
     path.parent.mkdir(parents=True)
-    save_checkpoint(path, create_model("joint", base_channels=8),
+    save_checkpoint(path, create_model("joint", encoder="lean", context=False, base_channels=8),
                     info={"task": "joint", "input_mode": "fg_bg", "input_size": [64, 64]})
     return path
 

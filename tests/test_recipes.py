@@ -68,7 +68,7 @@ def test_mask_conditioned_depth_reads_the_mask_head():
     torch.manual_seed(0)
     x = torch.rand(1, 3, 32, 32)
     for conditioned in (True, False):
-        model = create_model("joint", 3, base_channels=8, mask_to_depth=conditioned).eval()
+        model = create_model("joint", 3, encoder="lean", context=False, base_channels=8, mask_to_depth=conditioned).eval()
         before = model(x)["depth"].detach().clone()
         with torch.no_grad():
             model.heads["mask"][-1].bias.add_(3.0)  # move only the mask logits
@@ -85,7 +85,7 @@ def test_recipe_config_merges_overrides_on_the_stage_defaults(tmp_path):
 
     cfg = recipe_config("m2d", {"model_kwargs": {"mask_to_depth": True}, "lr": 1e-3}, tmp_path,
                         data="1k", epochs=3, seed=1)
-    stage_kwargs = get_stage("1k").train_defaults["model_kwargs"]
+    stage_kwargs = get_stage("1k").train_defaults.get("model_kwargs", {})  # the stages keep the model's defaults
     assert cfg.model_kwargs == {**stage_kwargs, "mask_to_depth": True}
     assert (cfg.lr, cfg.epochs, cfg.seed, cfg.batch_size) == (1e-3, 3, 1, get_stage("1k").train_defaults["batch_size"])
     assert cfg.out_dir == str(tmp_path / "m2d")
@@ -96,7 +96,7 @@ def test_recipe_config_merges_overrides_on_the_stage_defaults(tmp_path):
 def test_ablation_trains_each_recipe_once_and_tabulates_all_splits(tmp_path):
     from maskdepth.ablation import COLUMNS, run_ablation
 
-    small = {"size": 32, "batch_size": 8, "val_batch_size": 16, "model_kwargs": {"base_channels": 4, "max_channels": 16}}
+    small = {"size": 32, "batch_size": 8, "val_batch_size": 16, "model_kwargs": {"encoder": "lean", "context": False, "base_channels": 4, "max_channels": 16}}
     recipes = {"plain": dict(small), "ssi": {**small, "depth_loss": "l1_ssi"}}
     first = run_ablation(recipes, tmp_path, data="playground", epochs=1)
     assert set(first["results"]) == {"plain", "ssi"}
@@ -161,7 +161,7 @@ def test_validate_writes_the_breakdown_for_a_stage(tmp_path):
     from maskdepth.validate import breakdown_markdown, validate
 
     cfg = TrainConfig.from_mapping({"data": "playground", "out_dir": str(tmp_path / "run"), "size": 32, "epochs": 1,
-                                    "batch_size": 8, "model_kwargs": {"base_channels": 4}, "tensorboard": False,
+                                    "batch_size": 8, "model_kwargs": {"encoder": "lean", "context": False, "base_channels": 4}, "tensorboard": False,
                                     "progress_bar": False, "grid_every": 0})
     train(cfg)
     metrics = validate(tmp_path / "run", split="ood", out_dir=tmp_path / "val", figures=False, progress_bar=False)
@@ -175,9 +175,55 @@ def test_validate_writes_the_breakdown_for_a_stage(tmp_path):
 def test_ablation_refuses_a_folder_holding_another_recipe(tmp_path):
     from maskdepth.ablation import run_ablation
 
-    small = {"size": 32, "batch_size": 8, "model_kwargs": {"base_channels": 4, "max_channels": 16}}
+    small = {"size": 32, "batch_size": 8, "model_kwargs": {"encoder": "lean", "context": False, "base_channels": 4, "max_channels": 16}}
     run_ablation({"r": small}, tmp_path, data="playground", epochs=1)
     before = (tmp_path / "r" / "metrics.json").read_bytes()
     with pytest.raises(MaskdepthError, match="recipe 'r'.*other settings.*depth_loss"):
         run_ablation({"r": {**small, "depth_loss": "l1_msgrad"}}, tmp_path, data="playground", epochs=1)
     assert (tmp_path / "r" / "metrics.json").read_bytes() == before
+
+
+def test_every_entry_point_trains_the_same_network(monkeypatch):
+    """maskdepth train (a stage or a folder), papermill on 02_train with no parameters, maskdepth run
+    --stage 1k and playground.ipynb build one model spec: the recipe lives in TrainConfig's defaults
+    and the registry's `joint`, and a stage changes only size, epochs, batch, lr and workers."""
+    import ast
+    import json as _json
+
+    from maskdepth.cli import build_parser
+    from maskdepth.cli.train import run as train_command
+    from maskdepth.models import model_info
+    from maskdepth.pipeline import notebooks_dir
+    from maskdepth.stages import STAGES, stage_defaults
+    from maskdepth.train import TrainConfig, build_model
+
+    built = {}
+
+    def capture(cfg):
+        built["cli"] = cfg
+
+    monkeypatch.setattr("maskdepth.train.train", capture)
+    monkeypatch.setattr("maskdepth.cli.train._write_page", lambda _: None)
+    train_command(build_parser().parse_args(["train", "--data", "1k", "--epochs", "1"]))
+    names = {f for f in TrainConfig.__dataclass_fields__}
+    configs = {
+        "maskdepth train --data 1k": built["cli"],
+        "02_train, no parameters": TrainConfig(),
+        "maskdepth run --stage 1k": TrainConfig.from_mapping(
+            {k: v for k, v in stage_defaults("1k").items() if k in names}),
+        "maskdepth train --data DIR": TrainConfig(data="/some/folder"),
+    }
+    nb = _json.loads((notebooks_dir() / "playground.ipynb").read_text())
+    params = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    values = {n.targets[0].id: ast.literal_eval(n.value) for n in ast.parse("".join(params["source"])).body}
+    configs["playground.ipynb"] = TrainConfig(model=values["model"], task=values["task"],
+                                              depth_loss=values["depth_loss"], mask_loss=values["mask_loss"])
+    specs = {name: build_model(cfg).maskdepth_spec for name, cfg in configs.items()}
+    assert len({_json.dumps(s, sort_keys=True) for s in specs.values()}) == 1, specs
+    losses = {(cfg.depth_loss, cfg.mask_loss, cfg.encoder_lr, cfg.weights) for cfg in configs.values()}
+    assert losses == {("l1_ssi", "bce_dice", 0.3, "")}
+    assert specs["02_train, no parameters"]["kwargs"]["encoder"] == "efficientnet_lite0"
+    for stage in STAGES.values():
+        assert set(stage.train_defaults) <= {"epochs", "batch_size", "lr", "workers"}
+    shown = model_info("joint")  # what `maskdepth models` prints for the default
+    assert shown["kwargs"] == specs["02_train, no parameters"]["kwargs"]

@@ -110,7 +110,7 @@ def _split_metrics(base: float) -> dict:
 def _fake_run(path: Path, *, status: str = "ok", base: float = 0.5, predictions: bool = True) -> Path:
     """A stage run folder as `maskdepth run` leaves it (minus checkpoints and TensorBoard)."""
     path.mkdir(parents=True)
-    config = {"data": "playground", "model": "joint", "model_kwargs": {"base_channels": 8}, "task": "joint",
+    config = {"data": "playground", "model": "joint", "model_kwargs": {"encoder": "lean", "context": False, "base_channels": 8}, "task": "joint",
               "size": 32, "epochs": 3, "lr": 0.003, "batch_size": 8, "seed": 0}
     (path / "config.json").write_text(json.dumps(config))
     epochs = [{"epoch": e, "lr": 0.001, "time_s": 1.5, "train": {"loss": 2.0 / e},
@@ -310,7 +310,7 @@ def trained_run(tmp_path_factory):
 
     run = tmp_path_factory.mktemp("train") / "tiny"
     assert main(["train", "--data", "playground", "--epochs", "1", "--size", "32", "--model-kwargs",
-                 '{"base_channels": 8}', "--no-progress-bar", "--out", str(run)]) == 0
+                 '{"encoder": "lean", "context": false, "base_channels": 8}', "--no-progress-bar", "--out", str(run)]) == 0
     assert (run / PAGE).is_file()  # written by `maskdepth train`
     validate(run, split="unseen", n_show=4, progress_bar=False)
     write_run_page(run)

@@ -27,7 +27,7 @@ from maskdepth.models import create_model
 def ckpt(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "best.pt"
     torch.manual_seed(0)
-    save_checkpoint(path, create_model("joint", base_channels=8),
+    save_checkpoint(path, create_model("joint", encoder="lean", context=False, base_channels=8),
                     info={"task": "joint", "input_mode": "fg_bg", "input_size": [32, 32], "tasks": ["mask", "depth"]},
                     config={"data": "playground", "size": 32})
     return path
@@ -253,7 +253,7 @@ def test_models_and_train_refuse_what_does_not_fit(tmp_path, capsys, monkeypatch
     monkeypatch.setenv("MASKDEPTH_MEMORY_LIMIT", "0.05")
     assert main(["models", "--size", "512"]) == 2
     assert "--size 512: model" in _one_line_error(capsys)
-    assert main(["train", "--data", "playground", "--model-kwargs", '{"base_channels": 64}', "--epochs", "1",
+    assert main(["train", "--data", "playground", "--model-kwargs", '{"encoder": "lean", "context": False, "base_channels": 64}', "--epochs", "1",
                  "--max-steps", "1", "--out", str(tmp_path / "run")]) == 2
     assert "needs about" in _one_line_error(capsys)
     assert not (tmp_path / "run" / "config.json").exists()

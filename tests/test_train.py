@@ -17,7 +17,7 @@ from maskdepth.errors import MaskdepthError
 from maskdepth.train import TrainConfig, TrainingDiverged, train
 
 TINY = dict(data="playground", size=32, batch_size=8, val_batch_size=16, epochs=2, lr=3e-3,
-            progress_bar=False, tensorboard=False, model_kwargs={"base_channels": 8})
+            progress_bar=False, tensorboard=False, model_kwargs={"encoder": "lean", "context": False, "base_channels": 8})
 
 
 def tiny_config(tmp_path, **overrides) -> TrainConfig:
@@ -177,7 +177,7 @@ def test_nan_validation_or_weights_never_become_a_checkpoint(tmp_path, monkeypat
     # a checkpoint holding NaN weights (written by hand) is refused by predict in one line
     from maskdepth.models import create_model
 
-    model = create_model("joint", base_channels=8)
+    model = create_model("joint", encoder="lean", context=False, base_channels=8)
     with torch.no_grad():
         next(model.parameters()).fill_(float("nan"))
     with pytest.raises(MaskdepthError, match="not written: the weights hold NaN"):
@@ -328,9 +328,9 @@ def test_a_fresh_run_refuses_any_earlier_run_and_resume_needs_the_same_model(tmp
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "already holds a run" in err and "pass --resume" in err
 
-    with pytest.raises(MaskdepthError, match=r"resume: .*last.pt was trained with model_kwargs=\{'base_channels': 8\}"):
-        train(tiny_config(tmp_path, epochs=2, resume=True, model_kwargs={"base_channels": 16}))
-    assert main([*argv, "--resume", "--model-kwargs", '{"base_channels": 16}']) == 2
+    with pytest.raises(MaskdepthError, match=r"resume: .*last.pt was trained with model_kwargs=\{.*'base_channels': 8\}"):
+        train(tiny_config(tmp_path, epochs=2, resume=True, model_kwargs={"encoder": "lean", "context": False, "base_channels": 16}))
+    assert main([*argv, "--resume", "--model-kwargs", '{"encoder": "lean", "context": False, "base_channels": 16}']) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "was trained with" in err
 
@@ -414,11 +414,11 @@ def test_cli_train_flags(tmp_path):
     from maskdepth.cli import main
 
     rc = main(["train", "--data", "playground", "--size", "32", "--epochs", "1", "--batch-size", "8",
-               "--no-tensorboard", "--no-progress-bar", "--model-kwargs", '{"base_channels": 8}',
+               "--no-tensorboard", "--no-progress-bar", "--model-kwargs", '{"encoder": "lean", "context": false, "base_channels": 8}',
                "--out-dir", str(tmp_path / "cli")])
     assert rc == 0
     cfg = json.loads((tmp_path / "cli" / "config.json").read_text())
-    assert cfg["epochs"] == 1 and cfg["batch_size"] == 8 and cfg["model_kwargs"] == {"base_channels": 8}
+    assert cfg["epochs"] == 1 and cfg["batch_size"] == 8 and cfg["model_kwargs"] == {"encoder": "lean", "context": False, "base_channels": 8}
     with pytest.raises(SystemExit) as refused:  # an enumerated option: argparse's choices refuse it
         main(["train", "--optimizer", "nope", "--out-dir", str(tmp_path / "bad")])
     assert refused.value.code == 2 and not (tmp_path / "bad").exists()
@@ -467,7 +467,7 @@ def test_extending_a_run_with_resume_and_the_run_keeps_its_settings(tmp_path, ca
 
     run = tmp_path / "run"
     argv = ["train", "--data", "playground", "--epochs", "2", "--size", "32", "--batch-size", "8", "--lr", "0.002",
-            "--no-tensorboard", "--no-progress-bar", "--model-kwargs", '{"base_channels": 8}', "--out", str(run)]
+            "--no-tensorboard", "--no-progress-bar", "--model-kwargs", '{"encoder": "lean", "context": false, "base_channels": 8}', "--out", str(run)]
     assert main(argv) == 0
     capsys.readouterr()
     assert main(["train", "--epochs", "3", "--resume", "--out", str(run)]) == 0
@@ -478,7 +478,7 @@ def test_extending_a_run_with_resume_and_the_run_keeps_its_settings(tmp_path, ca
     assert ckpt["epoch"] == 3 and ckpt["step"] == 9
     cfg = json.loads((run / "config.json").read_text())
     assert (cfg["epochs"], cfg["lr"], cfg["batch_size"], cfg["size"], cfg["data"]) == (3, 0.002, 8, 32, "playground")
-    assert cfg["model_kwargs"] == {"base_channels": 8} and not cfg["tensorboard"]
+    assert cfg["model_kwargs"] == {"encoder": "lean", "context": False, "base_channels": 8} and not cfg["tensorboard"]
     assert [e["epoch"] for e in json.loads((run / "history.json").read_text())["epochs"]] == [1, 2, 3]
     assert "resume:" in (run / "train.log").read_text()  # the console lines are kept in the run folder too
 

@@ -27,7 +27,7 @@ from maskdepth.train import TrainConfig, Trainer, evaluate
 
 # amp off: the untrained/trained margins were measured in float32 (auto would pick per CPU).
 LEARN = dict(data="1k", size=32, batch_size=16, val_batch_size=100, epochs=5, lr=3e-3, schedule="constant",
-             augment=False, amp="off", progress_bar=False, tensorboard=False, model_kwargs={"base_channels": 8},
+             augment=False, amp="off", progress_bar=False, tensorboard=False, model_kwargs={"encoder": "lean", "context": False, "base_channels": 8},
              depth_loss="l1_ssi", best_metric="seen.loss")
 SA_DELTA1_GAIN = 0.07  # trained minus untrained, unseen (higher is better)
 SA_ABS_REL_GAIN = 0.03  # untrained minus trained, unseen (lower is better)

@@ -45,7 +45,7 @@ def _make_run(root, model, task, tasks):
 @pytest.fixture(scope="module")
 def joint_run(tmp_path_factory):
     torch.manual_seed(0)
-    model = create_model("joint", base_channels=4).eval()
+    model = create_model("joint", encoder="lean", context=False, base_channels=4).eval()
     return _make_run(tmp_path_factory.mktemp("runs"), model, "joint", ["mask", "depth"]), model
 
 

@@ -23,7 +23,7 @@ from maskdepth.stages import LEAN_RECIPE, VAL_SPLITS, get_stage
 COLUMNS = ("iou", "delta1", "sa_delta1", "ordering")
 
 # What `maskdepth run --notebook ablation` runs unless told otherwise: the stage default
-# (`maskdepth.stages.RECIPE`) against the changes the recipe issue measured around it
+# (`TrainConfig`'s defaults) against the changes the recipe issue measured around it
 # (docs/recipes.md). Each value is a set of TrainConfig overrides.
 DEFAULT_RECIPES: dict[str, dict] = {
     "default": {},

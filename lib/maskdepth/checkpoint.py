@@ -248,12 +248,14 @@ def check_model_spec(ckpt: dict, source="checkpoint") -> None:
 
 
 def build_model_from_checkpoint(ckpt: dict, source="checkpoint") -> nn.Module:
-    from maskdepth.models import create_model
+    from maskdepth.models import create_model, model_options
 
     spec = ckpt["model_spec"]
     check_model_spec(ckpt, source)
     try:
-        model = create_model(spec["name"], in_channels=spec["in_channels"], **spec.get("kwargs", {}))
+        # the trained state_dict replaces any initial weights: none are read (the checkpoint chooses no file)
+        fresh = {"weights": "none"} if "weights" in model_options(spec["name"]) else {}
+        model = create_model(spec["name"], in_channels=spec["in_channels"], **spec.get("kwargs", {}), **fresh)
     except MaskdepthError as exc:
         raise MaskdepthError(f"{source}: {exc}") from exc
     except (TypeError, ValueError, KeyError) as exc:

@@ -7,8 +7,9 @@ the statistics its weights were trained with, so the rest of the project never k
 
 `register_encoder(name, description=..., imagenet=..., convert=...)` records what an encoder
 is; `get_encoder(name, in_channels, weights=None)` builds one, where `weights` is
-None / "" / "none" (random init), "imagenet" (the entry's source, see `pretrained`) or a
-local state_dict file in the format of that source. For 6 input channels (bg + fg_bg) the
+None / "" / "none" (random init), "imagenet" (the entry's source, see `pretrained`), a
+local state_dict file in the format of that source, or "default" (ImageNet where the encoder
+has such weights: what `joint` asks for unless told otherwise). For 6 input channels (bg + fg_bg) the
 first convolution's pretrained RGB filters are copied to both triplets and halved.
 
     lean                 small conv+BN+ReLU encoder with a stride-1 feature; random init only
@@ -29,6 +30,7 @@ from torch import nn
 from maskdepth.errors import MaskdepthError
 from maskdepth.models.blocks import ConvBNReLU
 from maskdepth.models.pretrained import (
+    DEFAULT,
     IMAGENET,
     RANDOM_INIT,
     PackageWeights,
@@ -86,12 +88,16 @@ def pretrained_encoders() -> list[str]:
 
 
 def get_encoder(name: str, in_channels: int, weights: str | os.PathLike | None = None, **kwargs) -> nn.Module:
-    """Build encoder `name` for `in_channels` (3 or 6); `weights`: None/"none", "imagenet" or a file."""
+    """Build encoder `name` for `in_channels` (3 or 6); `weights`: None/"none", "imagenet", a file,
+    or "default" (ImageNet where the encoder has such weights, else random init)."""
     entry = encoder_entry(name)
+    if weights is not None and str(weights) == DEFAULT:
+        weights = IMAGENET if entry.imagenet is not None else None
     if in_channels not in (3, 6):
         raise MaskdepthError(f"in_channels must be 3 (fg_bg) or 6 (bg + fg_bg), got {in_channels!r}")
     encoder = entry.builder(in_channels, **kwargs)
-    if weights is None or str(weights) in RANDOM_INIT:
+    on_meta = any(p.is_meta for p in encoder.parameters())  # a size estimate: nothing to load
+    if weights is None or str(weights) in RANDOM_INIT or on_meta:
         return encoder
     if entry.convert is None:
         raise MaskdepthError(f"weights={str(weights)!r}: encoder {name} has no pretrained weights; "

@@ -5,11 +5,13 @@ what changes both), so one encoder-decoder is trained by both losses and each ta
 adds a light full-resolution refinement (3x3 conv+BN+ReLU) and a 1x1 output conv. That
 costs about one single-task U-Net instead of two.
 
-    encoder   lean (default; features at strides 1, 2, 4, 8, widths c, 2c, 4c, 8c with
-              c = base_channels; `num_stages` sets the depth, `max_channels` caps the
-              widths) or resnet18/resnet34 (strides 2..32, plus a small full-resolution
-              stem added here so mask edges stay crisp)
-    context   optional (`context=True`): the deepest feature plus a pooled, image-level
+    encoder   by name (`encoders`): efficientnet_lite0 with its ImageNet weights (default;
+              `weights` = default (imagenet where the encoder has them) | imagenet | none | a file), resnet18/34, mobilenet_v3_large (strides
+              2..32, plus a small full-resolution stem of base_channels added here so mask
+              edges stay crisp), or lean (random init; features at strides 1, 2, 4, 8, widths
+              c, 2c, 4c, 8c with c = base_channels; `num_stages` sets the depth,
+              `max_channels` caps the widths)
+    context   on by default (`context=True`): the deepest feature plus a pooled, image-level
               summary of it (see GlobalContext)
     decoder   from the deepest feature up: 1x1 conv+BN+ReLU down to the next level's width
               (cheap, at low resolution), bilinear x2, concatenate the skip, 3x3 conv+BN+ReLU
@@ -77,13 +79,13 @@ class JointUNet(nn.Module):
     def __init__(
         self,
         in_channels: int = 3,
-        encoder: str = "lean",
+        encoder: str = "efficientnet_lite0",
         base_channels: int = 16,
         refine: bool = True,
-        weights=None,
+        weights="default",
         num_stages: int = 3,
         max_channels: int = 0,
-        context: bool = False,
+        context: bool = True,
         mask_to_depth: bool = False,
         space_to_depth: int = 1,
     ):
@@ -140,17 +142,18 @@ class JointUNet(nn.Module):
         return task_outputs(raw, self.tasks)
 
 
-@register("joint", description="shared encoder-decoder with mask and depth heads (default)")
+@register("joint", description="shared encoder-decoder with mask and depth heads (default: the ImageNet "
+                          "EfficientNet-Lite0 encoder with context)")
 def joint(
     in_channels: int,
     *,
-    encoder: str = "lean",
+    encoder: str = "efficientnet_lite0",
     base_channels: int = 16,
     refine: bool = True,
-    weights=None,
+    weights="default",
     num_stages: int = 3,
     max_channels: int = 0,
-    context: bool = False,
+    context: bool = True,
     mask_to_depth: bool = False,
     space_to_depth: int = 1,
 ) -> nn.Module:

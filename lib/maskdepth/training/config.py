@@ -57,13 +57,19 @@ def _check_types_and_ranges(cfg) -> None:
 
 @dataclass
 class TrainConfig:
-    """Everything a run depends on. Field names are the papermill parameters and CLI flags."""
+    """Everything a run depends on. Field names are the papermill parameters and CLI flags.
+
+    Its defaults are the default recipe, the one every entry point trains (maskdepth train,
+    02_train, the stages, playground.ipynb): the `joint` model as registered (an ImageNet
+    EfficientNet-Lite0 encoder with context: `maskdepth.models.joint`), the encoder at 0.3x
+    the lr, the l1_ssi depth loss; a stage changes only size, epochs, batch and lr
+    (measurements: docs/recipes.md)."""
 
     data: str = "playground"  # stage name (playground | 1k | full) or a dataset folder
     out_dir: str = ""  # run folder; "" -> outputs/<stage>/<timestamp>-<hash>
     model: str = "joint"
     model_kwargs: dict = field(default_factory=dict)
-    weights: str = ""  # the encoder's initial weights: imagenet | none ("": none) | a state_dict file
+    weights: str = ""  # the encoder's initial weights: imagenet | none | a state_dict file ("": the model's default)
     task: str = "joint"  # mask | depth | joint (the seed trained one model per task)
     input_mode: str = "fg_bg"  # fg_bg (3 channels) | bg_fg_bg (6 channels)
     size: int = 64
@@ -71,13 +77,13 @@ class TrainConfig:
     photometric: float = 1.0  # strength of the photometric augmentation when augment is on (0: off)
     zoom: float = 1.0  # largest zoom (crop + resize, depth kept in metres) when augment is on (1: off)
     mask_loss: str = "bce_dice"
-    depth_loss: str = "l1"
+    depth_loss: str = "l1_ssi"
     mask_weight: float = 1.0
     depth_weight: float = 1.0
     uncertainty: bool = False  # learned task weighting (Kendall et al. 2018)
     optimizer: str = "adamw"
     lr: float = 3e-3
-    encoder_lr: float = 1.0  # the encoder's lr as a fraction of lr (a pretrained encoder usually wants less)
+    encoder_lr: float = 0.3  # the encoder's lr as a fraction of lr (a pretrained encoder usually wants less)
     weight_decay: float = 1e-4
     ema: float = 0.0  # decay of a moving average of the weights that is evaluated and saved (0: off; e.g. 0.99)
     momentum: float = 0.9  # SGD only
