@@ -50,8 +50,12 @@ FIGURES = (
            "400k manifest time, composition samples/s on one core, materialize samples/s"),
     Figure(6, "gpu", "GPU epoch estimate", "bench.fig_gpu",
            "full-stage training step with AMP, 400k-sample epoch time (skipped without a GPU)"),
-    Figure(7, "quality", "time to quality", "bench.fig_quality",
-           "training time to the seed's way's final seen IoU and delta1: seed vs the default recipe (goal >= 50x)"),
+    Figure(7, "quality", "quality at equal wall-clock", "bench.fig_quality",
+           "seen IoU, delta1, sa_delta1 of the seed's way and the default recipe after 1, 2, 5, 10 min of training "
+           "(table + curve); time to the seed's final quality where it beats an untrained net (goal >= 50x)"),
+    Figure(8, "predict", "predict end to end", "bench.fig_predict",
+           "maskdepth predict on JPEG files of 0.3, 2 and 12 Mpx and a folder of 200: images/s, ms per image "
+           "(decode / model / upsample / encode+write), peak resident memory"),
 )
 BY_NAME = {f.name: f for f in FIGURES}
 VECTOR_FLAGS = {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile"}
@@ -97,13 +101,18 @@ def parse_args(argv) -> argparse.Namespace:
                         + ", ".join(f.name for f in FIGURES))
     parser.add_argument("--out", metavar="DIR", type=Path, default=RESULTS_DIR,
                         help=f"folder for the results (default {RESULTS_DIR})")
-    parser.add_argument("--quality-epochs", type=float, default=None, metavar="E",
-                        help="figure 7: epochs the seed's way trains (its final quality is the target; "
-                             "default 2, about 9 minutes on 2 cores; 0.04 with --quick)")
+    parser.add_argument("--quality-minutes", default=None, metavar="M,M,...",
+                        help="figure 7: training budgets in minutes, both sides (default 1,2,5,10; "
+                             "about 22 minutes in all on 2 cores; a few seconds with --quick)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the cores we may use)")
     args = parser.parse_args(argv)
-    if args.quality_epochs is not None and args.quality_epochs <= 0:
-        parser.error("--quality-epochs must be > 0")
+    if args.quality_minutes is not None:
+        try:
+            args.quality_minutes = tuple(float(m) for m in args.quality_minutes.split(",") if m.strip())
+        except ValueError:
+            parser.error(f"--quality-minutes {args.quality_minutes!r}: comma-separated numbers of minutes")
+        if not args.quality_minutes or min(args.quality_minutes) <= 0:
+            parser.error("--quality-minutes needs budgets > 0")
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be >= 1")
     try:
@@ -189,16 +198,20 @@ def headline_ratios(figures: dict) -> dict:
 
 
 def write_attachments(figures: dict, out_path: Path) -> None:
-    """Figures may return `attachments` {suffix: text} (e.g. figure 3's profile summary): written
-    beside the results as <results name>-<suffix>, and replaced in the JSON by those paths."""
-    from maskdepth.fileio import write_text
+    """Figures may return `attachments` {suffix: text or bytes} (figure 3's profile summary, figure
+    7's curve PNG): written beside the results as <results name>-<suffix>, and replaced in the JSON
+    by those paths."""
+    from maskdepth.fileio import write_bytes, write_text
 
     for figure in figures.values():
         attachments = figure.pop("attachments", None) or {}
         written = {}
-        for suffix, text in attachments.items():
+        for suffix, content in attachments.items():
             path = out_path.with_name(f"{out_path.stem}-{suffix}")
-            write_text(path, text)
+            if isinstance(content, bytes):  # e.g. figure 7's curve (PNG)
+                write_bytes(path, content)
+            else:
+                write_text(path, content)
             written[suffix] = path.name
         if written:
             figure["files"] = written
@@ -206,7 +219,7 @@ def write_attachments(figures: dict, out_path: Path) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    settings = make_settings(args.quick, quality_epochs=args.quality_epochs, threads=args.threads)
+    settings = make_settings(args.quick, quality_minutes=args.quality_minutes, threads=args.threads)
     out_path = results_path(args.out, args.quick, args.figures)
     if args.dry_run:
         print(f"figures ({'quick' if args.quick else 'full'} run, {settings.threads} threads):")

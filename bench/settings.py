@@ -1,5 +1,6 @@
-"""How much work each figure does: the quick run (< 3 min) and the full run (about 18 min on a
-2-core CPU, of which figure 5 about 8 on a fresh cache and figure 7's training about 6).
+"""How much work each figure does: the quick run (a few minutes) and the full run (about 40 min
+on a 2-core CPU, of which figure 5 about 8 on a fresh cache, figure 7 about 22: two sides x 10
+minutes of training plus scoring, and figure 8 a few).
 
 Every figure reads its sizes from one `Settings`, so the two modes differ in one place and
 the JSON records exactly what was measured.
@@ -41,18 +42,25 @@ class Settings:
     compose_samples: int = 5000  # per repeat, on one core
     manifest_repeats: int = 3
     profile_steps: int = 2  # figure 3: profiled training steps per precision (after one warm-up step)
-    # figure 7, time to quality: the seed's way trains this many epochs of the stage's train split
-    # (its final seen quality is the target); ours is checked every `quality_eval_every` steps.
+    # figure 7, quality at equal wall-clock: both sides train for the same budgets of training
+    # time (s), scored at each and at `quality_curve_points` more times for the curve.
     quality_data: str = "1k"
-    quality_seed_epochs: float = 2.0  # 62 steps of batch 32: ~4.3 min on 2 quiet cores (~4 s a step)
+    quality_budgets_s: tuple[float, ...] = (60.0, 120.0, 300.0, 600.0)
+    quality_curve_points: int = 10
     quality_batch: int = 32  # both sides (the 1k stage's batch)
     # The seed's constant lr: at 3e-3 (figure 1's old setting) its depth network saturated at one
     # end of the depth range within 3 steps (delta1 frozen); at 3e-4 it learns.
     quality_seed_lr: float = 3e-4
-    quality_seed_eval_every: int = 0  # also score the seed every N steps (0: only at the end)
-    quality_eval_every: int = 2
     quality_val_samples: int = 0  # seen samples scored (0: the whole split)
     quality_max_epochs: int = 0  # ours stops here at the latest (0: the recipe's epochs)
+    # figure 8, predict end to end: photos (height, width) of about 0.3, 2 and 12 Mpx, this many
+    # of each per call, `predict_repeats` calls; and one call over a folder of `predict_folder`
+    # photos of `predict_folder_size` (0: none)
+    predict_sizes: tuple[tuple[int, int], ...] = ((480, 640), (1224, 1632), (3000, 4000))
+    predict_images: tuple[int, ...] = (8, 4, 2)
+    predict_repeats: int = 3
+    predict_folder: int = 200
+    predict_folder_size: tuple[int, int] = (480, 640)
     gpu_steps: int = 20
     gpu_batch: int = 256  # the full stage's default batch
 
@@ -60,13 +68,13 @@ class Settings:
         return dataclasses.asdict(self)
 
 
-def make_settings(quick: bool, *, quality_epochs: float | None = None, threads: int | None = None,
+def make_settings(quick: bool, *, quality_minutes: tuple[float, ...] | None = None, threads: int | None = None,
                   **overrides) -> Settings:
-    """Full-run sizes by default; `quick` shrinks every figure. `quality_epochs`: the seed's
-    training length in figure 7; `overrides`: any other field (tests use tiny settings)."""
+    """Full-run sizes by default; `quick` shrinks every figure. `quality_minutes`: figure 7's
+    training budgets; `overrides`: any other field (tests use tiny settings)."""
     threads = threads or cpu_cores()
-    if quality_epochs is not None:
-        overrides["quality_seed_epochs"] = float(quality_epochs)
+    if quality_minutes is not None:
+        overrides["quality_budgets_s"] = tuple(60.0 * float(m) for m in quality_minutes)
     if not quick:
         return Settings(quick=False, threads=threads, **overrides)
     return dataclasses.replace(Settings(
@@ -86,8 +94,11 @@ def make_settings(quick: bool, *, quality_epochs: float | None = None, threads: 
         manifest_repeats=1,
         gpu_steps=5,
         profile_steps=1,
-        quality_seed_epochs=0.04,  # 5 steps of batch 8: the code runs, the numbers mean little
+        quality_budgets_s=(5.0, 10.0, 20.0),  # seconds: the code runs, the numbers mean little
+        quality_curve_points=4,
         quality_batch=8,
         quality_val_samples=64,
-        quality_max_epochs=1,
+        predict_images=(2, 1, 1),
+        predict_repeats=1,
+        predict_folder=20,
     ), **overrides)

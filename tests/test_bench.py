@@ -20,39 +20,72 @@ def test_bench_imports_and_dry_run_lists_every_figure(tmp_path, capsys):
     listed = capsys.readouterr().out
     for figure in run.FIGURES:
         assert f"{figure.number}. {figure.name}" in listed
-    assert [f.number for f in run.FIGURES] == [1, 2, 3, 4, 5, 6, 7]
+    assert [f.number for f in run.FIGURES] == [1, 2, 3, 4, 5, 6, 7, 8]
     assert list(tmp_path.iterdir()) == []  # a dry run measures and writes nothing
     assert set(run.RATIO_KEYS) == {"joint_vs_seed_train", "loader_over_model", "time_to_quality_vs_seed"}
     assert [f.name for f in run.select_figures("loader,1,quality")] == ["train", "loader", "quality"]
     with pytest.raises(SystemExit):
         run.main(["--dry-run", "--only", "no-such-figure"])
-    with pytest.raises(SystemExit):
-        run.main(["--dry-run", "--quality-epochs", "0"])
+    for bad in ("0", "1,x", ""):
+        with pytest.raises(SystemExit):
+            run.main(["--dry-run", "--quality-minutes", bad])
+    assert run.parse_args(["--quality-minutes", "1,2.5"]).quality_minutes == (1.0, 2.5)
 
 
 def tiny_settings(**overrides):
     from bench.settings import make_settings
 
-    values = dict(threads=1, size=32, quality_data="playground", quality_batch=8, quality_seed_epochs=0.34,
-                  quality_eval_every=1, quality_max_epochs=1, quality_val_samples=8, profile_steps=1)
+    values = dict(threads=1, size=32, quality_data="playground", quality_batch=8, quality_budgets_s=(0.5, 1.0),
+                  quality_curve_points=2, quality_max_epochs=1, quality_val_samples=8, profile_steps=1)
     return make_settings(True, **{**values, **overrides})
 
 
-def test_time_to_quality_figure_on_tiny_settings(tmp_path):
+def test_quality_at_equal_wall_clock_on_tiny_settings(tmp_path):
     from bench import fig_quality
 
     result = fig_quality.run(tiny_settings(), tmp_path)
     seed, ours = result["seed"], result["ours"]
-    assert seed["steps"] == 1 and seed["train_s"] > 0
-    assert set(result["target"]) == {"iou", "delta1"} and result["target"] == {k: seed["seen"][k] for k in ("iou", "delta1")}
-    assert 1 <= ours["steps"] <= 3 and ours["curve"] and ours["train_s"] > 0
-    assert [c["step"] for c in ours["curve"]] == sorted({c["step"] for c in ours["curve"]})
-    if ours["reached"]:
-        assert fig_quality.reached(ours["at_quality"], result["target"])
-        assert result["ratio_at_first_check"] == pytest.approx(seed["train_s"] / ours["time_to_quality_s"])
-    assert (result["ratio"] is None) == (not ours["reached"] or ours["untrained_reaches_target"])
-    assert len(result["table"]) == 3
-    json.dumps(result)  # the results file takes it as it is
+    assert result["budgets_s"] == [0.5, 1.0] and result["score_times_s"] == [0.5, 1.0]
+    for side in (seed, ours):
+        assert side["curve"][0]["step"] == 0 and side["curve"][0]["train_s"] == 0.0  # scored untrained
+        assert [c["step"] for c in side["curve"]] == sorted({c["step"] for c in side["curve"]})
+        assert side["steps"] >= 1 and side["train_s"] > 0
+        assert set(fig_quality.TARGET_METRICS) | {"abs_rel"} <= set(side["curve"][-1])
+    assert seed["train_s"] >= 1.0 and not seed["finished_early"]  # the seed's way trains to the last budget
+    assert ours["train_s"] >= 1.0 or ours["finished_early"]  # ours: the last budget, or its epochs ran out
+    rows = result["at_budgets"]
+    assert [r["at"] for r in rows] == ["untrained (step 0)", "after 0.5 s of training", "after 1 s of training"]
+    for row, budget in zip(rows[1:], result["budgets_s"]):
+        assert row["seed"]["train_s"] >= budget
+        assert row["ours"]["train_s"] >= budget or (ours["finished_early"] and row["ours"] is ours["curve"][-1])
+    # the target is only what both untrained nets fall short of
+    for key, value in result["target"].items():
+        assert value > seed["untrained"][key] and value > ours["untrained"][key]
+    assert set(result["target"]) | set(result["target_left_out"]) == set(fig_quality.TARGET_METRICS)
+    hit = result["ours_time_to_target"]
+    assert (result["ratio"] is None) == (hit is None)
+    if hit is not None:
+        assert fig_quality.reached(hit, result["target"])
+        assert result["ratio"] == pytest.approx(seed["train_s"] / hit["train_s"])
+    assert result["attachments"]["quality.png"].startswith(b"\x89PNG")
+    assert len(result["table"]) == len(rows) + 2
+    json.dumps({k: v for k, v in result.items() if k != "attachments"})  # the results file takes it as it is
+
+
+def test_scoring_times_and_their_clock():
+    from bench.fig_quality import Clock, Due, reached, score_times
+
+    assert score_times([60, 120, 300, 600], 4) == [60.0, 120.0, 150.0, 300.0, 450.0, 600.0]
+    clock = Clock()
+    due = Due(clock, [1.0, 2.0, 3.0])
+    clock.total = 0.5
+    assert not due()
+    clock.total = 2.5  # two times passed: one scoring
+    assert due() and not due() and not due.done
+    clock.total = 3.0
+    assert due() and due.done
+    assert not reached({"iou": 1.0}, {})  # no target is never reached
+    assert reached({"iou": 0.5, "delta1": 0.4}, {"iou": 0.5}) and not reached({"iou": 0.4}, {"iou": 0.5})
 
 
 def test_training_clock_stops_while_evaluating():
@@ -112,3 +145,77 @@ def test_trainer_augment_is_the_trainers_batch_augmentation():
     for key in ("image", "bg", "mask", "depth"):
         assert torch.allclose(out[key], want[key], atol=1e-6), key
     assert out["image"].is_contiguous(memory_format=torch.channels_last) == cfg.channels_last
+
+
+def test_attachments_may_be_bytes(tmp_path):
+    from bench import run
+
+    figures = {"quality": {"attachments": {"quality.png": b"\x89PNG..."}}}
+    run.write_attachments(figures, tmp_path / "day-host.json")
+    assert (tmp_path / "day-host-quality.png").read_bytes() == b"\x89PNG..."
+    assert figures["quality"] == {"files": {"quality.png": "day-host-quality.png"}}
+
+
+def test_manifest_hash_is_computed_every_repeat():
+    """Figure 5 hashes the rows afresh: a digest memoised on the manifest is never what it times."""
+    import hashlib
+
+    from bench.fig_data import fresh_copy, hash_rate
+    from maskdepth.data.manifest import build_manifest
+
+    manifest = build_manifest("playground", seed=0)
+    real = hashlib.sha256(manifest.to_csv().encode()).hexdigest()
+    assert fresh_copy(manifest).sha256() == real
+    found = hash_rate(manifest, 2)
+    assert found["rows"] == len(manifest) and len(found["times_s"]) == 2 and found["rows_per_s"] > 0
+    assert found["digest_matches"]
+    manifest._sha = "memoised"  # a stale memo: the timed hashes do not read it
+    assert not hash_rate(manifest, 1)["digest_matches"]
+
+
+def test_full_stage_loaders_draw_each_row_once_from_a_store_of_those_rows(tmp_path):
+    """Figure 2's full-stage loaders on a small stage (no store in the cache): the store traced for
+    the drawn rows composes them exactly as tracing does, and the loaders never start a 2nd epoch."""
+    import numpy as np
+
+    from bench import fig_loader
+    from bench.steps import default_config
+
+    settings = tiny_settings(batch=4)
+    cfg = default_config("playground", batch_size=4)
+    store_set, traced_set, plain_set, info = fig_loader.full_stage_sets(settings, cfg, 8, tmp_path, stage="playground")
+    assert traced_set.composer.store is None and store_set.composer.store is plain_set.composer.store
+    assert "traced here for the 8 rows drawn" in info["store"] and 1 <= info["objects"] <= 8
+    rows = fig_loader.first_rows(store_set, 4, 8)
+    assert len(set(rows)) == 8
+    first = next(iter(fig_loader.loader_of(plain_set, 4)))
+    assert first["index"].tolist() == rows[:4]  # the rows drawn are the loader's first
+    for i in rows:
+        a, b = store_set.compose(i), traced_set.compose(i)
+        for key in ("image", "mask", "depth"):
+            assert np.array_equal(a[key], b[key]), key
+    batches = fig_loader.one_epoch(fig_loader.loader_of(plain_set, 4), "tiny")
+    with pytest.raises(RuntimeError, match="first epoch ran out"):
+        for _ in range(len(plain_set) // 4 + 1):
+            next(batches)
+
+
+def test_predict_figure_end_to_end_on_tiny_photos(tmp_path):
+    from bench import fig_predict
+
+    settings = tiny_settings(predict_sizes=((60, 80),), predict_images=(2,), predict_repeats=1, predict_folder=3,
+                             predict_folder_size=(48, 64))
+    result = fig_predict.run(settings, tmp_path)
+    assert result["checkpoint"]["model"] == "joint" and result["checkpoint"]["weights"] == "random (untrained)"
+    assert [c["name"] for c in result["cases"]] == ["0.0048 Mpx", "folder of 3"]
+    for case in result["cases"]:
+        assert case["images_timed"] == case["images"] * case["repeats"] and case["images_per_s"] > 0
+        assert case["outputs_per_image"] == fig_predict.OUTPUTS_PER_IMAGE and case["predictions_json"]
+        assert case["predictions_listed"] == case["images"] and case["upsample"] == "guided"
+        assert set(case["ms_per_image"]) == set(fig_predict.PARTS)
+        assert case["seconds"]["model"] > 0 and case["seconds"]["decode"] > 0 and case["seconds"]["encode_write"] > 0
+        assert sum(case["seconds"].values()) == pytest.approx(case["wall_s"], rel=0.02)
+        memory = case["memory"]
+        assert memory["peak_mb"] >= memory["rss_before_mb"] > 0
+    assert len(result["table"]) == len(result["cases"]) + 1
+    json.dumps(result)
