@@ -11,6 +11,7 @@ set MASKDEPTH_DEBUG=1 to get the traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
 import os
@@ -65,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`maskdepth ... | head`): stop quietly, as Unix tools do
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing more reaches the closed pipe
+        return 141
     except MaskdepthError as exc:
         if debug:
             raise
