@@ -66,11 +66,12 @@ def test_unknown_parameter_is_an_error(tmp_path):
 
 @pytest.mark.slow
 def test_failing_cell_stops_the_stage_and_keeps_the_notebook(tmp_path, capsys):
-    rc = main(["run", "--stage", "playground", "-p", "model", "no_such_model", "-p", "epochs", "1",
-               "--outputs", str(tmp_path), "--name", "broken"])
+    # a weights file that is not there is found only when 02_train builds the model
+    rc = main(["run", "--stage", "playground", "-p", "weights", str(tmp_path / "no_such_weights.pth"),
+               "-p", "epochs", "1", "--outputs", str(tmp_path), "--name", "broken"])
     assert rc == 1
     err = capsys.readouterr().err
-    assert "02_train.ipynb failed in cell" in err and "no_such_model" in err
+    assert "02_train.ipynb failed in cell" in err and "no_such_weights.pth" in err
     run = tmp_path / "playground" / "broken"
     kept = nbformat.read(run / "notebooks" / "02_train.ipynb", as_version=4)
     assert any(o.get("output_type") == "error" for c in kept.cells for o in c.get("outputs", []))
