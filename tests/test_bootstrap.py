@@ -128,15 +128,16 @@ def test_set_up_in_this_checkout_installs_nothing_and_says_where_from(monkeypatc
 # -- Colab, simulated ------------------------------------------------------------------------
 def _base_runtime() -> Path:
     """A venv with only what a Colab image preinstalls that matters here: torch and torchvision (this
-    venv's versions, from the package index) and ipykernel. Built once into the maskdepth cache
-    (a few minutes: torch is large), then copied by hard links for every test, never changed."""
+    venv's versions, from the package index) and ipykernel. Built once per session in the test cache,
+    or once for good in $MASKDEPTH_COLAB_RUNTIME when set (torch is large: about 75 s from a local
+    index), then copied by hard links for every test, never changed."""
     import torch
     import torchvision
 
     from maskdepth.data.sources import default_cache_dir
 
     tv = torchvision.__version__.split("+")[0]
-    base = default_cache_dir() / "colab-runtime" / f"py{sys.version_info[0]}{sys.version_info[1]}-torch{torch.__version__.split('+')[0]}-tv{tv}"
+    base = Path(os.environ.get("MASKDEPTH_COLAB_RUNTIME") or default_cache_dir() / "colab-runtime") / f"py{sys.version_info[0]}{sys.version_info[1]}-torch{torch.__version__.split('+')[0]}-tv{tv}"
     if not (base / "ready").is_file():
         shutil.rmtree(base, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(base)], check=True)

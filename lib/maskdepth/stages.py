@@ -29,7 +29,7 @@ class Stage:
     gate: dict = field(default_factory=dict)
     # Stage that must have passed before this one runs (None: no prerequisite).
     requires: str | None = None
-    # Its workers, batch and lr fit the machine (`maskdepth.profile.adapt_to_machine`).
+    # Its workers, batch and lr fit the machine (`maskdepth.machine.adapt_to_machine`).
     adapts: bool = False
 
     def count(self, split: str) -> int:
@@ -99,11 +99,11 @@ STAGES: dict[str, Stage] = {
 
 def stage_defaults(stage: str, machine=None) -> dict:
     """The one place a stage's pipeline parameters come from: its training defaults, data, size, seed;
-    for a stage that adapts, fitted to `machine` (default: this one; `maskdepth.profile`)."""
+    for a stage that adapts, fitted to `machine` (default: this one; `maskdepth.machine`)."""
     st = get_stage(stage)
     params = {"stage": st.name, "data": st.name, "size": 64, "seed": 0, **st.train_defaults}
     if st.adapts:
-        from maskdepth.profile import adapt_to_machine
+        from maskdepth.machine import adapt_to_machine
 
         params = adapt_to_machine(params, machine)
     return params
