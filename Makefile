@@ -23,7 +23,6 @@ $(PY):
 
 $(STAMP): pyproject.toml $(CONSTRAINTS) | $(PY)
 	$(PIP) install --quiet -c $(CONSTRAINTS) -e ".[test,onnx,pretrained,real]"
-	$(PY) -m ipykernel install --sys-prefix --name maskdepth --display-name "Python (maskdepth)" >/dev/null
 	touch $(STAMP)
 
 run: setup

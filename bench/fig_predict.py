@@ -7,7 +7,7 @@ the photo's own resolution with the guided filter, encode and write the four fil
 (NAME_mask.png, NAME_depth.png, NAME_depth_color.png, NAME_preview.png) and predictions.json.
 
 Checkpoint: the default recipe's model (`maskdepth run --stage 1k`: `joint` with
-`maskdepth.stages.MODEL_KWARGS`, 64 px working size) with random weights (`weights=""`: timing
+the registry's default `joint`, 64 px working size) with random weights (`weights="none"`: timing
 does not need trained weights; the PNGs of an untrained net may compress differently from a
 trained one's), saved with `save_checkpoint` as training saves it.
 
@@ -93,7 +93,7 @@ def write_checkpoint(path: Path, stage: str = "1k", size: int | None = None) -> 
     from maskdepth.checkpoint import save_checkpoint
     from maskdepth.train import build_model
 
-    cfg = default_config(stage, weights="", **({"size": size} if size else {}))
+    cfg = default_config(stage, weights="none", **({"size": size} if size else {}))
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,14 @@
-"""Colab / GCP quick-start (issue 17): 00_setup finds the checkout by its marker file, keeps the
-runtime's torch and ipykernel, installs only what is missing, and makes maskdepth importable in
-the running kernel; the repository URL is set in one place."""
+"""Colab / GCP quick-start (issues 17, 26): every notebook's first cell makes maskdepth importable
+(a checkout found by its marker file, a wheel, the repository), keeps the runtime's torch and
+ipykernel, installs only what is missing, and never ends in a traceback; the repository URL is
+set in one place. The slow test simulates Colab: an empty venv with only torch preinstalled, a
+copy of the repository outside this working folder, 02_train opened first."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,110 +62,168 @@ def test_the_checkout_is_found_by_its_marker_not_by_the_working_folder(tmp_path,
 
 def test_the_repository_url_is_set_in_one_place(tmp_path):
     readme = (REPO / "README.md").read_text()
-    assert bootstrap.colab_url() in readme and f"git clone {bootstrap.REPO_URL}" in readme
+    assert bootstrap.colab_url() in readme and bootstrap.badge("notebooks/00_setup.ipynb") in readme
     assert bootstrap.colab_url().endswith("/blob/main/notebooks/00_setup.ipynb")
-    setup = nbformat.read(notebooks_dir() / "00_setup.ipynb", as_version=4)
-    (params,) = [c for c in setup.cells if "parameters" in c.metadata.get("tags", [])]
-    assert f'repo_url = "{bootstrap.REPO_URL}"' in params.source
+    for path in sorted(notebooks_dir().glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        assert bootstrap.badge(f"notebooks/{path.name}") in nb.cells[0].source, path.name
+        assert f"git+{bootstrap.REPO_URL}" in nb.cells[1].source, path.name  # the set-up cell's copy
     copy = tmp_path / "repo"
-    for rel in ("README.md", "notebooks/00_setup.ipynb", "lib/maskdepth/bootstrap.py"):
+    rels = ["README.md", "lib/maskdepth/bootstrap.py", *(f"notebooks/{p.name}" for p in notebooks_dir().glob("*.ipynb"))]
+    for rel in rels:
         (copy / rel).parent.mkdir(parents=True, exist_ok=True)
         (copy / rel).write_text((REPO / rel).read_text())
     changed = bootstrap.set_repo_url("https://github.com/someone/maskdepth-fork.git", copy)
-    assert len(changed) == 3
-    for rel in ("README.md", "notebooks/00_setup.ipynb", "lib/maskdepth/bootstrap.py"):
+    assert len(changed) == len(rels)
+    for rel in rels:
         text = (copy / rel).read_text()
         assert bootstrap.REPO_URL not in text and "https://github.com/someone/maskdepth-fork" in text, rel
     assert "colab.research.google.com/github/someone/maskdepth-fork/blob/main/notebooks/00_setup.ipynb" in (
         copy / "README.md").read_text()
+    assert "colab.research.google.com/github/someone/maskdepth-fork/blob/main/notebooks/02_train.ipynb" in (
+        copy / "notebooks" / "02_train.ipynb").read_text()
+    assert bootstrap.sync_notebooks(copy, "https://github.com/someone/maskdepth-fork") == []  # already in sync
     with pytest.raises(ValueError):
         bootstrap.set_repo_url("not a url", copy)
 
 
-def _colab_like_runtime(tmp_path: Path) -> tuple[Path, dict]:
-    """A Python that has torch, torchvision, ipykernel, papermill... (this venv's site-packages on
-    its path, as a runtime's preinstalled packages) but not maskdepth (the venv's editable-install
-    .pth is not processed there), with a Jupyter kernel of its own."""
-    runtime = tmp_path / "runtime"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(runtime)], check=True)
-    python = runtime / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    import sysconfig
+def test_notebooks_are_in_sync_with_the_set_up_cell():
+    assert not bootstrap.configured() or "/OWNER/" not in bootstrap.REPO_URL
+    assert bootstrap.sync_notebooks(REPO) == [], "run python -m maskdepth.bootstrap --sync-notebooks"
 
-    Path(purelib, "preinstalled.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+
+def test_a_set_up_that_cannot_go_on_says_one_line_not_a_traceback(tmp_path):
+    """The set-up cell where there is no maskdepth at all (no site-packages, an empty folder, no URL
+    configured): one line on stderr, exit status 1, no traceback."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", bootstrap.setup_cell()], cwd=empty, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == bootstrap.NOT_FOUND
+    stopped = bootstrap.SetupStopped("SOURCE x.whl: no such file")
+    assert stopped._render_traceback_() == ["maskdepth set-up stopped: SOURCE x.whl: no such file"]
+    with pytest.raises(bootstrap.SetupStopped, match="no such file"):
+        bootstrap.setup(str(tmp_path / "missing.whl"), log=lambda _: None)
+    with pytest.raises(bootstrap.SetupStopped, match="not a maskdepth checkout"):
+        bootstrap.setup(str(empty), log=lambda _: None)
+
+
+def test_set_up_in_this_checkout_installs_nothing_and_says_where_from(monkeypatch):
+    monkeypatch.delenv("MASKDEPTH_PIPELINE", raising=False)
+    lines: list[str] = []
+
+    def no_pip(cmd):
+        raise AssertionError(f"nothing to install here, yet: {cmd}")
+
+    report = bootstrap.setup("", drive=True, run=no_pip, log=lines.append)  # not Colab: drive changes nothing
+    assert report["source"] == f"the checkout {REPO}" and report["installed"] == []
+    assert lines[0].startswith(f"maskdepth 0.1.0 from the checkout {REPO}; keeps torch ")
+    assert any(line.startswith("runs go to ") for line in lines)
+    assert report["profile"]["machine"]["cpu_count"] >= 1 and ("GPU" in lines[-1])
+    monkeypatch.setenv("MASKDEPTH_PIPELINE", "1")
+    assert bootstrap.setup("", log=lines.append)["source"] == "the kernel of `maskdepth run`"
+
+
+# -- Colab, simulated ------------------------------------------------------------------------
+def _base_runtime() -> Path:
+    """A venv with only what a Colab image preinstalls that matters here: torch and torchvision (this
+    venv's versions, from the package index) and ipykernel. Built once per session in the test cache,
+    or once for good in $MASKDEPTH_COLAB_RUNTIME when set (torch is large: about 75 s from a local
+    index), then copied by hard links for every test, never changed."""
+    import torch
+    import torchvision
+
+    from maskdepth.data.sources import default_cache_dir
+
+    tv = torchvision.__version__.split("+")[0]
+    base = Path(os.environ.get("MASKDEPTH_COLAB_RUNTIME") or default_cache_dir() / "colab-runtime") / f"py{sys.version_info[0]}{sys.version_info[1]}-torch{torch.__version__.split('+')[0]}-tv{tv}"
+    if not (base / "ready").is_file():
+        shutil.rmtree(base, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(base)], check=True)
+        subprocess.run([str(base / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                        f"torch=={torch.__version__.split('+')[0]}", f"torchvision=={tv}", "ipykernel"], check=True)
+        (base / "ready").write_text("torch, torchvision, ipykernel\n")
+    return base
+
+
+def _fresh_runtime(tmp_path: Path) -> tuple[Path, dict]:
+    """A copy of the base runtime (its own venv: nothing shared with the test's), its Jupyter kernel,
+    and the environment of a kernel that starts without maskdepth."""
+    base = _base_runtime()
+    runtime = tmp_path / "runtime"
+    if subprocess.run(["cp", "-al", str(base), str(runtime)]).returncode != 0:
+        shutil.rmtree(runtime, ignore_errors=True)
+        shutil.copytree(base, runtime, symlinks=True)
+    python = runtime / "bin" / "python"
     kernels = tmp_path / "jupyter" / "kernels" / "runtime"
     kernels.mkdir(parents=True)
     (kernels / "kernel.json").write_text(json.dumps({
         "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "a runtime", "language": "python"}))
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MASKDEPTH_REPO")}
+        "display_name": "a Colab-like runtime", "language": "python"}))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "MASKDEPTH_REPO", "MASKDEPTH_PIPELINE", "VIRTUAL_ENV", "MASKDEPTH_OUTPUTS")}
     env.update(JUPYTER_PATH=str(tmp_path / "jupyter"), JUPYTER_DATA_DIR=str(tmp_path / "jupyter-user"),
-               OMP_NUM_THREADS="1")
-    check = subprocess.run([str(python), "-c", "import torch, papermill, ipykernel; import maskdepth"],
-                           capture_output=True, text=True, env=env)
-    assert "No module named 'maskdepth'" in check.stderr  # the runtime starts without maskdepth
+               OMP_NUM_THREADS="1", MASKDEPTH_CACHE=str(tmp_path / "cache"), PIP_DISABLE_PIP_VERSION_CHECK="1")
+    check = subprocess.run([str(python), "-c", "import torch, ipykernel\nimport maskdepth"], capture_output=True,
+                           text=True, env=env)
+    assert "No module named 'maskdepth'" in check.stderr  # the runtime starts with torch but without maskdepth
+    missing = subprocess.run([str(python), "-c", "import papermill"], capture_output=True, text=True, env=env)
+    assert "No module named 'papermill'" in missing.stderr  # nor its requirements: the set-up installs them
     return python, env
 
 
+def _copy_repo(target: Path) -> Path:
+    """This checkout's files, outside the working folder (no .git, no outputs, no caches)."""
+    skip = shutil.ignore_patterns(".git", "outputs", ".venv", ".cache*", "__pycache__", "*.egg-info", "build")
+    shutil.copytree(REPO, target, ignore=skip)
+    return target
+
+
+def _text(path: Path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+
+
 @pytest.mark.slow
-def test_setup_notebook_makes_maskdepth_importable_in_a_fresh_runtime_without_a_restart(tmp_path, monkeypatch):
-    """Colab simulated: the working folder is outside the repo (the clone is a sub-folder), the
-    runtime has torch but not maskdepth; 00_setup runs in one pass, then the same kernel imports
-    maskdepth from the checkout, still with the runtime's torch, and `maskdepth run` has its kernel."""
+def test_colab_simulation_opens_02_train_first_in_a_fresh_runtime(tmp_path, monkeypatch):
+    """Colab, simulated without faking pip: a fresh venv that has torch but neither maskdepth nor its
+    requirements, the kernel working in `content/` with a copy of the repository in content/maskdepth
+    (a clone beside the notebook), and 02_train opened first. Its set-up cell installs what is
+    missing (keeping torch), trains, and a second notebook in a new kernel installs nothing."""
     import papermill as pm
     import torch
 
-    python, env = _colab_like_runtime(tmp_path)
+    python, env = _fresh_runtime(tmp_path)
+    for key in ("PYTHONPATH", "MASKDEPTH_PIPELINE", "MASKDEPTH_OUTPUTS"):
+        monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.delenv("PYTHONPATH", raising=False)
     content = tmp_path / "content"
-    (content / "sample_data").mkdir(parents=True)
-    (content / "maskdepth").symlink_to(REPO, target_is_directory=True)
-    nb = nbformat.read(notebooks_dir() / "00_setup.ipynb", as_version=4)
-    after = nbformat.v4.new_code_cell(
-        "import torch, maskdepth.train\n"
-        "from maskdepth.bootstrap import kernel_installed\n"
-        "print('TORCH', torch.__version__, torch.__file__)\n"
-        "print('KERNEL', kernel_installed())")
-    nb.cells.append(after)
-    source = tmp_path / "setup_plus.ipynb"
-    nbformat.write(nb, source)
-    pm.execute_notebook(str(source), str(tmp_path / "out.ipynb"), kernel_name="runtime", cwd=str(content),
-                        parameters={"show_tensorboard": False}, progress_bar=False)
-    done = nbformat.read(tmp_path / "out.ipynb", as_version=4)
-    text = "".join(o.get("text", "") for c in done.cells for o in c.get("outputs", []))
-    assert f"maskdepth 0.1.0 from {REPO / 'lib' / 'maskdepth'}" in text
-    assert "runtime keeps: torch " in text and "installing only what is missing" not in text
-    assert f"TORCH {torch.__version__} {torch.__file__}" in text  # the preinstalled torch, still in use
-    assert "registered the Jupyter kernel 'maskdepth'" in text and "KERNEL True" in text
-    spec = json.loads((tmp_path / "jupyter-user" / "kernels" / "maskdepth" / "kernel.json").read_text())
-    assert spec["argv"][0] == str(python)
-    assert "runs go to" in text and ("GPU: " in text or "no GPU: " in text)
-
-
-@pytest.mark.slow
-def test_setup_notebook_then_runs_a_playground_stage_in_the_same_kernel(tmp_path, monkeypatch):
-    """The whole Colab pass: 00_setup in a fresh runtime with then_run = "playground" (1 epoch) runs
-    the stage from that kernel; its notebooks run in the `maskdepth` kernel 00_setup registered."""
-    import papermill as pm
-
-    python, env = _colab_like_runtime(tmp_path)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("PYTHONPATH", raising=False)
-    content = tmp_path / "content"
-    content.mkdir()
-    (content / "maskdepth").symlink_to(REPO, target_is_directory=True)
-    pm.execute_notebook(str(notebooks_dir() / "00_setup.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="runtime",
-                        cwd=str(content), progress_bar=False,
-                        parameters={"show_tensorboard": False, "then_run": "playground",
-                                    "then_run_params": {"epochs": 1, "size": 32, "n_samples": 4}})
-    runs = list((content / "outputs" / "playground").glob("*/run.json"))
-    (run_json,) = runs
-    info = json.loads(run_json.read_text())
-    assert info["status"] == "ok" and [e["status"] for e in info["notebooks"]] == ["ok"] * 6
-    setup = nbformat.read(run_json.parent / "notebooks" / "00_setup.ipynb", as_version=4)
-    text = "".join(o.get("text", "") for c in setup.cells for o in c.get("outputs", []))
-    assert f"maskdepth 0.1.0 from {REPO / 'lib' / 'maskdepth'}" in text  # the stage's kernels import the checkout
+    repo = _copy_repo(content / "maskdepth")
+    (content / "sample_data").mkdir()
+    train_nb = nbformat.read(repo / "notebooks" / "02_train.ipynb", as_version=4)
+    train_nb.cells.append(nbformat.v4.new_code_cell(
+        "import torch, maskdepth\nprint('TORCH', torch.__version__, torch.__file__)\nprint('MASKDEPTH', maskdepth.__file__)"))
+    opened = tmp_path / "02_train_as_opened.ipynb"
+    nbformat.write(train_nb, opened)
+    out_dir = content / "outputs" / "first"
+    pm.execute_notebook(str(opened), str(tmp_path / "02_train_out.ipynb"), kernel_name="runtime", cwd=str(content),
+                        progress_bar=False, parameters={"epochs": 1, "size": 32, "batch_size": 8, "val_batch_size": 8,
+                                                        "out_dir": str(out_dir), "progress_bar": False})
+    text = _text(tmp_path / "02_train_out.ipynb")
+    assert f"maskdepth 0.1.0 from the checkout {repo} (found beside this notebook)" in text
+    assert "installing what this runtime lacks: " in text and "papermill" in text
+    version = torch.__version__.split("+")[0]  # the runtime's torch: this venv's version from the index
+    assert f"keeps torch {version}" in text  # the runtime's torch is kept, not replaced
+    assert f"TORCH {version}" in text and f"{tmp_path / 'runtime'}" in text.split("TORCH ")[1].splitlines()[0]
+    assert f"MASKDEPTH {repo / 'lib' / 'maskdepth' / '__init__.py'}" in text
+    assert "runs go to " in text and "Traceback" not in text
+    assert (out_dir / "checkpoints" / "best.pt").is_file()
+    # A new kernel (another notebook opened later): the set-up finds everything in place.
+    pm.execute_notebook(str(repo / "notebooks" / "00_setup.ipynb"), str(tmp_path / "00_setup_out.ipynb"),
+                        kernel_name="runtime", cwd=str(content), progress_bar=False,
+                        parameters={"show_tensorboard": False})
+    again = _text(tmp_path / "00_setup_out.ipynb")
+    assert f"maskdepth 0.1.0 from the checkout {repo} (found beside this notebook)" in again
+    assert "installing what this runtime lacks" not in again and "runs go to " in again and "no GPU: " in again

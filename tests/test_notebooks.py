@@ -10,6 +10,7 @@ import json
 import nbformat
 import pytest
 
+from maskdepth import bootstrap
 from maskdepth.nbclean import is_clean
 from maskdepth.pipeline import notebooks_dir, run_single_notebook
 
@@ -23,8 +24,10 @@ def test_committed_notebooks_are_thin_and_clean(path):
     tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, f"{path} needs exactly one cell tagged 'parameters'"
     assert "run_dir" in tagged[0].source
-    assert nb.metadata["kernelspec"]["name"] == "maskdepth"
+    assert nb.metadata["kernelspec"]["name"] == "python3"  # what Colab and any Jupyter have
     code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code[0].source == bootstrap.setup_cell(), "the first code cell is the set-up (bootstrap.sync_notebooks)"
+    assert bootstrap.badge(f"notebooks/{path.name}") in nb.cells[0].source
     assert len(code) <= 8, "notebooks stay thin: logic belongs in lib/maskdepth"
     assert not any("def " in c.source or "class " in c.source for c in code), "no logic only in a notebook"
 

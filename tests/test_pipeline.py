@@ -10,7 +10,7 @@ import pytest
 from maskdepth.cli import main
 from maskdepth.errors import MaskdepthError
 from maskdepth.gate import check_prerequisite, describe_check, evaluate_gate
-from maskdepth.pipeline import run_stage
+from maskdepth.pipeline import run_stage, unfinished_run
 from maskdepth.stages import get_stage, stage_defaults
 
 FAST = {"epochs": 1, "size": 32, "n_samples": 4}
@@ -408,7 +408,7 @@ def test_resume_refuses_a_live_run_another_data_and_a_folder_without_run_json(tm
     assert main(["run", "--resume", str(run)]) == 2
     assert "no readable run.json" in capsys.readouterr().err
     assert main(["run", "--resume", "--stage", "playground", "--out", str(tmp_path)]) == 2
-    assert "--resume needs the run" in capsys.readouterr().err
+    assert "no unfinished playground run" in capsys.readouterr().err  # --resume alone: the newest unfinished run
     params = stage_defaults("playground")
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
@@ -417,11 +417,13 @@ def test_resume_refuses_a_live_run_another_data_and_a_folder_without_run_json(tm
         (run / "run.json").write_text(json.dumps(info))
         with pytest.raises(MaskdepthError, match=f"still running \\(pid {sleeper.pid}\\)"):
             run_stage(None, resume=run)
+        assert unfinished_run("playground", tmp_path) is None  # a live run is nobody else's to continue
     finally:
         sleeper.kill()
         sleeper.wait()
     info["pid"] = sleeper.pid  # now gone: a run killed without a word may be resumed
     (run / "run.json").write_text(json.dumps(info))
+    assert unfinished_run("playground", tmp_path) == run  # what `run --stage playground --resume` continues
     with pytest.raises(MaskdepthError, match="never switches data"):
         run_stage(None, {"data": "1k"}, resume=run)
     with pytest.raises(MaskdepthError, match="a playground run, not 1k"):

@@ -1,27 +1,35 @@
 """Make a runtime that already has Python (and usually a CUDA torch) ready for maskdepth, in the
-running kernel: Colab, GCP / Vertex AI notebooks, Kaggle, a rented GPU machine.
+running kernel: Colab, GCP / Vertex AI notebooks, Kaggle, a rented GPU machine, a local Jupyter.
 
-`notebooks/00_setup.ipynb` finds the checkout by this file (`MARKER`, never by the working
-folder: Colab's is /content), loads it by path (maskdepth is not importable yet) and calls
-`prepare(repo)`, which
+Every notebook starts with the same short set-up cell (`SETUP_CELL`, kept equal in all of them
+by `sync_notebooks`). It makes `maskdepth` importable, in this order, from:
 
-1. keeps every requirement the runtime already satisfies (its CUDA torch and torchvision, its
-   own ipykernel) and pip-installs only the missing or too old ones, with the kept versions
-   pinned so pip cannot replace them;
-2. makes `maskdepth` importable in the running kernel without a restart: the checkout's lib/
-   goes on sys.path (import caches invalidated) and on PYTHONPATH, so `!python -m maskdepth
-   run ...` and the notebook kernels it starts import it too (an editable install would only
-   be seen after a restart);
-3. registers the `maskdepth` Jupyter kernel that `maskdepth run` uses, if it is missing.
+1. `SOURCE` when the user sets it: a checkout folder (a clone, an upload, a Drive folder) or a
+   maskdepth wheel / sdist / zip file (pip-installed without dependencies);
+2. maskdepth as it is already importable (an install, a kernel of `maskdepth run`, an earlier
+   run of the cell: the cell is idempotent);
+3. the checkout the notebook sits in, found by its marker file `MARKER` (the working folder,
+   a parent, a sub-folder, `$MASKDEPTH_REPO`, Google Drive's MyDrive and two levels below it);
+4. the repository (`REPO_URL`, pip-installed from git) once an owner has configured it;
 
-Standard library only. `REPO_URL` is the one place the repository's address is set: the
-README's "Open in Colab" link and 00_setup's `repo_url` are copies that
-`python -m maskdepth.bootstrap --set-repo-url URL` rewrites (tests/test_bootstrap.py checks
-they agree).
+then calls `setup()`, the logic of notebooks/00_setup.ipynb: it says in one line which source
+it used, keeps every requirement the runtime already satisfies (its CUDA torch, torchvision,
+ipykernel) and pip-installs only the missing or too old ones, with the kept versions pinned;
+puts a checkout's lib/ on sys.path and PYTHONPATH (no restart; `!python -m maskdepth ...` sees
+it too); on Colab sends the runs to Google Drive (opt-out: `DRIVE = False`), so a stage
+survives a disconnect and `maskdepth run --resume` continues it; and says what this machine
+will do (device, precision, workers, batch). It never ends in a traceback: a set-up that
+cannot go on stops with one line (`SetupStopped`).
+
+Standard library only (it runs before the requirements are installed). `REPO_URL` is the one
+place the repository's address is set: the notebooks' set-up cells and "Open in Colab" badges
+and the README's badge are copies that `python -m maskdepth.bootstrap --set-repo-url URL`
+rewrites (tests/test_bootstrap.py checks they agree).
 """
 
 from __future__ import annotations
 
+import glob
 import importlib
 import importlib.metadata
 import importlib.util
@@ -37,7 +45,10 @@ from pathlib import Path
 REPO_URL = "https://github.com/OWNER/maskdepth"  # the placeholder the owner replaces (see --set-repo-url)
 BRANCH = "main"
 MARKER = Path("lib") / "maskdepth" / "bootstrap.py"  # this file: found only at the root of a checkout
-KERNEL = "maskdepth"
+ARCHIVES = (".whl", ".tar.gz", ".zip")  # what pip installs as a SOURCE file
+DRIVE = Path("/content/drive")  # where Colab mounts Google Drive
+DRIVE_OUTPUTS = DRIVE / "MyDrive" / "maskdepth" / "outputs"  # the runs on Colab, unless DRIVE = False
+PIPELINE_ENV = "MASKDEPTH_PIPELINE"  # "1" in the kernels `maskdepth run` starts (maskdepth.progress)
 
 
 def colab_url(repo_url: str = REPO_URL, branch: str = BRANCH, notebook: str = "notebooks/00_setup.ipynb") -> str:
@@ -46,24 +57,49 @@ def colab_url(repo_url: str = REPO_URL, branch: str = BRANCH, notebook: str = "n
     return f"https://colab.research.google.com/github/{path}/blob/{branch}/{notebook}"
 
 
+def configured(repo_url: str = REPO_URL) -> bool:
+    """False while REPO_URL is the placeholder: nothing is cloned or installed from it then."""
+    return "/OWNER/" not in repo_url
+
+
+def badge(notebook: str = "notebooks/00_setup.ipynb", repo_url: str = REPO_URL) -> str:
+    """The "Open in Colab" badge (Markdown) of a notebook of the configured repository."""
+    return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+            f"({colab_url(repo_url, notebook=notebook)})")
+
+
+def drive_places() -> list[Path]:
+    """Folders of a mounted Google Drive where a checkout may sit (MyDrive and two levels below)."""
+    mydrive = DRIVE / "MyDrive"
+    if not mydrive.is_dir():
+        return []
+    return [mydrive, *(Path(p) for p in sorted(glob.glob(str(mydrive / "*")) + glob.glob(str(mydrive / "*" / "*"))))]
+
+
 def find_repo(start: str | os.PathLike | None = None) -> Path | None:
     """The checkout: $MASKDEPTH_REPO, else `start` (default: the working folder), one of its parents
-    or one of its sub-folders (Colab clones into /content/NAME while the kernel works in /content)."""
+    or one of its sub-folders (Colab clones into /content/NAME while the kernel works in /content),
+    else a folder of a mounted Google Drive (`drive_places`)."""
     here = Path(start or Path.cwd()).resolve()
     candidates = [os.environ.get("MASKDEPTH_REPO", ""), here, *here.parents]
     candidates += sorted(p for p in here.iterdir() if p.is_dir()) if here.is_dir() else []
     for place in candidates:
         if place and (Path(place) / MARKER).is_file():
             return Path(place).resolve()
-    return None
+    return next((p.resolve() for p in drive_places() if (p / MARKER).is_file()), None) if start is None else None
 
 
 # -- requirements ----------------------------------------------------------------------------
 RUNTIME_EXTRAS = ("pretrained", "real")  # what the default recipe and the real-photo check need
 
 
-def requirements(repo: Path) -> list[str]:
-    """[project] dependencies of the checkout's pyproject.toml, with those of RUNTIME_EXTRAS."""
+def requirements(repo: Path | None = None) -> list[str]:
+    """[project] dependencies of the checkout's pyproject.toml, with those of RUNTIME_EXTRAS; with
+    no checkout, those the installed maskdepth declares."""
+    if repo is None:
+        declared = importlib.metadata.requires("maskdepth") or []
+        wanted = [r for r in declared if "extra ==" not in r or any(f'extra == "{e}"' in r for e in RUNTIME_EXTRAS)]
+        return [r.split(";")[0].strip() for r in wanted]
     text = (Path(repo) / "pyproject.toml").read_text(encoding="utf-8")
     try:
         import tomllib
@@ -130,7 +166,7 @@ def install_missing(install: list[str], keep: dict, run=subprocess.check_call) -
         run(pip_command(install, constraints))
 
 
-# -- importable, kernel ----------------------------------------------------------------------
+# -- importable --------------------------------------------------------------------------------
 def make_importable(repo: Path) -> bool:
     """Put the checkout's lib/ first on sys.path and PYTHONPATH (child processes); True if changed."""
     lib = str(Path(repo).resolve() / "lib")
@@ -148,52 +184,198 @@ def make_importable(repo: Path) -> bool:
     return changed
 
 
-def kernel_installed(name: str = KERNEL) -> bool:
+
+# -- the set-up cell -------------------------------------------------------------------------
+class SetupStopped(Exception):
+    """A set-up that cannot go on: IPython shows its one line, not a traceback, and Run all stops."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"maskdepth set-up stopped: {self}"]
+
+
+NOT_FOUND = ("no maskdepth to set up: set SOURCE to a maskdepth checkout folder or a .whl/.tar.gz/.zip file "
+             "(upload it, or put it on Google Drive), or open this notebook inside a checkout")
+
+# The first code cell of every notebook. Two steps: make maskdepth importable (from SOURCE, as
+# installed, the checkout around the notebook, else the repository), then one call of setup().
+# Kept in one line each for the set-up to stay a glance long; the module docstring explains it.
+SETUP_CELL = """\
+# Set-up, safe to re-run: makes `maskdepth` importable (SOURCE, else as installed, else the checkout this notebook
+# sits in: a clone, an upload, a Drive folder; else the repository), says which in one line, readies this runtime.
+SOURCE = ""  # optional: a maskdepth checkout folder or a .whl / .tar.gz / .zip of it (uploaded, or on Drive)
+DRIVE = True  # Colab: runs go to Google Drive and a stage resumes from there after a disconnect (False: VM disk)
+import glob, importlib, os, runpy, subprocess, sys  # noqa: E401
+DRIVE and "google.colab" in sys.modules and not os.path.isdir("/content/drive/MyDrive") and __import__("google.colab.drive").colab.drive.mount("/content/drive")
+near = [f for p in ([SOURCE] if SOURCE else ["..", ".", "*", "/content/drive/MyDrive", "/content/drive/MyDrive/*", "/content/drive/MyDrive/*/*"]) for f in sorted(glob.glob(f"{p}/lib/maskdepth/bootstrap.py"))]
+near or importlib.util.find_spec("maskdepth") or not (SOURCE or "/OWNER/" not in "{repo_url}") or subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", SOURCE or "git+{repo_url}"]) and importlib.invalidate_caches()
+boot = near or [s.origin.replace("__init__.py", "bootstrap.py") for s in [importlib.util.find_spec("maskdepth")] if s]
+runpy.run_path(boot[0])["setup"](SOURCE, drive=DRIVE) if boot else sys.exit("{not_found}")"""
+
+
+def setup_cell(repo_url: str = REPO_URL) -> str:
+    """The set-up cell's source for the repository `repo_url`."""
+    return SETUP_CELL.replace("{repo_url}", repo_url).replace("{not_found}", NOT_FOUND)
+
+
+def _direct_url() -> str | None:
+    """Where pip installed maskdepth from (PEP 610 direct_url.json), None for an index or no install."""
     try:
-        from jupyter_client.kernelspec import KernelSpecManager
-    except ImportError:
-        return False
-    return name in KernelSpecManager().find_kernel_specs()
+        info = json.loads(importlib.metadata.distribution("maskdepth").read_text("direct_url.json") or "null")
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return None
+    return info.get("url") if isinstance(info, dict) else None
 
 
-def install_kernel(run=subprocess.check_call) -> None:
-    run([sys.executable, "-m", "ipykernel", "install", "--user", "--name", KERNEL, "--display-name",
-         "Python (maskdepth)"])
+def make_available(source: str = "", *, run=subprocess.check_call) -> tuple[str, Path | None]:
+    """Make `maskdepth` importable; returns (one phrase naming the source used, the checkout or None).
+    See the module docstring for the order."""
+    source = str(source or "").strip()
+    if source.endswith(ARCHIVES):
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise SetupStopped(f"SOURCE {source}: no such file")
+        if importlib.util.find_spec("maskdepth") is None:
+            run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", str(path)])
+            importlib.invalidate_caches()
+        return f"the file {path}", None
+    if source:
+        repo = Path(source).expanduser().resolve()
+        if not (repo / MARKER).is_file():
+            raise SetupStopped(f"SOURCE {source}: not a maskdepth checkout (no {MARKER} there)")
+        make_importable(repo)
+        return f"the checkout {repo} (SOURCE)", repo
+    spec = importlib.util.find_spec("maskdepth") if "maskdepth" not in sys.modules else sys.modules["maskdepth"].__spec__
+    if spec is not None and spec.origin:
+        package = Path(spec.origin).resolve().parent
+        if package.parent.name == "lib" and (package.parents[1] / MARKER).is_file():
+            return f"the checkout {package.parents[1]}", package.parents[1]
+        origin = _direct_url()
+        return f"the installed package {package}" + (f" (from {origin})" if origin else ""), None
+    repo = find_repo()
+    if repo is not None:
+        make_importable(repo)
+        return f"the checkout {repo} (found beside this notebook)", repo
+    if configured():
+        run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", f"git+{REPO_URL}@{BRANCH}"])
+        importlib.invalidate_caches()
+        return f"the repository {REPO_URL}", None
+    raise SetupStopped(NOT_FOUND)
 
 
-def prepare(repo: str | os.PathLike, *, install: bool = True, run=subprocess.check_call, log=print) -> dict:
-    """Steps 1-3 of the module doc; returns what was kept, installed and changed."""
-    repo = Path(repo).resolve()
+def on_colab() -> bool:
+    return "google.colab" in sys.modules or bool(os.environ.get("COLAB_RELEASE_TAG"))
+
+
+def setup(source: str = "", *, drive: bool = True, install: bool = True, run=subprocess.check_call, log=print) -> dict:
+    """The set-up cell's library call, and the logic of 00_setup: maskdepth importable (one line says
+    from where), only the missing requirements installed, on Colab the runs on Google Drive (unless
+    `drive` is False), and a line on what this machine will do. Safe to call again. Under `maskdepth
+    run` (its kernels import maskdepth already) it only says which maskdepth runs."""
+    try:
+        return _setup(source, drive=drive, install=install, run=run, log=log)
+    except SetupStopped:
+        raise
+    except (Exception, KeyboardInterrupt) as exc:  # one line in the notebook, never a traceback
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise SetupStopped(f"{type(exc).__name__}: {first}") from None
+
+
+def _setup(source: str, *, drive: bool, install: bool, run, log) -> dict:
+    report: dict = {"source": None, "kept": {}, "installed": [], "outputs": None, "profile": None}
+    if os.environ.get(PIPELINE_ENV) == "1":
+        import maskdepth
+
+        report["source"] = "the kernel of `maskdepth run`"
+        log(f"maskdepth {maskdepth.__version__} from {Path(maskdepth.__file__).parent} ({report['source']})")
+        return report
+    where, repo = make_available(source, run=run)
+    report["source"] = where
     keep, missing = plan(requirements(repo))
-    report = {"repo": str(repo), "kept": keep, "installed": [], "path_added": False, "kernel_registered": False}
-    shown = ", ".join(f"{n} {keep[n]}" for n in ("torch", "torchvision", "ipykernel") if n in keep)
-    log(f"runtime keeps: {shown or 'nothing preinstalled'}")
+    report["kept"] = keep
     if missing:
         if not install:
-            raise RuntimeError(f"missing: {', '.join(missing)} (install_if_missing is off)")
-        log(f"installing only what is missing: {', '.join(missing)}")
+            raise SetupStopped(f"missing: {', '.join(missing)} (install is off)")
+        log(f"installing what this runtime lacks: {', '.join(missing)}")
         install_missing(missing, keep, run=run)
         importlib.invalidate_caches()
         report["installed"] = missing
-    report["path_added"] = make_importable(repo)
-    if not kernel_installed():
-        install_kernel(run=run)
-        report["kernel_registered"] = True
-        log(f"registered the Jupyter kernel {KERNEL!r} (what `maskdepth run` executes notebooks with)")
+    import maskdepth
+
+    kept = ", ".join(f"{n} {keep[n]}" for n in ("torch", "torchvision") if n in keep)
+    log(f"maskdepth {maskdepth.__version__} from {where}" + (f"; keeps {kept}" if kept else ""))
+    from maskdepth.environment import use_outputs
+    from maskdepth.runs import outputs_root
+
+    if drive and on_colab():
+        try:
+            use_outputs(DRIVE_OUTPUTS)
+        except Exception as exc:  # refused or failed mount: the VM's disk, said plainly
+            log(f"Google Drive not mounted ({type(exc).__name__}: {exc}); runs stay on this VM's disk")
+    report["outputs"] = str(outputs_root().resolve())
+    log(f"runs go to {report['outputs']}" + (" (Google Drive: a stage resumes there after a disconnect with "
+                                             "`maskdepth run --resume`)" if str(DRIVE) in report["outputs"] else ""))
+    from maskdepth.profile import machine_profile
+
+    profile = machine_profile()
+    report["profile"] = profile.to_dict()
+    log(profile.line())
     return report
 
 
 # -- the one place of the repository URL -----------------------------------------------------
+def notebook_paths(repo: Path) -> list[Path]:
+    return sorted((Path(repo) / "notebooks").glob("*.ipynb"))
+
+
+def sync_notebooks(repo: Path | None = None, repo_url: str = REPO_URL) -> list[Path]:
+    """Give every notebook of the checkout the set-up cell as its first code cell and the Colab
+    badge under its title (the first Markdown cell); returns the notebooks changed."""
+    repo = Path(repo or Path(__file__).resolve().parents[2])
+    changed = []
+    for path in notebook_paths(repo):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        cells = nb["cells"]
+        cell = {"cell_type": "code", "execution_count": None, "id": "maskdepth-setup", "metadata": {"tags": ["setup"]},
+                "outputs": [],
+                "source": setup_cell(repo_url).splitlines(keepends=True)}
+        codes = [i for i, c in enumerate(cells) if c["cell_type"] == "code"]
+        tagged = [i for i in codes if "setup" in c_tags(cells[i])]
+        if tagged:
+            cells[tagged[0]] = {"id": cell["id"], **cells[tagged[0]], "source": cell["source"]}
+        else:
+            cells.insert(codes[0] if codes else len(cells), cell)
+        line = badge(f"notebooks/{path.name}", repo_url)
+        md = next((c for c in cells if c["cell_type"] == "markdown"), None)
+        if md is not None:
+            text = "".join(md["source"])
+            text = re.sub(r"\n?\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)", "", text)
+            first, _, more = text.partition("\n")
+            md["source"] = f"{first}\n{line}" + (f"\n{more}" if more else "")
+            md["source"] = md["source"].splitlines(keepends=True)
+        nb.setdefault("metadata", {})["kernelspec"] = {"display_name": "Python 3", "language": "python",
+                                                       "name": "python3"}
+        text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+        if text != path.read_text(encoding="utf-8"):
+            path.write_text(text, encoding="utf-8")
+            changed.append(path)
+    return changed
+
+
+def c_tags(cell: dict) -> list:
+    return cell.get("metadata", {}).get("tags", [])
+
+
 def set_repo_url(url: str, repo: Path | None = None) -> list[Path]:
-    """Write `url` wherever the current REPO_URL (and its Colab link) appears: this file, the
-    README and notebooks/00_setup.ipynb. Returns the files changed."""
+    """Write `url` wherever the current REPO_URL (and its Colab links) appears: this file, the
+    README and every notebook (set-up cell, badge). Returns the files changed."""
     url = url.rstrip("/").removesuffix(".git")
     if not re.match(r"^https://github\.com/[^/\s]+/[^/\s]+$", url):
         raise ValueError(f"{url!r}: expected https://github.com/OWNER/NAME")
-    repo = repo or Path(__file__).resolve().parents[2]
-    replacements = [(colab_url(REPO_URL), colab_url(url)), (REPO_URL, url)]
+    repo = Path(repo or Path(__file__).resolve().parents[2])
+    old_colab = colab_url(REPO_URL, notebook="")
+    replacements = [(old_colab, colab_url(url, notebook="")), (REPO_URL, url)]
     changed = []
-    for path in (repo / MARKER, repo / "README.md", repo / "notebooks" / "00_setup.ipynb"):
+    for path in (repo / MARKER, repo / "README.md", *notebook_paths(repo)):
         text = path.read_text(encoding="utf-8")
         new = text
         for old, fresh in replacements:
@@ -209,14 +391,21 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m maskdepth.bootstrap", description=__doc__.split("\n\n")[0])
     parser.add_argument("--set-repo-url", metavar="URL", help="the repository's https://github.com/OWNER/NAME")
-    parser.add_argument("--prepare", metavar="REPO", help="prepare this runtime for the checkout REPO")
+    parser.add_argument("--sync-notebooks", action="store_true",
+                        help="write the set-up cell and the Colab badge into every notebook")
+    parser.add_argument("--setup", metavar="SOURCE", nargs="?", const="",
+                        help="set up this runtime (what a notebook's first cell does)")
     args = parser.parse_args(argv)
     if args.set_repo_url:
         for path in set_repo_url(args.set_repo_url):
             print(f"updated {path}")
         return 0
-    if args.prepare:
-        print(json.dumps(prepare(args.prepare), indent=1))
+    if args.sync_notebooks:
+        for path in sync_notebooks():
+            print(f"updated {path}")
+        return 0
+    if args.setup is not None:
+        setup(args.setup, drive=False)
         return 0
     parser.print_help()
     return 2

@@ -11,13 +11,28 @@ import torch
 from maskdepth.errors import MaskdepthError
 
 DEVICE_NAMES = "auto, cpu, cuda, cuda:N or mps"
+# CUDA autocast: bf16 from compute capability 8.0 (Ampere: A100, A10, L4, RTX 30xx; then Hopper,
+# Ada, ...), whose tensor cores run it at the float16 rate and whose exponent range needs no
+# GradScaler; float16 with a GradScaler before (T4, V100, P100).
+CUDA_BF16_CAPABILITY = (8, 0)
+
+
+def cuda_autocast_dtype(capability: tuple[int, int]) -> torch.dtype:
+    """The one rule for CUDA mixed precision: bf16 on compute capability >= 8.0, else float16."""
+    return torch.bfloat16 if tuple(capability) >= CUDA_BF16_CAPABILITY else torch.float16
 
 
 @dataclass(frozen=True)
 class DeviceInfo:
     device: torch.device
-    amp: bool  # mixed precision autocast (float16 on CUDA)
+    amp: bool  # mixed precision autocast (CUDA: bf16 or float16 by `cuda_autocast_dtype`; CPU: bf16)
     pin_memory: bool
+    cuda_bf16: bool = False  # a CUDA device of compute capability >= 8.0: autocast in bf16
+
+    @property
+    def grad_scaler(self) -> bool:
+        """A GradScaler only for float16 autocast (bf16 has float32's exponent range)."""
+        return self.amp and self.amp_dtype == torch.float16
 
     @property
     def eval_amp(self) -> bool:
@@ -27,7 +42,14 @@ class DeviceInfo:
 
     @property
     def amp_dtype(self) -> torch.dtype:
-        return torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        if self.device.type == "cuda":
+            return torch.bfloat16 if self.cuda_bf16 else torch.float16
+        return torch.bfloat16
+
+    @property
+    def amp_name(self) -> str:
+        """What autocast runs in: "off", "bf16" or "float16"."""
+        return "off" if not self.amp else "bf16" if self.amp_dtype == torch.bfloat16 else "float16"
 
 
 @functools.cache
@@ -64,7 +86,8 @@ def check_device_name(name) -> str:
 def resolve_device(name: str = "auto", amp: bool | None = None) -> DeviceInfo:
     """`auto` -> CUDA if available, else CPU.
 
-    AMP by default (`amp=None`): on CUDA, float16 autocast with a GradScaler; on a CPU float32
+    AMP by default (`amp=None`): on CUDA, bf16 autocast on compute capability >= 8.0 and float16
+    with a GradScaler before (`cuda_autocast_dtype`); on a CPU float32
     here. Whether bf16 autocast pays on a CPU depends on the CPU and the model, not on its
     flags alone, so the trainer times it (`maskdepth.training.precision`) and turns it on."""
     name = check_device_name(name)
@@ -82,7 +105,8 @@ def resolve_device(name: str = "auto", amp: bool | None = None) -> DeviceInfo:
         use_amp = device.type == "cuda"
     else:
         use_amp = bool(amp)
-    return DeviceInfo(device=device, amp=use_amp, pin_memory=device.type == "cuda")
+    bf16 = device.type == "cuda" and cuda_autocast_dtype(torch.cuda.get_device_capability(device)) == torch.bfloat16
+    return DeviceInfo(device=device, amp=use_amp, pin_memory=device.type == "cuda", cuda_bf16=bf16)
 
 
 def describe() -> dict:

@@ -1,7 +1,9 @@
 """The staged workflow: `maskdepth run --stage playground|1k|full` runs the notebooks with papermill.
 
 00_setup → 01_create_data → 02_train → 03_validate (seen, then unseen, then ood), each
-executed with the `maskdepth` kernel and a per-cell timeout into `outputs/<stage>/<run>/notebooks/`.
+executed in a kernel of the Python that runs the pipeline (the notebooks are stored with the
+standard `python3` kernelspec, which papermill is given explicitly; no kernel has to be
+registered) and a per-cell timeout into `outputs/<stage>/<run>/notebooks/`.
 Parameters: the stage's defaults (`maskdepth.stages`) overridden by `-f params.yaml`
 and then by `-p NAME VALUE`; a name no notebook declares is an error.
 
@@ -40,7 +42,7 @@ from maskdepth.progress import PIPELINE_ENV  # "1" in the kernels the pipeline s
 from maskdepth.runpage import write_page
 from maskdepth.stages import STAGES, VAL_SPLITS, get_stage, stage_defaults
 
-KERNEL = "maskdepth"
+KERNEL = "python3"  # the notebooks' stored kernelspec; it runs this very Python (see _kernel_manager_class)
 NOTEBOOK_DIR_ENV = "MASKDEPTH_NOTEBOOKS"
 RESERVED = {"run_dir"}  # set by the pipeline for every notebook
 
@@ -116,10 +118,20 @@ def _now() -> str:
 _KERNELS: list = []  # kernel managers of the notebook now running (stopped at once on an interrupt)
 
 
+def this_python_kernel_spec():
+    """The `python3` kernel of the Python running the pipeline: whatever a `python3` kernelspec
+    installed elsewhere (a system Jupyter, ~/.local) points at, the notebooks import the same
+    packages, maskdepth included, as `maskdepth run` itself."""
+    from jupyter_client.kernelspec import KernelSpec
+
+    return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                      display_name="Python 3 (maskdepth run)", language="python", metadata={})
+
+
 def _kernel_manager_class():
-    """Talk to the kernel over local IPC sockets where the OS has them: nothing listens on TCP,
-    and ipykernel stops warning about unencrypted TCP in every papermill log. Shutdown sends
-    no interrupt to a kernel that is shutting down anyway."""
+    """The kernel is this Python (`this_python_kernel_spec`). Talk to it over local IPC sockets
+    where the OS has them: nothing listens on TCP, and ipykernel stops warning about unencrypted
+    TCP in every papermill log. Shutdown sends no interrupt to a kernel that is shutting down anyway."""
     import os
 
     from jupyter_client.manager import AsyncKernelManager
@@ -128,6 +140,12 @@ def _kernel_manager_class():
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
             _KERNELS.append(self)
+
+        @property
+        def kernel_spec(self):
+            if self._kernel_spec is None:
+                self._kernel_spec = this_python_kernel_spec()
+            return self._kernel_spec
 
         async def _async_interrupt_kernel(self) -> None:
             # shutdown_kernel interrupts first; an idle kernel would only log a spurious
@@ -198,12 +216,7 @@ def execute(nb_in: Path, nb_out: Path, parameters: dict, timeout: int, cwd: Path
         if exc.ename == "KeyboardInterrupt":  # Ctrl-C reached the kernel before this process
             raise StageInterrupted("SIGINT") from None
         raise NotebookFailed(nb_in.name, exc.exec_count, exc.ename, exc.evalue, nb_out) from None
-    except Exception as exc:  # kernel died, timeout, missing kernel
-        if "No such kernel" in str(exc):
-            raise MaskdepthError(
-                f"{nb_in.name}: Jupyter kernel {KERNEL!r} is not installed; run `make setup` or "
-                f"`python -m ipykernel install --sys-prefix --name {KERNEL}`"
-            ) from None
+    except Exception as exc:  # kernel died, timeout
         raise NotebookFailed(nb_in.name, None, type(exc).__name__, str(exc), nb_out) from None
     finally:
         if saved_env is None:
@@ -530,6 +543,40 @@ def _prepare_resume(run_dir: Path, stage: str | None, overrides: dict, nb_dir: P
         + (f"skipping {', '.join(skipped)}" if skipped else "running every notebook again")
         + (f"; changed: {said}" if said else ""))
     return run_dir, info, params, declared, steps
+
+
+UNFINISHED = ("interrupted", "running", "failed")  # run.json statuses a --resume can continue
+
+
+def unfinished_run(stage: str, root: Path | None = None) -> Path | None:
+    """The newest run of `stage` under `root` (default: the outputs root, Google Drive on Colab)
+    that did not finish: interrupted, failed, or "running" with no live process (a VM gone)."""
+    import socket
+
+    folder = Path(root or runs.outputs_root()) / stage
+    for run_json in sorted(folder.glob("*/run.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            info = read_json(run_json)
+        except (OSError, ValueError):
+            continue
+        if info.get("status") not in UNFINISHED:
+            continue
+        if info.get("status") == "running" and info.get("host") == socket.gethostname():
+            try:
+                _refuse_if_still_running(info, run_json.parent)
+            except MaskdepthError:
+                continue  # alive: not ours to continue
+        return run_json.parent
+    return None
+
+
+def run_or_resume(stage: str, overrides: dict | None = None, **kwargs) -> RunResult:
+    """`maskdepth run --stage STAGE --resume`: continue the stage's newest unfinished run (after a
+    disconnect, from Drive on Colab), else start a new one."""
+    previous = unfinished_run(stage, kwargs.get("root"))
+    if previous is None:
+        return run_stage(stage, overrides, **kwargs)
+    return run_stage(stage, overrides, resume=previous, **{k: v for k, v in kwargs.items() if k not in ("root", "name")})
 
 
 def _refuse_if_still_running(info: dict, run_dir: Path) -> None:

@@ -232,7 +232,7 @@ class Trainer:
             s: make_loader(ds, cfg, train=False, pin_memory=self.dev.pin_memory) for s, ds in self.val_sets.items()
         }
         self.schedule = Schedule(cfg, self.optimizer, len(self.train_loader))
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dev.amp and self.dev.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dev.grad_scaler and self.dev.device.type == "cuda")
         self.epoch = 0  # finished epochs
         self.step = 0
         self.saved_epoch: int | None = None  # the epoch checkpoints/last.pt holds (None: not written)
@@ -252,7 +252,7 @@ class Trainer:
         others take its answer); a resumed run takes its checkpoint's choice instead (`load_for_resume`)."""
         cfg = self.cfg
         if str(cfg.amp) != "auto" or self.dev.device.type != "cpu":
-            kind = {"cuda": "float16", "cpu": "bf16"}.get(self.dev.device.type, "off") if self.dev.amp else "off"
+            kind = self.dev.amp_name if self.dev.device.type in ("cuda", "cpu") else "off"
             return PrecisionChoice(kind, f"amp={cfg.amp} on {self.dev.device.type}")
         if cfg.resume:
             return PrecisionChoice("off", "amp=auto: the checkpoint's choice (resume)")

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "run": "run a stage's notebooks with papermill (playground -> 1k -> full)",
     "predict": "predict mask and depth for any image files or folders",
     "export": "export a checkpoint to ONNX and verify it with onnxruntime",
+    "doctor": "what this machine will do: device, precision, workers, batch, time per epoch",
 }
 
 

@@ -40,7 +40,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="run even without a passing run of the previous stage / on a CPU for 'full'")
     parser.add_argument("--timeout", type=int, default=None, help="per-cell execution timeout in seconds")
     parser.add_argument("--resume", nargs="?", const="", default=None, metavar="RUN_DIR",
-                        help="continue an interrupted or failed stage run (RUN_DIR, or --stage/--name under --out): "
+                        help="continue an interrupted or failed stage run (RUN_DIR, or --stage/--name under --out; "
+                             "--resume alone: the newest unfinished run of --stage, e.g. on Drive after a disconnect): "
                              "skips the notebooks already done, continues training from checkpoints/last.pt, "
                              "validates again; -p changes a parameter (e.g. -p epochs 20 trains longer)")
 
@@ -109,7 +110,14 @@ def _resume_dir(args: argparse.Namespace, stage: str, root):
             raise MaskdepthError("--resume RUN_DIR names the run already; leave out --name")
         return Path(args.resume)
     if not args.name:
-        raise MaskdepthError("--resume needs the run: --resume RUN_DIR, or --stage STAGE --name NAME [--out ROOT]")
+        from maskdepth.pipeline import unfinished_run
+
+        found = unfinished_run(stage, root)
+        if found is None:
+            raise MaskdepthError(f"--resume: no unfinished {stage} run under {(root or runs.outputs_root()) / stage}; "
+                                 "name one with --resume RUN_DIR, or --stage STAGE --name NAME [--out ROOT]")
+        print(f"maskdepth run: continuing the newest unfinished {stage} run, {found}", file=sys.stderr)
+        return found
     return (root or runs.outputs_root()) / stage / args.name
 
 

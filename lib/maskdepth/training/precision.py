@@ -34,7 +34,7 @@ PROBE_STEPS = 3  # timed passes per precision (after one untimed), interleaved
 class PrecisionChoice:
     """What a run trains in, and why (written to run.json, the checkpoint and the log)."""
 
-    autocast: str  # "off" (float32), "bf16" (CPU) or "float16" (CUDA)
+    autocast: str  # "off" (float32), "bf16" (CPU; CUDA capability >= 8.0) or "float16" (older CUDA)
     reason: str
     float32_ms: float | None = None
     bf16_ms: float | None = None
