@@ -224,6 +224,6 @@ def test_every_entry_point_trains_the_same_network(monkeypatch):
     assert losses == {("l1_ssi", "bce_dice", 0.3, "")}
     assert specs["02_train, no parameters"]["kwargs"]["encoder"] == "efficientnet_lite0"
     for stage in STAGES.values():
-        assert set(stage.train_defaults) <= {"epochs", "batch_size", "lr", "workers"}
+        assert set(stage.train_defaults) <= {"size", "epochs", "batch_size", "lr", "workers"}
     shown = model_info("joint")  # what `maskdepth models` prints for the default
     assert shown["kwargs"] == specs["02_train, no parameters"]["kwargs"]
