@@ -13,7 +13,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.maskdepth-installed
 CONSTRAINTS := requirements/constraints.txt
 
-.PHONY: setup run test test-all lint bench clean-venv
+.PHONY: setup run test test-all lint bench gpu-check clean-venv
 
 setup: $(STAMP)
 
@@ -40,6 +40,9 @@ test-all: setup lint
 
 bench: setup
 	$(PY) -m bench.run $(if $(QUICK),--quick,) $(ARGS)
+
+gpu-check: setup
+	$(PY) -m bench.gpu_check $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

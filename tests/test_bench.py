@@ -219,3 +219,19 @@ def test_predict_figure_end_to_end_on_tiny_photos(tmp_path):
         assert memory["peak_mb"] >= memory["rss_before_mb"] > 0
     assert len(result["table"]) == len(result["cases"]) + 1
     json.dumps(result)
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_runs_every_step_on_the_cpu(tmp_path):
+    """The prepared GPU script (make gpu-check) in its CPU dry run: every step runs and is recorded."""
+    from bench import gpu_check
+
+    out = tmp_path / "check.json"
+    assert gpu_check.main(["--dry-run", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["dry_run"] and record["ok"] and record["device"] == "cpu"
+    assert list(record["steps"]) == ["hardware_tests", "figure_6", "full_stage_run"]
+    assert all(step["status"] == 0 for step in record["steps"].values())
+    assert "tests collected" in record["steps"]["hardware_tests"]["output_tail"] or "selected" in \
+        record["steps"]["hardware_tests"]["output_tail"]
+    assert record["full_stage_run"]["splits"]["seen"]  # the short run was validated
