@@ -389,6 +389,13 @@ def _metrics_section(metrics, history) -> str:
             f'<details><summary>every metric</summary><div id="metrics-detail">{detail}</div></details>\n')
 
 
+def _range_m(value) -> str:
+    """[lo, hi] in metres as "2.1–5.0 m"; anything else as it is."""
+    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+        return f"{value[0]:.1f}–{value[1]:.1f} m"
+    return _value(value)
+
+
 def _real_section(run_dir: Path, real) -> str:
     """The real-photo check (RUN/real/real.json): per photo the model beside the baselines, where
     the error lives, and the figure (photo | measured | predicted depth)."""
@@ -412,8 +419,8 @@ def _real_section(run_dir: Path, real) -> str:
         body = "".join(f"<tr><th>{escape(row)}</th>" + "".join(f'<td class="num">{escape(c)}</td>' for c in cells)
                        + "</tr>" for row, cells in rows)
         parts.append(f"<h3>{name}</h3><p class=\"muted\">{escape(str(photo.get('about', '')))}; measured "
-                     f"{escape(_value(photo.get('gt_range_m')))} m, predicted {escape(_value(photo.get('pred_range_m')))}"
-                     f" m; network input {escape(_value(photo.get('network_size')))} (H, W)</p>")
+                     f"{escape(_range_m(photo.get('gt_range_m')))}, predicted {escape(_range_m(photo.get('pred_range_m')))}"
+                     f"; the network saw {escape(_value(photo.get('network_size')))} (H, W)</p>")
         parts.append(f"<table><thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody></table>")
         figure = run_dir / REAL_DIR / str(photo.get("figure", ""))
         if photo.get("figure") and figure.is_file() and figure.parent == run_dir / REAL_DIR:
