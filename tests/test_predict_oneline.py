@@ -78,3 +78,21 @@ def test_a_loaded_predictor_is_reused(outputs):
     assert reads == []  # the checkpoint was read once, by load
     assert [r["depth"].shape for r in first] == [(20, 30), (21, 30), (22, 30)]
     np.testing.assert_array_equal(again[0]["depth"], first[1]["depth"])
+
+
+def test_latest_points_at_the_newest_run_as_a_link_or_a_file(outputs, monkeypatch):
+    from maskdepth import runs
+
+    root, old_1k = outputs
+    run = old_1k.parent.parent
+    latest = runs.point_latest(run)
+    assert latest == root / "1k" / "latest" and latest.is_symlink()
+    assert resolve_checkpoint(latest) == old_1k
+    monkeypatch.setattr(os, "symlink", lambda *a, **k: (_ for _ in ()).throw(OSError("no links here")))
+    newer = _run(root / "1k" / "20260105-e", age=0)
+    latest = runs.point_latest(newer.parent.parent)
+    assert not latest.is_symlink() and latest.read_text().strip() == "20260105-e"
+    assert resolve_checkpoint(latest) == newer
+    (root / "playground" / "latest").mkdir()  # a user's own folder of that name is never replaced
+    runs.point_latest(root / "playground" / "20260104-d")
+    assert (root / "playground" / "latest").is_dir()

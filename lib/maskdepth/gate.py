@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from maskdepth import runs
 from maskdepth.errors import MaskdepthError
 from maskdepth.fileio import read_json
 from maskdepth.metrics import finite_or_none, format_value, higher_is_better, parse_split_metric
@@ -72,7 +73,7 @@ def find_passing_run(stage: str, params: dict, root: Path) -> Path | None:
     folder = root / stage
     if not folder.is_dir():
         return None
-    for run_json in sorted(folder.glob("*/run.json"), reverse=True):
+    for run_json in sorted(runs.run_files(folder), reverse=True):
         try:
             info = read_json(run_json)
         except (OSError, json.JSONDecodeError):

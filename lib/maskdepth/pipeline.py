@@ -477,6 +477,7 @@ def _run_steps(stage, run_dir: Path, info: dict, params: dict, declared: dict, s
     write_json(run_dir / "run.json", info)
     write_summary(run_dir, info, metrics)
     write_page(run_dir, log)
+    runs.point_latest(run_dir)
     verdict = "PASSED" if gate["passed"] else "did not pass"
     checks = ", ".join(describe_check(c) for c in gate["checks"])
     log(f"[gate] {stage} run {run_dir.name} {verdict}: {checks}")
@@ -554,7 +555,7 @@ def unfinished_run(stage: str, root: Path | None = None) -> Path | None:
     import socket
 
     folder = Path(root or runs.outputs_root()) / stage
-    for run_json in sorted(folder.glob("*/run.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+    for run_json in sorted(runs.run_files(folder), key=lambda p: p.stat().st_mtime, reverse=True):
         try:
             info = read_json(run_json)
         except (OSError, ValueError):

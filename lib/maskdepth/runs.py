@@ -98,6 +98,7 @@ def format_params(n) -> str:
 
 
 
+LATEST = "latest"  # outputs/<stage>/latest: the newest finished run (a symlink, or a file naming it)
 CHECKPOINT_NAMES = ("best.pt", "last.pt")  # what a run folder is predicted with, in order of preference
 STAGE_ORDER = ("full", "1k", "playground")  # the largest stage first: its model is the one to use
 
@@ -121,7 +122,8 @@ def _checkpoint_of(run: Path) -> Path | None:
 
 def newest_passing_checkpoint(folder: Path) -> Path | None:
     """best.pt of the newest passing run found under `folder` (runs sort by their timestamped names)."""
-    candidates = sorted((c.parent for c in folder.rglob("config.json") if is_run_dir(c.parent)),
+    candidates = sorted((c.parent for c in folder.rglob("config.json")
+                         if is_run_dir(c.parent) and c.parent.name != LATEST and not c.parent.is_symlink()),
                         key=lambda run: (run.stat().st_mtime, run.name))
     for run in reversed(candidates):
         if run_passed(run) and _checkpoint_of(run) is not None:
@@ -129,10 +131,43 @@ def newest_passing_checkpoint(folder: Path) -> Path | None:
     return None
 
 
+def run_files(stage_dir: Path) -> list[Path]:
+    """The run.json of each run folder in a stage folder; the `latest` pointer is not a run of its own."""
+    return [p for p in Path(stage_dir).glob("*/run.json") if p.parent.name != LATEST and not p.parent.is_symlink()]
+
+
+def point_latest(run_dir: Path) -> Path:
+    """Make RUN/../latest point at `run_dir`: a relative symlink replaced atomically, or where links are
+    not allowed (some file systems, Drive) a small file holding the run's name. Never replaces a
+    folder or file that is not such a pointer."""
+    run_dir = Path(run_dir)
+    latest = run_dir.parent / LATEST
+    if latest.exists() and not latest.is_symlink() and (latest.is_dir() or latest.stat().st_size > 256):
+        return latest  # someone's own folder or file called "latest": left alone
+    tmp = run_dir.parent / f".{LATEST}.{os.getpid()}"
+    try:
+        os.symlink(run_dir.name, tmp)
+    except OSError:
+        tmp.write_text(run_dir.name + "\n", encoding="utf-8")
+    os.replace(tmp, latest)
+    return latest
+
+
+def _follow_latest(p: Path) -> Path:
+    """outputs/<stage>/latest (a link, or a file where links are not allowed) -> the run folder it names."""
+    if p.name == LATEST and p.is_symlink():
+        return p.parent / os.readlink(p)
+    if p.name == LATEST and p.is_file() and not p.is_symlink() and p.stat().st_size <= 256:
+        name = p.read_text(encoding="utf-8").strip()
+        if name and "/" not in name and name not in (".", ".."):
+            return p.parent / name
+    return p
+
+
 def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
-    """A checkpoint file; a run folder -> its checkpoints/best.pt (else last.pt); a folder of runs
-    (a stage folder such as outputs/1k) -> the newest passing run's; None -> the newest passing
-    run of the largest stage under `outputs_root()`."""
+    """A checkpoint file; a run folder -> its checkpoints/best.pt (else last.pt), `outputs/<stage>/latest`
+    included; a folder of runs (a stage folder such as outputs/1k) -> the newest passing run's;
+    None -> the newest passing run of the largest stage under `outputs_root()`."""
     if path is None:
         root = outputs_root()
         for stage in STAGE_ORDER:
@@ -141,7 +176,7 @@ def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
                 return found
         raise MaskdepthError(f"no checkpoint given and no passing run under {root}/ ({', '.join(STAGE_ORDER)}): "
                              "train one (make run) or pass --checkpoint FILE")
-    p = Path(path)
+    p = _follow_latest(Path(path))
     if p.is_dir():
         found = _checkpoint_of(p)
         if found is None and not is_run_dir(p):
