@@ -150,6 +150,12 @@ def outputs_agree(reference: dict[str, torch.Tensor], other: dict[str, torch.Ten
     return ok, found
 
 
+def network_size(outputs: list[dict[str, torch.Tensor]], index: int) -> tuple[int, int]:
+    """(h, w) at which the network saw image `index` of a `Predictor.run`: its outputs' size."""
+    first = next(iter(outputs[index].values()))
+    return tuple(first.shape[-2:])
+
+
 def resize_image(image: torch.Tensor, size) -> torch.Tensor:
     """[B,C,H,W] float -> [B,C,*size]: bilinear with antialiasing, as the dataset resizes."""
     if tuple(image.shape[-2:]) == tuple(size):
@@ -361,8 +367,8 @@ class Predictor:
         upsampling follows; without it, or when `size` is no larger than the working size, or
         with upsample "bilinear", the upsampling is bilinear."""
         size = tuple(int(v) for v in size)
+        work = network_size(outputs, index)
         outputs = outputs[index]
-        work = tuple(outputs[next(iter(outputs))].shape[-2:])
         guided = self.upsample == "guided" and guide is not None and (size[0] > work[0] or size[1] > work[1])
         logits = outputs.get("mask")
         depth = outputs.get("depth")
@@ -753,8 +759,8 @@ def _write_outputs(out_dir: Path, item: _Loaded, predictor: Predictor, outputs, 
     stem = out_dir / item.file.name
     suffixes = output_suffixes(predictor, item.preview_input is not None)
     guide = None
-    network_size = tuple(outputs[index][next(iter(outputs[index]))].shape[-2:])
-    if predictor.upsample == "guided" and any(s > w for s, w in zip(item.size, network_size, strict=True)):
+    seen = network_size(outputs, index)
+    if predictor.upsample == "guided" and any(s > w for s, w in zip(item.size, seen, strict=True)):
         guide = load_image(item.file.path, max_pixels=MAX_PIXELS)  # read again: inputs are not all kept at full size
         if guide.shape[:2] != tuple(item.size):
             raise BadInputError(item.file.path, "changed while it was being predicted")
@@ -763,7 +769,7 @@ def _write_outputs(out_dir: Path, item: _Loaded, predictor: Predictor, outputs, 
     vrange = None
     written: list[str] = []
     entry: dict = {"input": str(item.file.path), "name": item.file.name, "size": list(item.size),
-                   "network_size": list(network_size), "outputs": {}}
+                   "network_size": list(seen), "outputs": {}}
     if item.background is not None:
         entry["background"] = str(item.background)
     if item.reduced_from is not None:

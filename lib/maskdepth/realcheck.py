@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from maskdepth.data.measured import MeasuredPhoto, measured_photos
-from maskdepth.metrics import compute_depth_errors, pairwise_ordering, scale_aligned
+from maskdepth.metrics import compute_depth_errors, finite_or_none, pairwise_ordering, scale_aligned
 
 REAL_DIR = "real"  # RUN/real/: real.json and one figure per photo
 REAL_JSON = "real.json"
@@ -71,12 +71,7 @@ def where_error_lives(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None)
 
 def check_photo(predictor, photo: MeasuredPhoto) -> tuple[dict, dict]:
     """(scores of the model and the baselines on `photo`, the model's outputs at the photo's size)."""
-    from maskdepth.inference import as_pixels
-
-    pixels = as_pixels(photo.image)
-    prepared = predictor.prepare(pixels)
-    outputs = predictor.run([prepared])
-    result = predictor.at_size(outputs, 0, photo.depth.shape, guide=pixels)
+    (result,) = predictor.predict(photo.image, show_progress=False)
     if "depth" not in result:
         return {"name": photo.name, "about": photo.about, "note": "the checkpoint predicts no depth"}, result
     gt, pred = photo.depth, result["depth"]
@@ -85,7 +80,7 @@ def check_photo(predictor, photo: MeasuredPhoto) -> tuple[dict, dict]:
         "name": photo.name,
         "about": photo.about,
         "size": [height, width],
-        "network_size": list(prepared.shape[-2:]),
+        "network_size": list(predictor.working_size(height, width)),
         "gt_range_m": [float(np.nanmin(gt)), float(np.nanmax(gt))],
         "pred_range_m": [float(pred.min()), float(pred.max())],
         "model": depth_scores(pred, gt),
@@ -95,13 +90,27 @@ def check_photo(predictor, photo: MeasuredPhoto) -> tuple[dict, dict]:
     return record, result
 
 
+def default_out_dir(checkpoint) -> Path:
+    """Where the check of `checkpoint` goes by default: RUN/real (beside the checkpoint when it is in no run)."""
+    from maskdepth.runs import resolve_checkpoint
+    from maskdepth.validate import run_dir_of
+
+    path = resolve_checkpoint(checkpoint)
+    return (run_dir_of(path) or path.parent) / REAL_DIR
+
+
 def real_check(checkpoint, out_dir=None, *, photos=None, device: str = "auto", size: int | None = None,
                figures: bool = True) -> dict:
-    """Score `checkpoint` on the measured photos; with `out_dir`, write REAL_JSON and a figure
-    per photo (photo | measured depth | predicted depth, one colour bar). Returns the record."""
-    from maskdepth.fileio import write_json
+    """Score `checkpoint` on the measured photos; with `out_dir` (never the checkpoint or a folder
+    holding it: `fileio.check_output`), write REAL_JSON and a figure per photo (photo | measured
+    depth | predicted depth, one colour bar). Returns the record."""
+    from maskdepth.fileio import check_output, write_json
     from maskdepth.inference import Predictor
+    from maskdepth.runs import resolve_checkpoint
 
+    checkpoint = resolve_checkpoint(checkpoint)
+    if out_dir is not None:  # refused before the checkpoint is loaded
+        out_dir = check_output(out_dir, reads=[checkpoint], folder=True)
     predictor = Predictor(checkpoint, device=device, size=size)
     record = {"checkpoint": str(predictor.checkpoint), "photos": []}
     for photo in measured_photos(photos):
@@ -118,13 +127,12 @@ def real_check(checkpoint, out_dir=None, *, photos=None, device: str = "auto", s
 
 
 def _json_ready(value):
+    """The record with every non-finite float as None (JSON null), at any depth."""
     if isinstance(value, dict):
         return {k: _json_ready(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_json_ready(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    return finite_or_none(value) if isinstance(value, float) else value
 
 
 def save_real_figure(path: Path, photo: MeasuredPhoto, pred: np.ndarray, scores: dict) -> None:

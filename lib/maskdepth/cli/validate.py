@@ -65,20 +65,12 @@ def _real(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from maskdepth.errors import MaskdepthError
-    from maskdepth.fileio import check_output
-    from maskdepth.realcheck import REAL_DIR, REAL_JSON, real_check, summary_line
-    from maskdepth.runs import resolve_checkpoint
-    from maskdepth.validate import run_dir_of
+    from maskdepth.realcheck import REAL_JSON, default_out_dir, real_check, summary_line
 
     if args.data is not None or args.n_samples:
         raise MaskdepthError("--real scores the bundled real photos: drop --data and --n-samples")
-    checkpoint = resolve_checkpoint(args.checkpoint)
-    out = args.out
-    if out is None:
-        run_dir = run_dir_of(checkpoint)
-        out = (run_dir if run_dir is not None else checkpoint.parent) / REAL_DIR
-    check_output(out, reads=[checkpoint], folder=True)
-    record = real_check(checkpoint, out, device=args.device, size=args.size, figures=not args.no_figures)
+    out = args.out if args.out is not None else default_out_dir(args.checkpoint)
+    record = real_check(args.checkpoint, out, device=args.device, size=args.size, figures=not args.no_figures)
     print(summary_line(record))
     print(f"wrote {Path(out) / REAL_JSON}")
     for photo in record["photos"]:
