@@ -6,25 +6,26 @@ from __future__ import annotations
 import pytest
 import torch
 
+from maskdepth import machine as M
 from maskdepth import profile as P
 from maskdepth.budget import Footprint
 from maskdepth.cli import main
 from maskdepth.device import DeviceInfo, cuda_autocast_dtype, resolve_device
 from maskdepth.stages import STAGES, stage_defaults
 
-T4 = P.Machine("cuda", "Tesla T4", 2, (7, 5), 14.7)  # Colab's free GPU: 2 vCPUs
-A100 = P.Machine("cuda", "NVIDIA A100-SXM4-40GB", 12, (8, 0), 39.4)
-H100 = P.Machine("cuda", "NVIDIA H100 80GB HBM3", 16, (9, 0), 79.1)
-L4 = P.Machine("cuda", "NVIDIA L4", 8, (8, 9), 22.0)
-V100 = P.Machine("cuda", "Tesla V100-SXM2-16GB", 8, (7, 0), 15.8)
-CPU = P.Machine("cpu", "some CPU", 2)
-CPU_BF16 = P.Machine("cpu", "a CPU with AMX", 32, cpu_bf16=True)
+T4 = M.Machine("cuda", "Tesla T4", 2, (7, 5), 14.7)  # Colab's free GPU: 2 vCPUs
+A100 = M.Machine("cuda", "NVIDIA A100-SXM4-40GB", 12, (8, 0), 39.4)
+H100 = M.Machine("cuda", "NVIDIA H100 80GB HBM3", 16, (9, 0), 79.1)
+L4 = M.Machine("cuda", "NVIDIA L4", 8, (8, 9), 22.0)
+V100 = M.Machine("cuda", "Tesla V100-SXM2-16GB", 8, (7, 0), 15.8)
+CPU = M.Machine("cpu", "some CPU", 2)
+CPU_BF16 = M.Machine("cpu", "a CPU with AMX", 32, cpu_bf16=True)
 
 
 @pytest.mark.parametrize("machine, expected", [(T4, "float16"), (V100, "float16"), (A100, "bf16"), (L4, "bf16"),
                                                (H100, "bf16"), (CPU, "float32"), (CPU_BF16, "float32 or bf16")])
 def test_precision_rule(machine, expected):
-    precision, why = P.precision_for(machine)
+    precision, why = M.precision_for(machine)
     assert precision == expected
     if expected == "float16":
         assert "GradScaler" in why
@@ -49,25 +50,25 @@ def test_cuda_autocast_uses_bf16_from_ampere_and_a_grad_scaler_only_for_float16(
 
 
 def test_workers_come_from_the_cpu_count_capped():
-    assert [P.workers_for(n) for n in (1, 2, 4, 9, 16, 96)] == [0, 1, 3, 8, 8, 8]
+    assert [M.workers_for(n) for n in (1, 2, 4, 9, 16, 96)] == [0, 1, 3, 8, 8, 8]
 
 
 def test_batch_and_lr_scale_together():
-    assert P.scale_batch(256, 3e-3, 128) == (128, pytest.approx(1.5e-3))
+    assert M.scale_batch(256, 3e-3, 128) == (128, pytest.approx(1.5e-3))
     small = Footprint(params=1_000_000, activation_bytes=4_000_000)  # 4 MB per image
-    roomy = P.Machine("cuda", "big", 8, (8, 0), 40.0)
-    tight = P.Machine("cuda", "small", 8, (7, 5), 2.0)  # 2 GB * 0.6 = 1.2 GB: 8 MB/image in training -> 128
-    assert P.fit_batch(256, 3e-3, small, roomy) == (256, 3e-3)
-    batch, lr = P.fit_batch(256, 3e-3, small, tight)
+    roomy = M.Machine("cuda", "big", 8, (8, 0), 40.0)
+    tight = M.Machine("cuda", "small", 8, (7, 5), 2.0)  # 2 GB * 0.6 = 1.2 GB: 8 MB/image in training -> 128
+    assert M.fit_batch(256, 3e-3, small, roomy) == (256, 3e-3)
+    batch, lr = M.fit_batch(256, 3e-3, small, tight)
     assert batch == 128 and lr == pytest.approx(3e-3 * 128 / 256)
-    assert small.bytes(batch, training=True) <= P.memory_bytes(tight) < small.bytes(2 * batch, training=True)
+    assert small.bytes(batch, training=True) <= M.memory_bytes(tight) < small.bytes(2 * batch, training=True)
 
 
 def test_the_full_stage_adapts_to_the_machine_and_the_small_stages_do_not():
-    tiny_gpu = P.Machine("cuda", "tiny", 4, (7, 5), 0.5)
+    tiny_gpu = M.Machine("cuda", "tiny", 4, (7, 5), 0.5)
     for machine in (T4, A100, H100, CPU):
         full = stage_defaults("full", machine=machine)
-        assert full["workers"] == P.workers_for(machine.cpu_count)
+        assert full["workers"] == M.workers_for(machine.cpu_count)
         assert full["lr"] == pytest.approx(3e-3 * full["batch_size"] / 256)  # batch and lr move together
     for machine in (A100, H100):  # the default model fits at 256 on the large cards
         assert (stage_defaults("full", machine=machine)["batch_size"]) == 256

@@ -11,17 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
-from maskdepth.machine import (  # noqa: F401 - the rules, reported here
-    MAX_WORKERS,
-    Machine,
-    adapt_to_machine,
-    current_machine,
-    fit_batch,
-    memory_bytes,
-    precision_for,
-    scale_batch,
-    workers_for,
-)
+from maskdepth.machine import Machine, current_machine, precision_for, workers_for
 
 TIMING_STEPS = 20
 

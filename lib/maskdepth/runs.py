@@ -97,7 +97,6 @@ def format_params(n) -> str:
     return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
 
 
-
 LATEST = "latest"  # outputs/<stage>/latest: the newest finished run (a symlink, or a file naming it)
 CHECKPOINT_NAMES = ("best.pt", "last.pt")  # what a run folder is predicted with, in order of preference
 STAGE_ORDER = ("full", "1k", "playground")  # the largest stage first: its model is the one to use
@@ -120,20 +119,26 @@ def _checkpoint_of(run: Path) -> Path | None:
     return next((run / "checkpoints" / n for n in CHECKPOINT_NAMES if (run / "checkpoints" / n).is_file()), None)
 
 
+def _is_pointer(folder: Path) -> bool:
+    """The `latest` pointer (or any link to a run) is not a run of its own."""
+    return folder.name == LATEST or folder.is_symlink()
+
+
 def newest_passing_checkpoint(folder: Path) -> Path | None:
-    """best.pt of the newest passing run found under `folder` (runs sort by their timestamped names)."""
+    """best.pt of the newest passing run found under `folder` (newest by modification time, then name)."""
     candidates = sorted((c.parent for c in folder.rglob("config.json")
-                         if is_run_dir(c.parent) and c.parent.name != LATEST and not c.parent.is_symlink()),
+                         if is_run_dir(c.parent) and not _is_pointer(c.parent)),
                         key=lambda run: (run.stat().st_mtime, run.name))
     for run in reversed(candidates):
-        if run_passed(run) and _checkpoint_of(run) is not None:
-            return _checkpoint_of(run)
+        found = _checkpoint_of(run)
+        if found is not None and run_passed(run):
+            return found
     return None
 
 
 def run_files(stage_dir: Path) -> list[Path]:
-    """The run.json of each run folder in a stage folder; the `latest` pointer is not a run of its own."""
-    return [p for p in Path(stage_dir).glob("*/run.json") if p.parent.name != LATEST and not p.parent.is_symlink()]
+    """The run.json of each run folder in a stage folder (not the `latest` pointer)."""
+    return [p for p in Path(stage_dir).glob("*/run.json") if not _is_pointer(p.parent)]
 
 
 def point_latest(run_dir: Path) -> Path:

@@ -21,7 +21,8 @@ def run(args: argparse.Namespace) -> int:
 
     from maskdepth.device import check_device_name
     from maskdepth.errors import MaskdepthError
-    from maskdepth.profile import current_machine, describe_seconds, estimate_epochs, machine_profile
+    from maskdepth.machine import current_machine
+    from maskdepth.profile import describe_seconds, estimate_epochs, machine_profile
 
     check_device_name(args.device)
     if args.steps < 1:
