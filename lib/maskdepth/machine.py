@@ -122,9 +122,6 @@ def model_footprint(params: dict):
     from maskdepth.models import model_entry
 
     model = params.get("model", "joint")
-    kwargs = dict(params.get("model_kwargs") or {})
-    option = model_entry(model).task_option
-    if option is not None:
-        kwargs.setdefault(option, params.get("task", "joint"))
+    kwargs = model_entry(model).options_for(params.get("model_kwargs"), params.get("task", "joint"))
     in_channels = 6 if params.get("input_mode") == "bg_fg_bg" else 3
     return footprint(model, in_channels, kwargs, int(params.get("size", 64)))

@@ -66,10 +66,8 @@ def time_steps(params: dict, batch: int, steps: int = TIMING_STEPS, device: str 
     names = TrainConfig.__dataclass_fields__
     cfg = TrainConfig.from_mapping({k: v for k, v in params.items() if k in names and k != "weights"}, strict=False)
     dev = resolve_device(device)
-    kwargs = {k: v for k, v in dict(cfg.model_kwargs).items() if k != "weights"}
-    option = model_entry(cfg.model).task_option
-    if option is not None:
-        kwargs.setdefault(option, cfg.task)
+    kwargs = model_entry(cfg.model).options_for({k: v for k, v in cfg.model_kwargs.items() if k != "weights"},
+                                                cfg.task)
     model = create_model(cfg.model, in_channels=cfg.in_channels, **kwargs).to(dev.device).train()
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)

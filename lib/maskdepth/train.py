@@ -100,10 +100,7 @@ def check_memory(cfg: TrainConfig) -> None:
     from maskdepth.budget import check_model
     from maskdepth.models import model_entry
 
-    kwargs = dict(cfg.model_kwargs)
-    option = model_entry(cfg.model).task_option
-    if option is not None:
-        kwargs.setdefault(option, cfg.task)
+    kwargs = model_entry(cfg.model).options_for(cfg.model_kwargs, cfg.task)
     try:
         check_model(cfg.model, cfg.in_channels, kwargs, cfg.size, batch=cfg.batch_size, training=True,
                     source="model_kwargs")
@@ -118,10 +115,7 @@ def build_model(cfg: TrainConfig) -> nn.Module:
     """The config's model; a single-task model (registry: `task_option`) is built for cfg.task."""
     from maskdepth.models import create_model, model_entry
 
-    kwargs = dict(cfg.model_kwargs)
-    option = model_entry(cfg.model).task_option
-    if option is not None:
-        kwargs.setdefault(option, cfg.task)
+    kwargs = model_entry(cfg.model).options_for(cfg.model_kwargs, cfg.task)
     if cfg.weights:
         kwargs["weights"] = cfg.weights
     return create_model(cfg.model, in_channels=cfg.in_channels, **kwargs)

@@ -62,6 +62,13 @@ class ModelEntry:
     def single_task(self) -> bool:
         return self.task_option is not None
 
+    def options_for(self, options: dict | None, task: str) -> dict:
+        """`options` for a run of `task`: a single-task model is told its task unless `options` say it."""
+        options = dict(options or {})
+        if self.task_option is not None:
+            options.setdefault(self.task_option, task)
+        return options
+
     def outputs(self, options: dict | None = None) -> tuple[str, ...]:
         """The outputs (model.tasks) of the net built with `options` (defaults filled in)."""
         if self.task_option is None:

@@ -78,8 +78,8 @@ class SeededSamples(torch.utils.data.Dataset):
     """A dataset read with (index, seed) keys from `SeededSampler`: torch's CPU generator, which
     torchvision's transforms (the flips) draw from, is seeded with the sample's seed while it is
     made and restored afterwards (with no workers the loader runs in the trainer's process, whose
-    stream must not depend on the data). A few microseconds a sample (`torch.manual_seed`, which
-    seeds every device, costs about 85)."""
+    stream must not depend on the data). Only the CPU generator is seeded: `torch.manual_seed`
+    would seed every device as well, far slower per sample."""
 
     def __init__(self, dataset):
         self.dataset = dataset
