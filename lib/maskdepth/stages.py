@@ -36,14 +36,13 @@ class Stage:
         return {"train": self.n_train, "seen": self.n_seen, "unseen": self.n_unseen, "ood": self.n_ood}[split]
 
 
-# The previous default, kept for comparison (bench figures, ablation): the lean encoder with
-# five stages and context, trained from random weights.
-# (The default recipe itself is TrainConfig's defaults: `maskdepth.training.config`.)
 # The working size of every stage (one size: the 1k stage needs a playground run of the same
-# size). 96 px against 64: on the 1k stage (v4 world) unseen IoU 0.84 -> 0.90, ood sa delta1
-# 0.66 -> 0.70, and on the real photo metric delta1 0.53 -> 0.64 (docs/recipes.md), at twice
-# the step time, which the 1k stage's epochs are fitted to.
+# size). 96 px beat 64 on every split and on the real photo at twice the step time, which the
+# 1k stage's epochs are fitted to (docs/recipes.md).
 WORKING_SIZE = 96
+# The previous default, kept for comparison (bench figures, ablation): the lean encoder with
+# five stages and context, trained from random weights. (The default recipe itself is
+# TrainConfig's defaults and the registry's `joint`.)
 LEAN_RECIPE = {"model_kwargs": {"encoder": "lean", "num_stages": 5, "max_channels": 128, "context": True},
                "weights": "", "encoder_lr": 1.0, "depth_loss": "l1_ssi"}
 
@@ -57,11 +56,10 @@ STAGES: dict[str, Stage] = {
         train_defaults={"size": WORKING_SIZE, "epochs": 100, "batch_size": 8, "lr": 3e-3},
         # 24 images memorised; seen = new cameras on the same scenes and objects. The gate asks
         # "does this idea learn at all" with the one thing that tells a learning recipe from an
-        # untrained net on 8 seen images: mask IoU, 0.36-0.91 for the default recipe over seeds
-        # and precisions against <= 0.12 untrained (docs/recipes.md). No depth metric separates
-        # them here (sa delta1 0.27-0.49 trained, 0.15-0.39 untrained), and a bound that an
-        # untrained net meets checks nothing, so depth is first gated at 1k; a NaN depth loss
-        # stops training on its own (TrainingDiverged).
+        # untrained net on 8 seen images, mask IoU; the bound lies between the two ranges measured
+        # in docs/recipes.md. No depth metric separates them here, and a bound an untrained net
+        # meets checks nothing, so depth is first gated at 1k; a NaN depth loss stops training on
+        # its own (TrainingDiverged).
         gate={"seen.iou": 0.2},
     ),
     "1k": Stage(
