@@ -97,8 +97,8 @@ class TrainConfig:
     workers: int = 0
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: str = "auto"  # auto (CUDA float16; CPU bf16 only where it times at least 1.15x faster) | on | off
-    channels_last: bool = True  # 1.36x faster training on CPU for the joint model (bench/ figure 3)
+    amp: str = "auto"  # auto (CUDA: bf16 from compute capability 8, else float16; CPU: bf16 only where it times clearly faster) | on | off
+    channels_last: bool = True  # channels_last memory format for training (faster for these models on a CPU: bench/ figure 3)
     val_batch_size: int = 64
     grid_every: int = 5  # epochs between TensorBoard image grids (0: never)
     # Checkpoint selection uses the `seen` split only; `unseen` and `ood` stay untouched test splits.
