@@ -30,7 +30,7 @@ run: setup
 
 lint: setup
 	$(VENV)/bin/ruff check lib tests bench notebooks
-	$(PY) -m maskdepth.nbclean --check notebooks
+	$(PY) -m maskdepth.workflow.nbclean --check notebooks
 
 test: setup lint
 	$(PY) -m pytest $(ARGS)

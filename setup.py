@@ -2,7 +2,7 @@
 
 A wheel carries the notebooks and the data_manifests/ specs that `maskdepth run` needs as
 package data, copied into maskdepth/_resources/ at build time (the list lives in
-lib/maskdepth/resources.py). An editable install reads them from the checkout instead.
+lib/maskdepth/core/resources.py). An editable install reads them from the checkout instead.
 """
 
 import runpy
@@ -13,7 +13,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
-RESOURCES = runpy.run_path(str(ROOT / "lib" / "maskdepth" / "resources.py"))
+RESOURCES = runpy.run_path(str(ROOT / "lib" / "maskdepth" / "core" / "resources.py"))
 
 
 class BuildPyWithResources(build_py):

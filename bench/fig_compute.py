@@ -31,7 +31,7 @@ from bench.report import fmt_percent, fmt_rate, fmt_ratio
 from bench.settings import Settings
 from bench.steps import LEAN, RESNET, default_config, default_rig, describe_default, fixed_batch, make_rig
 from bench.timing import compare_rates
-from maskdepth.stages import LEAN_RECIPE
+from maskdepth.plan.stages import LEAN_RECIPE
 
 HELPS = 1.05  # a variant must be 5 % faster to count as helping (noise on a shared CPU is that large)
 
@@ -80,7 +80,7 @@ def counted_step_gflops(rig, batch: dict, samples: int = 2) -> float:
 
 
 def run(settings: Settings, workdir: Path) -> dict:
-    from maskdepth.data import build_dataset
+    from maskdepth.datasets.dataset import build_dataset
     from maskdepth.models import forward_gflops
 
     torch.set_num_threads(settings.threads)
@@ -179,8 +179,8 @@ def run(settings: Settings, workdir: Path) -> dict:
 
 
 def space_to_depth_kwargs() -> dict:
-    """The lean model without full-resolution layers (`maskdepth.ablation`'s space_to_depth recipe)."""
-    from maskdepth.ablation import DEFAULT_RECIPES
+    """The lean model without full-resolution layers (`maskdepth.workflow.ablation`'s space_to_depth recipe)."""
+    from maskdepth.workflow.ablation import DEFAULT_RECIPES
 
     return {**LEAN_RECIPE["model_kwargs"], **DEFAULT_RECIPES["space_to_depth"]["model_kwargs"]}
 

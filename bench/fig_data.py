@@ -49,7 +49,7 @@ def composition_rate(dataset, samples: int, repeats: int, seed: int = 0):
 
 def fresh_copy(manifest):
     """A new `Manifest` of the same columns: its sha256() is computed, not read from the memo."""
-    from maskdepth.data.manifest import Manifest
+    from maskdepth.world.manifest import Manifest
 
     return Manifest(manifest.stage, manifest.seed, manifest.columns)
 
@@ -66,9 +66,9 @@ def hash_rate(manifest, repeats: int) -> dict:
 
 
 def run(settings: Settings, workdir: Path) -> dict:
-    from maskdepth.data import build_dataset
-    from maskdepth.data.manifest import build_manifest, verify_manifest
-    from maskdepth.errors import MaskdepthError
+    from maskdepth.core.errors import MaskdepthError
+    from maskdepth.datasets.dataset import build_dataset
+    from maskdepth.world.manifest import build_manifest, verify_manifest
 
     build_s, build_times = median_seconds(lambda: build_manifest("full", seed=0), repeats=settings.manifest_repeats)
     manifest = build_manifest("full", seed=0)
@@ -88,7 +88,7 @@ def run(settings: Settings, workdir: Path) -> dict:
     rate_full = composition_rate(full, settings.compose_samples, settings.repeats)
     store_s = None
     if store is None:  # `maskdepth data build --data full --objects` (or 01_create_data for full) makes it
-        from maskdepth.data.objects import ObjectStore, build_store
+        from maskdepth.world.objects import ObjectStore, build_store
 
         t0 = time.perf_counter()
         build_store(full.source_set, "full", full.manifest)

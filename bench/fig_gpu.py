@@ -3,7 +3,7 @@
 Only when `torch.cuda.is_available()`; otherwise the figure is skipped and says so.
 model    the default model's training step at the full stage's batch (256) on a batch already
          on the GPU, with the trainer's batched augmentation (zoom, photometric) applied on the
-         GPU first, channels_last, float16 autocast with a GradScaler (what `maskdepth.train`
+         GPU first, channels_last, float16 autocast with a GradScaler (what `maskdepth.training.trainer`
          does on CUDA)
 loader   our DataLoader over the full train split with the full stage's worker count,
          pinned memory, as the full run uses it (composition and per-sample flips in the workers)
@@ -32,10 +32,10 @@ def run(settings: Settings, workdir: Path) -> dict:
 
 def epoch_estimate(settings: Settings, device: str) -> dict:
     """The figure on `device` ("cuda"; "cpu" only to try the code: bf16 autocast, no pinned memory)."""
-    from maskdepth.data import build_dataset
-    from maskdepth.device import describe
-    from maskdepth.stages import get_stage
-    from maskdepth.train import TrainConfig, make_loader
+    from maskdepth.core.device import describe
+    from maskdepth.datasets.dataset import build_dataset
+    from maskdepth.plan.stages import get_stage
+    from maskdepth.training.trainer import TrainConfig, make_loader
 
     defaults = get_stage("full").train_defaults
     batch = settings.gpu_batch

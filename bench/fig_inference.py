@@ -2,11 +2,11 @@
 
 Each model (lean_unet, resnet_unet, and the default: `joint` with the 1k stage's model_kwargs)
 is untrained (latency does not depend on the weights), saved as a checkpoint and exported
-with `maskdepth.export.export_onnx` (which checks onnxruntime against torch before writing).
+with `maskdepth.prediction.export.export_onnx` (which checks onnxruntime against torch before writing).
 
 torch eager    the checkpoint's network in eval mode under `torch.inference_mode`, contiguous
                float32 (how predict ran it before)
-torch predict  what `maskdepth.inference.Predictor` runs: BatchNorm folded into the convolutions,
+torch predict  what `maskdepth.prediction.predictor.Predictor` runs: BatchNorm folded into the convolutions,
                channels_last, inference_mode, float32 (its default precision)
 torch bf16     the same with bf16 autocast (`Predictor(precision="bf16")`), only where the CPU
                has native bf16
@@ -32,7 +32,7 @@ GOAL = 2.0  # torch predict within 2x of onnxruntime at batch 1
 
 
 def _checkpoint(model, name: str, task: str, settings: Settings, workdir: Path) -> Path:
-    from maskdepth.checkpoint import save_checkpoint
+    from maskdepth.models.checkpoint import save_checkpoint
 
     ckpt = workdir / f"{name}.pt"
     info = {"task": task, "tasks": list(tasks_of(task)), "input_mode": "fg_bg",
@@ -45,7 +45,7 @@ def _onnx_session(ckpt: Path, settings: Settings, workdir: Path):
     """Export the checkpoint; an onnxruntime session on it."""
     import onnxruntime
 
-    from maskdepth.export import export_onnx
+    from maskdepth.prediction.export import export_onnx
 
     exported = export_onnx(ckpt, workdir / f"{ckpt.stem}.onnx")
     options = onnxruntime.SessionOptions()
@@ -61,9 +61,9 @@ def _onnx_session(ckpt: Path, settings: Settings, workdir: Path):
 
 
 def run(settings: Settings, workdir: Path) -> dict:
-    from maskdepth.device import cpu_has_fast_bf16
-    from maskdepth.inference import Predictor
+    from maskdepth.core.device import cpu_has_fast_bf16
     from maskdepth.models import create_model
+    from maskdepth.prediction.predictor import Predictor
 
     torch.set_num_threads(settings.threads)
     calls, big = settings.latency_calls, settings.latency_batch

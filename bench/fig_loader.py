@@ -116,7 +116,7 @@ def full_stage_sets(settings: Settings, cfg, need: int, workdir: Path, stage: st
     """The full stage's (`stage`'s) train split three times (store + augmentation, traced + augmentation,
     store without augmentation), and what the store is: the stage's own, or one traced here of
     the first `need` rows of the trainer's shuffled order when the cache holds none."""
-    from maskdepth.data import build_dataset
+    from maskdepth.datasets.dataset import build_dataset
 
     store_set = build_dataset(stage, "train", size=settings.size, augment=cfg.augment)
     traced_set = build_dataset(stage, "train", size=settings.size, augment=cfg.augment)
@@ -145,8 +145,8 @@ def rows_store(dataset, indices: list[int], folder: Path):
     import shutil
     import time
 
-    from maskdepth.data.manifest import Manifest
-    from maskdepth.data.objects import ObjectStore, build_store
+    from maskdepth.world.manifest import Manifest
+    from maskdepth.world.objects import ObjectStore, build_store
 
     rows = dataset.rows[np.asarray(indices, dtype=np.int64)]
     manifest = dataset.manifest
@@ -164,7 +164,7 @@ def rows_store(dataset, indices: list[int], folder: Path):
 
 def loader_of(dataset, batch: int):
     """The trainer's training loader over `dataset` (shuffle generator seeded 0, workers 0)."""
-    from maskdepth.train import TrainConfig, make_loader
+    from maskdepth.training.trainer import TrainConfig, make_loader
 
     return make_loader(dataset, TrainConfig(batch_size=batch), train=True, pin_memory=False,
                        generator=torch.Generator().manual_seed(0))
@@ -177,9 +177,9 @@ def one_epoch(loader, what: str):
 
 
 def run(settings: Settings, workdir: Path) -> dict:
-    from maskdepth.data import build_dataset
-    from maskdepth.data.transforms import build_augment
-    from maskdepth.stages import get_stage
+    from maskdepth.augment.transforms import build_augment
+    from maskdepth.datasets.dataset import build_dataset
+    from maskdepth.plan.stages import get_stage
 
     torch.set_num_threads(settings.threads)
     batch, n_batches = settings.batch, settings.loader_batches
@@ -307,7 +307,7 @@ def run(settings: Settings, workdir: Path) -> dict:
 
 def packed_loader(settings: Settings, workdir: Path):
     """Our DataLoader over the 1k train split materialized as packed arrays (written here first)."""
-    from maskdepth.train import TrainConfig, make_loader
+    from maskdepth.training.trainer import TrainConfig, make_loader
 
     folder = workdir / "packed_1k"
     materialize_packed("1k", folder, settings.size)

@@ -1,7 +1,7 @@
 """Figure 8: predicting photos end to end, files in -> files out, as `maskdepth predict` does.
 
 What a user waits for when predicting is not the network on a tensor (figure 4) but
-`maskdepth.inference.predict_paths`: read and decode each JPEG, resize it to the working size
+`maskdepth.prediction.predictor.predict_paths`: read and decode each JPEG, resize it to the working size
 (aspect ratio kept: `Predictor.working_size`), run the network, bring mask and depth back to
 the photo's own resolution with the guided filter, encode and write the four files per image
 (NAME_mask.png, NAME_depth.png, NAME_depth_color.png, NAME_preview.png) and predictions.json.
@@ -90,8 +90,8 @@ def write_checkpoint(path: Path, stage: str = "1k", size: int | None = None) -> 
     import torch
 
     from bench.steps import default_config
-    from maskdepth.checkpoint import save_checkpoint
-    from maskdepth.train import build_model
+    from maskdepth.models.checkpoint import save_checkpoint
+    from maskdepth.training.trainer import build_model
 
     cfg = default_config(stage, weights="none", **({"size": size} if size else {}))
     torch.manual_seed(0)
@@ -162,7 +162,7 @@ def run(settings: Settings, workdir: Path) -> dict:
     return {
         "checkpoint": checkpoint,
         "threads": settings.threads,
-        "how": "maskdepth.inference.predict_paths, one Python process per case, device cpu, batch 32, preview on",
+        "how": "maskdepth.prediction.predictor.predict_paths, one Python process per case, device cpu, batch 32, preview on",
         "cases": results,
         "guided_memory_limit_mb": GUIDED_MEMORY_LIMIT / 2**20,
         "guided_memory_within_limit": ok,
@@ -252,7 +252,7 @@ def measure(request: dict) -> dict:
 
     import torch
 
-    from maskdepth import inference
+    from maskdepth.prediction import predictor as inference
 
     torch.set_num_threads(int(request["threads"]))
     out = Path(request["out"])

@@ -9,7 +9,7 @@ seed   the seed's way (`bench.seed_way`): two `resnet_unet` networks (mask, dept
        depth 16-bit PNG files opened with PIL
 ours   the default recipe (`maskdepth run --stage 1k`: the stage's model, batch, lr, OneCycle
        over the stage's epochs, flips + batched augmentation, channels_last, bf16 where the
-       trainer picks it) through `maskdepth.train.Trainer`; it stops at the last budget or at
+       trainer picks it) through `maskdepth.training.trainer.Trainer`; it stops at the last budget or at
        the end of its recipe, whichever comes first (then its final quality stands for the
        later budgets, and the table says when it finished)
 
@@ -82,7 +82,7 @@ def composed_batches(dataset, batch_size: int = 64, limit: int = 0) -> list[dict
 @torch.no_grad()
 def evaluate(models: list[torch.nn.Module], batches: list[dict]) -> dict:
     """Dataset-wide metrics of the union of the models' outputs (one joint, or mask + depth), float32."""
-    from maskdepth.metrics import DepthMeter, MaskMeter
+    from maskdepth.evaluation.metrics import DepthMeter, MaskMeter
 
     modes = [m.training for m in models]
     for model in models:
@@ -183,7 +183,7 @@ def train_seed(settings: Settings, folder: Path, n_train: int, val: list[dict], 
 
 def train_ours(settings: Settings, workdir: Path, val: list[dict], times: list[float]) -> dict:
     """The default recipe until the last of `times` or the end of its recipe, scored at step 0 and at each."""
-    from maskdepth.train import epoch_seed, seed_everything
+    from maskdepth.training.trainer import epoch_seed, seed_everything
 
     ours = ProductTrainer.default(out_dir=workdir / "run_default", stage=settings.quality_data, size=settings.size,
                                   batch_size=settings.quality_batch)
@@ -271,7 +271,7 @@ def fmt_budget(seconds: float) -> str:
 
 
 def run(settings: Settings, workdir: Path) -> dict:
-    from maskdepth.data import build_dataset
+    from maskdepth.datasets.dataset import build_dataset
 
     torch.set_num_threads(settings.threads)
     stage, size = settings.quality_data, settings.size

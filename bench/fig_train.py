@@ -3,7 +3,7 @@
 seed   two `resnet_unet` networks (mask, depth) fed by a DataLoader that opens JPEG/PNG files
        with PIL for every sample (`bench.seed_way`)
 ours   the default recipe's model (`joint` with the 1k stage's model_kwargs, channels_last, bf16
-       autocast where the trainer's timing picks it) through `maskdepth.train.Trainer` (our Dataset
+       autocast where the trainer's timing picks it) through `maskdepth.training.trainer.Trainer` (our Dataset
        composing samples on the fly, flips, batched augmentation, DataLoader, AdamW, OneCycle)
 lean   one `lean_unet` (mask) through the same Trainer, for reference
 
@@ -27,9 +27,9 @@ GOAL = 10.0  # ours >= 10x the seed's way (issue 10)
 
 
 def run(settings: Settings, workdir: Path) -> dict:
-    from maskdepth.data import build_dataset
+    from maskdepth.datasets.dataset import build_dataset
     from maskdepth.models import forward_gflops
-    from maskdepth.stages import LEAN_RECIPE
+    from maskdepth.plan.stages import LEAN_RECIPE
 
     torch.set_num_threads(settings.threads)
     batch = settings.batch
@@ -70,7 +70,7 @@ def run(settings: Settings, workdir: Path) -> dict:
         "table": [
             ["seed: 2x resnet_unet, PIL files", fmt_rate(seed_rate), f"batch {batch}"],
             ["ours: default recipe, on-the-fly data", fmt_rate(joint_rate),
-             f"maskdepth.train.Trainer: {describe_default()}"],
+             f"maskdepth.training.trainer.Trainer: {describe_default()}"],
             ["previous default: lean encoder, random init", fmt_rate(rates["previous_default"].median),
              f"{gflops['previous_default']:.3g} vs {gflops['joint']:.3g} GFLOP fwd/sample (previous vs default)"],
             ["lean_unet (one task), reference", fmt_rate(rates["lean_unet"].median), ""],

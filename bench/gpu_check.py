@@ -53,7 +53,7 @@ def _step(record: dict, name: str, command: list[str], out: Path, timeout: int) 
 
 
 def _write(out: Path, record: dict) -> None:
-    from maskdepth.fileio import write_json
+    from maskdepth.core.fileio import write_json
 
     write_json(out, record)
 

@@ -127,7 +127,7 @@ def parse_args(argv) -> argparse.Namespace:
 def environment() -> dict:
     import platform
 
-    from maskdepth.device import cpu_info, describe
+    from maskdepth.core.device import cpu_info, describe
 
     info = describe()
     info["host"] = socket.gethostname()
@@ -201,7 +201,7 @@ def write_attachments(figures: dict, out_path: Path) -> None:
     """Figures may return `attachments` {suffix: text or bytes} (figure 3's profile summary, figure
     7's curve PNG): written beside the results as <results name>-<suffix>, and replaced in the JSON
     by those paths."""
-    from maskdepth.fileio import write_bytes, write_text
+    from maskdepth.core.fileio import write_bytes, write_text
 
     for figure in figures.values():
         attachments = figure.pop("attachments", None) or {}
@@ -231,7 +231,7 @@ def main(argv=None) -> int:
     import torch
 
     from bench.report import markdown_table
-    from maskdepth.fileio import write_json, write_text
+    from maskdepth.core.fileio import write_json, write_text
 
     torch.set_num_threads(settings.threads)  # threads = cores, for every figure (and the environment record)
     os.environ.setdefault("MASKDEPTH_NO_PROGRESS", "1")

@@ -17,7 +17,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from bench.steps import RESNET, StepRig, batches_forever, make_rig
-from maskdepth.depth import depth_from_png16, depth_to_png16
+from maskdepth.core.depth import depth_from_png16, depth_to_png16
 
 SUBFOLDERS = {"image": ("fg_bg", ".jpg"), "mask": ("mask", ".png"), "depth": ("depth", ".png")}
 JPEG_QUALITY = 95

@@ -1,6 +1,6 @@
 """Training steps the figures time: our product loop (`Trainer`), and a bare step on a fixed batch.
 
-`ProductTrainer` drives `maskdepth.train.Trainer.train_one_epoch` a few optimizer steps at a
+`ProductTrainer` drives `maskdepth.training.trainer.Trainer.train_one_epoch` a few optimizer steps at a
 time, so "ours" in figure 1 is exactly the loop users run (our Dataset and DataLoader,
 augmentation, loss, AdamW, OneCycle), not a bench-only copy. `StepRig` is one model with its
 loss and optimizer stepping on a batch already in memory: the model's cost alone (figures
@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from maskdepth.data import model_input
+from maskdepth.datasets.dataset import model_input
 
 # (model name, task) of the networks the figures compare.
 JOINT = ("joint", "joint")  # with the library's default kwargs (the stride-8 joint U-Net)
@@ -39,8 +39,8 @@ def default_config(stage: str = "1k", **overrides):
     """The TrainConfig `maskdepth run --stage STAGE` trains with (the stage's training defaults)."""
     import dataclasses
 
-    from maskdepth.stages import get_stage
-    from maskdepth.train import TrainConfig
+    from maskdepth.plan.stages import get_stage
+    from maskdepth.training.trainer import TrainConfig
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in get_stage(stage).train_defaults.items() if k in names}
@@ -63,7 +63,7 @@ def default_precision(device: str = "cpu", stage: str = "1k") -> torch.dtype | N
 
 
 def _stage_model(cfg) -> nn.Module:
-    from maskdepth.train import build_model
+    from maskdepth.training.trainer import build_model
 
     model = build_model(cfg)
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
@@ -80,8 +80,8 @@ def describe_default(device: str = "cpu", stage: str = "1k") -> str:
 def trainer_augment(batch: dict, cfg, epoch: int = 0) -> dict:
     """The trainer's batch augmentation after collation (`Trainer.train_one_epoch`): channels_last
     when the config asks, then zoom and photometric from (seed, epoch, index)."""
-    from maskdepth.data.photometric import augment_batch
-    from maskdepth.data.zoom import zoom_batch
+    from maskdepth.augment.photometric import augment_batch
+    from maskdepth.augment.zoom import zoom_batch
 
     if cfg.channels_last:
         batch = {k: v.contiguous(memory_format=torch.channels_last)
@@ -97,14 +97,14 @@ class ProductTrainer:
 
     def __init__(self, model: str, task: str, *, batch_size: int, out_dir: Path, data: str = "1k",
                  device: str = "cpu", seed: int = 0, **extra):
-        from maskdepth.train import TrainConfig
+        from maskdepth.training.trainer import TrainConfig
 
         cfg = TrainConfig(data=data, out_dir=str(out_dir), model=model, task=task, batch_size=batch_size,
                           device=device, seed=seed, workers=0, tensorboard=False, progress_bar=False, **extra)
         self._build(cfg)
 
     def _build(self, cfg) -> None:
-        from maskdepth.train import Trainer
+        from maskdepth.training.trainer import Trainer
 
         self.trainer = Trainer(cfg)  # writes nothing until fit(), which we never call
 
@@ -127,7 +127,7 @@ class ProductTrainer:
 
 @dataclass
 class StepRig:
-    """A model with its training loss and optimizer, built the way `maskdepth.train` builds them."""
+    """A model with its training loss and optimizer, built the way `maskdepth.training.trainer` builds them."""
 
     model: nn.Module
     criterion: nn.Module
@@ -161,9 +161,9 @@ class StepRig:
 def make_rig(model: str, task: str, *, device: str = "cpu", channels_last: bool = False,
              autocast_dtype: torch.dtype | None = None, lr: float = 3e-3, seed: int = 0,
              model_kwargs: dict | None = None) -> StepRig:
-    """Model, loss (the training defaults) and AdamW, as `maskdepth.train.Trainer` makes them."""
-    from maskdepth.losses import build_loss
-    from maskdepth.train import TrainConfig, build_model, build_optimizer
+    """Model, loss (the training defaults) and AdamW, as `maskdepth.training.trainer.Trainer` makes them."""
+    from maskdepth.evaluation.losses import build_loss
+    from maskdepth.training.trainer import TrainConfig, build_model, build_optimizer
 
     torch.manual_seed(seed)
     cfg = TrainConfig(model=model, task=task, lr=lr, device=device, channels_last=channels_last,

@@ -12,7 +12,7 @@ through `Predictor.at_size` (the code predict runs), and scores them near the ob
 * milliseconds per image for the upsampling (both outputs).
 
 `--sweep` adds guided radii and eps for mask / depth (working pixels / squared guide units)
-through `maskdepth.upsample.guided_upsample`; choose parameters on one split (seen) and read
+through `maskdepth.prediction.upsample.guided_upsample`; choose parameters on one split (seen) and read
 the others.
 
     .venv/bin/python -m bench.upsample --checkpoint /tmp/px_deep/checkpoints/best.pt [--sweep]
@@ -101,9 +101,9 @@ class Scores:
 def measure_split(predictor, data: str, split: str, size: int, n: int, band_px: int, sweep: bool) -> dict:
     import torch
 
-    from maskdepth.data.dataset import build_dataset
-    from maskdepth.depth import DEPTH_MAX, DEPTH_MIN
-    from maskdepth.upsample import guided_upsample
+    from maskdepth.core.depth import DEPTH_MAX, DEPTH_MIN
+    from maskdepth.datasets.dataset import build_dataset
+    from maskdepth.prediction.upsample import guided_upsample
 
     dataset = build_dataset(data, split, size=size)
     count = min(n, len(dataset))
@@ -153,9 +153,9 @@ def main(argv=None) -> int:
         sys.path.insert(0, str(ROOT / "lib"))
     import torch
 
-    from maskdepth.fileio import write_json
-    from maskdepth.inference import Predictor
-    from maskdepth.upsample import GUIDED_EPS_DEPTH, GUIDED_EPS_MASK, GUIDED_RADIUS
+    from maskdepth.core.fileio import write_json
+    from maskdepth.prediction.predictor import Predictor
+    from maskdepth.prediction.upsample import GUIDED_EPS_DEPTH, GUIDED_EPS_MASK, GUIDED_RADIUS
 
     torch.set_num_threads(args.threads)
     predictor = Predictor(args.checkpoint, device="cpu")

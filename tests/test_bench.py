@@ -104,7 +104,7 @@ def test_profile_summary_groups_self_time_by_resolution(tmp_path):
     from bench import run
     from bench.profile_step import batch_for_profile, markdown, profile_steps
     from bench.steps import default_rig, fixed_batch
-    from maskdepth.data import build_dataset
+    from maskdepth.datasets.dataset import build_dataset
 
     batch = batch_for_profile(fixed_batch(build_dataset("playground", "train", size=32), 2, channels_last=True), 3)
     assert batch["image"].shape[0] == 3 and batch["image"].is_contiguous(memory_format=torch.channels_last)
@@ -133,9 +133,9 @@ def test_gpu_feed_estimate_arithmetic():
 def test_trainer_augment_is_the_trainers_batch_augmentation():
     """bench.steps.trainer_augment = channels_last, zoom, photometric with the config's settings."""
     from bench.steps import default_config, trainer_augment
-    from maskdepth.data import build_dataset
-    from maskdepth.data.photometric import augment_batch
-    from maskdepth.data.zoom import zoom_batch
+    from maskdepth.augment.photometric import augment_batch
+    from maskdepth.augment.zoom import zoom_batch
+    from maskdepth.datasets.dataset import build_dataset
 
     ds = build_dataset("playground", "train", size=32)
     batch = torch.utils.data.default_collate([ds[i] for i in range(4)])
@@ -161,7 +161,7 @@ def test_manifest_hash_is_computed_every_repeat():
     import hashlib
 
     from bench.fig_data import fresh_copy, hash_rate
-    from maskdepth.data.manifest import build_manifest
+    from maskdepth.world.manifest import build_manifest
 
     manifest = build_manifest("playground", seed=0)
     real = hashlib.sha256(manifest.to_csv().encode()).hexdigest()

@@ -17,7 +17,7 @@ import nbformat
 import pytest
 
 from maskdepth import bootstrap
-from maskdepth.pipeline import notebooks_dir
+from maskdepth.workflow.pipeline import notebooks_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -134,7 +134,7 @@ def _base_runtime() -> Path:
     import torch
     import torchvision
 
-    from maskdepth.data.sources import default_cache_dir
+    from maskdepth.core.resources import default_cache_dir
 
     tv = torchvision.__version__.split("+")[0]
     base = Path(os.environ.get("MASKDEPTH_COLAB_RUNTIME") or default_cache_dir() / "colab-runtime") / f"py{sys.version_info[0]}{sys.version_info[1]}-torch{torch.__version__.split('+')[0]}-tv{tv}"

@@ -12,10 +12,10 @@ import nbformat
 import pytest
 
 from maskdepth.cli import build_parser, main
-from maskdepth.errors import MaskdepthError
-from maskdepth.params import field_defaults, field_docs
-from maskdepth.pipeline import STAGE_STEPS, check_parameters, notebooks_dir
-from maskdepth.train import TrainConfig
+from maskdepth.core.errors import MaskdepthError
+from maskdepth.core.params import field_defaults, field_docs
+from maskdepth.training.trainer import TrainConfig
+from maskdepth.workflow.pipeline import STAGE_STEPS, check_parameters, notebooks_dir
 
 
 def _subparser(*names: str) -> argparse.ArgumentParser:
@@ -54,7 +54,7 @@ def test_run_accepts_every_trainconfig_field(tmp_path):
 
     _check_training_parameters("playground", {"weight_decay": 0.01, "val_batch_size": 16, "grid_every": 0})
     with pytest.raises(MaskdepthError, match="out_dir.*--out DIR"):
-        from maskdepth.pipeline import run_stage
+        from maskdepth.workflow.pipeline import run_stage
 
         run_stage("playground", {"out_dir": str(tmp_path / "x")}, root=tmp_path / "outputs")
     assert not (tmp_path / "outputs").exists()
@@ -150,7 +150,7 @@ def test_export_and_data_build_still_require_their_argument(capsys):
 
 
 def test_run_data_sets_the_data_and_a_stage_name_picks_the_stage(monkeypatch, tmp_path):
-    import maskdepth.pipeline as pipeline
+    import maskdepth.workflow.pipeline as pipeline
 
     calls = []
 

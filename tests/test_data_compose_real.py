@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 
 from maskdepth.cli import main
-from maskdepth.data import build_dataset
-from maskdepth.data.datadir import read_dataset_json, read_samples_csv
-from maskdepth.data.real import V_MIN, compose_real
-from maskdepth.data.teacher import Teacher
-from maskdepth.errors import BadInputError, MaskdepthError
+from maskdepth.core.errors import BadInputError, MaskdepthError
+from maskdepth.datasets.datadir import read_dataset_json, read_samples_csv
+from maskdepth.datasets.dataset import build_dataset
+from maskdepth.datasets.real import V_MIN, compose_real
+from maskdepth.datasets.teacher import Teacher
 
 SIZE = 32
 RED = (255, 0, 0)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from maskdepth.data import build_dataset, model_input
-from maskdepth.data.transforms import apply_joint, build_augment
-from maskdepth.errors import MaskdepthError
+from maskdepth.augment.transforms import apply_joint, build_augment
+from maskdepth.core.errors import MaskdepthError
+from maskdepth.datasets.dataset import build_dataset, model_input
 
 
 @pytest.mark.parametrize("split,count", [("train", 24), ("seen", 8), ("unseen", 8), ("ood", 8)])

@@ -10,11 +10,11 @@ import pytest
 from PIL import Image
 
 from maskdepth.cli import main
-from maskdepth.data import build_dataset
-from maskdepth.data.datadir import assign_splits, read_dataset_json, read_samples_csv
-from maskdepth.data.importer import ImportProblems, import_dataset
-from maskdepth.depth import DEPTH_MAX, DEPTH_MIN
-from maskdepth.errors import BadInputError, MaskdepthError
+from maskdepth.core.depth import DEPTH_MAX, DEPTH_MIN
+from maskdepth.core.errors import BadInputError, MaskdepthError
+from maskdepth.datasets.datadir import assign_splits, read_dataset_json, read_samples_csv
+from maskdepth.datasets.dataset import build_dataset
+from maskdepth.datasets.importer import ImportProblems, import_dataset
 
 SIZE = 24
 N_BG, N_FG, K = 4, 2, 2  # 16 samples named like the seed's: bg{B}_fg{F}_{k}
@@ -233,7 +233,7 @@ def test_a_corrupt_zip_member_is_a_problem_file_not_a_traceback(tmp_path, capsys
 
 
 def test_zip_members_are_streamed_and_capped(tmp_path, monkeypatch):
-    import maskdepth.data.importer as importer
+    import maskdepth.datasets.importer as importer
 
     src = tmp_path / "src"
     make_tree(src)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from maskdepth.cli import main
-from maskdepth.data import manifest as mf
-from maskdepth.data.sources import SourceSpec
-from maskdepth.errors import MaskdepthError
+from maskdepth.core.errors import MaskdepthError
+from maskdepth.world import manifest as mf
+from maskdepth.world.sources import SourceSpec
 
 
 @pytest.mark.parametrize("stage,counts", [("playground", (24, 8, 8)), ("1k", (1000, 200, 200))])
@@ -64,8 +64,8 @@ def test_small_stages_are_subsets_of_the_same_placements():
 def test_foot_points_lie_on_walkable_floor_of_their_view():
     """Every foot point is on visible ground (below the horizon, inside the image) and, where
     the scene bounds the floor, between the side walls and in front of walls, steps and facades."""
-    from maskdepth.data.camera import Camera
-    from maskdepth.data.sources import SourceSpec, scene_table, view_cameras
+    from maskdepth.world.camera import Camera
+    from maskdepth.world.sources import SourceSpec, scene_table, view_cameras
 
     m = mf.load_manifest("1k")
     spec = SourceSpec()
@@ -92,9 +92,9 @@ def test_held_out_families_never_occur_in_a_train_split():
     the train split of every stage (object families not even as unlabelled clutter), every ood
     sample holds at least one held-out family, and every held-out scene family (`terrace`, the
     close-range `shelf` and `workshop`) occurs in the ood split."""
-    from maskdepth.data import backgrounds, foregrounds, textures
-    from maskdepth.data.camera import TRAIN_HEIGHT_MAX, draw_cameras
-    from maskdepth.data.sources import SourceSpec, object_table, scene_table, view_cameras
+    from maskdepth.world import backgrounds, foregrounds, textures
+    from maskdepth.world.camera import TRAIN_HEIGHT_MAX, draw_cameras
+    from maskdepth.world.sources import SourceSpec, object_table, scene_table, view_cameras
 
     assert {"terrace", "shelf", "workshop"} <= set(backgrounds.OOD_FAMILIES)
 

@@ -13,12 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from maskdepth.data import build_dataset
-from maskdepth.data.datadir import read_dataset_json
-from maskdepth.data.dataset import open_dataset_dir
-from maskdepth.data.materialize import materialize
-from maskdepth.errors import MaskdepthError
-from maskdepth.stages import SPLITS
+from maskdepth.core.errors import MaskdepthError
+from maskdepth.datasets.datadir import read_dataset_json
+from maskdepth.datasets.dataset import build_dataset, open_dataset_dir
+from maskdepth.datasets.materialize import materialize
+from maskdepth.plan.stages import SPLITS
 
 SIZE = 32
 
@@ -78,8 +77,8 @@ def test_folders_layout_is_the_seed_layout(folders_dir):
 def test_describe_dataset_dir_reports_the_depth_units_the_writers_store(packed_dir, tmp_path):
     """01_create_data printed `depth None` for every folder: the writers store dataset.json's
     depth {"units": ...}, the report read a key "depth_units" that no writer writes."""
-    from maskdepth.data.datadir import write_dataset_json
-    from maskdepth.data.prepare import describe_dataset_dir
+    from maskdepth.datasets.datadir import write_dataset_json
+    from maskdepth.datasets.prepare import describe_dataset_dir
 
     report = describe_dataset_dir(packed_dir)
     assert report["depth_units"] == "metres" and report["counts"]["train"] == 24 and report["size"] == SIZE
@@ -91,8 +90,8 @@ def test_describe_dataset_dir_reports_the_depth_units_the_writers_store(packed_d
 
 KILL_SCRIPT = """
 import os, signal, sys
-import maskdepth.data.materialize as mat
-import maskdepth.data.packed as packed
+import maskdepth.datasets.materialize as mat
+import maskdepth.datasets.packed as packed
 fmt, out, kill_after = sys.argv[1], sys.argv[2], int(sys.argv[3])
 packed.CHECKPOINT_EVERY = 5
 calls = {{"n": 0}}
@@ -158,7 +157,7 @@ def test_damaged_or_mismatched_directory_is_refused(tmp_path, packed_dir):
 
 
 def test_one_epoch_of_training_on_a_materialized_directory(tmp_path, packed_dir):
-    from maskdepth.train import TrainConfig, train
+    from maskdepth.training.trainer import TrainConfig, train
 
     cfg = TrainConfig.from_mapping(dict(
         data=str(packed_dir), size=SIZE, batch_size=8, val_batch_size=16, epochs=1, progress_bar=False,

@@ -5,8 +5,8 @@ import shutil
 import numpy as np
 
 from maskdepth.cli import main
-from maskdepth.data import build_dataset
-from maskdepth.data.objects import ObjectStore, build_store
+from maskdepth.datasets.dataset import build_dataset
+from maskdepth.world.objects import ObjectStore, build_store
 
 
 def test_store_composes_byte_identical_samples_and_the_dataset_uses_it(capsys):
@@ -42,7 +42,7 @@ def test_store_composes_byte_identical_samples_and_the_dataset_uses_it(capsys):
 
 def test_an_incomplete_store_is_ignored(tmp_path):
     ds = build_dataset("playground", "seen", size=32)
-    from maskdepth.data.objects import store_folder
+    from maskdepth.world.objects import store_folder
 
     folder = store_folder(ds.source_set, "playground", "0" * 64)
     folder.mkdir(parents=True)
@@ -56,7 +56,7 @@ def test_store_builds_in_a_pool_when_the_background_views_are_not_cached(tmp_pat
     worker cannot start a pool of its own to render them: `maskdepth data build --objects` on a
     fresh cache, and bench figure 5, once failed with 'daemonic processes are not allowed to have
     children')."""
-    import maskdepth.data.objects as objects
+    import maskdepth.world.objects as objects
 
     monkeypatch.setenv("MASKDEPTH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(objects, "CHUNK", 12)  # two chunks, each with more than 8 views to render

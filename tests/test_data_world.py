@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from maskdepth.data import build_dataset
-from maskdepth.data import manifest as mf
-from maskdepth.data.camera import Camera, rational_angle
-from maskdepth.data.composition import Composer, reference_digest, render_sample
-from maskdepth.data.foregrounds import Foreground, render_object
-from maskdepth.data.shapes import Primitive, intersect
-from maskdepth.data.sources import SourceSpec, load_sources, render_one_view
-from maskdepth.errors import MaskdepthError
+from maskdepth.core.errors import MaskdepthError
+from maskdepth.datasets.dataset import build_dataset
+from maskdepth.world import manifest as mf
+from maskdepth.world.camera import Camera, rational_angle
+from maskdepth.world.composition import Composer, reference_digest, render_sample
+from maskdepth.world.foregrounds import Foreground, render_object
+from maskdepth.world.shapes import Primitive, intersect
+from maskdepth.world.sources import SourceSpec, load_sources, render_one_view
 
 LEVEL = Camera(height=1.0, sin_pitch=0.0, cos_pitch=1.0, focal=1.0)
 GREY = {"kind": "gradient", "c1": np.array([0.5, 0.5, 0.5]), "c2": np.array([0.4, 0.4, 0.4]), "scale": 1.0, "key": 0}
@@ -80,7 +80,7 @@ def test_box_face_is_planar_in_camera_space_and_cylinder_points_are_on_its_surfa
 def test_ground_pixels_of_a_view_have_the_analytic_ground_depth():
     spec = SourceSpec()
     for bg in (0, 3, spec.n_bg, spec.first_ood_bg):
-        from maskdepth.data.sources import view_camera
+        from maskdepth.world.sources import view_camera
 
         cam = view_camera(spec, bg, 2)
         view = render_one_view(spec, bg, 2, 32)
@@ -141,14 +141,14 @@ def test_every_background_pixel_back_projects_onto_a_scene_surface_or_reads_the_
     along the pixel's ray) and must lie on a surface of the scene's geometry, or read the far
     cap DEPTH_MAX; a far pixel is one whose ray meets no floor before DEPTH_MAX, and closed
     (indoor) scenes have none."""
-    from maskdepth.data.sources import scene_table, view_camera
-    from maskdepth.depth import DEPTH_MAX
+    from maskdepth.core.depth import DEPTH_MAX
+    from maskdepth.world.sources import scene_table, view_camera
 
     spec = SourceSpec()
     first: dict[tuple[str, str], int] = {}
     for scene in scene_table(spec):
         first.setdefault((scene.family, scene.kind), scene.id)
-    from maskdepth.data.backgrounds import FAMILIES
+    from maskdepth.world.backgrounds import FAMILIES
 
     assert {family for family, _ in first} == set(FAMILIES)
     size = 40
@@ -242,7 +242,7 @@ def test_nearer_foot_point_gives_a_larger_nearer_object():
     sources = load_sources(spec, 64)
     fg = next(f for f in sources.foregrounds if f.family == "crate")
     bg = next(b for b in sources.backgrounds if b.family == "open")
-    from maskdepth.data.sources import view_camera
+    from maskdepth.world.sources import view_camera
 
     cam = view_camera(spec, bg.id, 0)
     u, v, _ = cam.project(np.array([cam.x, cam.x]), np.zeros(2), np.array([9.0, 4.0]))
@@ -284,8 +284,8 @@ def test_bad_size_is_a_clear_error(size, tmp_path):
 def test_windowed_clutter_tracing_gives_the_same_bytes_as_tracing_every_ray():
     """`trace` tests each clutter solid only against the rays of its projected bounding box; on
     the most cluttered interiors (workshop, shelf, clutter) that must equal tracing every ray."""
-    from maskdepth.data import backgrounds
-    from maskdepth.data.sources import scene_table, view_camera
+    from maskdepth.world import backgrounds
+    from maskdepth.world.sources import scene_table, view_camera
 
     spec = SourceSpec()
     scenes = scene_table(spec)

@@ -15,8 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from maskdepth import depthviz, viz
-from maskdepth.depth import DEPTH_MAX, DEPTH_MIN
+from maskdepth.core.depth import DEPTH_MAX, DEPTH_MIN
+from maskdepth.figures import depthviz, viz
 
 NEAR, FAR = 0.3, 60.0
 
@@ -78,7 +78,7 @@ def test_colours_are_near_bright_log_scaled_and_fixed():
 
 
 def test_the_helpers_have_one_home():
-    from maskdepth.data import preview
+    from maskdepth.figures import preview
 
     assert preview.depth_to_rgb is depthviz.depth_to_rgb
     assert preview.depth_colorbar is depthviz.depth_colorbar
@@ -100,7 +100,7 @@ class _Samples(torch.utils.data.Dataset):
 def test_data_preview_grid_is_near_bright_with_a_colour_bar_in_metres():
     import matplotlib.pyplot as plt
 
-    from maskdepth.data.preview import sample_grid
+    from maskdepth.figures.preview import sample_grid
 
     fig = sample_grid(_Samples(), [0, 1])
     try:
@@ -188,7 +188,7 @@ def test_tensorboard_grid_is_near_bright_with_a_colour_bar():
 
 
 def test_predict_preview_is_near_bright_with_a_colour_bar_strip():
-    from maskdepth.inference import preview_image
+    from maskdepth.prediction.predictor import preview_image
 
     h, w = 40, 60
     image = np.full((h, w, 3), 90, np.uint8)
@@ -224,7 +224,7 @@ def test_a_training_run_logs_the_depth_grid_and_its_hparams(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    from maskdepth.train import TrainConfig, train
+    from maskdepth.training.trainer import TrainConfig, train
 
     cfg = TrainConfig.from_mapping({
         "data": "playground", "size": 32, "batch_size": 8, "val_batch_size": 16, "epochs": 1, "progress_bar": False,

@@ -8,10 +8,10 @@ import pytest
 import torch
 from test_train import TINY, _run_training
 
-from maskdepth.checkpoint import load_checkpoint
-from maskdepth.errors import MaskdepthError
-from maskdepth.train import TrainConfig, Trainer
+from maskdepth.core.errors import MaskdepthError
+from maskdepth.models.checkpoint import load_checkpoint
 from maskdepth.training.ema import WeightEMA
+from maskdepth.training.trainer import TrainConfig, Trainer
 
 
 def test_the_average_follows_the_ramped_decay_and_copies_counters():
@@ -54,7 +54,7 @@ def test_the_average_is_evaluated_and_saved_and_the_raw_weights_kept_for_resume(
         assert torch.equal(value, raw[key]), key
     assert last["train_state"]["ema"]["updates"] == trainer.step == 3
     # the metrics are the average's: evaluating the raw weights gives other numbers
-    from maskdepth.train import evaluate
+    from maskdepth.training.trainer import evaluate
 
     raw_seen = evaluate(trainer.model, trainer.val_loaders["seen"], trainer.criterion, cfg, trainer.dev)
     assert raw_seen["loss"] != pytest.approx(metrics["seen"]["loss"], rel=1e-6)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from maskdepth.errors import MaskdepthError
+from maskdepth.core.errors import MaskdepthError
 from maskdepth.models import create_model
 from maskdepth.training.config import TrainConfig
 from maskdepth.training.optim import Schedule, build_optimizer, param_groups

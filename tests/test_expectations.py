@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from maskdepth.expectations import BEGIN, END, REFERENCE_FILE, main, readme_block, render_table, summarize_run
+from maskdepth.workflow.expectations import (
+    BEGIN,
+    END,
+    REFERENCE_FILE,
+    main,
+    readme_block,
+    render_table,
+    summarize_run,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from maskdepth.checkpoint import load_model, save_checkpoint
 from maskdepth.cli import main
-from maskdepth.errors import MaskdepthError
-from maskdepth.export import export_onnx
+from maskdepth.core.errors import MaskdepthError
 from maskdepth.models import create_model
+from maskdepth.models.checkpoint import load_model, save_checkpoint
+from maskdepth.prediction.export import export_onnx
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")

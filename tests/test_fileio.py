@@ -9,9 +9,9 @@ import os
 import pytest
 import torch
 
-import maskdepth.fileio as mio
+import maskdepth.core.fileio as mio
 from maskdepth.cli import main
-from maskdepth.errors import DiskFullError
+from maskdepth.core.errors import DiskFullError
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskdepth.errors import BadInputError, MaskdepthError
-from maskdepth.imageio import expand_inputs, load_image, save_png, to_rgb_array
+from maskdepth.core.errors import BadInputError, MaskdepthError
+from maskdepth.core.imageio import expand_inputs, load_image, save_png, to_rgb_array
 
 
 def _halves(width=40, height=30, left=(255, 0, 0), right=(0, 0, 255)) -> Image.Image:

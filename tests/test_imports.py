@@ -98,13 +98,13 @@ def cycles(graph: dict[str, set[str]]) -> list[set[str]]:
 
 def test_the_import_graph_gains_no_cycle():
     graph = import_graph()
-    assert {"maskdepth.train", "maskdepth.data.datadir", "maskdepth.data.packed"} <= set(graph)
-    assert "maskdepth.data.datadir" in graph["maskdepth.data.packed"]  # the graph sees real edges
+    assert {"maskdepth.training.trainer", "maskdepth.datasets.datadir", "maskdepth.datasets.packed"} <= set(graph)
+    assert "maskdepth.datasets.datadir" in graph["maskdepth.datasets.packed"]  # the graph sees real edges
     new = [sorted(c) for c in cycles(graph) if not any(c <= known for known in KNOWN_CYCLES)]
     assert not new, f"import cycle(s): {new}"
     # the data folder contract, its readers and the dispatcher: no way back from the contract
-    for reader in ("maskdepth.data.packed", "maskdepth.data.folder_dataset", "maskdepth.data.dataset"):
-        assert reader not in graph["maskdepth.data.datadir"]
+    for reader in ("maskdepth.datasets.packed", "maskdepth.datasets.folder_dataset", "maskdepth.datasets.dataset"):
+        assert reader not in graph["maskdepth.datasets.datadir"]
 
 
 def test_the_cycle_finder_finds_a_cycle():

@@ -4,13 +4,13 @@ and the bf16 path (where the CPU has native bf16) stays close to float32 on a tr
 import pytest
 import torch
 
-from maskdepth.checkpoint import save_checkpoint
-from maskdepth.data import build_dataset
-from maskdepth.device import cpu_has_fast_bf16
-from maskdepth.errors import MaskdepthError
-from maskdepth.inference import Predictor, fold_batchnorm, outputs_agree
-from maskdepth.losses import build_loss
+from maskdepth.core.device import cpu_has_fast_bf16
+from maskdepth.core.errors import MaskdepthError
+from maskdepth.datasets.dataset import build_dataset
+from maskdepth.evaluation.losses import build_loss
 from maskdepth.models import create_model
+from maskdepth.models.checkpoint import save_checkpoint
+from maskdepth.prediction.predictor import Predictor, fold_batchnorm, outputs_agree
 
 SIZE = 32
 

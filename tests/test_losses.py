@@ -11,9 +11,9 @@ import torch
 from torchmetrics.functional import mean_absolute_error, mean_squared_error
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from maskdepth.depth import DEPTH_MAX, DEPTH_MIN, depth_from_raw
-from maskdepth.errors import MaskdepthError
-from maskdepth.losses import (
+from maskdepth.core.depth import DEPTH_MAX, DEPTH_MIN, depth_from_raw
+from maskdepth.core.errors import MaskdepthError
+from maskdepth.evaluation.losses import (
     DEPTH_LOSSES,
     HUBER_BETA,
     MASK_LOSSES,

@@ -11,8 +11,8 @@ import torch
 from torchmetrics.functional import mean_absolute_percentage_error, mean_squared_error
 from torchmetrics.functional.classification import binary_accuracy, binary_f1_score, binary_jaccard_index
 
-from maskdepth.errors import MaskdepthError
-from maskdepth.metrics import (
+from maskdepth.core.errors import MaskdepthError
+from maskdepth.evaluation.metrics import (
     CATALOGUE,
     DEPTH_KEYS,
     MASK_IMAGE_KEYS,

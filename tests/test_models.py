@@ -11,8 +11,8 @@ from contextlib import redirect_stdout
 import pytest
 import torch
 
-from maskdepth.depth import DEPTH_MAX, DEPTH_MIN
-from maskdepth.errors import MaskdepthError
+from maskdepth.core.depth import DEPTH_MAX, DEPTH_MIN
+from maskdepth.core.errors import MaskdepthError
 from maskdepth.models import (
     IN_CHANNELS,
     MaskdepthModel,

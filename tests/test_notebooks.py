@@ -11,8 +11,8 @@ import nbformat
 import pytest
 
 from maskdepth import bootstrap
-from maskdepth.nbclean import is_clean
-from maskdepth.pipeline import notebooks_dir, run_single_notebook
+from maskdepth.workflow.nbclean import is_clean
+from maskdepth.workflow.pipeline import notebooks_dir, run_single_notebook
 
 NOTEBOOKS = sorted(notebooks_dir().glob("*.ipynb"))
 

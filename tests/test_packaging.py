@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from maskdepth.resources import PACKAGED, SHIPPED, shipped_files
+from maskdepth.core.resources import PACKAGED, SHIPPED, shipped_files
 
 REPO = Path(__file__).resolve().parents[1]
 NEEDED = {"notebooks/00_setup.ipynb", "notebooks/01_create_data.ipynb", "notebooks/02_train.ipynb",
@@ -49,8 +49,8 @@ def test_the_wheel_carries_every_file_maskdepth_run_needs(installed):
     carried = {n.removeprefix(f"maskdepth/{PACKAGED}/") for n in names if n.startswith(f"maskdepth/{PACKAGED}/")}
     assert NEEDED <= carried
     assert carried == {str(p) for p in shipped_files(REPO)}  # what the checkout has, nothing else
-    assert "maskdepth/pipeline.py" in names and "maskdepth/bootstrap.py" in names
-    assert "maskdepth/training/config.py" in names and "maskdepth/data/samples.py" in names  # sub-packages ship
+    assert "maskdepth/workflow/pipeline.py" in names and "maskdepth/bootstrap.py" in names
+    assert "maskdepth/training/config.py" in names and "maskdepth/datasets/samples.py" in names  # sub-packages ship
 
 
 def test_the_installed_package_finds_its_notebooks_and_manifests_from_any_folder(installed, tmp_path):
@@ -60,8 +60,8 @@ def test_the_installed_package_finds_its_notebooks_and_manifests_from_any_folder
     env = {k: v for k, v in os.environ.items() if not k.startswith("MASKDEPTH_") or k == "MASKDEPTH_CACHE"}
     env["PYTHONPATH"] = str(site)
     probe = ("import json, maskdepth\n"
-             "from maskdepth.pipeline import notebooks_dir\n"
-             "from maskdepth.data.manifest import manifests_dir, load_manifest, verify_manifest\n"
+             "from maskdepth.workflow.pipeline import notebooks_dir\n"
+             "from maskdepth.world.manifest import manifests_dir, load_manifest, verify_manifest\n"
              "print(json.dumps({'package': maskdepth.__file__, 'notebooks': str(notebooks_dir()),\n"
              "                  'manifests': str(manifests_dir()),\n"
              "                  'verified': verify_manifest(load_manifest('playground', verify=False))}))\n")

@@ -2,8 +2,8 @@
 
 import torch
 
-from maskdepth.data import build_dataset
-from maskdepth.data.photometric import augment_batch, draw_params
+from maskdepth.augment.photometric import augment_batch, draw_params
+from maskdepth.datasets.dataset import build_dataset
 
 
 def _batch():
@@ -52,8 +52,8 @@ def test_image_and_bg_share_colour_parameters_and_strength_zero_is_identity():
 def test_flips_move_image_bg_mask_and_depth_together_and_photometric_keeps_them_aligned(monkeypatch):
     """The per-sample flip moves all four tensors; the batched photometric step after it leaves
     the flipped labels exact and (sensor noise aside) commutes with the flip."""
-    from maskdepth.data import photometric
-    from maskdepth.data.transforms import build_augment
+    from maskdepth.augment import photometric
+    from maskdepth.augment.transforms import build_augment
 
     plain = build_dataset("playground", "train", size=32)
     flipped = build_dataset("playground", "train", size=32, augment=build_augment(flip_p=1.0))
@@ -72,8 +72,8 @@ def test_flips_move_image_bg_mask_and_depth_together_and_photometric_keeps_them_
 
 def test_the_trainers_augmentation_chain_is_deterministic_and_leaves_labels_to_the_geometric_steps():
     """Flip (per sample, seeded), zoom, photometric: as the trainer runs them (train_one_epoch)."""
-    from maskdepth.data.transforms import build_augment
-    from maskdepth.data.zoom import zoom_batch
+    from maskdepth.augment.transforms import build_augment
+    from maskdepth.augment.zoom import zoom_batch
 
     def chain(seed, epoch, torch_seed=0):
         torch.manual_seed(torch_seed)  # the trainer seeds every RNG from (seed, epoch)
@@ -95,7 +95,7 @@ def _step_by_step(x, p, salt):
     """The definition, one operation after another (what `apply` computes in fewer passes)."""
     import torch.nn.functional as F
 
-    from maskdepth.data.photometric import GREY
+    from maskdepth.augment.photometric import GREY
 
     def _grey(v):  # luma, as the definition reads
         return (v * v.new_tensor(GREY).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
@@ -120,7 +120,7 @@ def _step_by_step(x, p, salt):
 
 
 def test_fast_apply_equals_the_step_by_step_definition_in_either_memory_format():
-    from maskdepth.data.photometric import apply
+    from maskdepth.augment.photometric import apply
 
     batch = _batch()
     for epoch in (0, 5):

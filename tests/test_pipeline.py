@@ -8,10 +8,10 @@ import nbformat
 import pytest
 
 from maskdepth.cli import main
-from maskdepth.errors import MaskdepthError
-from maskdepth.gate import check_prerequisite, describe_check, evaluate_gate
-from maskdepth.pipeline import run_stage, unfinished_run
-from maskdepth.stages import get_stage, stage_defaults
+from maskdepth.core.errors import MaskdepthError
+from maskdepth.plan.stages import get_stage, stage_defaults
+from maskdepth.validation.gate import check_prerequisite, describe_check, evaluate_gate
+from maskdepth.workflow.pipeline import run_stage, unfinished_run
 
 FAST = {"epochs": 1, "size": 32, "n_samples": 4}
 
@@ -128,7 +128,7 @@ def _nested(flat: dict) -> dict:
 
 
 def test_evaluate_gate_thresholds():
-    from maskdepth import stages
+    from maskdepth.plan import stages
 
     gate = stages.get_stage("1k").gate
     assert any(k.startswith("ood.") for k in gate)  # the 1k gate asks for OOD numbers
@@ -148,7 +148,7 @@ def test_evaluate_gate_thresholds():
 def test_evaluate_gate_at_the_boundary_skips_empty_splits_and_caps_lower_is_better(monkeypatch):
     import dataclasses
 
-    from maskdepth import stages
+    from maskdepth.plan import stages
 
     gate = stages.get_stage("1k").gate
     threshold = gate["ood.iou"]
@@ -176,7 +176,7 @@ def _just_past(stage: str, key: str, threshold: float) -> float:
     """The nearest float on the failing side of a threshold (below a minimum, above a maximum)."""
     import math
 
-    from maskdepth.metrics import higher_is_better
+    from maskdepth.evaluation.metrics import higher_is_better
 
     return math.nextafter(threshold, -math.inf if higher_is_better(key.partition(".")[2]) else math.inf)
 
@@ -197,8 +197,8 @@ def test_every_gate_threshold_passes_at_the_boundary_and_fails_just_past_it(stag
 def _stage_run(root, name: str, monkeypatch, *, metrics: dict | None = None, params: dict | None = None) -> None:
     """A playground run made by `run_stage` itself, so its run.json is the one the pipeline writes;
     only the notebooks are stubbed: 02_train writes `metrics` as metrics.json, or fails (None)."""
-    import maskdepth.pipeline as pipeline
-    from maskdepth.fileio import write_json
+    import maskdepth.workflow.pipeline as pipeline
+    from maskdepth.core.fileio import write_json
 
     def execute(nb_in, nb_out, parameters, timeout, cwd=None):
         if nb_in.name == "02_train.ipynb":
@@ -274,7 +274,7 @@ def test_params_file_and_stage_defaults(tmp_path):
 
 @pytest.mark.slow
 def test_stage_runs_on_a_dataset_folder(tmp_path):
-    from maskdepth.data.materialize import materialize
+    from maskdepth.datasets.materialize import materialize
 
     folder = tmp_path / "my_data"
     materialize("playground", folder, fmt="folders", size=32)
@@ -303,7 +303,7 @@ def test_training_epochs_show_on_the_pipeline_console(playground_run):
 
 
 def test_log_tail_throttles_epoch_lines_and_waits_for_whole_lines(tmp_path):
-    from maskdepth.pipeline import LogTail
+    from maskdepth.workflow.pipeline import LogTail
 
     log = tmp_path / "train.log"
     log.write_text("old line, shown before\n")
@@ -338,7 +338,7 @@ def test_sigterm_marks_the_stage_interrupted_and_resume_reaches_the_uninterrupte
 
     import torch
 
-    from maskdepth.checkpoint import load_checkpoint
+    from maskdepth.models.checkpoint import load_checkpoint
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     root = tmp_path / "out"

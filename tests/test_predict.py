@@ -15,13 +15,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 import maskdepth
-from maskdepth.checkpoint import save_checkpoint
 from maskdepth.cli import main
-from maskdepth.depth import DEPTH_MAX, DEPTH_MIN, depth_from_png16
-from maskdepth.depthviz import STRIP_WIDTH_PX, depth_to_uint8
-from maskdepth.errors import MaskdepthError
-from maskdepth.inference import Predictor, predict, predict_paths
+from maskdepth.core.depth import DEPTH_MAX, DEPTH_MIN, depth_from_png16
+from maskdepth.core.errors import MaskdepthError
+from maskdepth.figures.depthviz import STRIP_WIDTH_PX, depth_to_uint8
 from maskdepth.models import create_model
+from maskdepth.models.checkpoint import save_checkpoint
+from maskdepth.prediction.predictor import Predictor, predict, predict_paths
 
 SIZE = [64, 64]
 
@@ -59,7 +59,7 @@ def _working_size(height, width, short=64, multiple=8):
 def _reference(checkpoint, image_u8: np.ndarray, bg_u8: np.ndarray | None = None) -> dict[str, torch.Tensor]:
     """The documented recipe with upsample="bilinear", written out independently: resize to the
     working size (bilinear, antialias), run the net, upsample logits / depth bilinearly to the input size."""
-    model, _ = maskdepth.checkpoint.load_model(checkpoint)
+    model, _ = maskdepth.models.checkpoint.load_model(checkpoint)
     work = _working_size(*image_u8.shape[:2], multiple=model.size_multiple)
 
     def to_net(u8):
@@ -91,7 +91,7 @@ def test_outputs_are_at_the_input_resolution_and_follow_the_recipe(checkpoints):
 
 
 def test_the_network_sees_the_aspect_ratio_and_the_size_asked(checkpoints, tmp_path):
-    from maskdepth.inference import Predictor
+    from maskdepth.prediction.predictor import Predictor
 
     predictor = Predictor(checkpoints["joint"], device="cpu")
     assert predictor.working_size(500, 741) == (64, 96)  # a Middlebury photo: never squashed to 64x64
@@ -150,7 +150,7 @@ def test_single_image_gives_a_list_of_one(checkpoints):
 
 
 def test_package_level_api(checkpoints):
-    import maskdepth.inference  # noqa: F401  (importing the module must not shadow the function)
+    import maskdepth.prediction.predictor  # noqa: F401  (importing the module must not shadow the function)
 
     image = _noise(20, 24)
     (result,) = maskdepth.predict([image], checkpoint=checkpoints["joint"], device="cpu", show_progress=False)
@@ -729,8 +729,8 @@ def test_api_takes_one_background_per_image(checkpoints):
 def test_predict_notebook_parameters_match_the_library():
     import inspect
 
-    from maskdepth.inference import predict_paths
-    from maskdepth.pipeline import declared_parameters, notebooks_dir
+    from maskdepth.prediction.predictor import predict_paths
+    from maskdepth.workflow.pipeline import declared_parameters, notebooks_dir
 
     declared = declared_parameters(notebooks_dir() / "04_predict.ipynb")
     assert {"run_dir", "checkpoint", "inputs", "out", "upsample", "bg", "bg_dir"} <= set(declared)
@@ -741,7 +741,7 @@ def test_predict_notebook_parameters_match_the_library():
 def test_predict_notebook_runs_and_shows_the_previews(checkpoints, tmp_path):
     import nbformat
 
-    from maskdepth.pipeline import execute, notebooks_dir
+    from maskdepth.workflow.pipeline import execute, notebooks_dir
 
     inputs = tmp_path / "photos"
     _pair_folder(inputs, ["a.png", "sub/b.jpg"])

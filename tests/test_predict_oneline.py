@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 
 import maskdepth
-from maskdepth.checkpoint import save_checkpoint
 from maskdepth.cli import main
-from maskdepth.errors import MaskdepthError
+from maskdepth.core.errors import MaskdepthError
+from maskdepth.core.runs import resolve_checkpoint
 from maskdepth.models import create_model
-from maskdepth.runs import resolve_checkpoint
+from maskdepth.models.checkpoint import save_checkpoint
 
 
 def _run(folder, *, status="ok", passed=True, age=0):
@@ -81,7 +81,7 @@ def test_a_loaded_predictor_is_reused(outputs):
 
 
 def test_latest_points_at_the_newest_run_as_a_link_or_a_file(outputs, monkeypatch):
-    from maskdepth import runs
+    from maskdepth.core import runs
 
     root, old_1k = outputs
     run = old_1k.parent.parent

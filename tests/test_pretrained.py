@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from maskdepth.errors import MaskdepthError
+from maskdepth.core.errors import MaskdepthError
 from maskdepth.models import create_model
 from maskdepth.models.encoders import (
     EfficientNetLite0Encoder,

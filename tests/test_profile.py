@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from maskdepth import machine as M
-from maskdepth import profile as P
-from maskdepth.budget import Footprint
 from maskdepth.cli import main
-from maskdepth.device import DeviceInfo, cuda_autocast_dtype, resolve_device
-from maskdepth.stages import STAGES, stage_defaults
+from maskdepth.core.device import DeviceInfo, cuda_autocast_dtype, resolve_device
+from maskdepth.models.budget import Footprint
+from maskdepth.plan import machine as M
+from maskdepth.plan.stages import STAGES, stage_defaults
+from maskdepth.workflow import profile as P
 
 T4 = M.Machine("cuda", "Tesla T4", 2, (7, 5), 14.7)  # Colab's free GPU: 2 vCPUs
 A100 = M.Machine("cuda", "NVIDIA A100-SXM4-40GB", 12, (8, 0), 39.4)

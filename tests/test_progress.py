@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import types
 
-from maskdepth import progress as P
+from maskdepth.core import progress as P
 
 
 def test_a_watched_notebook_gets_widget_bars_when_ipywidgets_is_there(monkeypatch):

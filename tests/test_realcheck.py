@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from maskdepth.checkpoint import save_checkpoint
 from maskdepth.cli import main
-from maskdepth.data.measured import disparity_to_depth, motorcycle
-from maskdepth.metrics import pairwise_ordering
+from maskdepth.datasets.measured import disparity_to_depth, motorcycle
+from maskdepth.evaluation.metrics import pairwise_ordering
 from maskdepth.models import create_model
-from maskdepth.realcheck import REAL_JSON, depth_scores, ramp, real_check, summary_markdown
+from maskdepth.models.checkpoint import save_checkpoint
+from maskdepth.validation.realcheck import REAL_JSON, depth_scores, ramp, real_check, summary_markdown
 
 pytest.importorskip("skimage.data", reason="scikit-image ships the photo")
 

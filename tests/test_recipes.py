@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from maskdepth.depth import DEPTH_MAX, DEPTH_MIN
-from maskdepth.errors import MaskdepthError
-from maskdepth.losses import l1_depth_loss, l1_msgrad_depth_loss, l1_ssi_depth_loss
+from maskdepth.core.depth import DEPTH_MAX, DEPTH_MIN
+from maskdepth.core.errors import MaskdepthError
+from maskdepth.evaluation.losses import l1_depth_loss, l1_msgrad_depth_loss, l1_ssi_depth_loss
 
 SPAN = math.log(DEPTH_MAX) - math.log(DEPTH_MIN)
 
@@ -80,8 +80,8 @@ def test_mask_conditioned_depth_reads_the_mask_head():
 
 
 def test_recipe_config_merges_overrides_on_the_stage_defaults(tmp_path):
-    from maskdepth.ablation import recipe_config
-    from maskdepth.stages import get_stage
+    from maskdepth.plan.stages import get_stage
+    from maskdepth.workflow.ablation import recipe_config
 
     cfg = recipe_config("m2d", {"model_kwargs": {"mask_to_depth": True}, "lr": 1e-3}, tmp_path,
                         data="1k", epochs=3, seed=1)
@@ -94,7 +94,7 @@ def test_recipe_config_merges_overrides_on_the_stage_defaults(tmp_path):
 
 
 def test_ablation_trains_each_recipe_once_and_tabulates_all_splits(tmp_path):
-    from maskdepth.ablation import COLUMNS, run_ablation
+    from maskdepth.workflow.ablation import COLUMNS, run_ablation
 
     small = {"size": 32, "batch_size": 8, "val_batch_size": 16, "model_kwargs": {"encoder": "lean", "context": False, "base_channels": 4, "max_channels": 16}}
     recipes = {"plain": dict(small), "ssi": {**small, "depth_loss": "l1_ssi"}}
@@ -116,7 +116,7 @@ def test_ablation_trains_each_recipe_once_and_tabulates_all_splits(tmp_path):
 
 
 def _perfect_predictions(stage, split):
-    from maskdepth.data import build_dataset
+    from maskdepth.datasets.dataset import build_dataset
 
     ds = build_dataset(stage, split, size=32)
     items = [ds[i] for i in range(len(ds))]
@@ -127,9 +127,9 @@ def _perfect_predictions(stage, split):
 
 
 def test_breakdown_groups_every_sample_by_what_it_is_made_of():
-    from maskdepth.breakdown import FACTORS, breakdown, sample_factors
-    from maskdepth.data.backgrounds import OOD_FAMILIES
-    from maskdepth.data.foregrounds import OOD_FAMILIES as OOD_OBJECTS
+    from maskdepth.evaluation.breakdown import FACTORS, breakdown, sample_factors
+    from maskdepth.world.backgrounds import OOD_FAMILIES
+    from maskdepth.world.foregrounds import OOD_FAMILIES as OOD_OBJECTS
 
     arrays = _perfect_predictions("playground", "ood")
     n = len(arrays["index"])
@@ -147,7 +147,7 @@ def test_breakdown_groups_every_sample_by_what_it_is_made_of():
 
 
 def test_breakdown_refuses_predictions_of_another_split():
-    from maskdepth.breakdown import sample_factors
+    from maskdepth.evaluation.breakdown import sample_factors
 
     arrays = _perfect_predictions("playground", "seen")
     arrays["index"] = arrays["index"] + 100
@@ -156,9 +156,9 @@ def test_breakdown_refuses_predictions_of_another_split():
 
 
 def test_validate_writes_the_breakdown_for_a_stage(tmp_path):
-    from maskdepth.breakdown import FACTORS
-    from maskdepth.train import TrainConfig, train
-    from maskdepth.validate import breakdown_markdown, validate
+    from maskdepth.evaluation.breakdown import FACTORS
+    from maskdepth.training.trainer import TrainConfig, train
+    from maskdepth.validation.validate import breakdown_markdown, validate
 
     cfg = TrainConfig.from_mapping({"data": "playground", "out_dir": str(tmp_path / "run"), "size": 32, "epochs": 1,
                                     "batch_size": 8, "model_kwargs": {"encoder": "lean", "context": False, "base_channels": 4}, "tensorboard": False,
@@ -173,7 +173,7 @@ def test_validate_writes_the_breakdown_for_a_stage(tmp_path):
 
 
 def test_ablation_refuses_a_folder_holding_another_recipe(tmp_path):
-    from maskdepth.ablation import run_ablation
+    from maskdepth.workflow.ablation import run_ablation
 
     small = {"size": 32, "batch_size": 8, "model_kwargs": {"encoder": "lean", "context": False, "base_channels": 4, "max_channels": 16}}
     run_ablation({"r": small}, tmp_path, data="playground", epochs=1)
@@ -193,16 +193,16 @@ def test_every_entry_point_trains_the_same_network(monkeypatch):
     from maskdepth.cli import build_parser
     from maskdepth.cli.train import run as train_command
     from maskdepth.models import model_info
-    from maskdepth.pipeline import notebooks_dir
-    from maskdepth.stages import STAGES, stage_defaults
-    from maskdepth.train import TrainConfig, build_model
+    from maskdepth.plan.stages import STAGES, stage_defaults
+    from maskdepth.training.trainer import TrainConfig, build_model
+    from maskdepth.workflow.pipeline import notebooks_dir
 
     built = {}
 
     def capture(cfg):
         built["cli"] = cfg
 
-    monkeypatch.setattr("maskdepth.train.train", capture)
+    monkeypatch.setattr("maskdepth.training.trainer.train", capture)
     monkeypatch.setattr("maskdepth.cli.train._write_page", lambda _: None)
     train_command(build_parser().parse_args(["train", "--data", "1k", "--epochs", "1"]))
     names = {f for f in TrainConfig.__dataclass_fields__}

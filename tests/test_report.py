@@ -7,9 +7,9 @@ import json
 import pytest
 from PIL import Image
 
-from maskdepth import report as rep
 from maskdepth.cli import main
-from maskdepth.errors import MaskdepthError
+from maskdepth.core.errors import MaskdepthError
+from maskdepth.pages import report as rep
 
 
 def _metrics(iou, delta1):

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskdepth import report as rep
 from maskdepth.cli import main
-from maskdepth.metrics import HEADLINE, format_value
-from maskdepth.runpage import PAGE, render_notebook, write_run_page
-from maskdepth.stages import VAL_SPLITS
+from maskdepth.evaluation.metrics import HEADLINE, format_value
+from maskdepth.pages import report as rep
+from maskdepth.pages.runpage import PAGE, render_notebook, write_run_page
+from maskdepth.plan.stages import VAL_SPLITS
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -211,7 +211,7 @@ def test_a_failed_run_gets_a_page_that_says_why(tmp_path):
 
 def test_the_pipeline_writes_the_page_when_a_stage_ends_fails_or_is_interrupted(tmp_path, monkeypatch):
     """`run_stage` with its notebooks replaced: the page comes in every outcome."""
-    import maskdepth.pipeline as pipeline
+    import maskdepth.workflow.pipeline as pipeline
 
     def fake_execute(nb_in, nb_out, parameters, timeout, cwd=None):
         if nb_in.name == "02_train.ipynb" and fail_with is not None:
@@ -241,8 +241,8 @@ def test_the_pipeline_writes_the_page_when_a_stage_ends_fails_or_is_interrupted(
 
 
 def test_a_page_that_cannot_be_written_never_fails_the_run(tmp_path, monkeypatch):
-    import maskdepth.pipeline as pipeline
-    import maskdepth.runpage as runpage
+    import maskdepth.pages.runpage as runpage
+    import maskdepth.workflow.pipeline as pipeline
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
@@ -306,7 +306,7 @@ def test_comparison_page_lists_every_run_with_curves_and_depth_scale(tmp_path):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """`maskdepth train` (1 epoch at 32 px, a narrow model), then one validation split."""
-    from maskdepth.validate import validate
+    from maskdepth.validation.validate import validate
 
     run = tmp_path_factory.mktemp("train") / "tiny"
     assert main(["train", "--data", "playground", "--epochs", "1", "--size", "32", "--model-kwargs",

@@ -16,11 +16,11 @@ import torch
 from PIL import Image
 from test_runpage import _fake_run
 
-from maskdepth.checkpoint import load_model, save_checkpoint
 from maskdepth.cli import build_parser, main
-from maskdepth.errors import MaskdepthError
-from maskdepth.fileio import atomic_path, write_text
+from maskdepth.core.errors import MaskdepthError
+from maskdepth.core.fileio import atomic_path, write_text
 from maskdepth.models import create_model
+from maskdepth.models.checkpoint import load_model, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +169,7 @@ def test_export_refuses_an_existing_file_a_folder_and_bad_numbers(tmp_path, ckpt
 
 def _holder(folder: Path) -> subprocess.Popen:
     """Another process holding `folder`'s lock until its stdin closes."""
-    code = ("import sys; from maskdepth.fileio import folder_lock\n"
+    code = ("import sys; from maskdepth.core.fileio import folder_lock\n"
             f"with folder_lock({str(folder)!r}, 'train'):\n    print('held', flush=True); sys.stdin.read()")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
@@ -188,12 +188,12 @@ def _holder(folder: Path) -> subprocess.Popen:
 def test_a_second_writer_stops_naming_the_holder(tmp_path, ckpt, capsys, argv, monkeypatch):
     from test_data_import import make_tree
 
-    from maskdepth.fileio import LOCK_NAME
+    from maskdepth.core.fileio import LOCK_NAME
 
     make_tree(tmp_path / "src")
     out = tmp_path / "root" / "playground" / "x" if argv[0] == "run" else tmp_path / "out"
     monkeypatch.setattr("maskdepth.cli.run._confirm_full_on_cpu", lambda force: True)
-    monkeypatch.setattr("maskdepth.pipeline.check_prerequisite", lambda *a, **k: {"decision": "none needed"})
+    monkeypatch.setattr("maskdepth.workflow.pipeline.check_prerequisite", lambda *a, **k: {"decision": "none needed"})
     values = {"out": out, "src": tmp_path / "src", "image": _image(tmp_path / "cat.png"), "ckpt": ckpt,
               "root": tmp_path / "root"}
     proc = _holder(out)
@@ -208,7 +208,7 @@ def test_a_second_writer_stops_naming_the_holder(tmp_path, ckpt, capsys, argv, m
 
 
 def test_a_stale_lock_is_taken_over_and_a_nested_one_passes(tmp_path):
-    from maskdepth.fileio import LOCK_NAME, folder_lock
+    from maskdepth.core.fileio import LOCK_NAME, folder_lock
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -260,7 +260,7 @@ def test_models_and_train_refuse_what_does_not_fit(tmp_path, capsys, monkeypatch
 
 
 def test_a_reduced_input_is_said_and_recorded(tmp_path, ckpt, capsys, monkeypatch):
-    monkeypatch.setattr("maskdepth.inference.MAX_PIXELS", 100_000)
+    monkeypatch.setattr("maskdepth.prediction.predictor.MAX_PIXELS", 100_000)
     big = tmp_path / "big.jpg"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (400, 600, 3), dtype=np.uint8)).save(big)
     assert main(["predict", str(big), "-c", str(ckpt), "--out", str(tmp_path / "out"), "--no-preview"]) == 0
@@ -273,8 +273,8 @@ def test_a_reduced_input_is_said_and_recorded(tmp_path, ckpt, capsys, monkeypatc
 
 
 def test_yaml_numbers_like_1e_3_are_numbers(tmp_path):
-    from maskdepth.params import read_params_file
-    from maskdepth.train import TrainConfig
+    from maskdepth.core.params import read_params_file
+    from maskdepth.training.trainer import TrainConfig
 
     (tmp_path / "p.yaml").write_text("lr: 1e-3\nweight_decay: 5E-4\n")
     values = read_params_file(tmp_path / "p.yaml")
@@ -284,7 +284,7 @@ def test_yaml_numbers_like_1e_3_are_numbers(tmp_path):
 
 def test_bad_options_are_one_line_errors(tmp_path, ckpt, capsys, monkeypatch):
     started = []
-    monkeypatch.setattr("maskdepth.pipeline.run_stage", lambda *a, **k: started.append(k))
+    monkeypatch.setattr("maskdepth.workflow.pipeline.run_stage", lambda *a, **k: started.append(k))
     monkeypatch.setattr("maskdepth.cli.run._confirm_full_on_cpu", lambda force: True)
     cases = [
         (["train", "--momentum", "5", "--epochs", "1", "--max-steps", "1", "--out", str(tmp_path / "t")],
@@ -302,8 +302,8 @@ def test_bad_options_are_one_line_errors(tmp_path, ckpt, capsys, monkeypatch):
 
 
 def test_an_interrupted_overwrite_leaves_whole_sets_and_a_true_record(tmp_path, ckpt, monkeypatch):
-    from maskdepth import inference
-    from maskdepth.errors import DiskFullError
+    from maskdepth.core.errors import DiskFullError
+    from maskdepth.prediction import predictor as inference
 
     inputs = tmp_path / "in"
     inputs.mkdir()

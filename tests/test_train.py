@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskdepth.checkpoint import load_checkpoint, load_model, save_checkpoint
-from maskdepth.errors import MaskdepthError
-from maskdepth.train import TrainConfig, TrainingDiverged, train
+from maskdepth.core.errors import MaskdepthError
+from maskdepth.models.checkpoint import load_checkpoint, load_model, save_checkpoint
+from maskdepth.training.trainer import TrainConfig, TrainingDiverged, train
 
 TINY = dict(data="playground", size=32, batch_size=8, val_batch_size=16, epochs=2, lr=3e-3,
             progress_bar=False, tensorboard=False, model_kwargs={"encoder": "lean", "context": False, "base_channels": 8})
@@ -77,7 +77,7 @@ def test_short_run_writes_the_run_folder(tmp_path):
 
 
 def test_a_dataset_without_ood_samples_trains_and_says_so(tmp_path, monkeypatch, capsys):
-    import maskdepth.train as T
+    import maskdepth.training.trainer as T
 
     real_open = T.open_split
     monkeypatch.setattr(T, "open_split", lambda data, split, *a: None if split == "ood" else real_open(data, split, *a))
@@ -90,7 +90,7 @@ def test_a_dataset_without_ood_samples_trains_and_says_so(tmp_path, monkeypatch,
 
 
 def test_best_metric_direction_comes_from_the_catalogue():
-    from maskdepth.train import _is_better
+    from maskdepth.training.trainer import _is_better
 
     assert _is_better(0.9, 0.8, "seen.iou") and _is_better(0.9, 0.8, "ood.ordering")
     assert _is_better(0.1, 0.2, "seen.loss") and _is_better(0.1, 0.2, "unseen.sa_abs_rel")
@@ -110,7 +110,7 @@ def test_single_task_depth_model_and_six_channels(tmp_path):
 
 
 def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, monkeypatch):
-    import maskdepth.losses as losses
+    import maskdepth.evaluation.losses as losses
 
     real = losses.build_loss
 
@@ -144,7 +144,7 @@ def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, monkeypatch):
 def test_nan_validation_or_weights_never_become_a_checkpoint(tmp_path, monkeypatch, capsys):
     """Issue 16 case 4: an epoch whose validation loss (or weights) is NaN is not saved, and the
     message names no checkpoint that does not exist; predict refuses a NaN checkpoint."""
-    import maskdepth.train as T
+    import maskdepth.training.trainer as T
     from maskdepth.cli import main
 
     real_evaluate = T.evaluate
@@ -201,7 +201,7 @@ RUNNER = textwrap.dedent(
     import json, os, signal, sys
     import torch
     torch.set_num_threads(1)
-    import maskdepth.train as T
+    import maskdepth.training.trainer as T
     cfg = T.TrainConfig.from_mapping(json.loads(sys.argv[1]))
     kill_at = int(sys.argv[2])
     if kill_at:
@@ -275,7 +275,7 @@ KILL_BEFORE_BEST = textwrap.dedent(
     import json, os, signal, sys
     import torch
     torch.set_num_threads(1)
-    import maskdepth.train as T
+    import maskdepth.training.trainer as T
     T._is_better = lambda value, best, metric: True  # every epoch is a new best: best.pt follows last.pt
     cfg = T.TrainConfig.from_mapping(json.loads(sys.argv[1]))
     kill_at, calls, real_copy = int(sys.argv[2]), [0], T.copy_file
@@ -346,7 +346,7 @@ def test_parameters_are_strictly_typed_and_ranged_before_anything_runs(tmp_path,
     """Issue 16 cases 8 and 10: `-p epochs true` is no number, `-p lr -1` and `--device tpu` are
     refused by the config itself (and so before any notebook or dataset is touched)."""
     from maskdepth.cli import main
-    from maskdepth.params import coerce
+    from maskdepth.core.params import coerce
 
     for values, message in (({"epochs": True}, "epochs=True: expected a finite int"),
                             ({"lr": -1.0}, "lr=-1.0: must be a positive number"),
@@ -376,7 +376,7 @@ DDP_SCRIPT = textwrap.dedent(
     import torch
     import torch.distributed as dist
     torch.set_num_threads(1)
-    from maskdepth.train import TrainConfig, Trainer
+    from maskdepth.training.trainer import TrainConfig, Trainer
     cfg = TrainConfig.from_mapping(json.loads(sys.argv[1]))
     trainer = Trainer(cfg)
     trainer.fit()
@@ -429,7 +429,7 @@ def test_schedule_extension_follows_the_longer_onecycle_from_the_step_reached():
     """Resuming a 2-epoch onecycle run with 3 epochs crashed ("Tried to step 7 times. The specified
     number of total steps is 6"): the schedule is rebuilt for the new total and continues with the
     lr the 3-epoch schedule has at the step reached."""
-    from maskdepth.train import Schedule
+    from maskdepth.training.trainer import Schedule
 
     def make(epochs: int):
         cfg = TrainConfig.from_mapping({**TINY, "epochs": epochs})

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskdepth.metrics import is_better
-from maskdepth.train import TrainConfig, Trainer, evaluate
+from maskdepth.evaluation.metrics import is_better
+from maskdepth.training.trainer import TrainConfig, Trainer, evaluate
 
 # amp off: the untrained/trained margins were measured in float32 (auto would pick per CPU).
 LEARN = dict(data="1k", size=32, batch_size=16, val_batch_size=100, epochs=5, lr=3e-3, schedule="constant",
@@ -96,8 +96,8 @@ def test_best_epoch_is_the_best_of_the_history_by_the_configured_metric(learned)
 def test_validate_of_best_pt_reproduces_the_metrics_json_numbers(learned, tmp_path):
     """Training evaluates with the same loop as validate (`evaluation.run_split`, same memory
     format, same batches): re-scoring best.pt gives metrics.json's numbers exactly."""
-    from maskdepth.checkpoint import load_checkpoint
-    from maskdepth.validate import validate
+    from maskdepth.models.checkpoint import load_checkpoint
+    from maskdepth.validation.validate import validate
 
     run, metrics, _, _, _ = learned
     assert load_checkpoint(run / "checkpoints" / "best.pt")["epoch"] == metrics["best_epoch"]

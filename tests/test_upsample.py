@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import maskdepth.upsample as upsample
-from maskdepth.upsample import bilinear, bilinear_matrix, guided_upsample
+import maskdepth.prediction.upsample as upsample
+from maskdepth.prediction.upsample import bilinear, bilinear_matrix, guided_upsample
 
 HIGH, LOW = 128, 32  # 4x, as a 64 px network's outputs brought to a 256 px image
 EDGE = 77  # the object's edge column at full size: not on the low-resolution grid (77 / 4 = 19.25)

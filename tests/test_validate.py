@@ -10,12 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from maskdepth import viz
-from maskdepth.checkpoint import save_checkpoint
 from maskdepth.cli import main
-from maskdepth.data import build_dataset
-from maskdepth.errors import MaskdepthError
-from maskdepth.metrics import (
+from maskdepth.core.errors import MaskdepthError
+from maskdepth.datasets.dataset import build_dataset
+from maskdepth.evaluation.metrics import (
     MASK_IMAGE_KEYS,
     MASK_KEYS,
     DepthMeter,
@@ -23,8 +21,10 @@ from maskdepth.metrics import (
     depth_errors_per_sample,
     mask_scores_per_sample,
 )
+from maskdepth.figures import viz
 from maskdepth.models import create_model
-from maskdepth.validate import figure_paths, load_predictions, validate
+from maskdepth.models.checkpoint import save_checkpoint
+from maskdepth.validation.validate import figure_paths, load_predictions, validate
 
 N_SAMPLES, N_SHOW = 6, 4
 
@@ -195,8 +195,8 @@ def test_cli_validate_ood_split(joint_run, tmp_path, capsys):
 
 
 def test_a_split_without_samples_is_reported_not_an_error(joint_run, tmp_path, capsys):
-    from maskdepth.train import open_split
-    from maskdepth.validate import summary_line, summary_markdown
+    from maskdepth.training.trainer import open_split
+    from maskdepth.validation.validate import summary_line, summary_markdown
 
     folder = tmp_path / "imported"  # a dataset folder from before the ood split: no ood count at all
     folder.mkdir()

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from maskdepth import viz
-from maskdepth.depth import DEPTH_MAX, DEPTH_MIN
-from maskdepth.depthviz import DEPTH_LABEL
+from maskdepth.core.depth import DEPTH_MAX, DEPTH_MIN
+from maskdepth.figures import viz
+from maskdepth.figures.depthviz import DEPTH_LABEL
 
 
 def _tiles(rng, n, h, w):

@@ -2,8 +2,8 @@
 
 import torch
 
-from maskdepth.data import build_dataset
-from maskdepth.data.zoom import draw_zoom, zoom_batch
+from maskdepth.augment.zoom import draw_zoom, zoom_batch
+from maskdepth.datasets.dataset import build_dataset
 
 
 def _batch():

@@ -11,14 +11,14 @@ __version__ = "0.1.0"
 def load(checkpoint=None, **kwargs):
     """A reusable predictor: `maskdepth.load("outputs/1k").predict(images)` reads the checkpoint
     once. `checkpoint`: a file, a run folder, a stage folder (its newest passing run), or None
-    (the newest passing run of the largest stage under outputs/). See `maskdepth.inference.Predictor`."""
-    from maskdepth.inference import Predictor
+    (the newest passing run of the largest stage under outputs/). See `maskdepth.prediction.predictor.Predictor`."""
+    from maskdepth.prediction.predictor import Predictor
 
     return Predictor(checkpoint, **kwargs)
 
 
 def predict(images, checkpoint, **kwargs):
-    """Predict mask and depth for images (paths, PIL images or arrays). See `maskdepth.inference.predict`."""
-    from maskdepth.inference import predict as _predict
+    """Predict mask and depth for images (paths, PIL images or arrays). See `maskdepth.prediction.predictor.predict`."""
+    from maskdepth.prediction.predictor import predict as _predict
 
     return _predict(images, checkpoint=checkpoint, **kwargs)

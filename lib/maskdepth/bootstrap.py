@@ -48,7 +48,7 @@ MARKER = Path("lib") / "maskdepth" / "bootstrap.py"  # this file: found only at 
 ARCHIVES = (".whl", ".tar.gz", ".zip")  # what pip installs as a SOURCE file
 DRIVE = Path("/content/drive")  # where Colab mounts Google Drive
 DRIVE_OUTPUTS = DRIVE / "MyDrive" / "maskdepth" / "outputs"  # the runs on Colab, unless DRIVE = False
-PIPELINE_ENV = "MASKDEPTH_PIPELINE"  # "1" in the kernels `maskdepth run` starts (maskdepth.progress)
+PIPELINE_ENV = "MASKDEPTH_PIPELINE"  # "1" in the kernels `maskdepth run` starts (maskdepth.core.progress)
 
 
 def colab_url(repo_url: str = REPO_URL, branch: str = BRANCH, notebook: str = "notebooks/00_setup.ipynb") -> str:
@@ -303,8 +303,8 @@ def _setup(source: str, *, drive: bool, install: bool, run, log) -> dict:
 
     kept = ", ".join(f"{n} {keep[n]}" for n in ("torch", "torchvision") if n in keep)
     log(f"maskdepth {maskdepth.__version__} from {where}" + (f"; keeps {kept}" if kept else ""))
-    from maskdepth.environment import use_outputs
-    from maskdepth.runs import outputs_root
+    from maskdepth.core.environment import use_outputs
+    from maskdepth.core.runs import outputs_root
 
     if drive and on_colab():
         try:
@@ -314,7 +314,7 @@ def _setup(source: str, *, drive: bool, install: bool, run, log) -> dict:
     report["outputs"] = str(outputs_root().resolve())
     log(f"runs go to {report['outputs']}" + (" (Google Drive: a stage resumes there after a disconnect with "
                                              "`maskdepth run --resume`)" if str(DRIVE) in report["outputs"] else ""))
-    from maskdepth.profile import machine_profile
+    from maskdepth.workflow.profile import machine_profile
 
     profile = machine_profile()
     report["profile"] = profile.to_dict()

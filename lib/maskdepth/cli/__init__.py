@@ -4,7 +4,7 @@ Each sub-command lives in its own module `maskdepth.cli.<name>` exposing
 `configure(parser)` (adds arguments, keeps imports light) and `run(args) -> int`.
 Heavy imports (torch, matplotlib) happen inside `run`, so `maskdepth --help` is fast.
 
-User errors (`maskdepth.errors`) and a full disk are printed as one line with exit status 2;
+User errors (`maskdepth.core.errors`) and a full disk are printed as one line with exit status 2;
 set MASKDEPTH_DEBUG=1 to get the traceback instead.
 """
 
@@ -17,7 +17,7 @@ import importlib
 import os
 import sys
 
-from maskdepth.errors import MaskdepthError
+from maskdepth.core.errors import MaskdepthError
 
 # name -> one-line help. Order is the order of the workflow.
 COMMANDS: dict[str, str] = {

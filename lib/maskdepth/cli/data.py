@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from maskdepth.stages import SPLITS
+from maskdepth.plan.stages import SPLITS
 
 STAGE_NAMES = ("playground", "1k", "full")
 
@@ -83,7 +83,7 @@ def _add_stage(p: argparse.ArgumentParser, help_text: str) -> None:
 
 
 def _stage(args) -> str:
-    from maskdepth.errors import MaskdepthError
+    from maskdepth.core.errors import MaskdepthError
 
     if not args.stage:
         raise MaskdepthError(f"data {args.data_command}: --data STAGE is required ({' | '.join(STAGE_NAMES)})")
@@ -104,9 +104,9 @@ def run(args) -> int:
 
 
 def _manifest(args) -> int:
-    from maskdepth.data import manifest as mf
-    from maskdepth.errors import MaskdepthError
-    from maskdepth.fileio import check_output, write_text
+    from maskdepth.core.errors import MaskdepthError
+    from maskdepth.core.fileio import check_output, write_text
+    from maskdepth.world import manifest as mf
 
     if args.update_spec:
         spec = mf.write_data_spec(seed=args.seed)
@@ -135,7 +135,7 @@ def _manifest(args) -> int:
 
 
 def _build(args) -> int:
-    from maskdepth.data.prepare import prepare
+    from maskdepth.datasets.prepare import prepare
 
     r = prepare(args.stage, args.size, args.seed, args.cache_dir, rebuild=args.rebuild, objects=args.objects)
     counts = ", ".join(f"{split} {n}" for split, n in r["counts"].items())
@@ -167,7 +167,7 @@ def _counts(r: dict) -> str:
 
 
 def _materialize(args) -> int:
-    from maskdepth.data.materialize import materialize
+    from maskdepth.datasets.materialize import materialize
 
     r = materialize(args.stage, args.out, fmt=args.format, size=args.size, seed=args.seed, cache_dir=args.cache_dir)
     if r["complete_already"]:
@@ -183,7 +183,7 @@ def _materialize(args) -> int:
 def _import(args) -> int:
     import sys
 
-    from maskdepth.data.importer import import_dataset
+    from maskdepth.datasets.importer import import_dataset
 
     r = import_dataset(args.src, args.out, size=args.size, skip_bad=args.skip_bad, depth_scale=args.depth_scale,
                        depth_bright=args.depth_bright)
@@ -209,9 +209,9 @@ def _import(args) -> int:
 
 
 def _compose(args) -> int:
-    from maskdepth.data.real import compose_real
-    from maskdepth.data.teacher import Teacher
-    from maskdepth.fileio import check_output
+    from maskdepth.core.fileio import check_output
+    from maskdepth.datasets.real import compose_real
+    from maskdepth.datasets.teacher import Teacher
 
     check_output(args.out, reads=[args.bg, args.fg, args.teacher], folder=True)  # before the teacher loads
     teacher = Teacher(args.teacher, output=args.teacher_output, scale=args.teacher_scale,

@@ -2,7 +2,7 @@
 
 Device and name, precision (and why), data-loading workers, batch and lr per stage, pinned
 memory, and one epoch of each stage estimated from a 20-step timing of the stages' model
-(`maskdepth.profile`).
+(`maskdepth.workflow.profile`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from maskdepth.device import check_device_name
-    from maskdepth.errors import MaskdepthError
-    from maskdepth.machine import current_machine
-    from maskdepth.profile import describe_seconds, estimate_epochs, machine_profile
+    from maskdepth.core.device import check_device_name
+    from maskdepth.core.errors import MaskdepthError
+    from maskdepth.plan.machine import current_machine
+    from maskdepth.workflow.profile import describe_seconds, estimate_epochs, machine_profile
 
     check_device_name(args.device)
     if args.steps < 1:

@@ -19,8 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from maskdepth.errors import MaskdepthError
-    from maskdepth.export import export_onnx
+    from maskdepth.core.errors import MaskdepthError
+    from maskdepth.prediction.export import export_onnx
 
     if not args.onnx:
         raise MaskdepthError("--out FILE is required: the ONNX file to write")

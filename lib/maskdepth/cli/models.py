@@ -21,9 +21,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from maskdepth.budget import check_model
-    from maskdepth.errors import MaskdepthError
+    from maskdepth.core.errors import MaskdepthError
     from maskdepth.models import DEFAULT_MODEL, list_models, model_info
+    from maskdepth.models.budget import check_model
     from maskdepth.models.encoders import encoder_entry, list_encoders
 
     if args.size <= 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 DEFAULT_OUT = "predictions"
-UPSAMPLE_CHOICES = ("guided", "bilinear")  # = maskdepth.upsample.UPSAMPLE_METHODS (kept light: no torch import)
+UPSAMPLE_CHOICES = ("guided", "bilinear")  # = maskdepth.prediction.upsample.UPSAMPLE_METHODS (kept light: no torch import)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -64,8 +64,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from maskdepth.inference import predict_paths
-    from maskdepth.runs import resolve_checkpoint
+    from maskdepth.core.runs import resolve_checkpoint
+    from maskdepth.prediction.predictor import predict_paths
 
     checkpoint = resolve_checkpoint(args.checkpoint)
     print(f"checkpoint: {checkpoint}")

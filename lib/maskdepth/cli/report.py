@@ -20,10 +20,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from maskdepth.errors import MaskdepthError
+    from maskdepth.core.errors import MaskdepthError
 
     if args.page:
-        from maskdepth.runpage import page_targets, write_run_page
+        from maskdepth.pages.runpage import page_targets, write_run_page
 
         if args.out or args.sort:
             raise MaskdepthError("--page writes each run's index.html into its own folder: --out and --sort "
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote {write_run_page(run_dir)}")
         return 0
 
-    from maskdepth.report import report
+    from maskdepth.pages.report import report
 
     result = report(args.paths, args.out, sort=args.sort)
     print(result.markdown, end="")

@@ -17,8 +17,8 @@ import sys
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from maskdepth.pipeline import SINGLE_NOTEBOOKS
-    from maskdepth.stages import STAGES
+    from maskdepth.plan.stages import STAGES
+    from maskdepth.workflow.pipeline import SINGLE_NOTEBOOKS
 
     parser.add_argument("--stage", choices=tuple(STAGES), default=None,
                         help="the stage to run: its training defaults, notebooks and gate (default: the stage "
@@ -49,12 +49,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from maskdepth.errors import MaskdepthError
-    from maskdepth.fileio import check_output
-    from maskdepth.params import parse_value, read_params_file
-    from maskdepth.pipeline import NotebookFailed, StageInterrupted, run_single_notebook, run_stage
-    from maskdepth.runs import check_run_name
-    from maskdepth.stages import STAGES
+    from maskdepth.core.errors import MaskdepthError
+    from maskdepth.core.fileio import check_output
+    from maskdepth.core.params import parse_value, read_params_file
+    from maskdepth.core.runs import check_run_name
+    from maskdepth.plan.stages import STAGES
+    from maskdepth.workflow.pipeline import NotebookFailed, StageInterrupted, run_single_notebook, run_stage
 
     check_run_name(args.name)
     overrides = read_params_file(args.params_file) if args.params_file else {}
@@ -102,15 +102,15 @@ def _resume_dir(args: argparse.Namespace, stage: str, root):
     """--resume RUN_DIR, or --resume with --name (and --stage, --out): the run folder to continue."""
     from pathlib import Path
 
-    from maskdepth import runs
-    from maskdepth.errors import MaskdepthError
+    from maskdepth.core import runs
+    from maskdepth.core.errors import MaskdepthError
 
     if args.resume:
         if args.name:
             raise MaskdepthError("--resume RUN_DIR names the run already; leave out --name")
         return Path(args.resume)
     if not args.name:
-        from maskdepth.pipeline import unfinished_run
+        from maskdepth.workflow.pipeline import unfinished_run
 
         found = unfinished_run(stage, root)
         if found is None:
@@ -122,8 +122,8 @@ def _resume_dir(args: argparse.Namespace, stage: str, root):
 
 
 def _stage_of(run_dir, asked: str | None) -> str:
-    from maskdepth.errors import MaskdepthError
-    from maskdepth.fileio import read_json
+    from maskdepth.core.errors import MaskdepthError
+    from maskdepth.core.fileio import read_json
 
     try:
         stage = read_json(run_dir / "run.json").get("stage")
@@ -137,9 +137,9 @@ def _stage_of(run_dir, asked: str | None) -> str:
 def _check_training_parameters(stage: str, overrides: dict) -> None:
     """Types and ranges of the training parameters, checked before any notebook runs (a bad
     `-p lr -1` or `-p epochs true` is a one-line error now, not a failed 02_train after setup)."""
-    from maskdepth.params import coerce, field_defaults
-    from maskdepth.stages import stage_defaults
-    from maskdepth.train import TrainConfig, check_memory
+    from maskdepth.core.params import coerce, field_defaults
+    from maskdepth.plan.stages import stage_defaults
+    from maskdepth.training.trainer import TrainConfig, check_memory
 
     defaults = field_defaults(TrainConfig)
     params = {**stage_defaults(stage), **overrides}

@@ -3,7 +3,7 @@
 `--resume --out RUN` continues RUN with its own settings (RUN/config.json): a flag given with
 it changes that setting (e.g. `--epochs 30` extends the run), every other one keeps the run's
 value, never a default; the trainer says what changed. When training ends, RUN/index.html
-(`maskdepth.runpage`) shows the run on one page.
+(`maskdepth.pages.runpage`) shows the run on one page.
 
 Scale-out: `torchrun --nproc_per_node=N -m maskdepth train --data 1k ...` (DDP).
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 # Help for the TrainConfig fields whose source line carries no comment (a field's own comment
-# in maskdepth/train.py, read by `maskdepth.params.field_docs`, always wins over these).
+# in maskdepth/training/trainer.py, read by `maskdepth.core.params.field_docs`, always wins over these).
 FALLBACK_HELP = {
     "model": "network architecture (see `maskdepth models`)",
     "model_kwargs": 'JSON options of the model, e.g. \'{"base_channels": 16}\'',
@@ -38,10 +38,10 @@ FALLBACK_HELP = {
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from maskdepth.losses import DEPTH_LOSSES, MASK_LOSSES
+    from maskdepth.core.params import add_dataclass_flags
+    from maskdepth.evaluation.losses import DEPTH_LOSSES, MASK_LOSSES
     from maskdepth.models import list_models
-    from maskdepth.params import add_dataclass_flags
-    from maskdepth.train import INPUT_MODES, OPTIMIZERS, SCHEDULES, TASKS, TrainConfig
+    from maskdepth.training.trainer import INPUT_MODES, OPTIMIZERS, SCHEDULES, TASKS, TrainConfig
 
     parser.add_argument("-f", "--params-file", help="YAML file of NAME: VALUE parameters (flags override it)")
     choices = {
@@ -60,11 +60,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from maskdepth.errors import MaskdepthError
-    from maskdepth.fileio import check_output
-    from maskdepth.params import dataclass_values, read_params_file
-    from maskdepth.stages import STAGES
-    from maskdepth.train import TrainConfig, resume_config, train
+    from maskdepth.core.errors import MaskdepthError
+    from maskdepth.core.fileio import check_output
+    from maskdepth.core.params import dataclass_values, read_params_file
+    from maskdepth.plan.stages import STAGES
+    from maskdepth.training.trainer import TrainConfig, resume_config, train
 
     values = read_params_file(args.params_file) if args.params_file else {}
     flags = dataclass_values(args, TrainConfig)
@@ -89,11 +89,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_page(run_dir: str) -> None:
-    """RUN/index.html (`maskdepth.runpage`), by the main process only; its failure is said, not raised."""
+    """RUN/index.html (`maskdepth.pages.runpage`), by the main process only; its failure is said, not raised."""
     import os
 
     if os.environ.get("RANK", "0") != "0" or not run_dir:
         return
-    from maskdepth.runpage import write_page
+    from maskdepth.pages.runpage import write_page
 
     write_page(run_dir)

@@ -1,11 +1,11 @@
 """`maskdepth validate`: metrics.json, predictions and GT/prediction grids for a checkpoint;
-with --real, its depth on photographs with measured depth (`maskdepth.realcheck`)."""
+with --real, its depth on photographs with measured depth (`maskdepth.validation.realcheck`)."""
 
 from __future__ import annotations
 
 import argparse
 
-from maskdepth.stages import SPLITS
+from maskdepth.plan.stages import SPLITS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from maskdepth.validate import summary_line, validate
+    from maskdepth.validation.validate import summary_line, validate
 
     if args.real:
         return _real(args)
@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
 def _real(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from maskdepth.errors import MaskdepthError
-    from maskdepth.realcheck import REAL_JSON, default_out_dir, real_check, summary_line
+    from maskdepth.core.errors import MaskdepthError
+    from maskdepth.validation.realcheck import REAL_JSON, default_out_dir, real_check, summary_line
 
     if args.data is not None or args.n_samples:
         raise MaskdepthError("--real scores the bundled real photos: drop --data and --n-samples")

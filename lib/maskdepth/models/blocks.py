@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskdepth.depth import depth_from_raw
-from maskdepth.errors import MaskdepthError
+from maskdepth.core.depth import depth_from_raw
+from maskdepth.core.errors import MaskdepthError
 
 TASKS = ("mask", "depth")
 
@@ -66,7 +66,7 @@ def check_input(x: torch.Tensor, in_channels: int, multiple: int, model_name: st
 def task_outputs(raw: torch.Tensor, tasks: tuple[str, ...]) -> dict[str, torch.Tensor]:
     """Split a [B, len(tasks), H, W] raw map into the output dict of the model contract.
 
-    mask -> logits as they are; depth -> metres through `maskdepth.depth.depth_from_raw`.
+    mask -> logits as they are; depth -> metres through `maskdepth.core.depth.depth_from_raw`.
     """
     out = {}
     for i, task in enumerate(tasks):

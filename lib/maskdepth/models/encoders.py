@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from maskdepth.errors import MaskdepthError
+from maskdepth.core.errors import MaskdepthError
 from maskdepth.models.blocks import ConvBNReLU
 from maskdepth.models.pretrained import (
     DEFAULT,

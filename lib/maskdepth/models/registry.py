@@ -28,7 +28,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from maskdepth.errors import MaskdepthError
+from maskdepth.core.errors import MaskdepthError
 
 IN_CHANNELS = (3, 6)  # fg_bg alone, or bg + fg_bg
 TASKS = ("mask", "depth")  # the outputs a model may predict (the keys of its forward's dict)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from maskdepth.errors import MaskdepthError
+from maskdepth.core.errors import MaskdepthError
 from maskdepth.models.blocks import ConvReLU, check_input, check_task, task_outputs, upsample2x
 from maskdepth.models.encoders import get_encoder
 from maskdepth.models.registry import register

@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from maskdepth.errors import MaskdepthError
-from maskdepth.metrics import parse_split_metric
+from maskdepth.core.errors import MaskdepthError
+from maskdepth.evaluation.metrics import parse_split_metric
 
 TASKS = ("mask", "depth", "joint")  # what a run trains: one output, or both ("joint")
 INPUT_MODES = {"fg_bg": 3, "bg_fg_bg": 6}
@@ -30,8 +30,8 @@ MINIMUM = {"weight_decay": 0, "momentum": 0, "step_size": 1, "gamma": 0, "consta
 def _check_types_and_ranges(cfg) -> None:
     """Strict types (true is no number of epochs, "no" is no boolean), finite numbers, known
     ranges, and a device name this tool runs on: errors name the parameter."""
-    from maskdepth.device import check_device_name
-    from maskdepth.params import field_defaults
+    from maskdepth.core.device import check_device_name
+    from maskdepth.core.params import field_defaults
 
     for name, default in field_defaults(type(cfg)).items():
         value = getattr(cfg, name)
@@ -181,11 +181,11 @@ def resume_config(out_dir: str | os.PathLike, given: dict | None = None) -> Trai
     folder = Path(out_dir)
     given = dict(given or {})
     if (folder / "config.json").is_file():
-        from maskdepth.fileio import read_json
+        from maskdepth.core.fileio import read_json
 
         saved = read_json(folder / "config.json")
     elif (folder / "checkpoints" / "last.pt").is_file():
-        from maskdepth.checkpoint import load_checkpoint
+        from maskdepth.models.checkpoint import load_checkpoint
 
         saved = load_checkpoint(folder / "checkpoints" / "last.pt", map_location="cpu").get("config") or {}
     else:

@@ -85,7 +85,7 @@ def time_precisions(model: nn.Module, in_channels: int, size: int, batch: int, *
 
 def cpu_name() -> str:
     """The CPU's model name (/proc/cpuinfo), or the platform's description."""
-    from maskdepth.device import cpu_info
+    from maskdepth.core.device import cpu_info
 
     name = cpu_info()[0]
     if name:
@@ -104,7 +104,7 @@ def probe_key(model: nn.Module, in_channels: int, size: int, batch: int, channel
 
 
 def _cache_file():
-    from maskdepth.data.sources import default_cache_dir
+    from maskdepth.core.resources import default_cache_dir
 
     return default_cache_dir() / "precision.json"
 
@@ -118,7 +118,7 @@ def _read_cache() -> dict:
 
 
 def _remember(key: str, choice: PrecisionChoice) -> None:
-    from maskdepth.fileio import write_json
+    from maskdepth.core.fileio import write_json
 
     try:
         write_json(_cache_file(), {**_read_cache(), key: choice.to_dict()})
@@ -130,7 +130,7 @@ def choose_cpu_precision(model: nn.Module, in_channels: int, size: int, batch: i
                          channels_last: bool) -> PrecisionChoice:
     """`amp=auto` on a CPU: bf16 autocast if the CPU has native bf16 and it times clearly faster
     (remembered per machine and setting; see the module docstring)."""
-    from maskdepth.device import cpu_has_fast_bf16
+    from maskdepth.core.device import cpu_has_fast_bf16
 
     if not cpu_has_fast_bf16():
         return PrecisionChoice("off", "this CPU has no native bf16 (AVX512-BF16/AMX): float32")

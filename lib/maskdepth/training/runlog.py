@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from maskdepth.fileio import write_json
-from maskdepth.runs import format_duration
-from maskdepth.stages import VAL_SPLITS
+from maskdepth.core.fileio import write_json
+from maskdepth.core.runs import format_duration
+from maskdepth.plan.stages import VAL_SPLITS
 
 # The run's console lines (also on stdout): `maskdepth run` echoes them while 02_train runs.
 TRAIN_LOG = "train.log"
@@ -25,7 +25,7 @@ CONSOLE_METRICS = (("iou", "IoU"), ("delta1", "d1"), ("sa_delta1", "sa-d1"), ("a
 
 def _scalars(metrics: dict):
     """(key, value) of the numbers worth a curve: no counts (catalogue direction None), no sample totals."""
-    from maskdepth.metrics import CATALOGUE
+    from maskdepth.evaluation.metrics import CATALOGUE
 
     for k, v in metrics.items():
         is_count = k in CATALOGUE and CATALOGUE[k].higher_is_better is None
@@ -56,7 +56,7 @@ class RunLog:
     def epoch_line(self, r: dict, *, stopping: bool) -> str:
         """The line of a finished epoch: train loss, each split's headline metrics, lr, speed, ETA
         (`stopping`: the run ends after this epoch whatever `epochs` says, e.g. max_steps reached)."""
-        from maskdepth.metrics import format_value
+        from maskdepth.evaluation.metrics import format_value
 
         parts = [f"epoch {r['epoch']:>3}/{self.cfg.epochs}", f"loss {r['train']['loss']:.4f}"]
         for split in VAL_SPLITS:
@@ -110,11 +110,11 @@ class RunLog:
 
     def write_grid(self, epoch: int, model, val_sets: dict, device, in_channels: int) -> None:
         """A GT/prediction grid in TensorBoard (input, GT mask, pred mask, GT depth, pred depth), drawn
-        like the validation grids (`maskdepth.viz`): depth near = bright on the fixed log scale
-        [DEPTH_MIN, DEPTH_MAX] (`maskdepth.depthviz`), with its colour bar in metres."""
-        from maskdepth import viz
-        from maskdepth.data import model_input
-        from maskdepth.evaluation import to_device
+        like the validation grids (`maskdepth.figures.viz`): depth near = bright on the fixed log scale
+        [DEPTH_MIN, DEPTH_MAX] (`maskdepth.figures.depthviz`), with its colour bar in metres."""
+        from maskdepth.datasets.dataset import model_input
+        from maskdepth.evaluation.loop import to_device
+        from maskdepth.figures import viz
 
         split = "unseen" if "unseen" in val_sets else next(iter(val_sets))
         ds = val_sets[split]

@@ -1,0 +1,394 @@
+"""Training losses for the mask and depth heads, and their joint combination (`build_loss`).
+
+Mask losses take logits [B,1,H,W] and a {0,1} target; depth losses take depth in metres
+[B,1,H,W], the ground truth in metres and an optional validity mask. A depth pixel counts
+only where the ground truth is > 0 and finite (and `valid`, if given, is true).
+
+Depth space. The pixel losses (l1, mse, huber, ssim, gradient, densedepth) compare the
+*normalised log depth* t = (log d - log DEPTH_MIN) / (log DEPTH_MAX - log DEPTH_MIN), which
+lies in [0, 1] over the model's range (the ground truth is clamped into it). Working in log
+depth makes an error of 10 % cost the same at 1 m and at 50 m, which is what AbsRel and the
+δ thresholds measure, and the fixed [0, 1] range gives SSIM a known data_range of 1 and
+makes the loss values comparable across datasets. For a model built on `depth_from_raw`,
+t is exactly sigmoid(raw). `silog` works in natural log depth, as Eigen et al. (2014) wrote it.
+
+SSIM comes from torchmetrics (`structural_similarity_index_measure`): it is differentiable,
+actively maintained, and already a dependency that the tests also use for reference metrics,
+so one package serves both; writing SSIM again would only add code to get wrong.
+
+All losses compute in float32 with autocast disabled: SSIM and logs lose too much in fp16.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from maskdepth.core.depth import DEPTH_MAX, DEPTH_MIN, normalised_log_depth
+from maskdepth.core.errors import MaskdepthError
+
+TASKS = ("mask", "depth")
+DEFAULT_MASK_LOSS = "bce_dice"
+# l1 on t: ~2 ms per 32x64x64 batch on one CPU thread; SSIM-based losses cost ~250 ms there
+# (oneDNN's backward of the 11x11 window) and did not train better in a short 1k-stage test.
+DEFAULT_DEPTH_LOSS = "l1"
+DICE_SMOOTH = 1.0  # keeps soft Dice defined (and near 0) for an empty mask predicted empty
+HUBER_BETA = 0.05  # in t units: ~30 % relative depth error, beyond which Huber turns linear
+SSIM_SIGMA = 1.5  # the standard 11x11 Gaussian window
+SSIM_MIN_SIDE = 11
+SILOG_LAMBDA = 0.5
+
+_LOG_MIN = math.log(DEPTH_MIN)
+_LOG_SPAN = math.log(DEPTH_MAX) - math.log(DEPTH_MIN)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _check_same_shape(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
+    if a.shape != b.shape:
+        raise MaskdepthError(f"{what}: prediction shape {tuple(a.shape)} != target shape {tuple(b.shape)}")
+
+
+def valid_depth(gt: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Boolean mask of usable ground-truth depth: > 0, finite, and `valid` where given."""
+    ok = torch.isfinite(gt) & (gt > 0)
+    if valid is not None:
+        if valid.shape != gt.shape:
+            raise MaskdepthError(f"valid: shape {tuple(valid.shape)} != depth shape {tuple(gt.shape)}")
+        ok = ok & valid.bool()
+    return ok
+
+
+def _prepare_depth(pred, gt, valid, what):
+    """float32 (pred t, gt t, valid); invalid gt pixels are replaced so that no NaN can leak."""
+    _check_same_shape(pred, gt, what)
+    pred = pred.float()
+    gt = gt.float()
+    ok = valid_depth(gt, valid)
+    gt = torch.where(ok, gt, torch.ones_like(gt))
+    # Pred is clamped only from below: the model's output is inside the range anyway, and an
+    # upper clamp would silently stop the gradient of an out-of-range prediction.
+    pred_t = (torch.log(pred.clamp_min(1e-6)) - _LOG_MIN) / _LOG_SPAN
+    return pred_t, normalised_log_depth(gt), ok
+
+
+def _masked_mean(values: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+    """Mean over valid pixels; 0 (still attached to the graph) when there are none."""
+    count = ok.sum()
+    total = torch.where(ok, values, torch.zeros_like(values)).sum()
+    return total / count.clamp_min(1)
+
+
+# --------------------------------------------------------------------------- mask losses
+
+
+def bce_mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy on logits (numerically stable form)."""
+    _check_same_shape(logits, target, "mask loss")
+    return F.binary_cross_entropy_with_logits(logits.float(), target.float())
+
+
+def dice_mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - soft Dice of sigmoid(logits), per image (smoothed by DICE_SMOOTH), averaged over the batch.
+
+    Dice is insensitive to the foreground/background imbalance that lets BCE settle on
+    "all background" for small objects."""
+    _check_same_shape(logits, target, "mask loss")
+    prob = torch.sigmoid(logits.float()).flatten(1)
+    target = target.float().flatten(1)
+    inter = (prob * target).sum(1)
+    dice = (2 * inter + DICE_SMOOTH) / (prob.sum(1) + target.sum(1) + DICE_SMOOTH)
+    return (1 - dice).mean()
+
+
+def bce_dice_mask_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BCE + soft Dice: per-pixel calibration from BCE, overlap from Dice."""
+    return bce_mask_loss(logits, target) + dice_mask_loss(logits, target)
+
+
+# --------------------------------------------------------------------------- depth losses
+
+
+def l1_depth_loss(pred, gt, valid=None):
+    """Mean |t_pred - t_gt| over valid pixels."""
+    p, g, ok = _prepare_depth(pred, gt, valid, "l1 depth loss")
+    return _masked_mean((p - g).abs(), ok)
+
+
+def mse_depth_loss(pred, gt, valid=None):
+    """Mean (t_pred - t_gt)^2 over valid pixels."""
+    p, g, ok = _prepare_depth(pred, gt, valid, "mse depth loss")
+    return _masked_mean((p - g) ** 2, ok)
+
+
+def huber_depth_loss(pred, gt, valid=None, beta: float = HUBER_BETA):
+    """SmoothL1 on t with threshold `beta` (HUBER_BETA: t in [0, 1] would make beta=1 plain MSE/2)."""
+    p, g, ok = _prepare_depth(pred, gt, valid, "huber depth loss")
+    return _masked_mean(F.smooth_l1_loss(p, g, reduction="none", beta=beta), ok)
+
+
+def _ssim_map(p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    if min(p.shape[-2:]) < SSIM_MIN_SIDE:
+        raise MaskdepthError(
+            f"ssim depth loss: images must be at least {SSIM_MIN_SIDE}x{SSIM_MIN_SIDE} "
+            f"(got {p.shape[-2]}x{p.shape[-1]}); choose another depth loss for smaller inputs"
+        )
+    _, full = structural_similarity_index_measure(
+        p, g, gaussian_kernel=True, sigma=SSIM_SIGMA, data_range=1.0, return_full_image=True
+    )
+    return full
+
+
+def ssim_depth_loss(pred, gt, valid=None):
+    """(1 - SSIM) / 2 on t, averaged over valid pixels; in [0, 1], 0 for a perfect prediction.
+
+    Invalid ground-truth pixels are filled with the (detached) prediction so they add no
+    structure to the windows around them and pull on nothing."""
+    p, g, ok = _prepare_depth(pred, gt, valid, "ssim depth loss")
+    g = torch.where(ok, g, p.detach())
+    ssim = _ssim_map(p, g)
+    return _masked_mean(((1 - ssim) / 2).clamp(0, 1), ok)
+
+
+def _gradient_terms(p, g, ok):
+    dx_ok = ok[..., :, 1:] & ok[..., :, :-1]
+    dy_ok = ok[..., 1:, :] & ok[..., :-1, :]
+    dx = ((p[..., :, 1:] - p[..., :, :-1]) - (g[..., :, 1:] - g[..., :, :-1])).abs()
+    dy = ((p[..., 1:, :] - p[..., :-1, :]) - (g[..., 1:, :] - g[..., :-1, :])).abs()
+    return _masked_mean(dx, dx_ok) + _masked_mean(dy, dy_ok)
+
+
+def gradient_depth_loss(pred, gt, valid=None):
+    """Mean |∂x t_pred - ∂x t_gt| + mean |∂y t_pred - ∂y t_gt| (forward differences between
+    two valid pixels): rewards sharp, correctly placed depth edges."""
+    p, g, ok = _prepare_depth(pred, gt, valid, "gradient depth loss")
+    return _gradient_terms(p, g, ok)
+
+
+def densedepth_depth_loss(pred, gt, valid=None):
+    """DenseDepth (Alhashim & Wonka 2018): 1.0·(1-SSIM)/2 + 1.0·gradient + 0.1·L1, on t."""
+    p, g, ok = _prepare_depth(pred, gt, valid, "densedepth depth loss")
+    ssim = _ssim_map(p, torch.where(ok, g, p.detach()))
+    ssim_term = _masked_mean(((1 - ssim) / 2).clamp(0, 1), ok)
+    return ssim_term + _gradient_terms(p, g, ok) + 0.1 * _masked_mean((p - g).abs(), ok)
+
+
+def silog_depth_loss(pred, gt, valid=None, lam: float = SILOG_LAMBDA):
+    """Scale-invariant log loss (Eigen et al. 2014), per image then averaged over images:
+    mean(e^2) - lam·mean(e)^2 with e = log pred - log gt over the image's valid pixels.
+
+    With lam = 0.5 a global scale error c costs (1 - lam)·log(c)^2, half of what a plain
+    log-MSE charges. Images without valid pixels are skipped."""
+    _check_same_shape(pred, gt, "silog depth loss")
+    ok = valid_depth(gt.float(), valid).flatten(1)
+    gt = torch.where(ok, gt.float().flatten(1), torch.ones_like(ok, dtype=torch.float32))
+    err = torch.log(pred.float().flatten(1).clamp_min(1e-6)) - torch.log(gt)
+    err = torch.where(ok, err, torch.zeros_like(err))
+    n = ok.sum(1)
+    n_safe = n.clamp_min(1)
+    per_image = (err**2).sum(1) / n_safe - lam * (err.sum(1) / n_safe) ** 2
+    has = n > 0
+    return torch.where(has, per_image, torch.zeros_like(per_image)).sum() / has.sum().clamp_min(1)
+
+
+def _shift_free_log_error(p, g, ok):
+    """Mean |e - median(e)| per image (e = t_pred - t_gt over the image's valid pixels),
+    averaged over images that have any: a shift in log depth is a global scale, so this is
+    the error left after the per-image median scaling that the scale-aligned metrics apply."""
+    e = torch.where(ok, p - g, torch.full_like(p, float("nan"))).flatten(1)
+    med = torch.nanmedian(e, dim=1, keepdim=True).values.detach()
+    dev = (e - med).abs()
+    flat_ok = ok.flatten(1)
+    n = flat_ok.sum(1)
+    per_image = torch.where(flat_ok, dev, torch.zeros_like(dev)).sum(1) / n.clamp_min(1)
+    has = n > 0
+    return torch.where(has, per_image, torch.zeros_like(per_image)).sum() / has.sum().clamp_min(1)
+
+
+def l1_ssi_depth_loss(pred, gt, valid=None):
+    """L1 on t (metric: learns the camera's scale where the image shows it) + the same L1
+    after removing each image's median log error (structure: what is left once the scale is
+    fixed, the quantity scale-aligned δ1 scores). One image does not always fix the scale;
+    the second term keeps the structure gradient from being drowned by scale errors."""
+    p, g, ok = _prepare_depth(pred, gt, valid, "l1_ssi depth loss")
+    return _masked_mean((p - g).abs(), ok) + _shift_free_log_error(p, g, ok)
+
+
+GRADIENT_SCALES = 4  # multi-scale gradient matching at strides 1, 2, 4, 8 (MiDaS uses 4)
+
+
+def _multiscale_gradient(p, g, ok):
+    total = p.new_zeros(())
+    for _ in range(GRADIENT_SCALES):
+        if min(p.shape[-2:]) < 2:
+            break
+        total = total + _gradient_terms(p, g, ok)
+        okf = ok.float()
+        weight = F.avg_pool2d(okf, 2)
+        p = F.avg_pool2d(p * okf, 2) / weight.clamp_min(1e-6)
+        g = F.avg_pool2d(g * okf, 2) / weight.clamp_min(1e-6)
+        ok = weight > 0.999
+    return total / GRADIENT_SCALES
+
+
+def l1_msgrad_depth_loss(pred, gt, valid=None):
+    """L1 on t + multi-scale gradient matching of t (Ranftl et al., MiDaS): the gradient of
+    the log-depth error is blind to scale, and its coarse scales see the layout (where the
+    floor recedes, where an object stands out of it) that one-pixel gradients miss."""
+    p, g, ok = _prepare_depth(pred, gt, valid, "l1_msgrad depth loss")
+    return _masked_mean((p - g).abs(), ok) + _multiscale_gradient(p, g, ok)
+
+
+MASK_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "bce": bce_mask_loss,
+    "dice": dice_mask_loss,
+    "bce_dice": bce_dice_mask_loss,
+}
+
+DEPTH_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "l1": l1_depth_loss,
+    "mse": mse_depth_loss,
+    "huber": huber_depth_loss,
+    "ssim": ssim_depth_loss,
+    "gradient": gradient_depth_loss,
+    "densedepth": densedepth_depth_loss,
+    "silog": silog_depth_loss,
+    "l1_ssi": l1_ssi_depth_loss,
+    "l1_msgrad": l1_msgrad_depth_loss,
+}
+
+
+def _lookup(registry: Mapping[str, Callable], name: str, argument: str) -> Callable:
+    try:
+        return registry[name]
+    except (KeyError, TypeError):
+        raise MaskdepthError(f"unknown {argument} {name!r}; choose one of {', '.join(registry)}") from None
+
+
+def get_mask_loss(name: str) -> Callable:
+    return _lookup(MASK_LOSSES, name, "mask_loss")
+
+
+def get_depth_loss(name: str) -> Callable:
+    return _lookup(DEPTH_LOSSES, name, "depth_loss")
+
+
+# --------------------------------------------------------------------------- joint
+
+
+class MaskDepthLoss(nn.Module):
+    """Task losses combined into one total.
+
+    Fixed weighting: total = Σ w_i·L_i.
+    Uncertainty weighting (Kendall, Gal & Cipolla 2018), in the common simplified form
+    total = Σ exp(-s_i)·L_i + s_i with a learned s_i = log σ_i² per task (initialised to 0,
+    i.e. weight 1). It drops the paper's 1/2 factor for regression tasks, which only
+    rescales s_i, and treats both tasks alike. The total may go negative as the losses shrink;
+    that is expected. The s_i are parameters of this module: give `criterion.parameters()` to
+    the optimizer and save `criterion.state_dict()` with the checkpoint.
+    """
+
+    def __init__(
+        self,
+        tasks: tuple[str, ...],
+        mask_loss: str = DEFAULT_MASK_LOSS,
+        depth_loss: str = DEFAULT_DEPTH_LOSS,
+        weights: Mapping[str, float] | None = None,
+        uncertainty: bool = False,
+    ):
+        super().__init__()
+        self.tasks = tuple(tasks)
+        self.mask_loss_name = mask_loss
+        self.depth_loss_name = depth_loss
+        self._loss_fns = {}
+        if "mask" in self.tasks:
+            self._loss_fns["mask"] = get_mask_loss(mask_loss)
+        if "depth" in self.tasks:
+            self._loss_fns["depth"] = get_depth_loss(depth_loss)
+        self.weights = _check_weights(weights, self.tasks, uncertainty)
+        self.uncertainty = bool(uncertainty)
+        if self.uncertainty:
+            self.log_vars = nn.ParameterDict({t: nn.Parameter(torch.zeros(())) for t in self.tasks})
+
+    def forward(self, pred: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> dict:
+        for task in self.tasks:
+            for side, d in (("pred", pred), ("target", target)):
+                if task not in d:
+                    raise MaskdepthError(
+                        f"loss for task {task!r}: {side} has no {task!r} entry (keys: {', '.join(d)})"
+                    )
+        out = {}
+        total = None
+        for task in self.tasks:
+            p = pred[task]
+            with torch.autocast(device_type=p.device.type, enabled=False):
+                loss = self._loss_fns[task](p, target[task])
+                if self.uncertainty:
+                    s = self.log_vars[task]
+                    term = torch.exp(-s) * loss + s
+                else:
+                    term = self.weights[task] * loss
+            out[task] = loss
+            total = term if total is None else total + term
+        out["loss"] = total
+        return out
+
+    @torch.no_grad()
+    def task_weights(self) -> dict[str, float]:
+        """Current multiplier of each task loss (exp(-s_i) under uncertainty), for logging."""
+        if self.uncertainty:
+            return {t: float(torch.exp(-self.log_vars[t])) for t in self.tasks}
+        return dict(self.weights)
+
+    def extra_repr(self) -> str:
+        names = {"mask": self.mask_loss_name, "depth": self.depth_loss_name}
+        parts = [f"{t}={names[t]}" for t in self.tasks]
+        return ", ".join(parts) + (", uncertainty" if self.uncertainty else f", weights={self.weights}")
+
+
+def _check_weights(weights, tasks, uncertainty) -> dict[str, float]:
+    given = dict(weights or {})
+    unknown = set(given) - set(TASKS)
+    if unknown:
+        raise MaskdepthError(f"weights: unknown task(s) {sorted(unknown)}; use {', '.join(TASKS)}")
+    out = {}
+    for task in tasks:
+        w = given.get(task, 1.0)
+        try:
+            w = float(w)
+        except (TypeError, ValueError):
+            raise MaskdepthError(f"weights[{task!r}]: expected a number, got {w!r}") from None
+        if not math.isfinite(w) or w < 0:
+            raise MaskdepthError(f"weights[{task!r}]: must be finite and >= 0, got {w}")
+        out[task] = w
+    if uncertainty and any(w != 1.0 for w in out.values()):
+        raise MaskdepthError(
+            f"weights {out} and uncertainty=True exclude each other: uncertainty learns the weights"
+        )
+    return out
+
+
+def build_loss(
+    task: str = "joint",
+    mask_loss: str = DEFAULT_MASK_LOSS,
+    depth_loss: str = DEFAULT_DEPTH_LOSS,
+    weights: Mapping[str, float] | None = None,
+    uncertainty: bool = False,
+) -> MaskDepthLoss:
+    """The training criterion for `task` ("joint", "mask" or "depth").
+
+    `criterion(pred, target)` -> {"loss": total to backprop, "mask": ..., "depth": ...}
+    (one entry per task present, unweighted)."""
+    tasks = {"joint": ("mask", "depth"), "mask": ("mask",), "depth": ("depth",)}
+    if task not in tasks:
+        raise MaskdepthError(f"unknown task {task!r}; choose one of {', '.join(tasks)}")
+    if uncertainty and task != "joint":
+        raise MaskdepthError(f"uncertainty weighting needs two tasks; task is {task!r}")
+    return MaskDepthLoss(tasks[task], mask_loss, depth_loss, weights, uncertainty)

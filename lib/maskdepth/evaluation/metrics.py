@@ -1,0 +1,664 @@
+"""Validation metrics for masks and depth: their definitions, their catalogue, their meters.
+
+The one home of every metric: `CATALOGUE` says for each key its label, whether higher is
+better and its task; training's best-checkpoint choice, validation, reports, figures,
+the loss lab, the run pages and the stage gates read it from here (`get_metric`, `is_better`,
+`markdown_table` / `html_table`, `parse_split_metric`).
+
+The meters keep *sums* (float64 tensors, on the device of the data they were given) and
+divide once at the end, so a dataset's IoU is TP / (TP + FP + FN) over all its pixels and
+its RMSE is sqrt(Σ err² / N pixels): not a mean of per-batch values, which would weigh
+small last batches and nearly empty images wrongly. Per-image quantities (mean IoU,
+scale alignment, ordering) are computed image by image inside `update` and only their
+sums and counts are kept. `all_reduce()` sums the state over torch.distributed ranks, so
+DDP validation on shards gives the full-dataset numbers.
+
+Depth metrics follow monodepth2's `compute_depth_errors` definitions over valid pixels
+(ground truth > 0 and finite), with the prediction clamped to [DEPTH_MIN, DEPTH_MAX] as its
+evaluation does; `rmse_over_std` divides the RMSE by the (population) standard deviation of
+the ground truth over the same pixels, so numbers compare across datasets of different
+depth spread.
+
+Beside those "metric" depth numbers (absolute scale, which one image cannot pin down
+without knowing the camera height), `DepthMeter` reports:
+
+* scale-aligned `sa_abs_rel`, `sa_rmse`, `sa_delta1`: each image's prediction is multiplied
+  by median(gt) / median(pred) over its valid pixels (then clamped as above) before the
+  same definitions, as monodepth2's median scaling does; they measure structure, the
+  metric ones structure and scale;
+* object-region `obj_abs_rel`, `obj_delta1`: the metric definitions over the valid pixels
+  inside the ground-truth mask only;
+* `ordering` / `ordering_n`: see `ordering_terms`.
+
+`MaskMeter` reports pooled `iou` / `dice` / `pixel_acc`, the mean per-image IoU `miou`, and
+pooled IoU within object-size bins `iou_small` (GT mask area > 0 and < 2 % of the image),
+`iou_medium` (2 % to 10 %) and `iou_large` (> 10 %), with the number of images in each bin
+(`iou_small_n`, ...). Images with an empty GT mask belong to no bin. A bin without images
+gives NaN (None in JSON files); medians are torch's (the lower of the two middle values
+for an even count).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from maskdepth.core.depth import DEPTH_MAX, DEPTH_MIN
+from maskdepth.core.errors import MaskdepthError
+
+MASK_KEYS = ("iou", "dice", "pixel_acc")
+MASK_IMAGE_KEYS = ("miou", "iou_small", "iou_medium", "iou_large", "iou_small_n", "iou_medium_n", "iou_large_n")
+DEPTH_KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "delta1", "delta2", "delta3", "rmse_over_std")
+SCALE_ALIGNED_KEYS = ("sa_abs_rel", "sa_rmse", "sa_delta1")
+OBJECT_KEYS = ("obj_abs_rel", "obj_delta1")
+ORDERING_KEYS = ("ordering", "ordering_n")
+# Object-size bins by GT mask area as a fraction of the image: small < 2 % <= medium <= 10 % < large.
+SIZE_BINS = ("small", "medium", "large")
+SIZE_BIN_EDGES = (0.02, 0.10)
+ORDER_PAIRS = 20_000  # pixel pairs drawn by pairwise_ordering
+ORDER_TIE = 0.02  # ground-truth depths closer than this (relative) have no order and are not drawn
+# Sums kept per pixel set; n is the number of valid pixels.
+_DEPTH_SUMS = ("n", "abs_rel", "sq_rel", "sq_err", "sq_log", "log10", "delta1", "delta2", "delta3", "gt", "gt_sq")
+
+
+# --------------------------------------------------------------------------- catalogue
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What a metric key means. `higher_is_better` is None for counts (not scores)."""
+
+    key: str
+    label: str
+    higher_is_better: bool | None
+    task: str  # "mask" | "depth" | "loss"
+    description: str = ""
+    fmt: str = ".3f"
+
+    def format(self, value) -> str:
+        """The value for a table cell: "–" when missing or not finite."""
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            return "–"
+        return format(int(value) if self.fmt == "d" else value, self.fmt)
+
+
+CATALOGUE: dict[str, Metric] = {m.key: m for m in (
+    Metric("loss", "loss", False, "loss", "the total validation loss (what training minimises)", ".4f"),
+    Metric("mask", "mask loss", False, "loss", "the mask term of the loss", ".4f"),
+    Metric("depth", "depth loss", False, "loss", "the depth term of the loss", ".4f"),
+    Metric("iou", "IoU", True, "mask", "pooled IoU: TP / (TP + FP + FN) over every pixel of the split"),
+    Metric("dice", "Dice", True, "mask", "pooled Dice: 2 TP / (2 TP + FP + FN)"),
+    Metric("pixel_acc", "pixel acc", True, "mask", "fraction of pixels classified right"),
+    Metric("miou", "mIoU", True, "mask", "mean over images of each image's IoU (empty vs empty scores 1)"),
+    Metric("iou_small", "IoU <2%", True, "mask", "pooled IoU over images whose object covers < 2 % of the image"),
+    Metric("iou_medium", "IoU 2–10%", True, "mask", "pooled IoU over images whose object covers 2–10 %"),
+    Metric("iou_large", "IoU >10%", True, "mask", "pooled IoU over images whose object covers > 10 %"),
+    Metric("iou_small_n", "n <2%", None, "mask", "images in the < 2 % bin", "d"),
+    Metric("iou_medium_n", "n 2–10%", None, "mask", "images in the 2–10 % bin", "d"),
+    Metric("iou_large_n", "n >10%", None, "mask", "images in the > 10 % bin", "d"),
+    Metric("abs_rel", "AbsRel", False, "depth", "mean |pred − gt| / gt"),
+    Metric("sq_rel", "SqRel", False, "depth", "mean (pred − gt)² / gt"),
+    Metric("rmse", "RMSE (m)", False, "depth", "sqrt(mean (pred − gt)²), metres"),
+    Metric("rmse_log", "RMSE log", False, "depth", "sqrt(mean (ln pred − ln gt)²)"),
+    Metric("log10", "log10", False, "depth", "mean |log10 pred − log10 gt|"),
+    Metric("delta1", "δ1", True, "depth", "fraction of pixels with max(pred/gt, gt/pred) < 1.25"),
+    Metric("delta2", "δ2", True, "depth", "same with 1.25²"),
+    Metric("delta3", "δ3", True, "depth", "same with 1.25³"),
+    Metric("rmse_over_std", "RMSE/std", False, "depth", "RMSE / standard deviation of the ground truth"),
+    Metric("sa_abs_rel", "sa AbsRel", False, "depth", "AbsRel after scaling each image by median(gt)/median(pred)"),
+    Metric("sa_rmse", "sa RMSE (m)", False, "depth", "RMSE after per-image median scaling"),
+    Metric("sa_delta1", "sa δ1", True, "depth", "δ1 after per-image median scaling"),
+    Metric("obj_abs_rel", "obj AbsRel", False, "depth", "AbsRel inside the ground-truth mask"),
+    Metric("obj_delta1", "obj δ1", True, "depth", "δ1 inside the ground-truth mask"),
+    Metric("ordering", "ordering", True, "depth", "fraction of images whose object is predicted nearer than the "
+                                                  "ground just behind its foot"),
+    Metric("ordering_n", "ordering n", None, "depth", "images the ordering was counted on", "d"),
+    Metric("pair_ordering", "pair ordering", True, "depth", f"fraction of {ORDER_PAIRS:,} random pixel pairs whose "
+           f"depths differ by over {ORDER_TIE:.0%} ordered as the ground truth orders them (a tie predicted: half)"),
+)}
+
+# The columns of tables that compare runs and splits (report, run summary, notebooks).
+HEADLINE = ("iou", "miou", "dice", "delta1", "sa_delta1", "abs_rel", "sa_abs_rel", "rmse_over_std",
+            "obj_delta1", "ordering")
+# What a validation shows in full (metrics.json has every key).
+DETAIL = (*MASK_KEYS, *MASK_IMAGE_KEYS, "abs_rel", "rmse", "delta1", "delta2", "delta3", "rmse_over_std",
+          *SCALE_ALIGNED_KEYS, *OBJECT_KEYS, *ORDERING_KEYS)
+# What the training curves plot, split by direction in the figure.
+CURVE_KEYS = ("iou", "miou", "delta1", "sa_delta1", "ordering", "abs_rel", "sa_abs_rel", "rmse_over_std")
+
+
+def get_metric(key: str) -> Metric:
+    try:
+        return CATALOGUE[key]
+    except KeyError:
+        raise MaskdepthError(f"unknown metric {key!r}; known: {', '.join(CATALOGUE)}") from None
+
+
+def label(key: str) -> str:
+    """The column/axis title of a key (the key itself when it is not in the catalogue)."""
+    return CATALOGUE[key].label if key in CATALOGUE else key
+
+
+def higher_is_better(key: str) -> bool:
+    """Direction of a score; an error for counts and unknown keys."""
+    direction = get_metric(key).higher_is_better
+    if direction is None:
+        raise MaskdepthError(f"metric {key!r} is a count, not a score: it has no better direction")
+    return direction
+
+
+def is_better(value: float, best: float | None, key: str) -> bool:
+    """`value` improves on `best` for metric `key` (anything beats None)."""
+    if best is None:
+        return True
+    return value > best if higher_is_better(key) else value < best
+
+
+def task_keys(task: str, keys: Iterable[str] = HEADLINE) -> tuple[str, ...]:
+    """The keys of `keys` that belong to `task` ("mask" or "depth")."""
+    return tuple(k for k in keys if get_metric(k).task == task)
+
+
+def finite_or_none(value) -> float | None:
+    """A float, or None for a missing, NaN or infinite value (what JSON files hold)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def json_ready(metrics: Mapping[str, float]) -> dict[str, float | None]:
+    """{key: float or None}: NaN (an empty size bin, no valid pixel) becomes None."""
+    return {k: finite_or_none(v) for k, v in metrics.items()}
+
+
+def format_value(key: str, value) -> str:
+    return CATALOGUE[key].format(value) if key in CATALOGUE else Metric(key, key, None, "").format(value)
+
+
+def inline_summary(metrics: Mapping[str, float], keys: Iterable[str] = HEADLINE) -> str:
+    """"IoU 0.912  δ1 0.455 ..." for the keys that have a finite value."""
+    return "  ".join(f"{label(k)} {format_value(k, metrics[k])}" for k in keys
+                     if finite_or_none(metrics.get(k)) is not None)
+
+
+def markdown_table(rows: Sequence[tuple[str, Mapping | None]], keys: Iterable[str] = HEADLINE, *,
+                   first: str = "split", notes: Mapping[str, str] | None = None,
+                   drop_empty_columns: bool = True) -> str:
+    """The one markdown table of metrics: a row per (name, metrics dict), a column per key.
+
+    A row whose metrics are None or empty reads `notes[name]` (e.g. "no ood samples") when
+    given, else dashes. Columns no row has a value for are dropped when `drop_empty_columns`.
+    """
+    keys = list(keys)
+    if drop_empty_columns:
+        keys = [k for k in keys if any(finite_or_none((m or {}).get(k)) is not None for _, m in rows)] or keys
+    lines = ["| " + " | ".join([first] + [label(k) for k in keys]) + " |", "|---" * (len(keys) + 1) + "|"]
+    for name, m in rows:
+        if not m and notes and name in notes:
+            lines.append(f"| {name} | {notes[name]} |" + " |" * (len(keys) - 1))
+        else:
+            lines.append(f"| {name} | " + " | ".join(format_value(k, (m or {}).get(k)) for k in keys) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def html_table(rows: Sequence[tuple[str, Mapping | None]], keys: Iterable[str] = HEADLINE, *,
+               first: str = "split", notes: Mapping[str, str] | None = None, drop_empty_columns: bool = True,
+               mark_best: bool = False, links: Mapping[str, str] | None = None) -> str:
+    """`markdown_table` as an HTML <table> (the run and comparison pages of `maskdepth.pages.runpage`).
+
+    Each column header carries its direction (↑ higher / ↓ lower is better) and, as its
+    tooltip, the catalogue's definition; cells carry `data-key` (the metric key). `mark_best`
+    puts each score column's best value in bold (when at least two rows have one); `links`
+    maps a row name to the href its name cell links to."""
+    from html import escape
+
+    keys = list(keys)
+    if drop_empty_columns:
+        keys = [k for k in keys if any(finite_or_none((m or {}).get(k)) is not None for _, m in rows)] or keys
+    best: dict[str, float] = {}
+    if mark_best:
+        for k in keys:
+            values = [v for _, m in rows if (v := finite_or_none((m or {}).get(k))) is not None]
+            direction = CATALOGUE[k].higher_is_better if k in CATALOGUE else None
+            if direction is not None and len(values) > 1:
+                best[k] = max(values) if direction else min(values)
+    head = [f"<th>{escape(first)}</th>"]
+    for k in keys:
+        metric = CATALOGUE.get(k)
+        arrow = {True: " ↑", False: " ↓"}.get(metric.higher_is_better, "") if metric else ""
+        tip = ""
+        if metric:
+            better = {True: "higher is better", False: "lower is better", None: "a count"}[metric.higher_is_better]
+            tip = f' title="{escape(f"{metric.description} ({better})")}"'
+        head.append(f'<th data-key="{escape(k)}"{tip}>{escape(label(k))}{arrow}</th>')
+    lines = ['<table class="metrics">', "<thead><tr>" + "".join(head) + "</tr></thead>", "<tbody>"]
+    for name, m in rows:
+        cell = escape(str(name))
+        if links and name in links:
+            cell = f'<a href="{escape(links[name])}">{cell}</a>'
+        cells = [f'<th scope="row">{cell}</th>']
+        if not m and notes and name in notes:
+            cells.append(f'<td class="note" colspan="{len(keys)}">{escape(notes[name])}</td>')
+        else:
+            for k in keys:
+                value = finite_or_none((m or {}).get(k))
+                text = escape(format_value(k, value))
+                if k in best and value is not None and value == best[k]:
+                    text = f"<b>{text}</b>"
+                cells.append(f'<td class="num" data-key="{escape(k)}">{text}</td>')
+        lines.append("<tr>" + "".join(cells) + "</tr>")
+    lines += ["</tbody>", "</table>"]
+    return "\n".join(lines) + "\n"
+
+
+def splits_header(key: str, splits: Sequence[str]) -> str:
+    """The column header of a metric shown for several splits in one cell: "IoU (seen / unseen / ood)"."""
+    return f"{label(key)} ({' / '.join(splits)})"
+
+
+def splits_cell(key: str, by_split: Mapping[str, Mapping | None], splits: Sequence[str]) -> str:
+    """One table cell of a metric over several splits: "0.912 / 0.850 / –" (a dict per split)."""
+    return " / ".join(format_value(key, (by_split.get(s) or {}).get(key)) for s in splits)
+
+
+def definitions_table(metrics: Mapping[str, float], keys: Iterable[str] = HEADLINE) -> str:
+    """One row per metric present in `metrics`: label, value, direction and definition."""
+    lines = ["| metric | value | better | definition |", "|---|---|---|---|"]
+    for k in keys:
+        if k in metrics and k in CATALOGUE:
+            m = CATALOGUE[k]
+            better = {True: "higher", False: "lower", None: "(count)"}[m.higher_is_better]
+            definition = m.description.replace("|", "\\|")  # a table cell: escape |x|
+            lines.append(f"| {m.label} | {m.format(metrics[k])} | {better} | {definition} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_split_metric(text: str, splits: Sequence[str] | None = None, *, scores_only: bool = True) -> tuple[str, str]:
+    """"seen.iou" -> ("seen", "iou"), checked against the validation splits and the catalogue."""
+    from maskdepth.plan.stages import VAL_SPLITS
+
+    splits = tuple(splits or VAL_SPLITS)
+    split, _, key = str(text).partition(".")
+    if split not in splits or key not in CATALOGUE or (scores_only and CATALOGUE[key].higher_is_better is None):
+        raise MaskdepthError(
+            f"{text!r}: expected '<{'|'.join(splits)}>.<metric>' with a metric such as loss, iou, miou, delta1, "
+            f"sa_delta1, abs_rel or ordering (all: {', '.join(k for k, m in CATALOGUE.items() if m.higher_is_better is not None)})"
+        )
+    return split, key
+
+
+def _check_shapes(a: torch.Tensor, b: torch.Tensor, names: str) -> None:
+    if a.shape != b.shape:
+        raise MaskdepthError(f"{names}: shapes differ, {tuple(a.shape)} vs {tuple(b.shape)}")
+    if a.dim() < 2:
+        raise MaskdepthError(f"{names}: expected batched tensors [B, ...], got shape {tuple(a.shape)}")
+
+
+# --------------------------------------------------------------------------- mask
+
+
+def _confusion(logits: torch.Tensor, target: torch.Tensor, dims) -> torch.Tensor:
+    """[..., 4] float64 counts TP, FP, FN, TN (prediction: sigmoid(logits) > 0.5, i.e. logits > 0)."""
+    _check_shapes(logits, target, "mask metrics (logits, target)")
+    pred = logits.detach() > 0
+    truth = target.detach() > 0.5
+    tp = (pred & truth).sum(dims)
+    fp = (pred & ~truth).sum(dims)
+    fn = (~pred & truth).sum(dims)
+    tn = (~pred & ~truth).sum(dims)
+    return torch.stack([tp, fp, fn, tn], dim=-1).double()
+
+
+def _mask_scores(counts: torch.Tensor) -> dict[str, torch.Tensor]:
+    """IoU, Dice, pixel accuracy from [..., 4] counts; empty prediction vs empty truth scores 1."""
+    tp, fp, fn, tn = counts.unbind(-1)
+    union = tp + fp + fn
+    one = torch.ones_like(tp)
+    iou = torch.where(union > 0, tp / union.clamp_min(1), one)
+    dice = torch.where(union > 0, 2 * tp / (2 * tp + fp + fn).clamp_min(1), one)
+    return {"iou": iou, "dice": dice, "pixel_acc": (tp + tn) / (tp + fp + fn + tn).clamp_min(1)}
+
+
+def mask_scores_per_sample(logits: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """{"iou", "dice", "pixel_acc"} -> [B] float64 tensors, one score per image."""
+    dims = tuple(range(1, logits.dim()))
+    return _mask_scores(_confusion(logits, target, dims))
+
+
+def size_bin(area_fraction: torch.Tensor) -> torch.Tensor:
+    """Object-size bin of each image from its GT mask area / image area: -1 (empty mask),
+    0 small (< 2 %), 1 medium (2 % to 10 %), 2 large (> 10 %)."""
+    small, large = SIZE_BIN_EDGES
+    a = area_fraction
+    out = torch.where(a < small, 0, torch.where(a <= large, 1, 2))
+    return torch.where(a > 0, out, -1)
+
+
+def _mask_image_sums(counts: torch.Tensor) -> torch.Tensor:
+    """From per-image counts [B, 4]: [images, Σ per-image IoU, then per size bin TP, FP, FN, images]."""
+    iou = _mask_scores(counts)["iou"]
+    tp, _, fn, _ = counts.unbind(-1)
+    bins = size_bin((tp + fn) / counts.sum(-1).clamp_min(1))
+    parts = [counts.new_tensor([float(counts.shape[0])]), iou.sum().view(1)]
+    for b in range(len(SIZE_BINS)):
+        sel = (bins == b).double()
+        parts += [(counts[:, :3] * sel[:, None]).sum(0), sel.sum().view(1)]
+    return torch.cat(parts)
+
+
+class _Meter:
+    """Float64 sum state with reset/all_reduce; subclasses define `_size` and `compute`."""
+
+    _size = 0
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = torch.zeros(self._size, dtype=torch.float64)
+
+    def _add(self, sums: torch.Tensor) -> None:
+        if self.state.device != sums.device:
+            self.state = self.state.to(sums.device)
+        self.state += sums
+
+    def all_reduce(self) -> None:
+        """Sum the state over all ranks (no-op unless torch.distributed is initialised).
+
+        Every rank must call it, also ranks that saw no data."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        if dist.get_backend() == "nccl":
+            device = torch.device("cuda", torch.cuda.current_device())
+        else:
+            device = torch.device("cpu")
+        state = self.state.to(device)
+        dist.all_reduce(state, op=dist.ReduceOp.SUM)
+        self.state = state
+
+
+class MaskMeter(_Meter):
+    """Dataset-wide IoU, Dice and pixel accuracy of the foreground mask at threshold 0.5, the
+    mean per-image IoU and the pooled IoU per object-size bin (see the module docstring)."""
+
+    # TP, FP, FN, TN; images, Σ per-image IoU; per size bin: TP, FP, FN, images
+    _size = 4 + 2 + 4 * len(SIZE_BINS)
+
+    @torch.no_grad()
+    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        per_image = _confusion(logits, target, tuple(range(1, logits.dim())))
+        self._add(torch.cat([per_image.sum(0), _mask_image_sums(per_image)]))
+
+    def compute(self) -> dict[str, float]:
+        if self.state[:4].sum() == 0:
+            raise MaskdepthError("MaskMeter.compute(): no pixels were accumulated (call update first)")
+        out = {k: float(v) for k, v in _mask_scores(self.state[:4]).items()}
+        images, iou_sum = float(self.state[4]), float(self.state[5])
+        out["miou"] = iou_sum / images if images else math.nan
+        counts = {}
+        for b, name in enumerate(SIZE_BINS):
+            tp, fp, fn, n = (float(v) for v in self.state[6 + 4 * b:10 + 4 * b])
+            # A bin without images has no IoU (a binned image has GT pixels, so its union is never empty).
+            out[f"iou_{name}"] = tp / (tp + fp + fn) if n else math.nan
+            counts[f"iou_{name}_n"] = n
+        return out | counts
+
+
+# --------------------------------------------------------------------------- depth
+
+
+def _depth_error_sums(pred, gt, valid, dims) -> torch.Tensor:
+    """[..., len(_DEPTH_SUMS)] float64 sums over valid pixels, reduced over `dims`."""
+    _check_shapes(pred, gt, "depth metrics (pred, gt)")
+    gt = gt.detach().double()
+    ok = torch.isfinite(gt) & (gt > 0)
+    if valid is not None:
+        _check_shapes(valid, gt, "depth metrics (valid, gt)")
+        ok = ok & valid.bool()
+    gt = torch.where(ok, gt, torch.ones_like(gt))
+    pred = pred.detach().double().clamp(DEPTH_MIN, DEPTH_MAX)
+    # A NaN prediction stays NaN (and shows in the metrics); invalid pixels never count.
+    pred = torch.where(ok, pred, torch.ones_like(pred))
+    diff = pred - gt
+    log_diff = torch.log(pred) - torch.log(gt)
+    ratio = torch.maximum(pred / gt, gt / pred)
+    okd = ok.double()
+    terms = [
+        okd,
+        diff.abs() / gt,
+        diff**2 / gt,
+        diff**2,
+        log_diff**2,
+        (torch.log10(pred) - torch.log10(gt)).abs(),
+        (ratio < 1.25).double(),
+        (ratio < 1.25**2).double(),
+        (ratio < 1.25**3).double(),
+        gt,
+        gt**2,
+    ]
+    return torch.stack([(t * okd).sum(dims) for t in terms], dim=-1)
+
+
+def _depth_errors_from_sums(sums: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Final metrics from `_depth_error_sums` ([..., K]); NaN where a set has no valid pixel."""
+    s = dict(zip(_DEPTH_SUMS, sums.unbind(-1), strict=True))
+    n = s["n"]
+    nan = torch.full_like(n, math.nan)
+    n_safe = n.clamp_min(1)
+
+    def mean(key):
+        return torch.where(n > 0, s[key] / n_safe, nan)
+
+    rmse = mean("sq_err").sqrt()
+    gt_mean = mean("gt")
+    gt_std = (mean("gt_sq") - gt_mean**2).clamp_min(0).sqrt()
+    return {
+        "abs_rel": mean("abs_rel"),
+        "sq_rel": mean("sq_rel"),
+        "rmse": rmse,
+        "rmse_log": mean("sq_log").sqrt(),
+        "log10": mean("log10"),
+        "delta1": mean("delta1"),
+        "delta2": mean("delta2"),
+        "delta3": mean("delta3"),
+        # Constant ground truth has no spread: the ratio is undefined, not infinite.
+        "rmse_over_std": torch.where(gt_std > 0, rmse / gt_std.clamp_min(1e-300), nan),
+    }
+
+
+def compute_depth_errors(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None) -> dict:
+    """All depth metrics over the valid pixels of (pred, gt), as floats (monodepth2's set,
+    plus rmse_over_std). NaN values if no pixel is valid."""
+    dims = tuple(range(pred.dim()))
+    return {k: float(v) for k, v in _depth_errors_from_sums(_depth_error_sums(pred, gt, valid, dims)).items()}
+
+
+def pairwise_ordering(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None, *,
+                      pairs: int = ORDER_PAIRS, seed: int = 0) -> float:
+    """Fraction of random pairs of valid pixels that `pred` orders as `gt` does (nearer / farther),
+    over pairs whose ground truths differ by more than ORDER_TIE; a predicted tie counts half.
+    The pairs are drawn with `seed`, so the same maps always give the same number."""
+    g = gt.detach().double().flatten()
+    ok = _valid_depth(g, None if valid is None else valid.flatten())
+    index = torch.nonzero(ok).flatten()
+    if index.numel() < 2:
+        return math.nan
+    rng = torch.Generator().manual_seed(seed)
+    draw = index[torch.randint(index.numel(), (2, 4 * pairs), generator=rng)]
+    gi, gj = g[draw[0]], g[draw[1]]
+    keep = (gi - gj).abs() > ORDER_TIE * torch.minimum(gi, gj)
+    first, second = draw[0][keep][:pairs], draw[1][keep][:pairs]
+    if first.numel() == 0:
+        return math.nan
+    p = pred.detach().double().flatten()
+    truth = torch.sign(g[first] - g[second])
+    said = torch.sign(p[first] - p[second])
+    return float(((said == truth).double() + 0.5 * (said == 0).double()).mean())
+
+
+def _valid_depth(gt: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    ok = torch.isfinite(gt) & (gt > 0)
+    return ok if valid is None else ok & valid.bool()
+
+
+def _per_image_median(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """[B] median of each image's values where `keep` (NaN where nothing is kept)."""
+    b = values.shape[0]
+    return torch.nanmedian(torch.where(keep, values, math.nan).reshape(b, -1), dim=1).values
+
+
+def _medians(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None, what: str):
+    """(clamped prediction, valid pixels, per-image median of each over them), float64: what
+    scale alignment and the depth-scale ratio are both made of."""
+    _check_shapes(pred, gt, what)
+    g = gt.detach().double()
+    ok = _valid_depth(g, valid)
+    p = pred.detach().double().clamp(DEPTH_MIN, DEPTH_MAX)
+    return p, ok, _per_image_median(p, ok), _per_image_median(g, ok)
+
+
+def scale_aligned(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Each image's prediction times median(gt) / median(pred) over its valid pixels (float64).
+
+    The prediction is clamped to [DEPTH_MIN, DEPTH_MAX] first, as the metrics clamp it; an
+    image with a NaN prediction at a valid pixel gets a NaN scale (so it shows in the metrics)."""
+    p, ok, med_pred, med_gt = _medians(pred, gt, valid, "scale alignment (pred, gt)")
+    scale = med_gt / med_pred
+    broken = (torch.isnan(p) & ok).reshape(p.shape[0], -1).any(1)
+    scale = torch.where(broken, math.nan, scale)
+    return p * scale.view(-1, *([1] * (p.dim() - 1)))
+
+
+def depth_scale_ratio(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """[B] float64: each image's median(pred) / median(gt) over its valid pixels, the prediction
+    clamped as the metrics clamp it: the depth-scale error that scale alignment removes (1: the
+    right scale; the inverse of `scale_aligned`'s factor). NaN for an image without valid pixels."""
+    _, _, med_pred, med_gt = _medians(pred, gt, valid, "depth-scale ratio (pred, gt)")
+    return med_pred / med_gt
+
+
+def ordering_terms(
+    pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ordering accuracy per image: ([B] counted, [B] correct) booleans; tensors [B, 1, H, W] or [B, H, W].
+
+    The object is the ground-truth mask (all its components) restricted to valid depth
+    pixels; its predicted depth is the median prediction over it. The *reference* is "the
+    ground just behind its foot", defined from the ground truth alone so any dataset works:
+    with `foot` the lowest image row holding an object pixel, `top` the highest, `left` and
+    `right` its outermost columns, h = foot - top + 1 and w = right - left + 1,
+
+    * rows foot - max(2, h // 4) .. foot (inclusive),
+    * columns left - w // 2 .. right + w // 2 (the object's extent widened by half its width
+      on each side, clipped to the image),
+    * pixels outside the GT mask, with valid GT depth greater than the median GT depth of
+      the object (so only what lies behind it, not ground in front of it, is kept).
+
+    Its predicted depth is the median prediction over those pixels. An image is counted when
+    both the object and the reference are non-empty, and correct when the object's predicted
+    depth is smaller than the reference's (a NaN prediction in either region is wrong).
+    Predictions are clamped to [DEPTH_MIN, DEPTH_MAX] first.
+    """
+    _check_shapes(pred, gt, "ordering (pred, gt)")
+    _check_shapes(mask, gt, "ordering (mask, gt)")
+    b, (h, w) = gt.shape[0], gt.shape[-2:]
+    if gt.dim() < 3 or gt[0].numel() != h * w:
+        raise MaskdepthError(f"ordering: expected [B, 1, H, W] or [B, H, W] tensors, got {tuple(gt.shape)}")
+    g = gt.detach().double().reshape(b, h, w)
+    p = pred.detach().double().clamp(DEPTH_MIN, DEPTH_MAX).reshape(b, h, w)
+    in_mask = mask.detach().reshape(b, h, w) > 0.5
+    ok = _valid_depth(g, None if valid is None else valid.reshape(b, h, w))
+    obj = in_mask & ok
+    rows = torch.arange(h, device=g.device)
+    cols = torch.arange(w, device=g.device)
+    row_any, col_any = obj.any(2), obj.any(1)  # [B, H], [B, W]
+    top = torch.where(row_any, rows, h).amin(1)
+    foot = torch.where(row_any, rows, -1).amax(1)
+    left = torch.where(col_any, cols, w).amin(1)
+    right = torch.where(col_any, cols, -1).amax(1)
+    band = ((foot - top + 1) // 4).clamp_min(2)
+    widen = (right - left + 1) // 2
+    in_rows = (rows >= (foot - band)[:, None]) & (rows <= foot[:, None])
+    in_cols = (cols >= (left - widen)[:, None]) & (cols <= (right + widen)[:, None])
+    obj_gt = _per_image_median(g, obj)
+    ref = in_rows[:, :, None] & in_cols[:, None, :] & ~in_mask & ok & (g > obj_gt[:, None, None])
+    counted = obj.flatten(1).any(1) & ref.flatten(1).any(1)
+    nan_pred = (torch.isnan(p) & (obj | ref)).flatten(1).any(1)
+    correct = counted & ~nan_pred & (_per_image_median(p, obj) < _per_image_median(p, ref))
+    return counted, correct
+
+
+# Layout of DepthMeter's state: metric sums, scale-aligned sums, object-region sums, ordering counts.
+_N = len(_DEPTH_SUMS)
+_ORDER = 3 * _N  # counted, correct
+
+
+def _all_depth_sums(pred, gt, valid, mask, per_image: bool) -> torch.Tensor:
+    """[B, 3 * len(_DEPTH_SUMS) + 2] per image, or summed over the batch when not `per_image`."""
+    dims = tuple(range(1, pred.dim())) if per_image else tuple(range(pred.dim()))
+    parts = [
+        _depth_error_sums(pred, gt, valid, dims),
+        _depth_error_sums(scale_aligned(pred, gt, valid), gt, valid, dims),
+    ]
+    if mask is None:
+        shape = (pred.shape[0], _N + 2) if per_image else (_N + 2,)
+        parts.append(torch.zeros(shape, dtype=torch.float64, device=gt.device))
+    else:
+        _check_shapes(mask, gt, "depth metrics (mask, gt)")
+        inside = mask.detach() > 0.5
+        parts.append(_depth_error_sums(pred, gt, inside if valid is None else inside & valid.bool(), dims))
+        counted, correct = ordering_terms(pred, gt, mask, valid)
+        order = torch.stack([counted, correct], dim=-1).double()
+        parts.append(order if per_image else order.sum(0))
+    return torch.cat(parts, dim=-1)
+
+
+def _depth_results(sums: torch.Tensor) -> dict[str, torch.Tensor]:
+    metric = _depth_errors_from_sums(sums[..., :_N])
+    aligned = _depth_errors_from_sums(sums[..., _N:2 * _N])
+    inside = _depth_errors_from_sums(sums[..., 2 * _N:3 * _N])
+    counted, correct = sums[..., _ORDER], sums[..., _ORDER + 1]
+    return {
+        **metric,
+        **{f"sa_{k}": aligned[k] for k in ("abs_rel", "rmse", "delta1")},
+        **{f"obj_{k}": inside[k] for k in ("abs_rel", "delta1")},
+        "ordering": torch.where(counted > 0, correct / counted.clamp_min(1), torch.full_like(counted, math.nan)),
+        "ordering_n": counted,
+    }
+
+
+def depth_errors_per_sample(
+    pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None, mask: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """Depth metrics per image: {key: [B] float64}; NaN for an image without valid pixels.
+
+    With the ground-truth `mask`, also the object-region metrics and `ordering` (1 correct,
+    0 wrong, NaN not counted); without it those are NaN."""
+    results = _depth_results(_all_depth_sums(pred, gt, valid, mask, per_image=True))
+    results.pop("ordering_n")
+    return results
+
+
+class DepthMeter(_Meter):
+    """Dataset-wide depth metrics over all valid pixels (see the module docstring).
+
+    `update(pred, gt, valid=None, mask=None)`: give the ground-truth foreground `mask` for the
+    object-region metrics and the ordering accuracy (NaN in `compute()` when never given)."""
+
+    _size = 3 * _N + 2
+
+    @torch.no_grad()
+    def update(self, pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None,
+               mask: torch.Tensor | None = None) -> None:
+        self._add(_all_depth_sums(pred, gt, valid, mask, per_image=False))
+
+    def compute(self) -> dict[str, float]:
+        if self.state[0] == 0:
+            raise MaskdepthError("DepthMeter.compute(): no valid depth pixels were accumulated")
+        return {k: float(v) for k, v in _depth_results(self.state).items()}
