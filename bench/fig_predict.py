@@ -1,7 +1,7 @@
 """Figure 8: predicting photos end to end, files in -> files out, as `maskdepth predict` does.
 
 What a user waits for when predicting is not the network on a tensor (figure 4) but
-`maskdepth.prediction.predictor.predict_paths`: read and decode each JPEG, resize it to the working size
+`maskdepth.prediction.files.predict_paths`: read and decode each JPEG, resize it to the working size
 (aspect ratio kept: `Predictor.working_size`), run the network, bring mask and depth back to
 the photo's own resolution with the guided filter, encode and write the four files per image
 (NAME_mask.png, NAME_depth.png, NAME_depth_color.png, NAME_preview.png) and predictions.json.
@@ -162,7 +162,7 @@ def run(settings: Settings, workdir: Path) -> dict:
     return {
         "checkpoint": checkpoint,
         "threads": settings.threads,
-        "how": "maskdepth.prediction.predictor.predict_paths, one Python process per case, device cpu, batch 32, preview on",
+        "how": "maskdepth.prediction.files.predict_paths, one Python process per case, device cpu, batch 32, preview on",
         "cases": results,
         "guided_memory_limit_mb": GUIDED_MEMORY_LIMIT / 2**20,
         "guided_memory_within_limit": ok,
@@ -252,7 +252,7 @@ def measure(request: dict) -> dict:
 
     import torch
 
-    from maskdepth.prediction import predictor as inference
+    from maskdepth.prediction import files as inference
 
     torch.set_num_threads(int(request["threads"]))
     out = Path(request["out"])
@@ -278,7 +278,7 @@ def measure(request: dict) -> dict:
         images += len(summary.written)
         per_repeat = len(summary.written)
         files.append(sorted(p.name for p in folder.iterdir()))
-        record = json.loads((folder / inference.PREDICTIONS_FILE).read_text())
+        record = json.loads((folder / inference.PREDICTIONS_JSON).read_text())
         shutil.rmtree(folder)  # outside the clock; 12 Mpx outputs are large
     split.peak_kb = max(split.peak_kb, peak_kb())
     shutil.rmtree(out, ignore_errors=True)
@@ -293,8 +293,8 @@ def measure(request: dict) -> dict:
         "seconds": seconds,
         "ms_per_image": {part: 1000.0 * s / n for part, s in seconds.items()},
         "files_per_repeat": len(files[-1]),
-        "outputs_per_image": sum(1 for name in files[-1] if name != inference.PREDICTIONS_FILE) / max(1, per_repeat),
-        "predictions_json": inference.PREDICTIONS_FILE in files[-1],
+        "outputs_per_image": sum(1 for name in files[-1] if name != inference.PREDICTIONS_JSON) / max(1, per_repeat),
+        "predictions_json": inference.PREDICTIONS_JSON in files[-1],
         "predictions_listed": len(record.get("predictions", [])),
         "network_size": entry.get("network_size"),
         "upsample": record.get("upsample", {}).get("method"),

@@ -188,7 +188,7 @@ def test_tensorboard_grid_is_near_bright_with_a_colour_bar():
 
 
 def test_predict_preview_is_near_bright_with_a_colour_bar_strip():
-    from maskdepth.prediction.predictor import preview_image
+    from maskdepth.prediction.preview import preview_image
 
     h, w = 40, 60
     image = np.full((h, w, 3), 90, np.uint8)

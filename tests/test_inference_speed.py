@@ -10,7 +10,8 @@ from maskdepth.datasets.dataset import build_dataset
 from maskdepth.evaluation.losses import build_loss
 from maskdepth.models import create_model
 from maskdepth.models.checkpoint import save_checkpoint
-from maskdepth.prediction.predictor import Predictor, fold_batchnorm, outputs_agree
+from maskdepth.prediction.predictor import Predictor
+from maskdepth.prediction.speed import fold_batchnorm, outputs_agree
 
 SIZE = 32
 

@@ -21,7 +21,8 @@ from maskdepth.core.errors import MaskdepthError
 from maskdepth.figures.depthviz import STRIP_WIDTH_PX, depth_to_uint8
 from maskdepth.models import create_model
 from maskdepth.models.checkpoint import save_checkpoint
-from maskdepth.prediction.predictor import Predictor, predict, predict_paths
+from maskdepth.prediction.files import predict_paths
+from maskdepth.prediction.predictor import Predictor, predict
 
 SIZE = [64, 64]
 
@@ -729,7 +730,7 @@ def test_api_takes_one_background_per_image(checkpoints):
 def test_predict_notebook_parameters_match_the_library():
     import inspect
 
-    from maskdepth.prediction.predictor import predict_paths
+    from maskdepth.prediction.files import predict_paths
     from maskdepth.workflow.pipeline import declared_parameters, notebooks_dir
 
     declared = declared_parameters(notebooks_dir() / "04_predict.ipynb")

@@ -260,7 +260,7 @@ def test_models_and_train_refuse_what_does_not_fit(tmp_path, capsys, monkeypatch
 
 
 def test_a_reduced_input_is_said_and_recorded(tmp_path, ckpt, capsys, monkeypatch):
-    monkeypatch.setattr("maskdepth.prediction.predictor.MAX_PIXELS", 100_000)
+    monkeypatch.setattr("maskdepth.prediction.files.MAX_PIXELS", 100_000)
     big = tmp_path / "big.jpg"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (400, 600, 3), dtype=np.uint8)).save(big)
     assert main(["predict", str(big), "-c", str(ckpt), "--out", str(tmp_path / "out"), "--no-preview"]) == 0
@@ -303,7 +303,7 @@ def test_bad_options_are_one_line_errors(tmp_path, ckpt, capsys, monkeypatch):
 
 def test_an_interrupted_overwrite_leaves_whole_sets_and_a_true_record(tmp_path, ckpt, monkeypatch):
     from maskdepth.core.errors import DiskFullError
-    from maskdepth.prediction import predictor as inference
+    from maskdepth.prediction import files as inference
 
     inputs = tmp_path / "in"
     inputs.mkdir()

@@ -65,7 +65,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from maskdepth.core.runs import resolve_checkpoint
-    from maskdepth.prediction.predictor import predict_paths
+    from maskdepth.prediction.files import predict_paths
 
     checkpoint = resolve_checkpoint(args.checkpoint)
     print(f"checkpoint: {checkpoint}")

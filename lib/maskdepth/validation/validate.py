@@ -52,7 +52,7 @@ from maskdepth.evaluation.metrics import (
 from maskdepth.figures import viz
 from maskdepth.plan.stages import SPLITS
 
-PREDICTIONS_FILE = "predictions.npz"
+PREDICTIONS_NPZ = "predictions.npz"
 METRICS_FILE = "metrics.json"
 N_BEST_WORST = 4  # samples in each of the best and worst blocks
 # Which per-sample metric ranks samples for each task (its direction: the metric catalogue).
@@ -247,7 +247,7 @@ def validate(
     run_name = run_dir.name if run_dir is not None else ckpt_path.stem
     heading = f"{run_name} · {ckpt_path.name} (epoch {info.get('epoch')}) · {split} of {runs.stage_label(data)}, n={len(dataset)}"
     if save_predictions:
-        _save_npz(out / PREDICTIONS_FILE, arrays)
+        _save_npz(out / PREDICTIONS_NPZ, arrays)
     written = _figures(out, arrays, per_sample, dataset, tasks, overall, heading, n_show, run_dir) if figures else {}
     breakdown = _write_breakdown(arrays, per_sample, str(data), split, seed, out)
     metrics = {
@@ -256,7 +256,7 @@ def validate(
         "per_sample": per_sample,
         "out_dir": str(out),
         "figures": sorted(p.name for p in written.values()),
-        "predictions": PREDICTIONS_FILE if save_predictions else None,
+        "predictions": PREDICTIONS_NPZ if save_predictions else None,
         "breakdown": breakdown,
     }
     write_json(out / METRICS_FILE, metrics)
