@@ -12,7 +12,7 @@ from torchmetrics.functional import mean_absolute_percentage_error, mean_squared
 from torchmetrics.functional.classification import binary_accuracy, binary_f1_score, binary_jaccard_index
 
 from maskdepth.core.errors import MaskdepthError
-from maskdepth.evaluation.metrics import (
+from maskdepth.evaluation.catalogue import (
     CATALOGUE,
     DEPTH_KEYS,
     MASK_IMAGE_KEYS,
@@ -20,19 +20,20 @@ from maskdepth.evaluation.metrics import (
     OBJECT_KEYS,
     ORDERING_KEYS,
     SCALE_ALIGNED_KEYS,
+    is_better,
+    parse_split_metric,
+)
+from maskdepth.evaluation.metrics import (
     DepthMeter,
     MaskMeter,
     compute_depth_errors,
-    definitions_table,
     depth_errors_per_sample,
-    is_better,
-    markdown_table,
     mask_scores_per_sample,
     ordering_terms,
-    parse_split_metric,
     scale_aligned,
     size_bin,
 )
+from maskdepth.evaluation.tables import definitions_table, markdown_table
 
 ALL_DEPTH_KEYS = {*DEPTH_KEYS, *SCALE_ALIGNED_KEYS, *OBJECT_KEYS, *ORDERING_KEYS}
 

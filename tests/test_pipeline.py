@@ -176,7 +176,7 @@ def _just_past(stage: str, key: str, threshold: float) -> float:
     """The nearest float on the failing side of a threshold (below a minimum, above a maximum)."""
     import math
 
-    from maskdepth.evaluation.metrics import higher_is_better
+    from maskdepth.evaluation.catalogue import higher_is_better
 
     return math.nextafter(threshold, -math.inf if higher_is_better(key.partition(".")[2]) else math.inf)
 

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from maskdepth.cli import main
-from maskdepth.evaluation.metrics import HEADLINE, format_value
+from maskdepth.evaluation.catalogue import HEADLINE, format_value
 from maskdepth.pages import report as rep
 from maskdepth.pages.runpage import PAGE, render_notebook, write_run_page
 from maskdepth.plan.stages import VAL_SPLITS

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from maskdepth.evaluation.metrics import is_better
+from maskdepth.evaluation.catalogue import is_better
 from maskdepth.training.trainer import TrainConfig, Trainer, evaluate
 
 # amp off: the untrained/trained margins were measured in float32 (auto would pick per CPU).

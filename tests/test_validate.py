@@ -13,9 +13,8 @@ from PIL import Image
 from maskdepth.cli import main
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.datasets.dataset import build_dataset
+from maskdepth.evaluation.catalogue import MASK_IMAGE_KEYS, MASK_KEYS
 from maskdepth.evaluation.metrics import (
-    MASK_IMAGE_KEYS,
-    MASK_KEYS,
     DepthMeter,
     MaskMeter,
     depth_errors_per_sample,

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from maskdepth.core.errors import MaskdepthError
-from maskdepth.evaluation.metrics import SIZE_BINS, format_value, label, size_bin
+from maskdepth.evaluation.catalogue import format_value, label
+from maskdepth.evaluation.metrics import SIZE_BINS, size_bin
 
 # Scores shown per group (per-image means; labels from maskdepth.evaluation.metrics).
 SCORES = ("iou", "sa_delta1", "delta1", "ordering")

@@ -97,7 +97,8 @@ def run_split(model: nn.Module, batches: Iterable[dict], *, tasks, in_channels: 
 
 def per_sample_metrics(arrays: dict) -> list[dict]:
     """One record per sample from saved predictions (also how tests recompute metrics.json)."""
-    from maskdepth.evaluation.metrics import depth_errors_per_sample, finite_or_none, mask_scores_per_sample
+    from maskdepth.evaluation.catalogue import finite_or_none
+    from maskdepth.evaluation.metrics import depth_errors_per_sample, mask_scores_per_sample
 
     columns: dict[str, np.ndarray] = {}
     if "mask_logits" in arrays:

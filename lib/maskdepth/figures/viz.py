@@ -467,7 +467,7 @@ def _series(epochs: list[dict], split: str, key: str) -> tuple[list[int], list[f
 def training_curves_figure(history: Mapping, title: str = ""):
     """Losses per task (lr on a second axis), then quality metrics per epoch for each validation
     split (seen solid, unseen dashed, ood dotted): the catalogue's curve metrics, split by direction."""
-    from maskdepth.evaluation.metrics import CURVE_KEYS, higher_is_better
+    from maskdepth.evaluation.catalogue import CURVE_KEYS, higher_is_better
 
     epochs = list(history.get("epochs") or [])
     fig = new_figure(1500, 420)

@@ -5,7 +5,7 @@ each run's metrics.json (written when training ends), falling back to history.js
 config.json for a run that was interrupted. Metrics are shown as "seen / unseen / ood"
 (the validation splits of `maskdepth.plan.stages`; "–" where a run has no value, e.g. a run
 made before the ood split existed). Columns, labels and directions come from the metric
-catalogue (`maskdepth.evaluation.metrics.HEADLINE`).
+catalogue (`maskdepth.evaluation.catalogue.HEADLINE`).
 
 Beside report.md / report.json / report.png (bars per metric), the report draws
 report_curves.png (each run's history.json: a panel per key metric, a line per run and
@@ -28,17 +28,16 @@ from maskdepth.core import runs
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.core.fileio import read_json, write_json, write_text
 from maskdepth.core.runs import format_duration, format_params
-from maskdepth.evaluation.metrics import (
+from maskdepth.evaluation.catalogue import (
     CURVE_KEYS,
     HEADLINE,
     finite_or_none,
     get_metric,
     label,
     parse_split_metric,
-    splits_cell,
-    splits_header,
 )
-from maskdepth.evaluation.metrics import markdown_table as metrics_table
+from maskdepth.evaluation.tables import markdown_table as metrics_table
+from maskdepth.evaluation.tables import splits_cell, splits_header
 from maskdepth.figures import viz
 from maskdepth.plan.stages import VAL_SPLITS
 

@@ -4,7 +4,7 @@ RUN/index.html is written by `maskdepth run` when a stage ends (also when it fai
 interrupted), by `maskdepth train` when training ends and by `maskdepth report --page RUN`.
 One page shows: the summary (stage, status, times, model, data), the gate decision, the
 metrics of each validation split (labels, directions and definitions from the catalogue,
-`maskdepth.evaluation.metrics.html_table`), the executed notebooks rendered as HTML
+`maskdepth.pages.metric_html.html_table`), the executed notebooks rendered as HTML
 (notebooks/<name>.html), every figure of the run folder (figures/*.png,
 validation/<split>/*.png), the parameters (config.json, run.json) and links to the run's files.
 
@@ -39,7 +39,8 @@ from maskdepth.core import runs
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.core.fileio import read_json, write_text
 from maskdepth.core.runs import format_duration, format_params
-from maskdepth.evaluation.metrics import DETAIL, HEADLINE, format_value, html_table, label
+from maskdepth.evaluation.catalogue import DETAIL, HEADLINE, format_value, label
+from maskdepth.pages.metric_html import html_table
 from maskdepth.plan.stages import VAL_SPLITS
 from maskdepth.validation.realcheck import REAL_DIR, REAL_JSON, SCORE_KEYS, table_rows
 

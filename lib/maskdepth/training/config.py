@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from maskdepth.core.errors import MaskdepthError
-from maskdepth.evaluation.metrics import parse_split_metric
+from maskdepth.evaluation.catalogue import parse_split_metric
 
 TASKS = ("mask", "depth", "joint")  # what a run trains: one output, or both ("joint")
 INPUT_MODES = {"fg_bg": 3, "bg_fg_bg": 6}

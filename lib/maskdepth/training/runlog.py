@@ -25,7 +25,7 @@ CONSOLE_METRICS = (("iou", "IoU"), ("delta1", "d1"), ("sa_delta1", "sa-d1"), ("a
 
 def _scalars(metrics: dict):
     """(key, value) of the numbers worth a curve: no counts (catalogue direction None), no sample totals."""
-    from maskdepth.evaluation.metrics import CATALOGUE
+    from maskdepth.evaluation.catalogue import CATALOGUE
 
     for k, v in metrics.items():
         is_count = k in CATALOGUE and CATALOGUE[k].higher_is_better is None
@@ -56,7 +56,7 @@ class RunLog:
     def epoch_line(self, r: dict, *, stopping: bool) -> str:
         """The line of a finished epoch: train loss, each split's headline metrics, lr, speed, ETA
         (`stopping`: the run ends after this epoch whatever `epochs` says, e.g. max_steps reached)."""
-        from maskdepth.evaluation.metrics import format_value
+        from maskdepth.evaluation.catalogue import format_value
 
         parts = [f"epoch {r['epoch']:>3}/{self.cfg.epochs}", f"loss {r['train']['loss']:.4f}"]
         for split in VAL_SPLITS:

@@ -41,9 +41,9 @@ from maskdepth.core.fileio import copy_file, folder_lock, write_json
 from maskdepth.core.progress import progress
 from maskdepth.core.runs import format_duration
 from maskdepth.datasets.dataset import open_split
+from maskdepth.evaluation.catalogue import is_better, json_ready
 from maskdepth.evaluation.loop import run_split
 from maskdepth.evaluation.loop import to_device as _to_device
-from maskdepth.evaluation.metrics import is_better, json_ready
 from maskdepth.models.checkpoint import (
     load_checkpoint,
     load_weights,

@@ -16,7 +16,7 @@ from pathlib import Path
 from maskdepth.core import runs
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.core.fileio import read_json
-from maskdepth.evaluation.metrics import finite_or_none, format_value, higher_is_better, parse_split_metric
+from maskdepth.evaluation.catalogue import finite_or_none, format_value, higher_is_better, parse_split_metric
 from maskdepth.plan.stages import get_stage, stage_defaults
 
 # The settings that make two runs "the same idea" for the gate.

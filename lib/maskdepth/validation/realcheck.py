@@ -25,12 +25,8 @@ import numpy as np
 import torch
 
 from maskdepth.datasets.measured import MeasuredPhoto, measured_photos
-from maskdepth.evaluation.metrics import (
-    compute_depth_errors,
-    finite_or_none,
-    pairwise_ordering,
-    scale_aligned,
-)
+from maskdepth.evaluation.catalogue import finite_or_none
+from maskdepth.evaluation.metrics import compute_depth_errors, pairwise_ordering, scale_aligned
 
 REAL_DIR = "real"  # RUN/real/: real.json and one figure per photo
 REAL_JSON = "real.json"
@@ -170,7 +166,7 @@ def save_real_figure(path: Path, photo: MeasuredPhoto, pred: np.ndarray, scores:
 
 def summary_markdown(record: dict) -> str:
     """One table per photo: the model beside the baselines, then where the error lives."""
-    from maskdepth.evaluation.metrics import label
+    from maskdepth.evaluation.catalogue import label
 
     lines = []
     for photo in record["photos"]:

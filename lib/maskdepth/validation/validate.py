@@ -38,17 +38,16 @@ from maskdepth.core import runs
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.core.fileio import read_json, write_bytes, write_json
 from maskdepth.core.runs import resolve_checkpoint
-from maskdepth.evaluation.loop import load_predictions, per_sample_metrics  # noqa: F401 (load_predictions: validate's name for reading predictions.npz)
-from maskdepth.evaluation.metrics import (
+from maskdepth.evaluation.catalogue import (
     DETAIL,
     HEADLINE,
-    definitions_table,
     higher_is_better,
     inline_summary,
     json_ready,
-    markdown_table,
     task_keys,
 )
+from maskdepth.evaluation.loop import load_predictions, per_sample_metrics  # noqa: F401 (load_predictions: validate's name for reading predictions.npz)
+from maskdepth.evaluation.tables import definitions_table, markdown_table
 from maskdepth.figures import viz
 from maskdepth.plan.stages import SPLITS
 

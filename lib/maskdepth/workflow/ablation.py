@@ -16,7 +16,7 @@ from pathlib import Path
 
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.core.fileio import write_json, write_text
-from maskdepth.evaluation.metrics import splits_cell, splits_header
+from maskdepth.evaluation.tables import splits_cell, splits_header
 from maskdepth.plan.stages import LEAN_RECIPE, VAL_SPLITS, get_stage
 
 # What each row reports, per validation split (labels and formats: maskdepth.evaluation.metrics).

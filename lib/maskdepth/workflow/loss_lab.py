@@ -11,7 +11,8 @@ from pathlib import Path
 
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.core.fileio import write_json, write_text
-from maskdepth.evaluation.metrics import higher_is_better, label, markdown_table
+from maskdepth.evaluation.catalogue import higher_is_better, label
+from maskdepth.evaluation.tables import markdown_table
 
 # Compared depth metrics (labels and directions: the catalogue in maskdepth.evaluation.metrics). The
 # scale-aligned δ1 separates a loss that learns structure from one that also learns scale.

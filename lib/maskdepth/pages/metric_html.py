@@ -1,0 +1,59 @@
+"""The metric tables of the HTML pages: one row per run or split, labels and directions from the
+catalogue, every value escaped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from maskdepth.evaluation.catalogue import CATALOGUE, HEADLINE, finite_or_none, format_value, label
+
+
+def html_table(rows: Sequence[tuple[str, Mapping | None]], keys: Iterable[str] = HEADLINE, *,
+               first: str = "split", notes: Mapping[str, str] | None = None, drop_empty_columns: bool = True,
+               mark_best: bool = False, links: Mapping[str, str] | None = None) -> str:
+    """`markdown_table` as an HTML <table> (the run and comparison pages of `maskdepth.pages.runpage`).
+
+    Each column header carries its direction (↑ higher / ↓ lower is better) and, as its
+    tooltip, the catalogue's definition; cells carry `data-key` (the metric key). `mark_best`
+    puts each score column's best value in bold (when at least two rows have one); `links`
+    maps a row name to the href its name cell links to."""
+    from html import escape
+
+    keys = list(keys)
+    if drop_empty_columns:
+        keys = [k for k in keys if any(finite_or_none((m or {}).get(k)) is not None for _, m in rows)] or keys
+    best: dict[str, float] = {}
+    if mark_best:
+        for k in keys:
+            values = [v for _, m in rows if (v := finite_or_none((m or {}).get(k))) is not None]
+            direction = CATALOGUE[k].higher_is_better if k in CATALOGUE else None
+            if direction is not None and len(values) > 1:
+                best[k] = max(values) if direction else min(values)
+    head = [f"<th>{escape(first)}</th>"]
+    for k in keys:
+        metric = CATALOGUE.get(k)
+        arrow = {True: " ↑", False: " ↓"}.get(metric.higher_is_better, "") if metric else ""
+        tip = ""
+        if metric:
+            better = {True: "higher is better", False: "lower is better", None: "a count"}[metric.higher_is_better]
+            tip = f' title="{escape(f"{metric.description} ({better})")}"'
+        head.append(f'<th data-key="{escape(k)}"{tip}>{escape(label(k))}{arrow}</th>')
+    lines = ['<table class="metrics">', "<thead><tr>" + "".join(head) + "</tr></thead>", "<tbody>"]
+    for name, m in rows:
+        cell = escape(str(name))
+        if links and name in links:
+            cell = f'<a href="{escape(links[name])}">{cell}</a>'
+        cells = [f'<th scope="row">{cell}</th>']
+        if not m and notes and name in notes:
+            cells.append(f'<td class="note" colspan="{len(keys)}">{escape(notes[name])}</td>')
+        else:
+            for k in keys:
+                value = finite_or_none((m or {}).get(k))
+                text = escape(format_value(k, value))
+                if k in best and value is not None and value == best[k]:
+                    text = f"<b>{text}</b>"
+                cells.append(f'<td class="num" data-key="{escape(k)}">{text}</td>')
+        lines.append("<tr>" + "".join(cells) + "</tr>")
+    lines += ["</tbody>", "</table>"]
+    return "\n".join(lines) + "\n"
