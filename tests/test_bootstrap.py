@@ -17,7 +17,7 @@ import nbformat
 import pytest
 
 from maskdepth import bootstrap
-from maskdepth.workflow.pipeline import notebooks_dir
+from maskdepth.workflow.notebooks import notebooks_dir
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,8 @@ from maskdepth.cli import build_parser, main
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.core.params import field_defaults, field_docs
 from maskdepth.training.trainer import TrainConfig
-from maskdepth.workflow.pipeline import STAGE_STEPS, check_parameters, notebooks_dir
+from maskdepth.workflow.notebooks import notebooks_dir
+from maskdepth.workflow.pipeline import STAGE_STEPS, check_parameters
 
 
 def _subparser(*names: str) -> argparse.ArgumentParser:

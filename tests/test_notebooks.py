@@ -12,7 +12,8 @@ import pytest
 
 from maskdepth import bootstrap
 from maskdepth.workflow.nbclean import is_clean
-from maskdepth.workflow.pipeline import notebooks_dir, run_single_notebook
+from maskdepth.workflow.notebooks import notebooks_dir
+from maskdepth.workflow.pipeline import run_single_notebook
 
 NOTEBOOKS = sorted(notebooks_dir().glob("*.ipynb"))
 

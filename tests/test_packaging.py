@@ -60,7 +60,7 @@ def test_the_installed_package_finds_its_notebooks_and_manifests_from_any_folder
     env = {k: v for k, v in os.environ.items() if not k.startswith("MASKDEPTH_") or k == "MASKDEPTH_CACHE"}
     env["PYTHONPATH"] = str(site)
     probe = ("import json, maskdepth\n"
-             "from maskdepth.workflow.pipeline import notebooks_dir\n"
+             "from maskdepth.workflow.notebooks import notebooks_dir\n"
              "from maskdepth.world.manifest import manifests_dir, load_manifest, verify_manifest\n"
              "print(json.dumps({'package': maskdepth.__file__, 'notebooks': str(notebooks_dir()),\n"
              "                  'manifests': str(manifests_dir()),\n"

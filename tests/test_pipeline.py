@@ -303,7 +303,7 @@ def test_training_epochs_show_on_the_pipeline_console(playground_run):
 
 
 def test_log_tail_throttles_epoch_lines_and_waits_for_whole_lines(tmp_path):
-    from maskdepth.workflow.pipeline import LogTail
+    from maskdepth.workflow.interrupts import LogTail
 
     log = tmp_path / "train.log"
     log.write_text("old line, shown before\n")

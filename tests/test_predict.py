@@ -731,7 +731,7 @@ def test_predict_notebook_parameters_match_the_library():
     import inspect
 
     from maskdepth.prediction.files import predict_paths
-    from maskdepth.workflow.pipeline import declared_parameters, notebooks_dir
+    from maskdepth.workflow.notebooks import declared_parameters, notebooks_dir
 
     declared = declared_parameters(notebooks_dir() / "04_predict.ipynb")
     assert {"run_dir", "checkpoint", "inputs", "out", "upsample", "bg", "bg_dir"} <= set(declared)
@@ -742,7 +742,7 @@ def test_predict_notebook_parameters_match_the_library():
 def test_predict_notebook_runs_and_shows_the_previews(checkpoints, tmp_path):
     import nbformat
 
-    from maskdepth.workflow.pipeline import execute, notebooks_dir
+    from maskdepth.workflow.notebooks import execute, notebooks_dir
 
     inputs = tmp_path / "photos"
     _pair_folder(inputs, ["a.png", "sub/b.jpg"])

@@ -195,7 +195,7 @@ def test_every_entry_point_trains_the_same_network(monkeypatch):
     from maskdepth.models import model_info
     from maskdepth.plan.stages import STAGES, stage_defaults
     from maskdepth.training.trainer import TrainConfig, build_model
-    from maskdepth.workflow.pipeline import notebooks_dir
+    from maskdepth.workflow.notebooks import notebooks_dir
 
     built = {}
 

@@ -54,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     from maskdepth.core.params import parse_value, read_params_file
     from maskdepth.core.runs import check_run_name
     from maskdepth.plan.stages import STAGES
-    from maskdepth.workflow.pipeline import NotebookFailed, StageInterrupted, run_single_notebook, run_stage
+    from maskdepth.workflow.interrupts import StageInterrupted
+    from maskdepth.workflow.notebooks import NotebookFailed
+    from maskdepth.workflow.pipeline import run_single_notebook, run_stage
 
     check_run_name(args.name)
     overrides = read_params_file(args.params_file) if args.params_file else {}

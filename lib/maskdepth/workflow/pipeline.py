@@ -23,11 +23,8 @@ or is interrupted.
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,16 +33,14 @@ from typing import Any
 from maskdepth.core import runs
 from maskdepth.core.environment import device_summary, git_commit, package_versions
 from maskdepth.core.errors import MaskdepthError
-from maskdepth.core.fileio import folder_lock, read_json, write_json, write_text
-from maskdepth.core.progress import (
-    PIPELINE_ENV,  # "1" in the kernels the pipeline starts: text bars for the log
-)
+from maskdepth.core.fileio import folder_lock, read_json, write_json
 from maskdepth.pages.runpage import write_page
 from maskdepth.plan.stages import STAGES, VAL_SPLITS, get_stage, stage_defaults
 from maskdepth.validation.gate import check_prerequisite, describe_check, evaluate_gate, same_idea
+from maskdepth.workflow.interrupts import LogTail, StageInterrupted, _signals_interrupt
+from maskdepth.workflow.notebooks import NotebookFailed, declared_parameters, execute, notebooks_dir
+from maskdepth.workflow.summary import write_summary
 
-KERNEL = "python3"  # the notebooks' stored kernelspec; it runs this very Python (see _kernel_manager_class)
-NOTEBOOK_DIR_ENV = "MASKDEPTH_NOTEBOOKS"
 RESERVED = {"run_dir"}  # set by the pipeline for every notebook
 
 
@@ -66,25 +61,6 @@ STAGE_STEPS = [
 ]
 SINGLE_NOTEBOOKS = {"playground": "playground.ipynb", "loss_lab": "loss_lab.ipynb", "ablation": "ablation.ipynb",
                     "predict": "04_predict.ipynb"}
-
-
-def notebooks_dir() -> Path:
-    """`$MASKDEPTH_NOTEBOOKS`, else the checkout's notebooks/, else the copies an installed
-    package carries (`maskdepth.core.resources`)."""
-    import os
-
-    from maskdepth.core.resources import resource_dir
-
-    env = os.environ.get(NOTEBOOK_DIR_ENV)
-    if env:
-        return Path(env)
-    return resource_dir("notebooks")
-
-
-def declared_parameters(path: Path) -> dict:
-    import papermill as pm
-
-    return pm.inspect_notebook(str(path))
 
 
 def check_parameters(params: dict, steps: list[Step], nb_dir: Path) -> dict[str, set]:
@@ -117,228 +93,6 @@ def _now() -> str:
 
 
 # -- execution -----------------------------------------------------------------------------
-_KERNELS: list = []  # kernel managers of the notebook now running (stopped at once on an interrupt)
-
-
-def this_python_kernel_spec():
-    """The `python3` kernel of the Python running the pipeline: whatever a `python3` kernelspec
-    installed elsewhere (a system Jupyter, ~/.local) points at, the notebooks import the same
-    packages, maskdepth included, as `maskdepth run` itself."""
-    from jupyter_client.kernelspec import KernelSpec
-
-    return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                      display_name="Python 3 (maskdepth run)", language="python", metadata={})
-
-
-def _kernel_manager_class():
-    """The kernel is this Python (`this_python_kernel_spec`). Talk to it over local IPC sockets
-    where the OS has them: nothing listens on TCP, and ipykernel stops warning about unencrypted
-    TCP in every papermill log. Shutdown sends no interrupt to a kernel that is shutting down anyway."""
-    import os
-
-    from jupyter_client.manager import AsyncKernelManager
-
-    class QuietShutdownKernelManager(AsyncKernelManager):
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            _KERNELS.append(self)
-
-        @property
-        def kernel_spec(self):
-            if self._kernel_spec is None:
-                self._kernel_spec = this_python_kernel_spec()
-            return self._kernel_spec
-
-        async def _async_interrupt_kernel(self) -> None:
-            # shutdown_kernel interrupts first; an idle kernel would only log a spurious
-            # "[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel" on a successful run.
-            if self.shutting_down:
-                return
-            await super()._async_interrupt_kernel()
-
-    if os.name != "posix":
-        return QuietShutdownKernelManager
-
-    class IPCKernelManager(QuietShutdownKernelManager):
-        def __init__(self, **kwargs):
-            kwargs.setdefault("transport", "ipc")
-            super().__init__(**kwargs)
-
-    return IPCKernelManager
-
-
-def _stop_kernels() -> None:
-    """End the kernels of the running notebook now (after an interrupt nothing shuts them down,
-    and a training kernel would go on writing checkpoints into the run folder)."""
-    import subprocess as sp
-    from contextlib import suppress
-
-    for km in _KERNELS:
-        proc = getattr(getattr(km, "provisioner", None), "process", None)
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except sp.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
-        for cleanup in ("cleanup_connection_file", "cleanup_ipc_files"):
-            with suppress(Exception):
-                getattr(km, cleanup)()
-    _KERNELS.clear()
-
-
-def execute(nb_in: Path, nb_out: Path, parameters: dict, timeout: int, cwd: Path | None = None) -> float:
-    """Run one notebook with papermill; returns seconds. Raises MaskdepthError naming notebook and cell;
-    an interrupt (KeyboardInterrupt, StageInterrupted) stops the notebook's kernel and goes on up."""
-    import os
-
-    import papermill as pm
-    from papermill.exceptions import PapermillExecutionError
-
-    nb_out.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    saved_env = os.environ.get(PIPELINE_ENV)
-    os.environ[PIPELINE_ENV] = "1"  # the kernel inherits it
-    try:
-        pm.execute_notebook(
-            str(nb_in),
-            str(nb_out),
-            parameters=parameters,
-            kernel_name=KERNEL,
-            execution_timeout=timeout,
-            progress_bar={"mininterval": 10.0, "ascii": True, "desc": nb_in.stem, "leave": False},
-            cwd=str(cwd) if cwd else None,
-            kernel_manager_class=_kernel_manager_class(),
-        )
-    except KeyboardInterrupt:
-        _stop_kernels()
-        raise
-    except PapermillExecutionError as exc:
-        if exc.ename == "KeyboardInterrupt":  # Ctrl-C reached the kernel before this process
-            raise StageInterrupted("SIGINT") from None
-        raise NotebookFailed(nb_in.name, exc.exec_count, exc.ename, exc.evalue, nb_out) from None
-    except Exception as exc:  # kernel died, timeout
-        raise NotebookFailed(nb_in.name, None, type(exc).__name__, str(exc), nb_out) from None
-    finally:
-        if saved_env is None:
-            os.environ.pop(PIPELINE_ENV, None)
-        else:
-            os.environ[PIPELINE_ENV] = saved_env
-        _KERNELS.clear()
-    return time.perf_counter() - t0
-
-
-class NotebookFailed(MaskdepthError):
-    def __init__(self, notebook, cell, ename, evalue, output):
-        self.notebook, self.cell, self.ename, self.evalue, self.output = notebook, cell, ename, evalue, output
-        where = f"cell [{cell}]" if cell is not None else "a cell"
-        first = str(evalue).strip().splitlines()[0] if str(evalue).strip() else ""
-        super().__init__(f"{notebook} failed in {where}: {ename}: {first} (executed notebook kept at {output})")
-
-
-class StageInterrupted(KeyboardInterrupt):
-    """SIGINT, SIGTERM or SIGHUP during a stage; run.json then says status "interrupted" and where."""
-
-    def __init__(self, signame: str, run_dir: Path | None = None):
-        super().__init__(signame)
-        self.signame, self.run_dir = signame, run_dir
-
-
-@contextmanager
-def _signals_interrupt():
-    """SIGTERM (a batch system or `kill` stopping the job) and SIGHUP (the terminal or SSH session
-    went away) end a stage the way Ctrl-C does: as an interrupt that is recorded, not a silent death."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, _frame):
-        raise StageInterrupted(signal.Signals(signum).name)
-
-    saved = {}
-    for name in ("SIGTERM", "SIGHUP"):
-        sig = getattr(signal, name, None)
-        if sig is not None:
-            saved[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, previous in saved.items():
-            signal.signal(sig, previous)
-
-
-EPOCH_LINE = re.compile(r"^epoch\s+(\d+)/(\d+)\b")
-
-
-class LogTail:
-    """Echo on the pipeline's console the lines a notebook's trainer appends to RUN/train.log
-    while the notebook runs (the kernel's own output only reaches the executed notebook).
-    Per-epoch lines are throttled for logs: at most one every `every` seconds, the last epoch's
-    and the latest one at the end always; every other line (start, resume notes) is shown."""
-
-    def __init__(self, path: Path, emit, every: float = 10.0, poll: float = 0.5):
-        self.path, self.emit, self.every, self.poll = Path(path), emit, every, poll
-        self.offset = 0
-        self.pending: str | None = None
-        self.last_shown = -math.inf
-        self._stop = None
-        self._thread = None
-
-    def __enter__(self) -> LogTail:
-        import threading
-
-        self.offset = self.path.stat().st_size if self.path.is_file() else 0  # older lines were shown before
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="maskdepth-log-tail", daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.read()
-        if self.pending is not None:
-            self.emit(self.pending)
-            self.pending = None
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.poll):
-            self.read()
-
-    def read(self) -> None:
-        try:
-            size = self.path.stat().st_size
-        except OSError:
-            return
-        if size < self.offset:
-            self.offset = 0  # replaced by a new file
-        if size == self.offset:
-            return
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            data = f.read(size - self.offset)
-        whole = data.rfind(b"\n") + 1  # a line still being written waits for its newline
-        self.offset += whole
-        for line in data[:whole].decode("utf-8", "replace").splitlines():
-            self._line(line)
-
-    def _line(self, line: str) -> None:
-        if not line.strip():
-            return
-        match = EPOCH_LINE.match(line)
-        if match is None:
-            self.emit(line)
-            return
-        now = time.monotonic()
-        if now - self.last_shown >= self.every or match.group(1) == match.group(2):
-            self.emit(line)
-            self.last_shown, self.pending = now, None
-        else:
-            self.pending = line
 
 
 @dataclass
@@ -650,35 +404,3 @@ def _coerce_known(params: dict) -> None:
             params[k] = coerce(k, v, defaults[k])
 
 
-def write_summary(run_dir: Path, info: dict, metrics: dict | None) -> None:
-    """A few lines that say what ran and how it did."""
-    p = info["params"]
-    lines = [
-        f"# {info['stage']} run `{run_dir.name}`",
-        "",
-        f"- status: **{info['status']}**, {info.get('seconds', 0):.0f} s, started {info['start']}",
-        f"- model `{p.get('model', 'joint')}`, task {p.get('task', 'joint')}, data {p.get('data')}, "
-        f"{p.get('size')} px, {p.get('epochs')} epochs, lr {p.get('lr')}",
-        f"- gate prerequisite: {info['prerequisite']['decision']}",
-    ]
-    for nb in info["notebooks"]:
-        lines.append(f"- {nb['notebook']}: {nb.get('status')} {nb.get('seconds', '')}{'s' if 'seconds' in nb else ''}")
-    if info.get("error"):
-        lines.append(f"- error: {info['error']}")
-    if info.get("interrupted"):
-        where = info["interrupted"]
-        reached = f" after epoch {where['epoch']}" if where.get("epoch") is not None else ""
-        lines.append(f"- interrupted ({where.get('signal')}) in {where.get('notebook')}{reached}; continue with "
-                     f"`maskdepth run --resume {run_dir}`")
-    for r in info.get("resumes", []):
-        lines.append(f"- resumed {r['at']} (was {r['previous_status']}), skipped {', '.join(r['skipped']) or 'nothing'}"
-                     + (f", changed {', '.join(r['changed'])}" if r.get("changed") else ""))
-    if metrics:
-        from maskdepth.pages.report import split_table
-
-        lines += ["", split_table(metrics).rstrip()]
-    if info.get("gate"):
-        g = info["gate"]
-        lines += ["", f"Gate: **{'passed' if g['passed'] else 'not passed'}** — "
-                  + ", ".join(describe_check(c) for c in g["checks"])]
-    write_text(run_dir / "summary.md", "\n".join(lines) + "\n")
