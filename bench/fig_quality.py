@@ -183,7 +183,7 @@ def train_seed(settings: Settings, folder: Path, n_train: int, val: list[dict], 
 
 def train_ours(settings: Settings, workdir: Path, val: list[dict], times: list[float]) -> dict:
     """The default recipe until the last of `times` or the end of its recipe, scored at step 0 and at each."""
-    from maskdepth.training.trainer import epoch_seed, seed_everything
+    from maskdepth.training.rng import epoch_seed, seed_everything
 
     ours = ProductTrainer.default(out_dir=workdir / "run_default", stage=settings.quality_data, size=settings.size,
                                   batch_size=settings.quality_batch)

@@ -40,7 +40,7 @@ def default_config(stage: str = "1k", **overrides):
     import dataclasses
 
     from maskdepth.plan.stages import get_stage
-    from maskdepth.training.trainer import TrainConfig
+    from maskdepth.training.config import TrainConfig
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in get_stage(stage).train_defaults.items() if k in names}
@@ -97,7 +97,7 @@ class ProductTrainer:
 
     def __init__(self, model: str, task: str, *, batch_size: int, out_dir: Path, data: str = "1k",
                  device: str = "cpu", seed: int = 0, **extra):
-        from maskdepth.training.trainer import TrainConfig
+        from maskdepth.training.config import TrainConfig
 
         cfg = TrainConfig(data=data, out_dir=str(out_dir), model=model, task=task, batch_size=batch_size,
                           device=device, seed=seed, workers=0, tensorboard=False, progress_bar=False, **extra)
@@ -163,7 +163,9 @@ def make_rig(model: str, task: str, *, device: str = "cpu", channels_last: bool 
              model_kwargs: dict | None = None) -> StepRig:
     """Model, loss (the training defaults) and AdamW, as `maskdepth.training.trainer.Trainer` makes them."""
     from maskdepth.evaluation.losses import build_loss
-    from maskdepth.training.trainer import TrainConfig, build_model, build_optimizer
+    from maskdepth.training.config import TrainConfig
+    from maskdepth.training.optim import build_optimizer
+    from maskdepth.training.trainer import build_model
 
     torch.manual_seed(seed)
     cfg = TrainConfig(model=model, task=task, lr=lr, device=device, channels_last=channels_last,

@@ -23,7 +23,7 @@ def _model():
 @pytest.fixture()
 def checkpoint(tmp_path):
     """A checkpoint as training writes it: optimizer and scheduler states, RNG states, metrics."""
-    from maskdepth.training.trainer import rng_state
+    from maskdepth.training.rng import rng_state
 
     model = _model()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -81,7 +81,7 @@ def test_a_checkpoint_carrying_a_pickle_payload_is_refused_and_the_payload_never
 
 def test_older_checkpoints_with_a_numpy_rng_state_still_load(checkpoint, tmp_path):
     """Before weights_only, the numpy RNG state was a numpy array: exactly that type is allow-listed."""
-    from maskdepth.training.trainer import set_rng_state
+    from maskdepth.training.rng import set_rng_state
 
     ckpt = torch.load(checkpoint, weights_only=True)
     ckpt["rng"]["numpy"] = np.random.get_state()

@@ -14,7 +14,7 @@ import pytest
 from maskdepth.cli import build_parser, main
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.core.params import field_defaults, field_docs
-from maskdepth.training.trainer import TrainConfig
+from maskdepth.training.config import TrainConfig
 from maskdepth.workflow.notebooks import notebooks_dir
 from maskdepth.workflow.pipeline import STAGE_STEPS, check_parameters
 

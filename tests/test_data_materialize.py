@@ -157,7 +157,8 @@ def test_damaged_or_mismatched_directory_is_refused(tmp_path, packed_dir):
 
 
 def test_one_epoch_of_training_on_a_materialized_directory(tmp_path, packed_dir):
-    from maskdepth.training.trainer import TrainConfig, train
+    from maskdepth.training.config import TrainConfig
+    from maskdepth.training.trainer import train
 
     cfg = TrainConfig.from_mapping(dict(
         data=str(packed_dir), size=SIZE, batch_size=8, val_batch_size=16, epochs=1, progress_bar=False,

@@ -224,7 +224,8 @@ def test_a_training_run_logs_the_depth_grid_and_its_hparams(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    from maskdepth.training.trainer import TrainConfig, train
+    from maskdepth.training.config import TrainConfig
+    from maskdepth.training.trainer import train
 
     cfg = TrainConfig.from_mapping({
         "data": "playground", "size": 32, "batch_size": 8, "val_batch_size": 16, "epochs": 1, "progress_bar": False,

@@ -10,8 +10,9 @@ from test_train import TINY, _run_training
 
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.models.checkpoint import load_checkpoint
+from maskdepth.training.config import TrainConfig
 from maskdepth.training.ema import WeightEMA
-from maskdepth.training.trainer import TrainConfig, Trainer
+from maskdepth.training.trainer import Trainer
 
 
 def test_the_average_follows_the_ramped_decay_and_copies_counters():

@@ -12,7 +12,8 @@ import torch
 import maskdepth.core.device as device_mod
 from maskdepth.models import create_model
 from maskdepth.training import precision as P
-from maskdepth.training.trainer import TrainConfig, Trainer, train
+from maskdepth.training.config import TrainConfig
+from maskdepth.training.trainer import Trainer, train
 
 TINY = dict(data="playground", size=32, batch_size=8, val_batch_size=16, epochs=1, lr=3e-3,
             progress_bar=False, tensorboard=False, model_kwargs={"encoder": "lean", "context": False, "base_channels": 8})

@@ -157,7 +157,8 @@ def test_breakdown_refuses_predictions_of_another_split():
 
 def test_validate_writes_the_breakdown_for_a_stage(tmp_path):
     from maskdepth.evaluation.breakdown import FACTORS
-    from maskdepth.training.trainer import TrainConfig, train
+    from maskdepth.training.config import TrainConfig
+    from maskdepth.training.trainer import train
     from maskdepth.validation.validate import breakdown_markdown, validate
 
     cfg = TrainConfig.from_mapping({"data": "playground", "out_dir": str(tmp_path / "run"), "size": 32, "epochs": 1,
@@ -194,7 +195,8 @@ def test_every_entry_point_trains_the_same_network(monkeypatch):
     from maskdepth.cli.train import run as train_command
     from maskdepth.models import model_info
     from maskdepth.plan.stages import STAGES, stage_defaults
-    from maskdepth.training.trainer import TrainConfig, build_model
+    from maskdepth.training.config import TrainConfig
+    from maskdepth.training.trainer import build_model
     from maskdepth.workflow.notebooks import notebooks_dir
 
     built = {}

@@ -274,7 +274,7 @@ def test_a_reduced_input_is_said_and_recorded(tmp_path, ckpt, capsys, monkeypatc
 
 def test_yaml_numbers_like_1e_3_are_numbers(tmp_path):
     from maskdepth.core.params import read_params_file
-    from maskdepth.training.trainer import TrainConfig
+    from maskdepth.training.config import TrainConfig
 
     (tmp_path / "p.yaml").write_text("lr: 1e-3\nweight_decay: 5E-4\n")
     values = read_params_file(tmp_path / "p.yaml")

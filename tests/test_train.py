@@ -14,7 +14,8 @@ import torch
 
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.models.checkpoint import load_checkpoint, load_model, save_checkpoint
-from maskdepth.training.trainer import TrainConfig, TrainingDiverged, train
+from maskdepth.training.config import TrainConfig
+from maskdepth.training.trainer import TrainingDiverged, train
 
 TINY = dict(data="playground", size=32, batch_size=8, val_batch_size=16, epochs=2, lr=3e-3,
             progress_bar=False, tensorboard=False, model_kwargs={"encoder": "lean", "context": False, "base_channels": 8})
@@ -77,10 +78,10 @@ def test_short_run_writes_the_run_folder(tmp_path):
 
 
 def test_a_dataset_without_ood_samples_trains_and_says_so(tmp_path, monkeypatch, capsys):
-    import maskdepth.training.trainer as T
+    import maskdepth.training.builders as B
 
-    real_open = T.open_split
-    monkeypatch.setattr(T, "open_split", lambda data, split, *a: None if split == "ood" else real_open(data, split, *a))
+    real_open = B.open_split
+    monkeypatch.setattr(B, "open_split", lambda data, split, *a: None if split == "ood" else real_open(data, split, *a))
     metrics = train(tiny_config(tmp_path, epochs=1, progress_bar=False))
     assert metrics["ood"] == {} and metrics["n_samples"]["ood"] == 0 and metrics["seen"]["iou"] >= 0
     out = capsys.readouterr().out
@@ -376,7 +377,8 @@ DDP_SCRIPT = textwrap.dedent(
     import torch
     import torch.distributed as dist
     torch.set_num_threads(1)
-    from maskdepth.training.trainer import TrainConfig, Trainer
+    from maskdepth.training.config import TrainConfig
+    from maskdepth.training.trainer import Trainer
     cfg = TrainConfig.from_mapping(json.loads(sys.argv[1]))
     trainer = Trainer(cfg)
     trainer.fit()
@@ -429,7 +431,7 @@ def test_schedule_extension_follows_the_longer_onecycle_from_the_step_reached():
     """Resuming a 2-epoch onecycle run with 3 epochs crashed ("Tried to step 7 times. The specified
     number of total steps is 6"): the schedule is rebuilt for the new total and continues with the
     lr the 3-epoch schedule has at the step reached."""
-    from maskdepth.training.trainer import Schedule
+    from maskdepth.training.optim import Schedule
 
     def make(epochs: int):
         cfg = TrainConfig.from_mapping({**TINY, "epochs": epochs})

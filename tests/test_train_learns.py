@@ -23,7 +23,8 @@ import pytest
 import torch
 
 from maskdepth.evaluation.catalogue import is_better
-from maskdepth.training.trainer import TrainConfig, Trainer, evaluate
+from maskdepth.training.config import TrainConfig
+from maskdepth.training.trainer import Trainer, evaluate
 
 # amp off: the untrained/trained margins were measured in float32 (auto would pick per CPU).
 LEARN = dict(data="1k", size=32, batch_size=16, val_batch_size=100, epochs=5, lr=3e-3, schedule="constant",

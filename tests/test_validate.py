@@ -194,7 +194,7 @@ def test_cli_validate_ood_split(joint_run, tmp_path, capsys):
 
 
 def test_a_split_without_samples_is_reported_not_an_error(joint_run, tmp_path, capsys):
-    from maskdepth.training.trainer import open_split
+    from maskdepth.datasets.dataset import open_split
     from maskdepth.validation.validate import summary_line, summary_markdown
 
     folder = tmp_path / "imported"  # a dataset folder from before the ood split: no ood count at all

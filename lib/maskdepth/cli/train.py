@@ -41,7 +41,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from maskdepth.core.params import add_dataclass_flags
     from maskdepth.evaluation.losses import DEPTH_LOSSES, MASK_LOSSES
     from maskdepth.models import list_models
-    from maskdepth.training.trainer import INPUT_MODES, OPTIMIZERS, SCHEDULES, TASKS, TrainConfig
+    from maskdepth.training.config import INPUT_MODES, OPTIMIZERS, SCHEDULES, TASKS, TrainConfig
 
     parser.add_argument("-f", "--params-file", help="YAML file of NAME: VALUE parameters (flags override it)")
     choices = {
@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from maskdepth.core.fileio import check_output
     from maskdepth.core.params import dataclass_values, read_params_file
     from maskdepth.plan.stages import STAGES
-    from maskdepth.training.trainer import TrainConfig, resume_config, train
+    from maskdepth.training.config import TrainConfig, resume_config
+    from maskdepth.training.trainer import train
 
     values = read_params_file(args.params_file) if args.params_file else {}
     flags = dataclass_values(args, TrainConfig)

@@ -39,10 +39,7 @@ from maskdepth.core.device import resolve_device
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.core.fileio import copy_file, folder_lock, write_json
 from maskdepth.core.progress import progress
-from maskdepth.core.runs import format_duration
-from maskdepth.datasets.dataset import open_split
-from maskdepth.evaluation.catalogue import is_better, json_ready
-from maskdepth.evaluation.loop import run_split
+from maskdepth.evaluation.catalogue import is_better
 from maskdepth.evaluation.loop import to_device as _to_device
 from maskdepth.models.checkpoint import (
     load_checkpoint,
@@ -52,16 +49,10 @@ from maskdepth.models.checkpoint import (
     unwrap,
 )
 from maskdepth.plan.stages import VAL_SPLITS
+from maskdepth.training.builders import build_model, build_val_sets, check_memory, evaluate, make_loader
 from maskdepth.training.config import (
-    INPUT_MODES,
-    MINIMUM,
-    OPTIMIZERS,
-    RESUME_KEYS,
-    SCHEDULES,
-    TASKS,
     TrainConfig,
     check_resumable,
-    resume_config,
 )
 from maskdepth.training.distributed import (
     barrier,
@@ -74,21 +65,12 @@ from maskdepth.training.ema import WeightEMA
 from maskdepth.training.optim import Schedule, build_optimizer, param_groups
 from maskdepth.training.precision import PrecisionChoice, choose_cpu_precision
 from maskdepth.training.rng import (
-    SeededSampler,
-    SeededSamples,
     epoch_seed,
     rng_state,
     seed_everything,
     set_rng_state,
 )
-from maskdepth.training.runlog import PROGRESS_LOG_EVERY_S, TRAIN_LOG, RunLog
-
-__all__ = [  # what `from maskdepth.training.trainer import ...` has always offered, wherever it now lives
-    "INPUT_MODES", "MINIMUM", "OPTIMIZERS", "PROGRESS_LOG_EVERY_S", "RESUME_KEYS", "RUN_FILES", "SCHEDULES", "TASKS",
-    "TRAIN_LOG", "Schedule", "TrainConfig", "Trainer", "TrainingDiverged", "build_model", "build_optimizer",
-    "build_val_sets", "epoch_seed", "evaluate", "format_duration", "make_loader", "open_split", "resume_config",
-    "rng_state", "seed_everything", "set_rng_state", "train",
-]
+from maskdepth.training.runlog import PROGRESS_LOG_EVERY_S, RunLog
 
 # Files of a run: a fresh run refuses a folder that holds any of them (--resume continues it).
 RUN_FILES = ("checkpoints/last.pt", "checkpoints/best.pt", "history.json", "metrics.json")
@@ -97,80 +79,6 @@ RUN_FILES = ("checkpoints/last.pt", "checkpoints/best.pt", "history.json", "metr
 class TrainingDiverged(MaskdepthError):
     """The loss (training or validation) or the weights became NaN or infinite; no checkpoint
     is written from that state, so last.pt (when there is one) holds the last good epoch."""
-
-
-# -- building blocks -------------------------------------------------------------------
-def check_memory(cfg: TrainConfig) -> None:
-    """Refuse, before anything is allocated, a model that training at cfg.size and cfg.batch_size
-    would not fit in the memory limit (`maskdepth.models.budget`; e.g. a huge base_channels)."""
-    from maskdepth.models import model_entry
-    from maskdepth.models.budget import check_model
-
-    kwargs = model_entry(cfg.model).options_for(cfg.model_kwargs, cfg.task)
-    try:
-        check_model(cfg.model, cfg.in_channels, kwargs, cfg.size, batch=cfg.batch_size, training=True,
-                    source="model_kwargs")
-    except (TypeError, ValueError, KeyError) as exc:
-        if isinstance(exc, MaskdepthError):
-            raise
-        raise MaskdepthError(f"model {cfg.model} with model_kwargs {kwargs}: cannot be built "
-                             f"({type(exc).__name__}: {exc})") from None
-
-
-def build_model(cfg: TrainConfig) -> nn.Module:
-    """The config's model; a single-task model (registry: `task_option`) is built for cfg.task."""
-    from maskdepth.models import create_model, model_entry
-
-    kwargs = model_entry(cfg.model).options_for(cfg.model_kwargs, cfg.task)
-    if cfg.weights:
-        kwargs["weights"] = cfg.weights
-    return create_model(cfg.model, in_channels=cfg.in_channels, **kwargs)
-
-
-def make_loader(dataset, cfg: TrainConfig, *, train: bool, pin_memory: bool, world: int = 1, rank: int = 0,
-                generator: torch.Generator | None = None):
-    """DataLoader for a split. The shuffle `generator` is re-seeded by the trainer every epoch; a
-    training sample's augmentation draws from its own seed (`SeededSampler`), so the same seed
-    gives the same batches with any number of workers and after a resume."""
-    from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
-
-    sampler = None
-    if train:
-        if world > 1:
-            base = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed,
-                                      drop_last=True)
-        else:
-            base = RandomSampler(dataset, generator=generator)
-        sampler = SeededSampler(base, generator)
-    batch = cfg.batch_size if train else cfg.val_batch_size
-    return DataLoader(
-        SeededSamples(dataset) if train else dataset,
-        batch_size=batch,
-        sampler=sampler,
-        num_workers=cfg.workers,
-        pin_memory=pin_memory,
-        drop_last=train and len(dataset) // max(world, 1) > batch,
-        persistent_workers=cfg.workers > 0,
-        # The workers' own base seed is unused (every sample seeds itself): a private generator keeps
-        # its draw, made whenever workers start, out of the shuffle's and the trainer's streams.
-        generator=torch.Generator().manual_seed(0) if train else None,
-    )
-
-
-def build_val_sets(data: str, size: int, seed: int) -> tuple[dict, dict[str, int]]:
-    """({split: dataset} for every validation split with samples, {split: sample count} for all)."""
-    sets = {s: open_split(data, s, size, seed) for s in VAL_SPLITS}
-    return {s: ds for s, ds in sets.items() if ds is not None}, {s: len(ds) if ds else 0 for s, ds in sets.items()}
-
-
-def evaluate(model: nn.Module, loader, criterion, cfg: TrainConfig, device_info) -> dict:
-    """Loss and dataset-accumulated metrics of `model` over `loader` (`evaluation.run_split`, the
-    loop `validate` runs too). Losses are floats (NaN stays NaN, for the divergence check);
-    metrics that are undefined on this data (an empty object-size bin, no image to judge the
-    ordering on) are None."""
-    run = run_split(model, loader, tasks=cfg.tasks, in_channels=cfg.in_channels, device_info=device_info,
-                    channels_last=cfg.channels_last, criterion=criterion)
-    return {**run.losses, **json_ready(run.metrics())}
 
 
 def _metric_value(metrics: dict, key: str) -> float | None:

@@ -59,7 +59,7 @@ def describe_check(check: dict, sep: str = " ") -> str:
 def gate_settings(params: dict) -> dict:
     """The settings that define an idea, with the training defaults filled in."""
     from maskdepth.core.params import field_defaults
-    from maskdepth.training.trainer import TrainConfig
+    from maskdepth.training.config import TrainConfig
 
     defaults = field_defaults(TrainConfig)
     return {k: params.get(k, defaults.get(k)) for k in GATE_KEYS}

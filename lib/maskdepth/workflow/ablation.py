@@ -46,7 +46,7 @@ DEFAULT_RECIPES: dict[str, dict] = {
 
 def recipe_config(name: str, overrides: dict, out_dir: Path, *, data: str, epochs: int, seed: int):
     """The stage's training defaults, then `overrides` (model_kwargs merged key by key)."""
-    from maskdepth.training.trainer import TrainConfig
+    from maskdepth.training.config import TrainConfig
 
     defaults = dict(get_stage(data).train_defaults)
     overrides = dict(overrides)

@@ -35,7 +35,8 @@ def run_loss_lab(
 ) -> dict:
     """Train one depth model per loss name; returns {"results", "table", "chart", "grids"}."""
     from maskdepth.evaluation.losses import DEPTH_LOSSES
-    from maskdepth.training.trainer import TrainConfig, train
+    from maskdepth.training.config import TrainConfig
+    from maskdepth.training.trainer import train
     from maskdepth.validation.validate import validate
 
     losses = list(losses)

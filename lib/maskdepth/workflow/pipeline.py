@@ -173,7 +173,7 @@ def _run_steps(stage, run_dir: Path, info: dict, params: dict, declared: dict, s
     import os
     import socket
 
-    from maskdepth.training.trainer import TRAIN_LOG
+    from maskdepth.training.runlog import TRAIN_LOG
 
     earlier = float(info.get("seconds") or 0.0)  # the sessions before a resume
     info.update(status="running", pid=os.getpid(), host=socket.gethostname())
@@ -368,7 +368,7 @@ def _epoch_reached(run_dir: Path) -> int | None:
 
 def _check_training_values(params: dict) -> None:
     """Types and ranges of the training parameters (a one-line error before any notebook runs)."""
-    from maskdepth.training.trainer import TrainConfig
+    from maskdepth.training.config import TrainConfig
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     TrainConfig.from_mapping({k: v for k, v in params.items() if k in names}, strict=False)
@@ -396,7 +396,7 @@ def run_single_notebook(which: str, overrides: dict | None = None, *, name: str 
 def _coerce_known(params: dict) -> None:
     """Give -p values the type of the training config's fields (e.g. epochs '3' -> 3)."""
     from maskdepth.core.params import coerce, field_defaults
-    from maskdepth.training.trainer import TrainConfig
+    from maskdepth.training.config import TrainConfig
 
     defaults = field_defaults(TrainConfig)
     for k, v in params.items():

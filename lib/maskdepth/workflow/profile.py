@@ -61,7 +61,7 @@ def time_steps(params: dict, batch: int, steps: int = TIMING_STEPS, device: str 
 
     from maskdepth.core.device import resolve_device
     from maskdepth.models import create_model, model_entry
-    from maskdepth.training.trainer import TrainConfig
+    from maskdepth.training.config import TrainConfig
 
     names = TrainConfig.__dataclass_fields__
     cfg = TrainConfig.from_mapping({k: v for k, v in params.items() if k in names and k != "weights"}, strict=False)
