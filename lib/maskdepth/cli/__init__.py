@@ -6,6 +6,8 @@ Heavy imports (torch, matplotlib) happen inside `run`, so `maskdepth --help` is 
 
 User errors (`maskdepth.core.errors`) and a full disk are printed as one line with exit status 2;
 set MASKDEPTH_DEBUG=1 to get the traceback instead.
+
+Modules: data, doctor, export, models, predict, report, run, train, validate.
 """
 
 from __future__ import annotations

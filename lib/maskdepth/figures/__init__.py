@@ -1,1 +1,5 @@
-"""figures."""
+"""Pictures: the one depth-picture convention, grids of ground truth and predictions, training curves,
+and previews of data.
+
+Modules: depthviz, preview, viz.
+"""

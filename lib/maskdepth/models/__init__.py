@@ -5,9 +5,11 @@
         (single-task models return only their key; see `model.tasks`)
 
 Registered: ``joint`` (default, both outputs), ``lean_unet`` and ``resnet_unet`` (the
-seed's two single-task U-Nets, ``task="mask"|"depth"``). Encoders for ``joint``: ``lean``,
+capstone's two single-task U-Nets, ``task="mask"|"depth"``). Encoders for ``joint``: ``lean``,
 ``resnet18``, ``resnet34`` (`get_encoder`). What each model predicts and takes:
 `model_entry(name)` / `model_meta(name, ...)` (see `registry`).
+
+Modules: blocks, budget, checkpoint, encoders, joint, lean_unet, pretrained, registry, resnet_unet.
 """
 
 from maskdepth.models import joint, lean_unet, resnet_unet  # noqa: F401  (registers the models)

@@ -1,11 +1,6 @@
-"""The trainer's parts; `maskdepth.training.trainer` puts them together (`Trainer`, `train`).
+"""The trainer (`train`, `Trainer`) and its parts: `TrainConfig`, building blocks, the optimizer and
+schedule, torchrun, seeding for exact resume, CPU precision, the weights' moving average and the run
+log.
 
-config       `TrainConfig` (the papermill parameters and `maskdepth train` flags), `resume_config`
-optim        the optimizer and the learning-rate `Schedule`
-distributed  torchrun's process group, barriers, broadcasts, the DDP wrapper
-rng          seeding and the RNG state that makes a resume exact
-runlog       `RunLog`: console and train.log lines, TensorBoard, history.json, metrics.json
-
-The loop that scores a model on a split is `maskdepth.evaluation.loop.run_split` (shared with
-`maskdepth.validation.validate`).
+Modules: builders, config, distributed, ema, optim, precision, rng, runlog, trainer.
 """
