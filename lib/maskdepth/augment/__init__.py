@@ -1,5 +1,5 @@
-"""Augmentation: per-sample flips, crop-and-enlarge with depth kept in metres, and batched photometric
-changes on the training device.
+"""Augmentation: per-sample flips, crop-and-enlarge with depth kept in metres, non-square crops and
+batched photometric changes on the training device.
 
-Modules: photometric, transforms, zoom.
+Modules: aspect, photometric, transforms, zoom.
 """

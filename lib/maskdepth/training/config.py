@@ -23,7 +23,7 @@ RESUME_KEYS = ("model", "model_kwargs", "task", "input_mode", "optimizer", "sche
                "encoder_lr")
 # Lower bounds of numeric parameters (inclusive; lr must also be > 0, checked in validate).
 MINIMUM = {"weight_decay": 0, "momentum": 0, "step_size": 1, "gamma": 0, "constant_epochs": 0, "mask_weight": 0,
-           "depth_weight": 0, "grid_every": 0, "seed": 0, "workers": 0, "max_steps": 0, "photometric": 0, "zoom": 1,
+           "depth_weight": 0, "grid_every": 0, "seed": 0, "workers": 0, "max_steps": 0, "photometric": 0, "zoom": 1, "aspect": 1,
            "ema": 0, "encoder_lr": 0}
 
 
@@ -76,6 +76,7 @@ class TrainConfig:
     augment: bool = True  # random flips per sample and batched photometric augmentation (data/photometric.py)
     photometric: float = 1.0  # strength of the photometric augmentation when augment is on (0: off)
     zoom: float = 1.0  # largest zoom (crop + resize, depth kept in metres) when augment is on (1: off)
+    aspect: float = 1.0  # largest long/short side ratio of non-square training crops when augment is on (1: off)
     mask_loss: str = "bce_dice"
     depth_loss: str = "l1_ssi"
     mask_weight: float = 1.0

@@ -237,6 +237,7 @@ class Trainer:
         return result
 
     def train_one_epoch(self) -> dict:
+        from maskdepth.augment.aspect import aspect_batch
         from maskdepth.augment.photometric import augment_batch
         from maskdepth.augment.zoom import zoom_batch
         from maskdepth.datasets.dataset import model_input
@@ -256,6 +257,7 @@ class Trainer:
             batch = _to_device(batch, self.dev.device, cfg.channels_last)
             if cfg.augment:
                 batch = zoom_batch(batch, cfg.seed, self.epoch, cfg.zoom)
+                batch = aspect_batch(batch, cfg.seed, self.epoch, cfg.aspect, self.model.size_multiple)
                 batch = augment_batch(batch, cfg.seed, self.epoch, cfg.photometric)
             x = model_input(batch, cfg.in_channels)
             with torch.autocast(self.dev.device.type, dtype=self.dev.amp_dtype, enabled=self.dev.amp):
