@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from maskdepth.core.depth import DEPTH_MAX, DEPTH_MIN
-from maskdepth.figures import depthviz, viz
+from maskdepth.figures import depthviz, grids, viz
 
 NEAR, FAR = 0.3, 60.0
 
@@ -82,7 +82,7 @@ def test_the_helpers_have_one_home():
 
     assert preview.depth_to_rgb is depthviz.depth_to_rgb
     assert preview.depth_colorbar is depthviz.depth_colorbar
-    assert preview.DEPTH_CMAP == viz.DEPTH_CMAP == depthviz.DEPTH_CMAP == "magma_r"
+    assert preview.DEPTH_CMAP == grids.DEPTH_CMAP == depthviz.DEPTH_CMAP == "magma_r"
 
 
 class _Samples(torch.utils.data.Dataset):
@@ -120,7 +120,7 @@ def _png(fig) -> np.ndarray:
 
 
 def _tile(png: np.ndarray, layout, row: int, col: int) -> np.ndarray:
-    top, left = viz.GRID_ORIGIN_PX
+    top, left = grids.GRID_ORIGIN_PX
     y0, y1, x0, x1 = layout.box(row, col)
     return png[top + y0 : top + y1, left + x0 : left + x1]
 
@@ -129,8 +129,8 @@ def test_validation_grid_is_near_bright_with_a_colour_bar_in_metres(tmp_path):
     n = 2
     images = np.random.default_rng(0).random((n, 3, 16, 24), dtype=np.float32)
     depth = np.stack([_ramp()[None]] * n)
-    grid = viz.depth_grid(images, depth, depth * 1.1)
-    fig = viz.grid_figure(grid, "validation")
+    grid = grids.depth_grid(images, depth, depth * 1.1)
+    fig = grids.grid_figure(grid, "validation")
     viz.save_figure(fig, tmp_path / "depth_grid.png")
     png = np.asarray(Image.open(tmp_path / "depth_grid.png").convert("RGB"))
     for row in (1, 2):  # GT depth, predicted depth
@@ -174,16 +174,16 @@ def test_tensorboard_grid_is_near_bright_with_a_colour_bar():
     ((tag, image, step), kwargs), = logged
     assert (tag, step, kwargs) == ("val_unseen/grid", 3, {"dataformats": "HWC"})
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
-    grid = viz.prediction_grid(images, gt_mask=masks, pred_prob=torch.zeros_like(masks), gt_depth=depth,
+    grid = grids.prediction_grid(images, gt_mask=masks, pred_prob=torch.zeros_like(masks), gt_depth=depth,
                                pred_depth=depth * 1.2, per_row=len(images))
     assert grid.row_labels == ["input", "GT mask", "pred mask", "GT depth", "pred depth"]
     gh, gw = grid.layout.shape
-    assert image.shape[1] > viz.GRID_ORIGIN_PX[1] + gw  # room for the colour bar beside the grid
+    assert image.shape[1] > grids.GRID_ORIGIN_PX[1] + gw  # room for the colour bar beside the grid
     for row in (3, 4):
         for col in range(len(images)):
             _assert_near_is_bright(_tile(image, grid.layout, row, col), f"TensorBoard row {row}")
     np.testing.assert_array_equal(_tile(image, grid.layout, 0, 0)[:, :, :],
-                                  np.kron(viz.image_to_uint8(images[0]), np.ones((grid.layout.scale,) * 2 + (1,),
+                                  np.kron(grids.image_to_uint8(images[0]), np.ones((grid.layout.scale,) * 2 + (1,),
                                                                                  np.uint8)))
 
 

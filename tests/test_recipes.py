@@ -159,7 +159,8 @@ def test_validate_writes_the_breakdown_for_a_stage(tmp_path):
     from maskdepth.evaluation.breakdown import FACTORS
     from maskdepth.training.config import TrainConfig
     from maskdepth.training.trainer import train
-    from maskdepth.validation.validate import breakdown_markdown, validate
+    from maskdepth.validation.readout import breakdown_markdown
+    from maskdepth.validation.validate import validate
 
     cfg = TrainConfig.from_mapping({"data": "playground", "out_dir": str(tmp_path / "run"), "size": 32, "epochs": 1,
                                     "batch_size": 8, "model_kwargs": {"encoder": "lean", "context": False, "base_channels": 4}, "tensorboard": False,

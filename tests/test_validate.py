@@ -14,16 +14,18 @@ from maskdepth.cli import main
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.datasets.dataset import build_dataset
 from maskdepth.evaluation.catalogue import MASK_IMAGE_KEYS, MASK_KEYS
+from maskdepth.evaluation.loop import load_predictions
 from maskdepth.evaluation.metrics import (
     DepthMeter,
     MaskMeter,
     depth_errors_per_sample,
     mask_scores_per_sample,
 )
-from maskdepth.figures import viz
+from maskdepth.figures import grids, viz
 from maskdepth.models import create_model
 from maskdepth.models.checkpoint import save_checkpoint
-from maskdepth.validation.validate import figure_paths, load_predictions, validate
+from maskdepth.validation.readout import figure_paths
+from maskdepth.validation.validate import validate
 
 N_SAMPLES, N_SHOW = 6, 4
 
@@ -122,22 +124,22 @@ def test_saved_predictions_are_the_models_outputs_on_the_dataset(validated, join
 
 
 def _tile(png, layout, row, col):
-    top, left = viz.GRID_ORIGIN_PX
+    top, left = grids.GRID_ORIGIN_PX
     y0, y1, x0, x1 = layout.box(row, col)
     return png[top + y0:top + y1, left + x0:left + x1]
 
 
 def test_grid_pngs_reproduce_the_dataset_images(validated, dataset):
     out = validated["out_dir"]
-    scale = viz.TILE_TARGET_PX // 64
-    layout = viz.GridLayout(n_rows=4, n_cols=N_SHOW, tile_h=64, tile_w=64, scale=scale, gutter=viz.GUTTER_PX)
+    scale = grids.TILE_TARGET_PX // 64
+    layout = grids.GridLayout(n_rows=4, n_cols=N_SHOW, tile_h=64, tile_w=64, scale=scale, gutter=grids.GUTTER_PX)
     mask_png = np.asarray(Image.open(f"{out}/mask_grid.png").convert("RGB"))
     depth_png = np.asarray(Image.open(f"{out}/depth_grid.png").convert("RGB"))
-    top, left = viz.GRID_ORIGIN_PX
+    top, left = grids.GRID_ORIGIN_PX
     gh, gw = layout.shape
     assert mask_png.shape[0] >= top + gh and mask_png.shape[1] >= left + gw
     arrays = load_predictions(f"{out}/predictions.npz")
-    shared = viz.depth_scale(arrays["depth"][:N_SHOW], arrays["gt_depth"][:N_SHOW])
+    shared = grids.depth_scale(arrays["depth"][:N_SHOW], arrays["gt_depth"][:N_SHOW])
     covered = np.zeros((gh, gw), dtype=bool)
     for col in range(N_SHOW):
         sample = dataset[col]
@@ -154,7 +156,7 @@ def test_grid_pngs_reproduce_the_dataset_images(validated, dataset):
             y0, y1, x0, x1 = layout.box(row, col)
             covered[y0:y1, x0:x1] = True
     gutters = mask_png[top:top + gh, left:left + gw][~covered]
-    assert (gutters == viz.GRID_BACKGROUND).all()
+    assert (gutters == grids.GRID_BACKGROUND).all()
 
 
 def test_single_task_model_gets_only_its_metrics_and_figures(tmp_path):
@@ -195,7 +197,7 @@ def test_cli_validate_ood_split(joint_run, tmp_path, capsys):
 
 def test_a_split_without_samples_is_reported_not_an_error(joint_run, tmp_path, capsys):
     from maskdepth.datasets.dataset import open_split
-    from maskdepth.validation.validate import summary_line, summary_markdown
+    from maskdepth.validation.readout import summary_line, summary_markdown
 
     folder = tmp_path / "imported"  # a dataset folder from before the ood split: no ood count at all
     folder.mkdir()

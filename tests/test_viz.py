@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from maskdepth.core.depth import DEPTH_MAX, DEPTH_MIN
-from maskdepth.figures import viz
+from maskdepth.figures import grids, viz
 from maskdepth.figures.depthviz import DEPTH_LABEL
 
 
@@ -32,7 +32,7 @@ def _samples(n=5, h=16, w=12, seed=0):
 def test_compose_grid_layout_is_exact():
     rng = np.random.default_rng(1)
     rows = [_tiles(rng, 3, 5, 7), _tiles(rng, 2, 5, 7) + [None]]
-    grid, layout = viz.compose_grid(rows, scale=3, gutter=2, background=255)
+    grid, layout = grids.compose_grid(rows, scale=3, gutter=2, background=255)
     # 2 rows of 5*3 px plus 3 gutters; 3 columns of 7*3 px plus 4 gutters.
     assert grid.shape == (2 * 15 + 3 * 2, 3 * 21 + 4 * 2, 3)
     assert layout.box(1, 2) == (2 + 17, 2 + 17 + 15, 2 + 2 * 23, 2 + 2 * 23 + 21)
@@ -50,12 +50,12 @@ def test_compose_grid_layout_is_exact():
 
 def test_compose_grid_rejects_mixed_tiles():
     with pytest.raises(ValueError, match="uint8"):
-        viz.compose_grid([[np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5, 3), np.uint8)]])
+        grids.compose_grid([[np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5, 3), np.uint8)]])
 
 
 def test_mask_grid_rows_reproduce_inputs_masks_and_thresholded_predictions():
     images, masks, probs, _ = _samples(n=5)
-    g = viz.mask_grid(images, masks, probs, per_row=3, sample_labels=[f"#{i}" for i in range(5)])
+    g = grids.mask_grid(images, masks, probs, per_row=3, sample_labels=[f"#{i}" for i in range(5)])
     s = g.layout.scale
     assert s == 128 // 16  # tiles upscaled by an integer factor to about 128 px
     assert (g.layout.n_rows, g.layout.n_cols) == (8, 3)  # 2 blocks x (input, GT, pred, error)
@@ -76,9 +76,9 @@ def test_mask_grid_rows_reproduce_inputs_masks_and_thresholded_predictions():
         np.testing.assert_array_equal(tile(2), _kron(pred_bw, s))
     # the short last block leaves its third column blank
     y0, y1, x0, x1 = g.layout.box(4, 2)
-    assert (g.pixels[y0:y1, x0:x1] == viz.GRID_BACKGROUND).all()
+    assert (g.pixels[y0:y1, x0:x1] == grids.GRID_BACKGROUND).all()
     assert g.tile_labels[(4, 1)] == "#4"
-    no_err = viz.mask_grid(images, masks, probs, per_row=8, error_row=False)
+    no_err = grids.mask_grid(images, masks, probs, per_row=8, error_row=False)
     assert no_err.row_labels == ["input", "GT mask", "pred mask"]
     assert no_err.scales == []
 
@@ -86,18 +86,18 @@ def test_mask_grid_rows_reproduce_inputs_masks_and_thresholded_predictions():
 def test_depth_grid_uses_one_scale_for_gt_and_prediction():
     images, _, _, depth = _samples(n=4)
     pred = depth * 1.5  # extends beyond the GT range: the shared scale must cover it
-    fixed = viz.depth_grid(images, depth, pred, per_row=4)
+    fixed = grids.depth_grid(images, depth, pred, per_row=4)
     assert fixed.row_labels == ["input", "GT depth", "pred depth", "|pred - GT|"]
     # by default the fixed documented range, the same in every grid, so grids compare
     assert (fixed.scales[0].vmin, fixed.scales[0].vmax) == (DEPTH_MIN, DEPTH_MAX)
-    assert viz.depth_scale(depth).vmax == DEPTH_MAX
-    g = viz.depth_grid(images, depth, pred, per_row=4, depth_range="auto")
+    assert grids.depth_scale(depth).vmax == DEPTH_MAX
+    g = grids.depth_grid(images, depth, pred, per_row=4, depth_range="auto")
     shared, err = g.scales
     assert shared.vmin == pytest.approx(float(depth.min()))
     assert shared.vmax == pytest.approx(float(pred.max()))
-    assert shared.log and shared.cmap == viz.DEPTH_CMAP == "magma_r"  # near = bright
+    assert shared.log and shared.cmap == grids.DEPTH_CMAP == "magma_r"  # near = bright
     assert err.vmin == 0 and err.vmax == pytest.approx(float(np.abs(pred - depth).max()))
-    cmap = matplotlib.colormaps[viz.DEPTH_CMAP]
+    cmap = matplotlib.colormaps[grids.DEPTH_CMAP]
     s = g.layout.scale
     # the nearest pixel anywhere gets the colour map's first (brightest) colour, the farthest its last
     i_min = np.unravel_index(np.argmin(depth), depth.shape)
@@ -107,7 +107,7 @@ def test_depth_grid_uses_one_scale_for_gt_and_prediction():
     y0, _, x0, _ = g.layout.box(2, i_max[0])
     assert tuple(g.pixels[y0 + i_max[2] * s, x0 + i_max[3] * s]) == tuple(cmap(1.0, bytes=True)[:3])
     # a perfect prediction renders exactly like its ground truth
-    same = viz.depth_grid(images, depth, depth.copy(), per_row=4)
+    same = grids.depth_grid(images, depth, depth.copy(), per_row=4)
     for c in range(4):
         gy0, gy1, gx0, gx1 = same.layout.box(1, c)
         py0, py1, px0, px1 = same.layout.box(2, c)
@@ -116,9 +116,9 @@ def test_depth_grid_uses_one_scale_for_gt_and_prediction():
 
 def test_large_images_fit_a_laptop_screen(tmp_path):
     images, masks, probs, _ = _samples(n=8, h=256, w=256)
-    g = viz.mask_grid(images, masks, probs, per_row=8)
+    g = grids.mask_grid(images, masks, probs, per_row=8)
     assert g.layout.scale == 1
-    fig = viz.grid_figure(g, "run · best.pt · unseen · IoU 0.5")
+    fig = grids.grid_figure(g, "run · best.pt · unseen · IoU 0.5")
     viz.save_figure(fig, tmp_path / "g.png")
     width, height = Image.open(tmp_path / "g.png").size
     assert width <= viz.MAX_WIDTH_PX
@@ -127,8 +127,8 @@ def test_large_images_fit_a_laptop_screen(tmp_path):
 
 def test_grid_figure_has_title_and_colour_bars(tmp_path):
     images, _, _, depth = _samples(n=3)
-    g = viz.depth_grid(images, depth, depth * 0.9)
-    fig = viz.grid_figure(g, "my-run · best.pt · seen · AbsRel 0.100")
+    g = grids.depth_grid(images, depth, depth * 0.9)
+    fig = grids.grid_figure(g, "my-run · best.pt · seen · AbsRel 0.100")
     assert fig._suptitle.get_text() == "my-run · best.pt · seen · AbsRel 0.100"
     assert len(fig.axes) == 3  # grid + depth colour bar + error colour bar
     assert [a.get_ylabel() for a in fig.axes[1:]] == [DEPTH_LABEL, "|pred - GT| (m)"]
@@ -136,16 +136,16 @@ def test_grid_figure_has_title_and_colour_bars(tmp_path):
     png = Image.open(tmp_path / "d.png")
     assert png.format == "PNG"
     # the grid is drawn 1:1: the PNG holds its exact pixels at GRID_ORIGIN_PX
-    top, left = viz.GRID_ORIGIN_PX
+    top, left = grids.GRID_ORIGIN_PX
     gh, gw = g.layout.shape
     np.testing.assert_array_equal(np.asarray(png.convert("RGB"))[top:top + gh, left:left + gw], g.pixels)
 
 
 def test_best_worst_order_skips_nan_and_respects_direction():
     values = [0.5, 0.9, float("nan"), 0.1, 0.7]
-    assert viz.best_worst_order(values, 2, higher_is_better=True) == ([3, 0], [1, 4])
-    assert viz.best_worst_order(values, 2, higher_is_better=False) == ([1, 4], [3, 0])
-    worst, best = viz.best_worst_order(values, 10, higher_is_better=True)  # never overlapping
+    assert grids.best_worst_order(values, 2, higher_is_better=True) == ([3, 0], [1, 4])
+    assert grids.best_worst_order(values, 2, higher_is_better=False) == ([1, 4], [3, 0])
+    worst, best = grids.best_worst_order(values, 10, higher_is_better=True)  # never overlapping
     assert len(worst) == len(best) == 2 and not set(worst) & set(best)
 
 

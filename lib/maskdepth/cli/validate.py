@@ -35,7 +35,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from maskdepth.validation.validate import summary_line, validate
+    from maskdepth.validation.readout import summary_line
+    from maskdepth.validation.validate import validate
 
     if args.real:
         return _real(args)

@@ -57,6 +57,12 @@ def is_run_dir(path: str | os.PathLike) -> bool:
     return (p / "config.json").is_file() and ((p / "metrics.json").is_file() or (p / "history.json").is_file())
 
 
+def run_dir_of(checkpoint: Path) -> Path | None:
+    """The run folder a checkpoint belongs to (RUN/checkpoints/x.pt), if it is one."""
+    run = checkpoint.resolve().parent.parent
+    return run if checkpoint.resolve().parent.name == "checkpoints" and is_run_dir(run) else None
+
+
 def find_runs(paths, *, accept=None, markers: tuple[str, ...] = ("config.json",),
               what: str = "no config.json with metrics.json/history.json") -> list[Path]:
     """Run folders among `paths` (one path or several): each path is a run folder or a folder

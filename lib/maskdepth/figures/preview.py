@@ -102,10 +102,3 @@ def family_grid(spec, size: int = 96, cache_dir=None, columns: int = 6):
     fig.suptitle("every scene family and object family: image, and depth with the object's mask outline (cyan)")
     return fig
 
-
-def save_figure(fig, path, dpi: int = 100) -> None:
-    """Save a figure as PNG atomically (a reader never sees half a file)."""
-    from maskdepth.core.fileio import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")

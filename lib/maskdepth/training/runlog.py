@@ -110,11 +110,11 @@ class RunLog:
 
     def write_grid(self, epoch: int, model, val_sets: dict, device, in_channels: int) -> None:
         """A GT/prediction grid in TensorBoard (input, GT mask, pred mask, GT depth, pred depth), drawn
-        like the validation grids (`maskdepth.figures.viz`): depth near = bright on the fixed log scale
+        like the validation grids (`maskdepth.figures.grids`): depth near = bright on the fixed log scale
         [DEPTH_MIN, DEPTH_MAX] (`maskdepth.figures.depthviz`), with its colour bar in metres."""
         from maskdepth.datasets.dataset import model_input
         from maskdepth.evaluation.loop import to_device
-        from maskdepth.figures import viz
+        from maskdepth.figures import grids, viz
 
         split = "unseen" if "unseen" in val_sets else next(iter(val_sets))
         ds = val_sets[split]
@@ -125,7 +125,7 @@ class RunLog:
         with torch.no_grad():
             pred = model(model_input(batch, in_channels))
         masks, depths = "mask" in pred, "depth" in pred
-        grid = viz.prediction_grid(
+        grid = grids.prediction_grid(
             batch["image"],
             gt_mask=batch["mask"] if masks else None,
             pred_prob=torch.sigmoid(pred["mask"].float()) if masks else None,
@@ -133,7 +133,7 @@ class RunLog:
             pred_depth=pred["depth"].float() if depths else None,
             per_row=n,
         )
-        image = viz.figure_to_array(viz.grid_figure(grid, f"{split} · epoch {epoch}"))
+        image = viz.figure_to_array(grids.grid_figure(grid, f"{split} · epoch {epoch}"))
         self.writer.add_image(f"val_{split}/grid", image, epoch, dataformats="HWC")
 
     def write_hparams(self, result: dict, epoch: int) -> None:

@@ -1,4 +1,5 @@
-"""A checkpoint judged: metrics.json and grids per split, the real-photo check, and the stage gate.
+"""A checkpoint judged: metrics.json, predictions and figures per split (scored, drawn, read back for
+notebooks), the real-photo check, and the stage gate.
 
-Modules: gate, realcheck, validate.
+Modules: gate, readout, realcheck, scoring, split_figures, validate.
 """

@@ -93,8 +93,7 @@ def check_photo(predictor, photo: MeasuredPhoto) -> tuple[dict, dict]:
 
 def default_out_dir(checkpoint) -> Path:
     """Where the check of `checkpoint` goes by default: RUN/real (beside the checkpoint when it is in no run)."""
-    from maskdepth.core.runs import resolve_checkpoint
-    from maskdepth.validation.validate import run_dir_of
+    from maskdepth.core.runs import resolve_checkpoint, run_dir_of
 
     path = resolve_checkpoint(checkpoint)
     return (run_dir_of(path) or path.parent) / REAL_DIR
