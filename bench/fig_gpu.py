@@ -35,8 +35,8 @@ def epoch_estimate(settings: Settings, device: str) -> dict:
     from maskdepth.core.device import describe
     from maskdepth.datasets.dataset import build_dataset
     from maskdepth.plan.stages import get_stage
+    from maskdepth.training.builders import make_loader
     from maskdepth.training.config import TrainConfig
-    from maskdepth.training.trainer import make_loader
 
     defaults = get_stage("full").train_defaults
     batch = settings.gpu_batch

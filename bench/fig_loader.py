@@ -164,8 +164,8 @@ def rows_store(dataset, indices: list[int], folder: Path):
 
 def loader_of(dataset, batch: int):
     """The trainer's training loader over `dataset` (shuffle generator seeded 0, workers 0)."""
+    from maskdepth.training.builders import make_loader
     from maskdepth.training.config import TrainConfig
-    from maskdepth.training.trainer import make_loader
 
     return make_loader(dataset, TrainConfig(batch_size=batch), train=True, pin_memory=False,
                        generator=torch.Generator().manual_seed(0))
@@ -308,8 +308,8 @@ def run(settings: Settings, workdir: Path) -> dict:
 
 def packed_loader(settings: Settings, workdir: Path):
     """Our DataLoader over the 1k train split materialized as packed arrays (written here first)."""
+    from maskdepth.training.builders import make_loader
     from maskdepth.training.config import TrainConfig
-    from maskdepth.training.trainer import make_loader
 
     folder = workdir / "packed_1k"
     materialize_packed("1k", folder, settings.size)

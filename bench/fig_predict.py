@@ -91,7 +91,7 @@ def write_checkpoint(path: Path, stage: str = "1k", size: int | None = None) -> 
 
     from bench.steps import default_config
     from maskdepth.models.checkpoint import save_checkpoint
-    from maskdepth.training.trainer import build_model
+    from maskdepth.training.builders import build_model
 
     cfg = default_config(stage, weights="none", **({"size": size} if size else {}))
     torch.manual_seed(0)

@@ -63,7 +63,7 @@ def default_precision(device: str = "cpu", stage: str = "1k") -> torch.dtype | N
 
 
 def _stage_model(cfg) -> nn.Module:
-    from maskdepth.training.trainer import build_model
+    from maskdepth.training.builders import build_model
 
     model = build_model(cfg)
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model
@@ -163,9 +163,9 @@ def make_rig(model: str, task: str, *, device: str = "cpu", channels_last: bool 
              model_kwargs: dict | None = None) -> StepRig:
     """Model, loss (the training defaults) and AdamW, as `maskdepth.training.trainer.Trainer` makes them."""
     from maskdepth.evaluation.losses import build_loss
+    from maskdepth.training.builders import build_model
     from maskdepth.training.config import TrainConfig
     from maskdepth.training.optim import build_optimizer
-    from maskdepth.training.trainer import build_model
 
     torch.manual_seed(seed)
     cfg = TrainConfig(model=model, task=task, lr=lr, device=device, channels_last=channels_last,

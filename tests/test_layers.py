@@ -15,7 +15,7 @@ from maskdepth.layers import LAYERS, MAX_IMPORTS, WIDE_LAYERS
 PACKAGE = LIB / "maskdepth"
 
 # Modules still importing more than MAX_IMPORTS project modules (remove an entry when it is split):
-KNOWN_WIDE: set[str] = {"maskdepth.training.trainer", "maskdepth.validation.validate"}
+KNOWN_WIDE: set[str] = set()
 
 
 def layer_of(module: str) -> int | None:

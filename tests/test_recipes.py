@@ -196,8 +196,8 @@ def test_every_entry_point_trains_the_same_network(monkeypatch):
     from maskdepth.cli.train import run as train_command
     from maskdepth.models import model_info
     from maskdepth.plan.stages import STAGES, stage_defaults
+    from maskdepth.training.builders import build_model
     from maskdepth.training.config import TrainConfig
-    from maskdepth.training.trainer import build_model
     from maskdepth.workflow.notebooks import notebooks_dir
 
     built = {}

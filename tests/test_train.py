@@ -15,7 +15,8 @@ import torch
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.models.checkpoint import load_checkpoint, load_model, save_checkpoint
 from maskdepth.training.config import TrainConfig
-from maskdepth.training.trainer import TrainingDiverged, train
+from maskdepth.training.epoch import TrainingDiverged
+from maskdepth.training.trainer import train
 
 TINY = dict(data="playground", size=32, batch_size=8, val_batch_size=16, epochs=2, lr=3e-3,
             progress_bar=False, tensorboard=False, model_kwargs={"encoder": "lean", "context": False, "base_channels": 8})
@@ -91,7 +92,7 @@ def test_a_dataset_without_ood_samples_trains_and_says_so(tmp_path, monkeypatch,
 
 
 def test_best_metric_direction_comes_from_the_catalogue():
-    from maskdepth.training.trainer import _is_better
+    from maskdepth.training.checkpoints import _is_better
 
     assert _is_better(0.9, 0.8, "seen.iou") and _is_better(0.9, 0.8, "ood.ordering")
     assert _is_better(0.1, 0.2, "seen.loss") and _is_better(0.1, 0.2, "unseen.sa_abs_rel")
@@ -162,14 +163,16 @@ def test_nan_validation_or_weights_never_become_a_checkpoint(tmp_path, monkeypat
     monkeypatch.setattr(T, "evaluate", real_evaluate)
 
     # weights that overflow to inf during the epoch: caught before saving, even with finite losses
-    real_step = T.Schedule.after_epoch
+    from maskdepth.training.optim import Schedule
+
+    real_step = Schedule.after_epoch
 
     def poison_weights(self, val_loss):
         real_step(self, val_loss)
         with torch.no_grad():
             next(iter(self.sched.optimizer.param_groups[0]["params"])).fill_(float("inf"))
 
-    monkeypatch.setattr(T.Schedule, "after_epoch", poison_weights)
+    monkeypatch.setattr(Schedule, "after_epoch", poison_weights)
     cfg = tiny_config(tmp_path / "w", epochs=2)
     with pytest.raises(TrainingDiverged, match="weights hold NaN or infinite values after epoch 1"):
         train(cfg)
@@ -203,15 +206,16 @@ RUNNER = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     import maskdepth.training.trainer as T
+    from maskdepth.training.optim import Schedule
     cfg = T.TrainConfig.from_mapping(json.loads(sys.argv[1]))
     kill_at = int(sys.argv[2])
     if kill_at:
-        real_after_step = T.Schedule.after_step
+        real_after_step = Schedule.after_step
         def after_step(self):
             real_after_step(self)
             if self._steps == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
-        T.Schedule.after_step = after_step
+        Schedule.after_step = after_step
     T.train(cfg)
     """
 )
@@ -276,16 +280,17 @@ KILL_BEFORE_BEST = textwrap.dedent(
     import json, os, signal, sys
     import torch
     torch.set_num_threads(1)
+    import maskdepth.training.checkpoints as C
     import maskdepth.training.trainer as T
-    T._is_better = lambda value, best, metric: True  # every epoch is a new best: best.pt follows last.pt
+    C._is_better = lambda value, best, metric: True  # every epoch is a new best: best.pt follows last.pt
     cfg = T.TrainConfig.from_mapping(json.loads(sys.argv[1]))
-    kill_at, calls, real_copy = int(sys.argv[2]), [0], T.copy_file
+    kill_at, calls, real_copy = int(sys.argv[2]), [0], C.copy_file
     def copy_file(src, dst):
         calls[0] += 1
         if calls[0] == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)  # this epoch's last.pt is written, best.pt not yet
         real_copy(src, dst)
-    T.copy_file = copy_file
+    C.copy_file = copy_file
     T.train(cfg)
     """
 )

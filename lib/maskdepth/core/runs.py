@@ -19,6 +19,11 @@ from pathlib import Path
 from maskdepth.core.errors import MaskdepthError
 
 OUTPUTS_ENV = "MASKDEPTH_OUTPUTS"
+# What training writes in a run folder: a fresh run refuses a folder holding any of them (--resume continues it).
+TRAINING_FILES = ("checkpoints/last.pt", "checkpoints/best.pt", "history.json", "metrics.json")
+# The run folder's own files (besides figures, notebooks and validation/), in the order its page links them.
+RUN_FOLDER_FILES = ("run.json", "config.json", "metrics.json", "history.json", "summary.md", "train.log", "setup.json",
+                    "data.json", "checkpoints/best.pt", "checkpoints/last.pt", "tb")
 
 
 def outputs_root() -> Path:

@@ -49,8 +49,6 @@ COMPARISON_IN_RUN = "report.html"  # the comparison page's name inside a run fol
 # Figures of a validation split in the order its notebook shows them (others follow, sorted).
 FIGURE_ORDER = ("mask_grid.png", "best_worst_iou.png", "depth_grid.png", "best_worst_abs_rel.png", "histograms.png",
                 "training_curves.png")
-RUN_FILES = ("run.json", "config.json", "metrics.json", "history.json", "summary.md", "train.log", "setup.json",
-             "data.json", "checkpoints/best.pt", "checkpoints/last.pt", "tb")
 
 CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
@@ -519,7 +517,7 @@ def _parameters_section(config, params) -> str:
 
 def _files_section(run_dir: Path) -> str:
     links = [f'<li><a href="{href(run_dir / rel, run_dir)}">{escape(rel)}</a></li>'
-             for rel in RUN_FILES if (run_dir / rel).exists()]
+             for rel in runs.RUN_FOLDER_FILES if (run_dir / rel).exists()]
     return f"<ul>{''.join(links)}</ul>\n" if links else "<p>No files yet.</p>\n"
 
 
