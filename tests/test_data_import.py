@@ -233,7 +233,7 @@ def test_a_corrupt_zip_member_is_a_problem_file_not_a_traceback(tmp_path, capsys
 
 
 def test_zip_members_are_streamed_and_capped(tmp_path, monkeypatch):
-    import maskdepth.datasets.importer as importer
+    import maskdepth.datasets.import_source as import_source
 
     src = tmp_path / "src"
     make_tree(src)
@@ -252,7 +252,7 @@ def test_zip_members_are_streamed_and_capped(tmp_path, monkeypatch):
     with pytest.raises(ImportProblems, match=r"bomb.zip:fg_bg/bg0_fg0_0.png: not an image"):
         import_dataset(zpath, tmp_path / "out", size=SIZE)
     assert unpacked["bytes"] < 2**20  # the header was enough: the 64 MiB were never unpacked
-    monkeypatch.setattr(importer, "MAX_MEMBER_BYTES", 32 * 2**20)
+    monkeypatch.setattr(import_source, "MAX_MEMBER_BYTES", 32 * 2**20)
     with pytest.raises(ImportProblems, match=r"bg0_fg0_0.png: unpacks to 64 MiB, over the 32 MiB limit"):
         import_dataset(zpath, tmp_path / "out", size=SIZE)
 
