@@ -19,7 +19,8 @@ from PIL import Image
 from maskdepth.cli import main
 from maskdepth.evaluation.catalogue import HEADLINE, format_value
 from maskdepth.pages import report as rep
-from maskdepth.pages.runpage import PAGE, render_notebook, write_run_page
+from maskdepth.pages.notebook_html import render_notebook
+from maskdepth.pages.runpage import PAGE, write_run_page
 from maskdepth.plan.stages import VAL_SPLITS
 
 

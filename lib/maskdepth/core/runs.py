@@ -10,9 +10,11 @@ sort by time and identical settings are easy to spot.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -204,3 +206,17 @@ def resolve_checkpoint(path: str | os.PathLike | None) -> Path:
     if not p.is_file():
         raise MaskdepthError(f"checkpoint {p}: no such file")
     return p
+
+
+@contextlib.contextmanager
+def damaged_as_error(run_dir) -> Iterator[None]:
+    """A run folder whose JSON files hold values of the wrong kind (a string where a number or
+    a mapping belongs): one line naming the folder, not a traceback."""
+    try:
+        yield
+    except MaskdepthError:
+        raise
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+        detail = (str(exc).splitlines() or [""])[0][:200]
+        raise MaskdepthError(f"{run_dir}: run.json, config.json, metrics.json or history.json holds a value of the "
+                             f"wrong kind ({type(exc).__name__}: {detail}); the run folder is damaged") from None

@@ -233,7 +233,7 @@ def report(paths, out_dir: str | os.PathLike | None = None, *, sort: str | None 
     if not paths:
         raise MaskdepthError("report: give at least one run folder or a folder holding runs")
     from maskdepth.core.fileio import check_output
-    from maskdepth.pages.runpage import damaged_as_error
+    from maskdepth.core.runs import damaged_as_error
 
     found = runs.find_runs(paths)
     unique = list(dict.fromkeys(p.resolve() for p in found))
@@ -264,7 +264,7 @@ def _report(rows: list[dict], unique: list[Path], out_dir, sort, write: bool) ->
 
 def write_comparison(result: Report, out: Path) -> None:
     """The curves, the depth-scale figure (each when some run has what it needs) and index.html."""
-    from maskdepth.pages.runpage import write_comparison_page
+    from maskdepth.pages.comparison import write_comparison_page
 
     names = _short_names([r["run"] for r in result.rows])
     histories = {name: _history(Path(r["run"])) for name, r in zip(names, result.rows)}

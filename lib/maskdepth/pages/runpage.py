@@ -1,173 +1,36 @@
-"""The HTML pages: each run folder's index.html and the comparison page of `maskdepth report`.
+"""The run page: RUN/index.html, written by `maskdepth run` when a stage ends (also when it fails or
+is interrupted), by `maskdepth train` when training ends and by `maskdepth report --page RUN`.
 
-RUN/index.html is written by `maskdepth run` when a stage ends (also when it fails or is
-interrupted), by `maskdepth train` when training ends and by `maskdepth report --page RUN`.
-One page shows: the summary (stage, status, times, model, data), the gate decision, the
-metrics of each validation split (labels, directions and definitions from the catalogue,
-`maskdepth.pages.metric_html.html_table`), the executed notebooks rendered as HTML
-(notebooks/<name>.html), every figure of the run folder (figures/*.png,
-validation/<split>/*.png), the parameters (config.json, run.json) and links to the run's files.
-
-REPORT_DIR/index.html (`maskdepth report`, via `maskdepth.pages.report`; report.html when REPORT_DIR
-is itself a run folder) compares runs: the metrics
-of every run per split (the best of each column in bold), the bar chart, the training curves
-overlaid and the depth-scale error, with links to each run's own page.
-
-Pages are self-contained and readable offline: one HTML file with its CSS inline, no script,
-font or stylesheet from elsewhere; images and files are linked by relative paths, so a run
-folder copied anywhere keeps its page. Every file is written atomically (`maskdepth.core.fileio`).
-
-Notebooks render with nbconvert's HTMLExporter (a dependency: Jupyter's own renderer, so
-outputs look as they do in Jupyter), its script links to the web removed. A rendering is
-redone only when the notebook is newer; a notebook that cannot be rendered is named with
-the reason on the page, which still works.
+It shows the summary (stage, status, times, model, data), the gate decision, the metrics of each
+validation split (labels, directions and definitions from the catalogue), the executed notebooks
+rendered as HTML, the real-photo check, every figure of the run folder, the parameters
+(config.json, run.json) and links to the run's files. Every file is written atomically.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
-from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime, timezone
+from collections.abc import Mapping
 from html import escape
 from pathlib import Path
-from urllib.parse import quote
 
 from maskdepth.core import runs
 from maskdepth.core.errors import MaskdepthError
-from maskdepth.core.fileio import read_json, write_text
-from maskdepth.core.runs import format_duration, format_params
+from maskdepth.core.fileio import write_text
+from maskdepth.core.runs import damaged_as_error, format_duration
 from maskdepth.evaluation.catalogue import DETAIL, HEADLINE, format_value, label
+from maskdepth.pages.html import badge, figure_html, href, kv_table, page_html, read_optional, value_text
 from maskdepth.pages.metric_html import html_table
+from maskdepth.pages.notebook_html import earlier_rendering, render_notebook
 from maskdepth.plan.stages import VAL_SPLITS
 from maskdepth.validation.realcheck import REAL_DIR, REAL_JSON, SCORE_KEYS, table_rows
 
 PAGE = "index.html"
-COMPARISON_IN_RUN = "report.html"  # the comparison page's name inside a run folder (index.html is the run's)
 # Figures of a validation split in the order its notebook shows them (others follow, sorted).
 FIGURE_ORDER = ("mask_grid.png", "best_worst_iou.png", "depth_grid.png", "best_worst_abs_rel.png", "histograms.png",
                 "training_curves.png")
 
-CSS = """
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
-       margin: 0 auto; padding: 12px 24px 40px; max-width: 1640px; color: #1d1d1f; background: #fff; }
-h1 { font-size: 22px; margin: 8px 0 4px; } h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 1px solid #ddd; }
-h3 { font-size: 15px; margin: 18px 0 6px; }
-nav { font-size: 13px; color: #555; } nav a { margin-right: 12px; }
-a { color: #0b5cad; }
-table { border-collapse: collapse; margin: 6px 0 10px; font-size: 13px; }
-th, td { border: 1px solid #d0d0d0; padding: 3px 8px; text-align: left; vertical-align: top; }
-thead th { background: #f0f2f5; } tbody th { background: #fafafa; font-weight: 600; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-td.note { color: #777; font-style: italic; }
-table.kv th { width: 14em; }
-pre { background: #f6f8fa; padding: 8px; overflow-x: auto; font-size: 12px; white-space: pre-wrap; }
-.badge { display: inline-block; padding: 1px 8px; border-radius: 10px; color: #fff; font-weight: 600; }
-.ok, .passed { background: #2e7d32; } .failed, .not-passed { background: #c62828; }
-.interrupted, .running, .unfinished { background: #ef6c00; } .other { background: #607d8b; }
-.error { border-left: 4px solid #c62828; background: #fdecea; padding: 6px 10px; }
-.muted { color: #666; font-size: 12px; }
-figure { margin: 10px 0 18px; } figcaption { font-size: 12px; color: #555; }
-figure img { max-width: 100%; max-height: 90vh; width: auto; height: auto; border: 1px solid #e0e0e0; }
-details { margin: 6px 0; } summary { cursor: pointer; color: #0b5cad; }
-"""
-_IMG_STYLE = "max-width:100%;height:auto"  # also without the stylesheet, no figure is wider than the page
-
-
-# -- small helpers ---------------------------------------------------------------------------------
-def href(target: str | os.PathLike, page_dir: str | os.PathLike) -> str:
-    """The relative, URL-quoted link from a page in `page_dir` to `target`."""
-    rel = os.path.relpath(Path(target).resolve(), Path(page_dir).resolve())
-    return quote(rel.replace(os.sep, "/"), safe="/")
-
-
-def _read(path: Path, problems: list[str]) -> dict | None:
-    """A JSON file's content; None when absent; a file that cannot be read is noted in `problems`."""
-    if not path.is_file():
-        return None
-    try:
-        value = read_json(path)
-    except (OSError, ValueError) as exc:
-        problems.append(f"{path.name} cannot be read ({exc})")
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _value(value) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value)
-
-
-def _kv_table(rows: Iterable[tuple[str, str]]) -> str:
-    """A two-column table; values are HTML already."""
-    body = "".join(f"<tr><th>{escape(k)}</th><td>{v}</td></tr>" for k, v in rows)
-    return f'<table class="kv"><tbody>{body}</tbody></table>\n'
-
-
-def _badge(text: str) -> str:
-    word = text.removeprefix("gate ").split()[0] if text else "other"
-    cls = word if word in ("ok", "failed", "interrupted", "running", "unfinished", "passed") else "other"
-    if text.endswith("not passed"):
-        cls = "not-passed"
-    return f'<span class="badge {cls}">{escape(text)}</span>'
-
-
-def _page(title: str, body: str) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}\n"
-            f'<p class="muted">written {stamp} by maskdepth</p>\n</body>\n</html>\n')
-
-
-def _figure(path: Path, page_dir: Path, caption: str) -> str:
-    link = href(path, page_dir)
-    return (f'<figure><a href="{link}"><img src="{link}" alt="{escape(caption)}" loading="lazy" '
-            f'style="{_IMG_STYLE}"></a><figcaption>{escape(caption)}</figcaption></figure>\n')
-
-
-# -- notebooks -------------------------------------------------------------------------------------
-_EXTERNAL_SCRIPT = re.compile(r'<script\b[^>]*\bsrc\s*=\s*"(?:https?:)?//[^"]*"[^>]*>\s*</script>\s*', re.I)
-_EMPTY_SCRIPT = re.compile(r'<script\b[^>]*\bsrc\s*=\s*""[^>]*>\s*</script>\s*', re.I)
-
-
-def render_notebook(ipynb: Path, out: Path | None = None, *, force: bool = False) -> tuple[Path | None, str]:
-    """Render an executed notebook to HTML next to it (notebooks/<name>.html).
-
-    Returns (the HTML file, a note for the page): (None, "could not render: ...") when it fails.
-    An HTML file newer than the notebook is kept as it is (unless `force`)."""
-    out = out or ipynb.with_suffix(".html")
-    if not force and out.is_file() and out.stat().st_mtime >= ipynb.stat().st_mtime:
-        return out, "rendered"
-    try:
-        import nbformat
-
-        nb = nbformat.read(str(ipynb), as_version=4)
-    except Exception as exc:  # a truncated or foreign file: the page says so
-        return None, f"could not render: {type(exc).__name__}: {exc}"
-    try:
-        html = _nbconvert_html(nb)
-    except Exception as exc:  # nbconvert missing or broken (e.g. its templates): the page says so
-        return None, f"could not render: {type(exc).__name__}: {exc}"
-    note = "rendered with nbconvert"
-    write_text(out, html)
-    return out, note
-
-
-def _nbconvert_html(nb) -> str:
-    """nbconvert's HTML, without the scripts it would fetch from the web (MathJax, require.js, mermaid)."""
-    from nbconvert import HTMLExporter
-
-    exporter = HTMLExporter()
-    for name in ("require_js_url", "mathjax_url", "mermaid_js_url", "mermaid_layout_elk_js_url"):
-        if exporter.has_trait(name):
-            setattr(exporter, name, "")
-    body, _ = exporter.from_notebook_node(nb)
-    body = _EXTERNAL_SCRIPT.sub("", body)
-    return _EMPTY_SCRIPT.sub("", body)
 
 
 # -- the run page ----------------------------------------------------------------------------------
@@ -198,19 +61,6 @@ def write_run_page(run_dir: str | os.PathLike, *, render_notebooks: bool = True)
     return path
 
 
-@contextlib.contextmanager
-def damaged_as_error(run_dir) -> Iterator[None]:
-    """A run folder whose JSON files hold values of the wrong kind (a string where a number or
-    a mapping belongs): one line naming the folder, not a traceback."""
-    try:
-        yield
-    except MaskdepthError:
-        raise
-    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
-        detail = (str(exc).splitlines() or [""])[0][:200]
-        raise MaskdepthError(f"{run_dir}: run.json, config.json, metrics.json or history.json holds a value of the "
-                             f"wrong kind ({type(exc).__name__}: {detail}); the run folder is damaged") from None
-
 
 def write_page(run_dir: str | os.PathLike, log=print, *, render_notebooks: bool = True) -> Path | None:
     """`write_run_page` at the end of a stage or a training run: the page's path, or None with a
@@ -227,10 +77,10 @@ def write_page(run_dir: str | os.PathLike, log=print, *, render_notebooks: bool 
 
 def run_page_html(run_dir: Path, *, render_notebooks: bool = True) -> str:
     problems: list[str] = []
-    info = _read(run_dir / "run.json", problems)
-    config = _read(run_dir / "config.json", problems)
-    metrics = _read(run_dir / "metrics.json", problems)
-    history_file = _read(run_dir / "history.json", problems)
+    info = read_optional(run_dir / "run.json", problems)
+    config = read_optional(run_dir / "config.json", problems)
+    metrics = read_optional(run_dir / "metrics.json", problems)
+    history_file = read_optional(run_dir / "history.json", problems)
     history = list((history_file or {}).get("epochs") or [])
     params = (info or {}).get("params") or {}
     settings = {**params, **(config or {})}
@@ -244,15 +94,15 @@ def run_page_html(run_dir: Path, *, render_notebooks: bool = True) -> str:
         ("gate", "Gate", _gate_section(info, status)),
         ("metrics", "Metrics", _metrics_section(metrics, history)),
         ("notebooks", "Notebooks", _notebooks_section(run_dir, info, render_notebooks)),
-        ("real", "Real photos", _real_section(run_dir, _read(run_dir / REAL_DIR / REAL_JSON, problems))),
+        ("real", "Real photos", _real_section(run_dir, read_optional(run_dir / REAL_DIR / REAL_JSON, problems))),
         ("figures", "Figures", _figures_section(run_dir)),
         ("parameters", "Parameters", _parameters_section(config, params)),
         ("files", "Files", _files_section(run_dir)),
     ]
     nav = " ".join(f'<a href="#{key}">{escape(text)}</a>' for key, text, _ in sections)
     gate = (info or {}).get("gate")
-    verdict = f" {_badge('gate ' + ('passed' if gate.get('passed') else 'not passed'))}" if gate else ""
-    body = [f"<h1>{escape(title)} {_badge(status)}{verdict}</h1>", f'<div class="muted">{escape(str(run_dir.resolve()))}</div>',
+    verdict = f" {badge('gate ' + ('passed' if gate.get('passed') else 'not passed'))}" if gate else ""
+    body = [f"<h1>{escape(title)} {badge(status)}{verdict}</h1>", f'<div class="muted">{escape(str(run_dir.resolve()))}</div>',
             f"<nav>{nav}</nav>"]
     if (info or {}).get("error"):
         body.append(f'<div class="error"><b>error</b><pre>{escape(str(info["error"]))}</pre></div>')
@@ -265,7 +115,7 @@ def run_page_html(run_dir: Path, *, render_notebooks: bool = True) -> str:
     for problem in problems:
         body.append(f'<div class="error">{escape(problem)}</div>')
     body += [f'<h2 id="{key}">{escape(text)}</h2>\n{html}' for key, text, html in sections]
-    return _page(title, "\n".join(body))
+    return page_html(title, "\n".join(body))
 
 
 def _status(info, metrics, history, settings) -> str:
@@ -281,7 +131,7 @@ def _status(info, metrics, history, settings) -> str:
 def _summary_section(run_dir, info, settings, metrics, history, status) -> str:
     info = info or {}
     metrics = metrics or {}
-    rows: list[tuple[str, str]] = [("status", _badge(status))]
+    rows: list[tuple[str, str]] = [("status", badge(status))]
     stage = info.get("stage")
     rows.append(("stage", escape(stage) if stage else "– (a <code>maskdepth train</code> run, no stage gate)"))
     if info.get("start"):
@@ -333,7 +183,7 @@ def _summary_section(run_dir, info, settings, metrics, history, status) -> str:
         rows.append(("machine", escape(f"python {info.get('python', '?')}, torch {dev.get('torch', '?')}, "
                                        f"CUDA {'yes' if dev.get('cuda_available') else 'no'}, "
                                        f"{dev.get('platform', '')}")))
-    return _kv_table(rows)
+    return kv_table(rows)
 
 
 def _gate_section(info, status) -> str:
@@ -343,7 +193,7 @@ def _gate_section(info, status) -> str:
         return "<p>Not a stage run (<code>maskdepth run</code>): no gate.</p>\n"
     gate = info.get("gate")
     if not gate:
-        return f"<p>No gate decision: the run's status is {_badge(status)}.</p>\n"
+        return f"<p>No gate decision: the run's status is {badge(status)}.</p>\n"
     verdict = "passed" if gate.get("passed") else "not passed"
     rows = []
     for check in gate.get("checks") or []:
@@ -352,11 +202,11 @@ def _gate_section(info, status) -> str:
         result = "skipped" if check.get("skipped") else ("ok" if check.get("ok") else "failed")
         rows.append(f"<tr><th>{escape(split)} {escape(label(key))}</th>"
                     f'<td class="num">{escape(format_value(key, check.get("value")))}</td>'
-                    f"<td>{bound} {escape(str(check.get(bound)))}</td><td>{_badge(result)}</td>"
+                    f"<td>{bound} {escape(str(check.get(bound)))}</td><td>{badge(result)}</td>"
                     f"<td>{escape(describe_check(check))}</td></tr>")
     table = ("<table><thead><tr><th>threshold</th><th>value</th><th>bound</th><th>result</th><th>check</th></tr>"
              f"</thead><tbody>{''.join(rows)}</tbody></table>\n")
-    return f"<p>Gate: {_badge(verdict)}</p>\n{table}"
+    return f"<p>Gate: {badge(verdict)}</p>\n{table}"
 
 
 def _split_rows(source: Mapping, counts: Mapping) -> tuple[list, dict]:
@@ -392,7 +242,7 @@ def _range_m(value) -> str:
     """[lo, hi] in metres as "2.1–5.0 m"; anything else as it is."""
     if isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
         return f"{value[0]:.1f}–{value[1]:.1f} m"
-    return _value(value)
+    return value_text(value)
 
 
 def _real_section(run_dir: Path, real) -> str:
@@ -419,7 +269,7 @@ def _real_section(run_dir: Path, real) -> str:
                        + "</tr>" for row, cells in rows)
         parts.append(f"<h3>{name}</h3><p class=\"muted\">{escape(str(photo.get('about', '')))}; measured "
                      f"{escape(_range_m(photo.get('gt_range_m')))}, predicted {escape(_range_m(photo.get('pred_range_m')))}"
-                     f"; the network saw {escape(_value(photo.get('network_size')))} (H, W)</p>")
+                     f"; the network saw {escape(value_text(photo.get('network_size')))} (H, W)</p>")
         parts.append(f"<table><thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody></table>")
         figure = run_dir / REAL_DIR / str(photo.get("figure", ""))
         if photo.get("figure") and figure.is_file() and figure.parent == run_dir / REAL_DIR:
@@ -463,7 +313,7 @@ def _figures_section(run_dir: Path) -> str:
                              f"the same picture as {escape(first)} above</p>")
                 continue
             seen[digest] = png
-            parts.append(_figure(png, run_dir, rel))
+            parts.append(figure_html(png, run_dir, rel))
     return "\n".join(parts) + "\n"
 
 
@@ -482,32 +332,25 @@ def _notebooks_section(run_dir: Path, info, render: bool) -> str:
         if not ipynb.is_file():
             cell = "not written"
         else:
-            html, note = render_notebook(ipynb) if render else _earlier_rendering(ipynb)
+            html, note = render_notebook(ipynb) if render else earlier_rendering(ipynb)
             cell = f'<a href="{href(ipynb, run_dir)}">{escape(nb)}</a>'
             if html is not None:
                 cell = f'<a href="{href(html, run_dir)}">{escape(html.name)}</a> · ' + cell
             if note:
                 cell += f' <span class="muted">{escape(note)}</span>'
-        rows.append(f"<tr><th>{escape(nb)}</th><td>{_badge(status)}</td><td class=\"num\">{seconds}</td>"
+        rows.append(f"<tr><th>{escape(nb)}</th><td>{badge(status)}</td><td class=\"num\">{seconds}</td>"
                     f"<td>{cell}</td></tr>")
     return ("<table><thead><tr><th>notebook</th><th>status</th><th>time</th><th>executed notebook</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>\n")
-
-
-def _earlier_rendering(ipynb: Path) -> tuple[Path | None, str]:
-    html = ipynb.with_suffix(".html")
-    if html.is_file() and html.stat().st_mtime >= ipynb.stat().st_mtime:
-        return html, "rendered"
-    return None, "not rendered yet: maskdepth report --page RUN renders it"
 
 
 def _parameters_section(config, params) -> str:
     parts = []
     if config:
         parts.append("<h3>training configuration (config.json)</h3>")
-        parts.append(_kv_table((k, escape(_value(v))) for k, v in config.items()))
+        parts.append(kv_table((k, escape(value_text(v))) for k, v in config.items()))
     if params:
-        table = _kv_table((k, escape(_value(v))) for k, v in params.items())
+        table = kv_table((k, escape(value_text(v))) for k, v in params.items())
         if config:
             parts.append(f"<details><summary>stage parameters (run.json)</summary>{table}</details>")
         else:
@@ -519,88 +362,3 @@ def _files_section(run_dir: Path) -> str:
     links = [f'<li><a href="{href(run_dir / rel, run_dir)}">{escape(rel)}</a></li>'
              for rel in runs.RUN_FOLDER_FILES if (run_dir / rel).exists()]
     return f"<ul>{''.join(links)}</ul>\n" if links else "<p>No files yet.</p>\n"
-
-
-# -- the comparison page ---------------------------------------------------------------------------
-def write_comparison_page(out_dir: str | os.PathLike, rows: list[dict], names: list[str], files: Mapping[str, Path],
-                          ratios: Mapping[str, Mapping] | None = None, *, keys: list[str]) -> Path:
-    """OUT/index.html comparing the report's runs (`maskdepth.pages.report.report` calls it); OUT/report.html
-    when OUT is itself a run folder (a report of one run), whose index.html is the run's own page."""
-    out = Path(out_dir)
-    path = out / (COMPARISON_IN_RUN if is_page_dir(out) else PAGE)
-    write_text(path, comparison_html(out, rows, names, files, ratios or {}, keys))
-    return path
-
-
-def comparison_html(out: Path, rows: list[dict], names: list[str], files: Mapping[str, Path],
-                    ratios: Mapping[str, Mapping], keys: list[str]) -> str:
-    """The comparison page; `keys`: the metric columns shown (those some run has a value for)."""
-    import numpy as np
-
-
-    links = {}
-    for name, r in zip(names, rows):
-        run = Path(r["run"])
-        links[name] = href(run / PAGE if (run / PAGE).is_file() else run, out)
-    body = [f"<h1>{len(rows)} run{'s' if len(rows) != 1 else ''} compared</h1>",
-            f'<div class="muted">{escape(str(out.resolve()))}</div>',
-            '<nav><a href="#runs">Runs</a> <a href="#metrics">Metrics</a> <a href="#curves">Training curves</a> '
-            '<a href="#scale">Depth scale</a> <a href="#files">Files</a></nav>',
-            '<h2 id="runs">Runs</h2>']
-    table = ["<table><thead><tr><th>run</th><th>model</th><th>task</th><th>params</th><th>stage</th><th>epochs</th>"
-             "<th>time</th><th>status</th></tr></thead><tbody>"]
-    for name, r in zip(names, rows):
-        epochs = "–" if r["epochs"] is None else str(r["epochs"])
-        if r.get("best_epoch") is not None:
-            epochs += f" (best {r['best_epoch']})"
-        status = "ok" if r["status"] == "finished" else r["status"]
-        table.append(f'<tr><th><a href="{links[name]}">{escape(name)}</a></th><td>{escape(str(r["model"]))}</td>'
-                     f"<td>{escape(str(r['task'] or '–'))}</td><td class=\"num\">{escape(format_params(r['params']))}</td>"
-                     f"<td>{escape(str(r['stage']))}</td><td class=\"num\">{escape(epochs)}</td>"
-                     f"<td class=\"num\">{escape(format_duration(r['train_time_s']))}</td><td>{_badge(status)}</td></tr>")
-    table.append("</tbody></table>")
-    body.append("\n".join(table))
-    body.append('<h2 id="metrics">Metrics</h2>')
-    body.append("<p>Per validation split, each run's best epoch (an unfinished run: its last finished one); the "
-                "best value of each column in bold. Hover a column for its definition.</p>")
-    for split in VAL_SPLITS:
-        body.append(f"<h3>{escape(split)}</h3>")
-        body.append(html_table([(name, r[split]) for name, r in zip(names, rows)], keys, first="run",
-                               drop_empty_columns=False, mark_best=True, links=links))
-    if "png" in files:
-        body.append(_figure(files["png"], out, "every metric per run and split"))
-    body.append('<h2 id="curves">Training curves</h2>')
-    if "curves" in files:
-        body.append("<p>From each run's <code>history.json</code>: a colour per run; seen solid, unseen dashed, "
-                    "ood dotted.</p>")
-        body.append(_figure(files["curves"], out, "training curves overlaid"))
-    else:
-        body.append("<p>No run has a history.json.</p>")
-    body.append('<h2 id="scale">Depth-scale error</h2>')
-    body.append("<p>Each validation image's median predicted depth over its median true depth (valid pixels, the "
-                "prediction clamped as the metrics clamp it): 1 is the right scale, 2 twice too far. Scale-aligned "
-                "metrics (sa …) remove exactly this factor. From <code>validation/&lt;split&gt;/predictions.npz</code>"
-                ", which <code>maskdepth validate</code> (the 03_validate notebooks) saves.</p>")
-    with_ratios = [n for n in names if any(len(v) for v in (ratios.get(n) or {}).values())]
-    if "depth_scale" in files and with_ratios:
-        head = "".join(f"<th>{escape(s)}</th>" for s in VAL_SPLITS)
-        lines = [f"<table><thead><tr><th>run</th>{head}</tr></thead><tbody>"]
-        for name in with_ratios:
-            cells = []
-            for split in VAL_SPLITS:
-                v = (ratios.get(name) or {}).get(split)
-                cells.append(f'<td class="num">×{np.median(v):.2f} <span class="muted">(n={len(v)})</span></td>'
-                             if v is not None and len(v) else '<td class="num">–</td>')
-            lines.append(f'<tr><th><a href="{links[name]}">{escape(name)}</a></th>{"".join(cells)}</tr>')
-        lines.append("</tbody></table>")
-        body.append("<p>Median ratio per run and split:</p>" + "\n".join(lines))
-        body.append(_figure(files["depth_scale"], out, "depth-scale ratio per image"))
-    missing = [n for n in names if n not in with_ratios]
-    if missing:
-        body.append("<p>Without saved depth predictions (no validation/&lt;split&gt;/predictions.npz with depth): "
-                    + ", ".join(f"<code>{escape(n)}</code>" for n in missing) + ".</p>")
-    body.append('<h2 id="files">Files</h2>')
-    items = [f'<li><a href="{href(p, out)}">{escape(p.name)}</a></li>' for k, p in files.items()
-             if k != "html" and Path(p).is_file()]
-    body.append(f"<ul>{''.join(items)}</ul>")
-    return _page(f"{len(rows)} runs compared", "\n".join(body))
