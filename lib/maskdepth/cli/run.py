@@ -142,7 +142,7 @@ def _check_training_parameters(stage: str, overrides: dict) -> None:
     from maskdepth.core.params import coerce, field_defaults
     from maskdepth.plan.stages import stage_defaults
     from maskdepth.training.config import TrainConfig
-    from maskdepth.training.trainer import check_memory
+    from maskdepth.training.builders import check_memory
 
     defaults = field_defaults(TrainConfig)
     params = {**stage_defaults(stage), **overrides}
