@@ -46,7 +46,7 @@ def test_the_layer_check_sees_an_upward_import():
     assert layer_of("maskdepth.core.errors") < layer_of("maskdepth.cli.train")
     assert layer_of("maskdepth.bootstrap") is None
     graph = import_graph()
-    assert "maskdepth.core.errors" in graph["maskdepth.training.trainer"]  # the graph sees real edges
+    assert "maskdepth.core.errors" in graph["maskdepth.training.checkpoints"]  # the graph sees real edges
 
 
 def test_modules_below_the_workflow_import_few_project_modules():
