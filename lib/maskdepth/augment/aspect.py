@@ -54,6 +54,6 @@ def aspect_batch(batch: dict, seed: int, epoch: int, max_aspect: float, multiple
     for key_name in SAMPLE_KEYS:
         if key_name in out:
             x = out[key_name]
-            y = torch.stack([x[i, :, t:t + h, l:l + w] for i, (t, l) in enumerate(zip(top, left))])
+            y = torch.stack([x[i, :, t:t + h, c:c + w] for i, (t, c) in enumerate(zip(top, left))])
             out[key_name] = y.contiguous(memory_format=torch.channels_last) if channels_last else y.contiguous()
     return out
