@@ -57,7 +57,9 @@ def _check_types_and_ranges(cfg) -> None:
 
 @dataclass
 class TrainConfig:
-    """Everything a run depends on. Field names are the papermill parameters and CLI flags.
+    """Everything a run depends on. Field names are the papermill parameters and CLI flags;
+    each field's comment is its help, the one source of `maskdepth train --help` and of
+    02_train's parameters cell (`make notebooks` writes it: `maskdepth.workflow.nbclean`).
 
     Its defaults are the default recipe, the one every entry point trains (maskdepth train,
     02_train, the stages, playground.ipynb): the `joint` model as registered (an ImageNet
@@ -67,46 +69,46 @@ class TrainConfig:
 
     data: str = "playground"  # stage name (playground | 1k | full) or a dataset folder
     out_dir: str = ""  # run folder; "" -> outputs/<stage>/<timestamp>-<hash>
-    model: str = "joint"
-    model_kwargs: dict = field(default_factory=dict)
+    model: str = "joint"  # network architecture (see `maskdepth models`)
+    model_kwargs: dict = field(default_factory=dict)  # JSON options of the model, e.g. '{"base_channels": 16}'
     weights: str = ""  # the encoder's initial weights: imagenet | none | a state_dict file ("": the model's default)
-    task: str = "joint"  # mask | depth | joint (the seed trained one model per task)
+    task: str = "joint"  # mask | depth | joint (the capstone trained one model per task)
     input_mode: str = "fg_bg"  # fg_bg (3 channels) | bg_fg_bg (6 channels)
-    size: int = 64
-    augment: bool = True  # random flips per sample and batched photometric augmentation (data/photometric.py)
+    size: int = 64  # square working size in pixels (images are resized to it)
+    augment: bool = True  # random flips per sample and batched photometric augmentation (maskdepth.augment.photometric)
     photometric: float = 1.0  # strength of the photometric augmentation when augment is on (0: off)
     zoom: float = 1.0  # largest zoom (crop + resize, depth kept in metres) when augment is on (1: off)
     aspect: float = 1.0  # largest long/short side ratio of non-square training crops when augment is on (1: off)
-    mask_loss: str = "bce_dice"
-    depth_loss: str = "l1_ssi"
-    mask_weight: float = 1.0
-    depth_weight: float = 1.0
+    mask_loss: str = "bce_dice"  # loss of the mask head
+    depth_loss: str = "l1_ssi"  # loss of the depth head
+    mask_weight: float = 1.0  # weight of the mask loss in the total
+    depth_weight: float = 1.0  # weight of the depth loss in the total
     uncertainty: bool = False  # learned task weighting (Kendall et al. 2018)
-    optimizer: str = "adamw"
-    lr: float = 3e-3
+    optimizer: str = "adamw"  # optimizer
+    lr: float = 3e-3  # learning rate (peak lr of the onecycle schedule)
     encoder_lr: float = 0.3  # the encoder's lr as a fraction of lr (a pretrained encoder usually wants less)
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-4  # weight decay of the optimizer
     ema: float = 0.0  # decay of a moving average of the weights that is evaluated and saved (0: off; e.g. 0.99)
     momentum: float = 0.9  # SGD only
-    schedule: str = "onecycle"
+    schedule: str = "onecycle"  # learning-rate schedule
     step_size: int = 10  # step / constant_then_step: epochs between decays
-    gamma: float = 0.1
+    gamma: float = 0.1  # step / constant_then_step: factor of each lr decay
     constant_epochs: int = 0  # constant_then_step: epochs at the initial lr before StepLR starts
-    epochs: int = 10
+    epochs: int = 10  # epochs to train
     max_steps: int = 0  # stop after this many optimizer steps in total (0: no limit)
-    batch_size: int = 32
-    workers: int = 0
-    seed: int = 0
+    batch_size: int = 32  # training batch size (per process under torchrun)
+    workers: int = 0  # DataLoader worker processes (0: load in the main process)
+    seed: int = 0  # seed of the data order, augmentation and initial weights
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "auto"  # auto (CUDA: bf16 from compute capability 8, else float16; CPU: bf16 only where it times clearly faster) | on | off
-    channels_last: bool = True  # channels_last memory format for training (faster for these models on a CPU: bench/ figure 3)
-    val_batch_size: int = 64
+    channels_last: bool = True  # channels_last memory format for training (bench/ figure 3 times it against the default format)
+    val_batch_size: int = 64  # validation batch size
     grid_every: int = 5  # epochs between TensorBoard image grids (0: never)
     # Checkpoint selection uses the `seen` split only; `unseen` and `ood` stay untouched test splits.
     best_metric: str = "seen.loss"
     resume: bool = False  # continue from out_dir/checkpoints/last.pt
-    tensorboard: bool = True
-    progress_bar: bool = True
+    tensorboard: bool = True  # write TensorBoard logs to RUN/tb
+    progress_bar: bool = True  # show a progress bar per epoch
 
     # -- construction ---------------------------------------------------------------
     @classmethod
