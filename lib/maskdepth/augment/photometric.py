@@ -23,9 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from maskdepth.augment import IMAGE_KEYS
 from maskdepth.world.textures import hash_uniform
 
-IMAGE_KEYS = ("image", "bg")
 GREY = (0.299, 0.587, 0.114)  # luma weights (sum 1)
 # Ranges at strength 1 (scaled linearly by `strength`).
 BRIGHTNESS, CONTRAST, SATURATION, CAST = 0.3, 0.3, 0.4, 0.08

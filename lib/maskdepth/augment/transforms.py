@@ -17,8 +17,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-IMAGE_KEYS = ("image", "bg")
-LABEL_KEYS = ("mask", "depth")
+from maskdepth.augment import IMAGE_KEYS, LABEL_KEYS
 
 
 def build_augment(flip_p: float = 0.5, colour: float = 0.0, hue: float = 0.0) -> v2.Transform:

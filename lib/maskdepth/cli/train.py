@@ -18,12 +18,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from maskdepth.core.params import add_dataclass_flags
     from maskdepth.evaluation.losses import DEPTH_LOSSES, MASK_LOSSES
     from maskdepth.models import list_models
-    from maskdepth.training.config import INPUT_MODES, OPTIMIZERS, SCHEDULES, TASKS, TrainConfig
+    from maskdepth.training.config import INPUT_MODES, OPTIMIZERS, RUN_TASKS, SCHEDULES, TrainConfig
 
     parser.add_argument("-f", "--params-file", help="YAML file of NAME: VALUE parameters (flags override it)")
     choices = {
         "model": list_models(),
-        "task": TASKS,
+        "task": RUN_TASKS,
         "input_mode": tuple(INPUT_MODES),
         "mask_loss": tuple(MASK_LOSSES),
         "depth_loss": tuple(DEPTH_LOSSES),

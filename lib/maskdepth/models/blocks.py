@@ -9,7 +9,7 @@ from torch import nn
 from maskdepth.core.depth import depth_from_raw
 from maskdepth.core.errors import MaskdepthError
 
-TASKS = ("mask", "depth")
+OUTPUTS = ("mask", "depth")  # what a model may predict: the keys of its forward's dict, in order
 
 
 class ConvBNReLU(nn.Sequential):
@@ -76,6 +76,6 @@ def task_outputs(raw: torch.Tensor, tasks: tuple[str, ...]) -> dict[str, torch.T
 
 
 def check_task(task: str, model_name: str) -> tuple[str, ...]:
-    if task not in TASKS:
-        raise MaskdepthError(f"{model_name}: task must be one of {', '.join(TASKS)}, got {task!r}")
+    if task not in OUTPUTS:
+        raise MaskdepthError(f"{model_name}: task must be one of {', '.join(OUTPUTS)}, got {task!r}")
     return (task,)

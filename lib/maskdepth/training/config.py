@@ -14,7 +14,7 @@ from pathlib import Path
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.evaluation.catalogue import parse_split_metric
 
-TASKS = ("mask", "depth", "joint")  # what a run trains: one output, or both ("joint")
+RUN_TASKS = ("mask", "depth", "joint")  # what a run trains: one of a model's OUTPUTS, or both ("joint")
 INPUT_MODES = {"fg_bg": 3, "bg_fg_bg": 6}
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "constant_then_step", "plateau", "onecycle")
@@ -137,7 +137,7 @@ class TrainConfig:
                 raise MaskdepthError(f"{name}={value!r}: choose one of {', '.join(map(str, options))}")
 
         _check_types_and_ranges(self)
-        choice("task", self.task, TASKS)
+        choice("task", self.task, RUN_TASKS)
         choice("input_mode", self.input_mode, tuple(INPUT_MODES))
         choice("optimizer", self.optimizer, OPTIMIZERS)
         choice("schedule", self.schedule, SCHEDULES)
@@ -162,7 +162,10 @@ class TrainConfig:
 
     @property
     def tasks(self) -> tuple[str, ...]:
-        return ("mask", "depth") if self.task == "joint" else (self.task,)
+        """The model outputs this run trains."""
+        from maskdepth.models.blocks import OUTPUTS  # here: the config module imports no torch
+
+        return OUTPUTS if self.task == "joint" else (self.task,)
 
 
 def _check_joint_model(name: str) -> None:
