@@ -14,6 +14,7 @@ from maskdepth.cli import main
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.datasets.dataset import build_dataset
 from maskdepth.evaluation.catalogue import MASK_IMAGE_KEYS, MASK_KEYS
+from maskdepth.evaluation.loop import load_predictions
 from maskdepth.evaluation.metrics import (
     DepthMeter,
     MaskMeter,
@@ -23,7 +24,7 @@ from maskdepth.evaluation.metrics import (
 from maskdepth.figures import viz
 from maskdepth.models import create_model
 from maskdepth.models.checkpoint import save_checkpoint
-from maskdepth.validation.validate import figure_paths, load_predictions, validate
+from maskdepth.validation.validate import figure_paths, validate
 
 N_SAMPLES, N_SHOW = 6, 4
 

@@ -18,7 +18,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from maskdepth.core.params import add_dataclass_flags
     from maskdepth.evaluation.losses import DEPTH_LOSSES, MASK_LOSSES
     from maskdepth.models import list_models
-    from maskdepth.training.config import INPUT_MODES, OPTIMIZERS, RUN_TASKS, SCHEDULES, TrainConfig
+    from maskdepth.training.config import (
+        AMP_MODES,
+        INPUT_MODES,
+        OPTIMIZERS,
+        RUN_TASKS,
+        SCHEDULES,
+        TrainConfig,
+    )
 
     parser.add_argument("-f", "--params-file", help="YAML file of NAME: VALUE parameters (flags override it)")
     choices = {
@@ -29,7 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "depth_loss": tuple(DEPTH_LOSSES),
         "optimizer": OPTIMIZERS,
         "schedule": SCHEDULES,
-        "amp": ("auto", "on", "off"),
+        "amp": AMP_MODES,
     }
     # --out is the output location, as in every command; --out-dir (the field's own name) still works.
     add_dataclass_flags(parser, TrainConfig, choices=choices,

@@ -74,6 +74,8 @@ def coerce(name: str, value: Any, default: Any) -> Any:
                 raise ValueError(value)
             return value
         if kind is str:
+            if isinstance(value, bool):
+                raise ValueError(value)  # YAML reads on/off/yes/no as booleans: text is written quoted
             return str(value)
     except (ValueError, TypeError, json.JSONDecodeError):
         raise MaskdepthError(f"parameter {name}={value!r}: expected {kind.__name__}") from None

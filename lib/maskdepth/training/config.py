@@ -17,6 +17,7 @@ from maskdepth.evaluation.catalogue import parse_split_metric
 RUN_TASKS = ("mask", "depth", "joint")  # what a run trains: one of a model's OUTPUTS, or both ("joint")
 INPUT_MODES = {"fg_bg": 3, "bg_fg_bg": 6}
 OPTIMIZERS = ("sgd", "adam", "adamw")
+AMP_MODES = ("auto", "on", "off")
 SCHEDULES = ("constant", "step", "constant_then_step", "plateau", "onecycle")
 # Settings a resumed run must share with the checkpoint it continues (the states must fit).
 RESUME_KEYS = ("model", "model_kwargs", "task", "input_mode", "optimizer", "schedule", "uncertainty", "ema",
@@ -35,7 +36,7 @@ def _check_types_and_ranges(cfg) -> None:
 
     for name, default in field_defaults(type(cfg)).items():
         value = getattr(cfg, name)
-        if isinstance(default, bool) and name != "amp":
+        if isinstance(default, bool):
             ok = isinstance(value, bool)
         elif isinstance(default, int) and not isinstance(default, bool):
             ok = isinstance(value, int) and not isinstance(value, bool)
@@ -141,7 +142,7 @@ class TrainConfig:
         choice("input_mode", self.input_mode, tuple(INPUT_MODES))
         choice("optimizer", self.optimizer, OPTIMIZERS)
         choice("schedule", self.schedule, SCHEDULES)
-        choice("amp", str(self.amp), ("auto", "on", "off", "True", "False"))
+        choice("amp", self.amp, AMP_MODES)
         for name in ("epochs", "batch_size", "size", "val_batch_size"):
             if int(getattr(self, name)) < 1:
                 raise MaskdepthError(f"{name}={getattr(self, name)!r}: must be >= 1")
@@ -181,9 +182,9 @@ def _check_joint_model(name: str) -> None:
 
 def resume_config(out_dir: str | os.PathLike, given: dict | None = None) -> TrainConfig:
     """The config that continues the run in `out_dir`: the run's own settings (its config.json,
-    else the config inside checkpoints/last.pt) with `given` (what the command line sets) on
-    top. Nothing falls back to the defaults of a fresh run; a field added since the run was
-    started takes its default."""
+    written when the run started) with `given` (what the command line sets) on top. Nothing
+    falls back to the defaults of a fresh run; a field added since the run was started takes
+    its default."""
     folder = Path(out_dir)
     given = dict(given or {})
     if (folder / "config.json").is_file():
@@ -191,9 +192,8 @@ def resume_config(out_dir: str | os.PathLike, given: dict | None = None) -> Trai
 
         saved = read_json(folder / "config.json")
     elif (folder / "checkpoints" / "last.pt").is_file():
-        from maskdepth.models.checkpoint import load_checkpoint
-
-        saved = load_checkpoint(folder / "checkpoints" / "last.pt", map_location="cpu").get("config") or {}
+        raise MaskdepthError(f"resume: {folder / 'checkpoints' / 'last.pt'} has no config.json beside it: written by "
+                             "an older maskdepth, whose runs cannot be continued; retrain it")
     else:
         raise MaskdepthError(f"resume: {folder} holds no run to continue (no config.json, no checkpoints/last.pt)")
     names = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -37,7 +37,7 @@ from maskdepth.core.fileio import read_json, write_json, write_text
 from maskdepth.plan.stages import SPLITS, Stage, get_stage
 
 # The placement geometry (foot points, size jitter) lives in `placement`; re-exported for callers.
-from maskdepth.world.placement import QUANT, SCALE_JITTER, place  # noqa: F401
+from maskdepth.world.placement import QUANT, place
 from maskdepth.world.sources import SourceSpec
 
 PLACEMENTS_PER_PAIR = 20
