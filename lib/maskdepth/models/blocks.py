@@ -15,7 +15,7 @@ OUTPUTS = ("mask", "depth")  # what a model may predict: the keys of its forward
 class ConvBNReLU(nn.Sequential):
     """Conv2d -> BatchNorm2d -> ReLU, the unit every maskdepth U-Net is made of.
 
-    `bias=True` by default to match the seed's layers (its parameter counts include the bias);
+    `bias=True` by default to match the capstone's layers (its parameter counts include the bias);
     new designs pass `bias=False` since BatchNorm makes it redundant.
     """
 

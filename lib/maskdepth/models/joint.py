@@ -21,7 +21,7 @@ costs about one single-task U-Net instead of two.
               blocks (4 channels, PixelShuffle)
     heads     per task: 3x3 conv+BN+ReLU refinement at full resolution, 1x1 conv -> raw;
               mask raw = logits, depth = depth_from_raw(raw). With `mask_to_depth=True`
-              the depth head also sees sigmoid(mask logits) (the seed's untried idea: depth
+              the depth head also sees sigmoid(mask logits) (the capstone's untried idea: depth
               conditioned on where the object is)
 
 H and W must be multiples of the encoder's total stride (2 ** num_stages for lean, 32 for resnet).

@@ -1,6 +1,6 @@
 """Manifests: which background, foreground, placement and flip make each sample of a stage.
 
-Layout of the source set (seed's dataset): every training (bg, fg) pair has
+Layout of the source set (capstone's dataset): every training (bg, fg) pair has
 PLACEMENTS_PER_PAIR = 20 placements, each used unflipped and flipped, so the full stage's
 train split is 100 x 100 x 20 x 2 = 400,000 samples. Validation splits:
 
