@@ -33,8 +33,8 @@ from maskdepth.core.errors import MaskdepthError
 from maskdepth.models.blocks import OUTPUTS
 
 DEFAULT_MASK_LOSS = "bce_dice"
-# l1 on t: ~2 ms per 32x64x64 batch on one CPU thread; SSIM-based losses cost ~250 ms there
-# (oneDNN's backward of the 11x11 window) and did not train better in a short 1k-stage test.
+# l1 on t is cheap; the SSIM-based losses cost far more per CPU step (oneDNN's backward of the
+# 11x11 window) and did not train better (docs/recipes.md, "Measurements behind code choices").
 DEFAULT_DEPTH_LOSS = "l1"
 DICE_SMOOTH = 1.0  # keeps soft Dice defined (and near 0) for an empty mask predicted empty
 HUBER_BETA = 0.05  # in t units: ~30 % relative depth error, beyond which Huber turns linear
