@@ -2,6 +2,7 @@
 #   make run    set up .venv (once), then run the playground stage end to end
 #   make test   set up .venv (once), lint, then the quick tests (pyproject: -m 'not slow')
 #   make test-all  the same with every test, slow ones included: what CI runs (.ci/run)
+#   make notebooks  strip outputs, write 02_train's parameters cell from TrainConfig
 # Set-up is idempotent: it reinstalls only when pyproject.toml or the constraints change.
 
 PYTHON ?= python3
@@ -13,7 +14,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.maskdepth-installed
 CONSTRAINTS := requirements/constraints.txt
 
-.PHONY: setup run test test-all lint bench gpu-check clean-venv
+.PHONY: setup run test test-all lint notebooks bench gpu-check clean-venv
 
 setup: $(STAMP)
 
@@ -31,6 +32,11 @@ run: setup
 lint: setup
 	$(VENV)/bin/ruff check lib tests bench notebooks
 	$(PY) -m maskdepth.workflow.nbclean --check notebooks
+
+# Notebooks stored without outputs, 02_train's parameters cell written from TrainConfig
+# (lint's --check fails when it differs).
+notebooks: setup
+	$(PY) -m maskdepth.workflow.nbclean notebooks
 
 test: setup lint
 	$(PY) -m pytest $(ARGS)

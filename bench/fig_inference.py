@@ -12,7 +12,7 @@ torch bf16     the same with bf16 autocast (`Predictor(precision="bf16")`), only
                has native bf16
 onnx           onnxruntime on the CPU provider with as many intra-op threads as torch
 
-All of a batch size's cases run interleaved. The seed needs *two* resnet_unet forwards per
+All of a batch size's cases run interleaved. The capstone needs *two* resnet_unet forwards per
 image (mask and depth). The headline per model: torch predict / onnx at batch 1 (goal <= 2).
 """
 

@@ -22,7 +22,7 @@ colour        the old per-sample path (transforms.v2 ColorJitter 0.2 per sample,
               `build_augment(colour=0.2)`), what the batched augmentation replaced
 packed        the materialized, memory-mapped 1k dataset's loader with the same augmentation,
               where this maskdepth has one
-seed          the seed's PIL file loader, for reference
+capstone      the capstone's PIL file loader, for reference
 
 The headline, ratios.loader_over_model (goal >= 10: the loader is never the bottleneck), is the
 full stage from its object store over the model step; the traced and the 1k cached ratios are
@@ -47,9 +47,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.capstone_way import CapstoneFileDataset, capstone_loader, write_capstone_folder
 from bench.packed import materialize_packed, packed_dataset, packed_unavailable
 from bench.report import fmt_percent, fmt_rate, fmt_ratio
-from bench.seed_way import SeedFileDataset, seed_loader, write_seed_folder
 from bench.settings import Settings
 from bench.steps import (
     batches_forever,
@@ -201,8 +201,8 @@ def run(settings: Settings, workdir: Path) -> dict:
     full_store = augmented(one_epoch(loader_of(store_set, batch), "full stage, store"), cfg)
     full_traced = augmented(one_epoch(loader_of(traced_set, batch), "full stage, traced"), cfg)
     full_plain = one_epoch(loader_of(full_plain_set, batch), "full stage, store, no augmentation")
-    folder = write_seed_folder(plain_set, 4 * batch, workdir / "seed_files")
-    seed = batches_forever(seed_loader(SeedFileDataset(folder), batch))
+    folder = write_capstone_folder(plain_set, 4 * batch, workdir / "seed_files")
+    capstone = batches_forever(capstone_loader(CapstoneFileDataset(folder), batch))
     rig = default_rig()
     data = fixed_batch(plain_set, batch, channels_last=cfg.channels_last)
     model_steps = settings.steps
@@ -217,7 +217,7 @@ def run(settings: Settings, workdir: Path) -> dict:
         "loader_on_the_fly": lambda: consume(ours, n_batches),
         "loader_on_the_fly_no_augment": lambda: consume(plain, n_batches),
         "loader_per_sample_colour_jitter": lambda: consume(colour, max(2, n_batches // 4)),
-        "loader_seed_pil": lambda: consume(seed, n_batches),
+        "loader_seed_pil": lambda: consume(capstone, n_batches),
     }
     why_not = packed_unavailable()
     if not why_not:
@@ -286,7 +286,7 @@ def run(settings: Settings, workdir: Path) -> dict:
             ["loader, packed (memory-mapped)",
              fmt_rate(rates["loader_packed"].median) if not why_not else "n/a",
              why_not or f"1k materialized, batch {batch}, same augmentation, workers 0"],
-            ["loader, seed's PIL files", fmt_rate(rates["loader_seed_pil"].median), "reference"],
+            ["loader, capstone's PIL files", fmt_rate(rates["loader_seed_pil"].median), "reference"],
             ["default training step alone", fmt_rate(model_rate), f"{describe_default()}; fixed batch in memory"],
             ["**loader / model (full stage, store)**", fmt_ratio(ratio),
              f"goal >= {GOAL:g}x: {'met' if ratio >= GOAL else 'missed'}; "

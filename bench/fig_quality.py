@@ -1,17 +1,17 @@
-"""Figure 7: quality at equal wall-clock, the default recipe against the seed's way on the same 1k data.
+"""Figure 7: quality at equal wall-clock, the default recipe against the capstone's way on the same 1k data.
 
 What users wait for is not samples/s but the time until the model is good enough. Both sides
 train on the 1k stage's train split at 64x64 with the same threads, each for the same training
 wall-clock budgets (`quality_budgets_s`: 1, 2, 5 and 10 minutes; a few seconds with --quick):
 
-seed   the seed's way (`bench.seed_way`): two `resnet_unet` networks (mask, depth) with their
-       own loss and AdamW (constant lr `quality_seed_lr`), fed from fg_bg JPEG / mask PNG /
-       depth 16-bit PNG files opened with PIL
-ours   the default recipe (`maskdepth run --stage 1k`: the stage's model, batch, lr, OneCycle
-       over the stage's epochs, flips + batched augmentation, channels_last, bf16 where the
-       trainer picks it) through `maskdepth.training.trainer.Trainer`; it stops at the last budget or at
-       the end of its recipe, whichever comes first (then its final quality stands for the
-       later budgets, and the table says when it finished)
+capstone  the capstone's way (`bench.capstone_way`): two `resnet_unet` networks (mask, depth) with their
+          own loss and AdamW (constant lr `quality_seed_lr`), fed from fg_bg JPEG / mask PNG /
+          depth 16-bit PNG files opened with PIL
+ours      the default recipe (`maskdepth run --stage 1k`: the stage's model, batch, lr, OneCycle
+          over the stage's epochs, flips + batched augmentation, channels_last, bf16 where the
+          trainer picks it) through `maskdepth.training.trainer.Trainer`; it stops at the last budget or at
+          the end of its recipe, whichever comes first (then its final quality stands for the
+          later budgets, and the table says when it finished)
 
 Both are scored untrained (step 0), at every budget (the first optimizer step at or past it:
 its training time is listed) and at `quality_curve_points` more times for the curve, on the
@@ -22,10 +22,10 @@ backward, optimizer). The table lists the quality of both at each budget; the cu
 against training minutes, untrained levels dashed) is written beside the results as
 `<results>-quality.png`.
 
-The headline, ratios.time_to_quality_vs_seed, is the seed's way's training time to its final
+The headline, ratios.time_to_quality_vs_seed, is the capstone's way's training time to its final
 quality (at the last budget) over ours' time to the same, on the metrics where that quality is
 above both untrained nets' (a target an untrained net meets says nothing: after a few minutes
-the seed's mask network may still predict no foreground, IoU 0, and delta1 of an untrained net
+the capstone's mask network may still predict no foreground, IoU 0, and delta1 of an untrained net
 is 0.2-0.3); the metrics used are named, and with none the ratio is n/a. Ours' time is that of
 its first scoring at or above the target (an upper bound: scorings are `quality_curve_points`
 apart).
@@ -39,8 +39,8 @@ from pathlib import Path
 
 import torch
 
+from bench.capstone_way import CapstoneFileDataset, CapstoneTrainer, write_capstone_folder
 from bench.report import fmt_ratio, fmt_seconds
-from bench.seed_way import SeedFileDataset, SeedTrainer, write_seed_folder
 from bench.settings import Settings
 from bench.steps import ProductTrainer, describe_default
 
@@ -162,21 +162,21 @@ class Due:
         return self.next >= len(self.times)
 
 
-def train_seed(settings: Settings, folder: Path, n_train: int, val: list[dict], times: list[float]) -> dict:
-    """The seed's way until the last of `times` (training wall time), scored at step 0 and at each."""
+def train_capstone(settings: Settings, folder: Path, n_train: int, val: list[dict], times: list[float]) -> dict:
+    """The capstone's way until the last of `times` (training wall time), scored at step 0 and at each."""
     batch, lr = settings.quality_batch, settings.quality_seed_lr
-    seed = SeedTrainer(SeedFileDataset(folder), batch, lr=lr)
+    capstone = CapstoneTrainer(CapstoneFileDataset(folder), batch, lr=lr)
     clock = Clock()
     due = Due(clock, times)
-    curve = [{"step": 0, "train_s": 0.0, **evaluate(seed.models, val)}]
+    curve = [{"step": 0, "train_s": 0.0, **evaluate(capstone.models, val)}]
     samples = step = 0
     while not due.done:
         clock.start()
-        samples += seed.run_steps(1)
+        samples += capstone.run_steps(1)
         clock.pause()
         step += 1
         if due():
-            curve.append({"step": step, "train_s": clock.seconds, **evaluate(seed.models, val)})
+            curve.append({"step": step, "train_s": clock.seconds, **evaluate(capstone.models, val)})
     return {"steps": step, "samples": samples, "epochs": samples / n_train, "train_s": clock.seconds,
             "batch_size": batch, "lr": lr, "finished_early": False, "untrained": curve[0], "curve": curve}
 
@@ -239,7 +239,7 @@ def time_to(side: dict, target: dict) -> dict | None:
     return next((c for c in side["curve"] if reached(c, target)), None)
 
 
-def curve_png(seed: dict, ours: dict, budgets, title: str) -> bytes:
+def curve_png(capstone: dict, ours: dict, budgets, title: str) -> bytes:
     """The curve: each target metric against training minutes, both sides, untrained levels dashed."""
     import matplotlib
 
@@ -248,7 +248,7 @@ def curve_png(seed: dict, ours: dict, budgets, title: str) -> bytes:
 
     fig, axes = plt.subplots(1, len(TARGET_METRICS), figsize=(4.2 * len(TARGET_METRICS), 3.6), squeeze=False)
     for ax, key in zip(axes[0], TARGET_METRICS, strict=True):
-        for side, label, colour in ((seed, "seed's way", "tab:gray"), (ours, "default recipe", "tab:blue")):
+        for side, label, colour in ((capstone, "capstone's way", "tab:gray"), (ours, "default recipe", "tab:blue")):
             minutes = [c["train_s"] / 60 for c in side["curve"]]
             ax.plot(minutes, [c[key] for c in side["curve"]], marker="o", ms=3, color=colour, label=label)
             ax.axhline(side["untrained"][key], color=colour, ls="--", lw=0.8)
@@ -280,23 +280,23 @@ def run(settings: Settings, workdir: Path) -> dict:
     train_plain = build_dataset(stage, "train", size=size)
     n_train = len(train_plain)
     val = composed_batches(build_dataset(stage, "seen", size=size), limit=settings.quality_val_samples)
-    folder = write_seed_folder(train_plain, n_train, workdir / "seed_files")
+    folder = write_capstone_folder(train_plain, n_train, workdir / "seed_files")
     torch.manual_seed(0)
-    seed = train_seed(settings, folder, n_train, val, times)
+    capstone = train_capstone(settings, folder, n_train, val, times)
     ours = train_ours(settings, workdir, val, times)
     n_val = sum(int(b["image"].shape[0]) for b in val)
     note = f"{stage} train ({n_train}), seen split ({n_val} samples), {size}x{size}, {settings.threads} threads"
 
-    final = seed["curve"][-1]
-    untrained_best = {k: max(seed["untrained"][k], ours["untrained"][k]) for k in TARGET_METRICS}
+    final = capstone["curve"][-1]
+    untrained_best = {k: max(capstone["untrained"][k], ours["untrained"][k]) for k in TARGET_METRICS}
     target = {k: final[k] for k in TARGET_METRICS if final[k] > untrained_best[k]}
     hit = time_to(ours, target)
-    ratio = seed["train_s"] / hit["train_s"] if hit is not None and hit["train_s"] > 0 else None
+    ratio = capstone["train_s"] / hit["train_s"] if hit is not None and hit["train_s"] > 0 else None
     trivial = [k for k in TARGET_METRICS if k not in target]
 
     rows = []
-    for label, s_point, o_point in [("untrained (step 0)", seed["untrained"], ours["untrained"])] + [
-            (f"after {fmt_budget(b)} of training", at_budget(seed, b), at_budget(ours, b)) for b in budgets]:
+    for label, s_point, o_point in [("untrained (step 0)", capstone["untrained"], ours["untrained"])] + [
+            (f"after {fmt_budget(b)} of training", at_budget(capstone, b), at_budget(ours, b)) for b in budgets]:
         rows.append({"at": label, "seed": s_point, "ours": o_point})
     table = []
     for row in rows:
@@ -304,26 +304,26 @@ def run(settings: Settings, workdir: Path) -> dict:
         finished = (" (ours finished its recipe at " + fmt_seconds(ours["train_s"]) + ")"
                     if ours["finished_early"] and o_point is ours["curve"][-1] and o_point["step"] > 0 else "")
         table.append([
-            f"{row['at']}: IoU, seed's way / ours", f"{s_point['iou']:.3f} / {o_point['iou']:.3f}",
+            f"{row['at']}: IoU, capstone's way / ours", f"{s_point['iou']:.3f} / {o_point['iou']:.3f}",
             f"delta1 {s_point['delta1']:.3f} / {o_point['delta1']:.3f}, sa_delta1 {s_point['sa_delta1']:.3f} / "
             f"{o_point['sa_delta1']:.3f}, AbsRel {s_point['abs_rel']:.3f} / {o_point['abs_rel']:.3f}; steps "
             f"{s_point['step']} / {o_point['step']} at {fmt_seconds(s_point['train_s'])} / "
             f"{fmt_seconds(o_point['train_s'])}{finished}"])
     if not target:
-        verdict = (f"n/a: after {fmt_budget(budgets[-1])} the seed's way is on no metric above an untrained net "
+        verdict = (f"n/a: after {fmt_budget(budgets[-1])} the capstone's way is on no metric above an untrained net "
                    f"({', '.join(TARGET_METRICS)}); a longer budget gives a target")
     elif hit is None:
-        verdict = f"ours did not reach the seed's final {', '.join(target)} in {fmt_seconds(ours['train_s'])}: ratio < 1"
+        verdict = f"ours did not reach the capstone's final {', '.join(target)} in {fmt_seconds(ours['train_s'])}: ratio < 1"
     else:
-        verdict = (f"goal >= {GOAL:g}x: {'met' if ratio >= GOAL else 'missed'}; target = the seed's way's "
+        verdict = (f"goal >= {GOAL:g}x: {'met' if ratio >= GOAL else 'missed'}; target = the capstone's way's "
                    + ", ".join(f"{k} {v:.3f}" for k, v in target.items())
-                   + f" at {fmt_seconds(seed['train_s'])}, reached by ours at step {hit['step']} "
+                   + f" at {fmt_seconds(capstone['train_s'])}, reached by ours at step {hit['step']} "
                    f"({fmt_seconds(hit['train_s'])})"
-                   + (f"; {', '.join(trivial)} left out: the seed's way is not above an untrained net there"
+                   + (f"; {', '.join(trivial)} left out: the capstone's way is not above an untrained net there"
                       if trivial else ""))
-    table.append(["**time to the seed's way's final quality, seed / ours**", fmt_ratio(ratio), verdict])
-    table.append(["setting", f"{len(times)} scorings per side", f"{note}; seed's way batch {seed['batch_size']}, "
-                  f"lr {seed['lr']}; ours: {ours['recipe']}, {ours['schedule']}; curve: <results>-quality.png"])
+    table.append(["**time to the capstone's way's final quality, capstone / ours**", fmt_ratio(ratio), verdict])
+    table.append(["setting", f"{len(times)} scorings per side", f"{note}; capstone's way batch {capstone['batch_size']}, "
+                  f"lr {capstone['lr']}; ours: {ours['recipe']}, {ours['schedule']}; curve: <results>-quality.png"])
     title = f"seen quality vs training wall time ({note})"
     return {
         "data": note,
@@ -333,12 +333,12 @@ def run(settings: Settings, workdir: Path) -> dict:
         "at_budgets": rows,
         "target": target,
         "target_left_out": trivial,
-        "seed": seed,
+        "seed": capstone,
         "ours": ours,
         "ours_time_to_target": hit,
         "ratio": ratio,
         "goal": GOAL,
         "goal_met": bool(ratio is not None and ratio >= GOAL),
-        "attachments": {"quality.png": curve_png(seed, ours, budgets, title)},
+        "attachments": {"quality.png": curve_png(capstone, ours, budgets, title)},
         "table": table,
     }

@@ -37,7 +37,7 @@ class Figure:
 
 
 FIGURES = (
-    Figure(1, "train", "training vs the seed's way", "bench.fig_train",
+    Figure(1, "train", "training vs the capstone's way", "bench.fig_train",
            "samples/s: joint + our data path vs two resnet_unets fed from PIL files; ratio (goal >= 10x)"),
     Figure(2, "loader", "data path vs model", "bench.fig_loader",
            "samples/s: our loader with the trainer's augmentation vs the default training step alone "
@@ -51,8 +51,8 @@ FIGURES = (
     Figure(6, "gpu", "GPU epoch estimate", "bench.fig_gpu",
            "full-stage training step with AMP, 400k-sample epoch time (skipped without a GPU)"),
     Figure(7, "quality", "quality at equal wall-clock", "bench.fig_quality",
-           "seen IoU, delta1, sa_delta1 of the seed's way and the default recipe after 1, 2, 5, 10 min of training "
-           "(table + curve); time to the seed's final quality where it beats an untrained net (goal >= 50x)"),
+           "seen IoU, delta1, sa_delta1 of the capstone's way and the default recipe after 1, 2, 5, 10 min of training "
+           "(table + curve); time to the capstone's final quality where it beats an untrained net (goal >= 50x)"),
     Figure(8, "predict", "predict end to end", "bench.fig_predict",
            "maskdepth predict on JPEG files of 0.3, 2 and 12 Mpx and a folder of 200: images/s, ms per image "
            "(decode / model / upsample / encode+write), peak resident memory"),

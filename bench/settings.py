@@ -12,7 +12,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
-SIZE = 64  # the seed's working size, and the 1k/full stages'
+SIZE = 64  # the capstone's working size, and the 1k/full stages'
 
 
 def cpu_cores() -> int:
@@ -32,7 +32,7 @@ class Settings:
     warmup: int = 1  # untimed rounds first
     batch: int = 32  # training batch for figures 1-3 (the 1k stage default)
     steps: int = 4  # optimizer steps per repeat for the fast models
-    seed_steps: int = 1  # per repeat for the seed's two ResNet U-Nets (~9 s per step at batch 32)
+    seed_steps: int = 1  # per repeat for the capstone's two ResNet U-Nets (~9 s per step at batch 32)
     loader_batches: int = 30  # batches per repeat when timing a loader alone
     matmul_n: int = 2048  # torch.mm size for the float32 peak
     matmul_calls: int = 10
@@ -48,7 +48,7 @@ class Settings:
     quality_budgets_s: tuple[float, ...] = (60.0, 120.0, 300.0, 600.0)
     quality_curve_points: int = 10
     quality_batch: int = 32  # both sides (the 1k stage's batch)
-    # The seed's constant lr: at 3e-3 (figure 1's old setting) its depth network saturated at one
+    # The capstone's constant lr: at 3e-3 (figure 1's old setting) its depth network saturated at one
     # end of the depth range within 3 steps (delta1 frozen); at 3e-4 it learns.
     quality_seed_lr: float = 3e-4
     quality_val_samples: int = 0  # seen samples scored (0: the whole split)

@@ -43,12 +43,12 @@ def test_a_crop_is_a_window_of_each_sample_with_every_label_value_kept():
         for i in range(len(batch["index"])):
             src = batch["depth"][i, 0]
             win = out["depth"][i, 0]
-            found = [(t, l) for t in range(96 - h + 1) for l in range(96 - w + 1)
-                     if torch.equal(src[t:t + h, l:l + w], win)]
+            found = [(t, c) for t in range(96 - h + 1) for c in range(96 - w + 1)
+                     if torch.equal(src[t:t + h, c:c + w], win)]
             assert len(found) == 1
-            t, l = found[0]
+            t, c = found[0]
             for key in ("image", "bg", "mask"):
-                assert torch.equal(out[key][i], batch[key][i, :, t:t + h, l:l + w])
+                assert torch.equal(out[key][i], batch[key][i, :, t:t + h, c:c + w])
         cropped.append((h, w))
     # about half of 50 batches are cropped, in both orientations
     assert 12 <= len(cropped) <= 38

@@ -44,14 +44,14 @@ def test_quality_at_equal_wall_clock_on_tiny_settings(tmp_path):
     from bench import fig_quality
 
     result = fig_quality.run(tiny_settings(), tmp_path)
-    seed, ours = result["seed"], result["ours"]
+    capstone, ours = result["seed"], result["ours"]
     assert result["budgets_s"] == [0.5, 1.0] and result["score_times_s"] == [0.5, 1.0]
-    for side in (seed, ours):
+    for side in (capstone, ours):
         assert side["curve"][0]["step"] == 0 and side["curve"][0]["train_s"] == 0.0  # scored untrained
         assert [c["step"] for c in side["curve"]] == sorted({c["step"] for c in side["curve"]})
         assert side["steps"] >= 1 and side["train_s"] > 0
         assert set(fig_quality.TARGET_METRICS) | {"abs_rel"} <= set(side["curve"][-1])
-    assert seed["train_s"] >= 1.0 and not seed["finished_early"]  # the seed's way trains to the last budget
+    assert capstone["train_s"] >= 1.0 and not capstone["finished_early"]  # the capstone's way trains to the last budget
     assert ours["train_s"] >= 1.0 or ours["finished_early"]  # ours: the last budget, or its epochs ran out
     rows = result["at_budgets"]
     assert [r["at"] for r in rows] == ["untrained (step 0)", "after 0.5 s of training", "after 1 s of training"]
@@ -60,13 +60,13 @@ def test_quality_at_equal_wall_clock_on_tiny_settings(tmp_path):
         assert row["ours"]["train_s"] >= budget or (ours["finished_early"] and row["ours"] is ours["curve"][-1])
     # the target is only what both untrained nets fall short of
     for key, value in result["target"].items():
-        assert value > seed["untrained"][key] and value > ours["untrained"][key]
+        assert value > capstone["untrained"][key] and value > ours["untrained"][key]
     assert set(result["target"]) | set(result["target_left_out"]) == set(fig_quality.TARGET_METRICS)
     hit = result["ours_time_to_target"]
     assert (result["ratio"] is None) == (hit is None)
     if hit is not None:
         assert fig_quality.reached(hit, result["target"])
-        assert result["ratio"] == pytest.approx(seed["train_s"] / hit["train_s"])
+        assert result["ratio"] == pytest.approx(capstone["train_s"] / hit["train_s"])
     assert result["attachments"]["quality.png"].startswith(b"\x89PNG")
     assert len(result["table"]) == len(rows) + 2
     json.dumps({k: v for k, v in result.items() if k != "attachments"})  # the results file takes it as it is

@@ -79,24 +79,28 @@ def test_a_checkpoint_carrying_a_pickle_payload_is_refused_and_the_payload_never
     assert not (tmp_path / "out").exists()
 
 
-def test_older_checkpoints_with_a_numpy_rng_state_still_load(checkpoint, tmp_path):
-    """Before weights_only, the numpy RNG state was a numpy array: exactly that type is allow-listed."""
-    from maskdepth.training.rng import set_rng_state
+def test_older_checkpoints_are_refused_in_one_line_naming_the_file(checkpoint, tmp_path):
+    """Before weights_only, the numpy RNG state was a numpy array: such a checkpoint is refused
+    with one line that names the file and says to retrain; an array of Python objects too."""
+    from maskdepth.training.config import resume_config
 
     ckpt = torch.load(checkpoint, weights_only=True)
     ckpt["rng"]["numpy"] = np.random.get_state()
     del ckpt["history"]
     old = tmp_path / "old.pt"
     torch.save(ckpt, old)
-    loaded = load_checkpoint(old)
-    assert isinstance(loaded["rng"]["numpy"][1], np.ndarray)
-    set_rng_state(loaded["rng"])
-    # but not an array of Python objects (those would unpickle arbitrary objects)
+    with pytest.raises(MaskdepthError, match=r"old\.pt: refused: .*written by an older maskdepth do; retrain it$"):
+        load_checkpoint(old)
     ckpt["rng"]["numpy"] = np.array([Payload(tmp_path / "m")], dtype=object)
     torch.save(ckpt, old)
     with pytest.raises(MaskdepthError, match="refused"):
         load_checkpoint(old)
     assert not (tmp_path / "m").exists()
+    # a run folder with checkpoints/last.pt but no config.json (written before runs kept one)
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "last.pt").write_bytes(b"")
+    with pytest.raises(MaskdepthError, match=r"last\.pt has no config\.json beside it: written by an older maskdepth"):
+        resume_config(tmp_path / "run")
 
 
 def test_missing_keys_wrong_shapes_and_absurd_input_size_are_one_line_errors(checkpoint, tmp_path, capsys):

@@ -1,7 +1,7 @@
 """One command-line vocabulary: --out for every output location, --data for a stage or dataset
 folder, choices for enumerated options, help from TrainConfig's own comments, old spellings
 kept as hidden aliases, and `maskdepth run -p` accepting every TrainConfig field (the
-02_train parameters cell holds every field with its default and cannot drift)."""
+02_train parameters cell is written from TrainConfig and cannot drift)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from maskdepth.cli import build_parser, main
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.core.params import field_defaults, field_docs
 from maskdepth.training.config import TrainConfig
+from maskdepth.workflow.nbclean import stale_parameters, train_parameters_source, write_parameters
 from maskdepth.workflow.notebooks import notebooks_dir
 from maskdepth.workflow.pipeline import STAGE_STEPS, check_parameters
 
@@ -47,6 +48,22 @@ def test_train_notebook_parameters_are_exactly_the_trainconfig_defaults():
         assert type(value) is type(defaults[name]), name
 
 
+def test_train_notebook_parameters_cell_is_what_trainconfig_writes(tmp_path):
+    """The cell is generated (`make notebooks`): its text is exactly the generator's, help included,
+    and the generator rewrites a drifted copy without touching the rest of the file."""
+    path = notebooks_dir() / "02_train.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    assert not stale_parameters(nb, path), "02_train's parameters cell differs from TrainConfig: run 'make notebooks'"
+    docs = field_docs(TrainConfig)
+    source = train_parameters_source()
+    assert f"grid_every = 5  # {docs['grid_every']}" in source.splitlines()
+    drifted = tmp_path / "02_train.ipynb"
+    drifted.write_text(path.read_text(encoding="utf-8").replace("epochs = 10", "epochs = 11"), encoding="utf-8")
+    assert stale_parameters(nbformat.read(drifted, as_version=4), drifted)
+    write_parameters(drifted)
+    assert drifted.read_text(encoding="utf-8") == path.read_text(encoding="utf-8")
+
+
 def test_run_accepts_every_trainconfig_field(tmp_path):
     every = dict(field_defaults(TrainConfig))
     declared = check_parameters(every, STAGE_STEPS, notebooks_dir())  # no "unknown parameter"
@@ -65,7 +82,7 @@ def test_train_help_comes_from_trainconfig_comments_and_lists_choices():
     docs = field_docs(TrainConfig)
     assert docs["grid_every"] == "epochs between TensorBoard image grids (0: never)"
     assert docs["best_metric"].startswith("Checkpoint selection uses the `seen` split only")
-    assert "model" not in docs  # no comment in the source: the CLI's fallback help is used
+    assert set(docs) == set(field_defaults(TrainConfig))  # every field documents itself: one source of help
     parser = _subparser("train")
     actions = {a.dest: a for a in parser._actions if a.option_strings and a.help != argparse.SUPPRESS}
     for name in field_defaults(TrainConfig):
@@ -74,8 +91,7 @@ def test_train_help_comes_from_trainconfig_comments_and_lists_choices():
         text = action.help % {}
         assert not text.startswith("(default"), f"{name}: help says only its default"
         assert "(default: " in text, name
-        if name in docs:
-            assert docs[name] in text
+        assert docs[name] in text, name
     assert set(actions["optimizer"].choices) == {"sgd", "adam", "adamw"}
     assert "onecycle" in actions["schedule"].choices and "joint" in actions["task"].choices
     assert set(actions["input_mode"].choices) == {"fg_bg", "bg_fg_bg"}

@@ -17,11 +17,11 @@ from maskdepth.datasets.dataset import build_dataset
 from maskdepth.datasets.importer import ImportProblems, import_dataset
 
 SIZE = 24
-N_BG, N_FG, K = 4, 2, 2  # 16 samples named like the seed's: bg{B}_fg{F}_{k}
+N_BG, N_FG, K = 4, 2, 2  # 16 samples named like the capstone's: bg{B}_fg{F}_{k}
 
 
 def make_tree(root: Path, depth_bits: int = 16, with_bg: bool = True) -> dict:
-    """A seed-style dataset with known pixels; returns the arrays written, by name."""
+    """A capstone-style dataset with known pixels; returns the arrays written, by name."""
     rng = np.random.default_rng(0)
     truth = {}
     bgs = {b: rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8) for b in range(N_BG)}

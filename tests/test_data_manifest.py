@@ -6,6 +6,7 @@ import pytest
 from maskdepth.cli import main
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.world import manifest as mf
+from maskdepth.world.placement import SCALE_JITTER
 from maskdepth.world.sources import SourceSpec
 
 
@@ -74,8 +75,8 @@ def test_foot_points_lie_on_walkable_floor_of_their_view():
     assert ((u >= 0) & (u <= 1) & (v > 0) & (v < 1)).all()
     scenes = scene_table(spec)
     scale = m.values("scale")  # the scene's size factor (miniatures on a desk) times the jitter
-    size_lo = np.array([scenes[b].object_scale[0] for b in bg]) * (1 - mf.SCALE_JITTER) - 1e-6
-    size_hi = np.array([scenes[b].object_scale[1] for b in bg]) * (1 + mf.SCALE_JITTER) + 1e-6
+    size_lo = np.array([scenes[b].object_scale[0] for b in bg]) * (1 - SCALE_JITTER) - 1e-6
+    size_hi = np.array([scenes[b].object_scale[1] for b in bg]) * (1 + SCALE_JITTER) + 1e-6
     assert ((scale >= size_lo) & (scale <= size_hi)).all()
     assert (scale < 0.5).mean() > 0.05  # miniatures occur
     cam = Camera(**view_cameras(spec, bg, placement))

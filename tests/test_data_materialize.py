@@ -56,7 +56,7 @@ def test_packed_samples_equal_on_the_fly_composition(packed_dir):
     assert np.load(packed_dir / "train.depth.npy", mmap_mode="r").dtype == np.uint16
 
 
-def test_folders_layout_is_the_seed_layout(folders_dir):
+def test_folders_layout_is_the_capstone_layout(folders_dir):
     meta = read_dataset_json(folders_dir)
     names = [p.stem for p in sorted((folders_dir / "fg_bg").glob("*.jpg"))]
     assert len(names) == 48 and meta["counts"]["unseen"] == 8 and meta["counts"]["ood"] == 8
@@ -71,7 +71,7 @@ def test_folders_layout_is_the_seed_layout(folders_dir):
         assert np.array_equal(got["mask"].numpy(), want["mask"])
         assert np.array_equal(got["bg"].numpy(), want["bg"])  # lossless PNG, mirrored for flipped rows
         assert np.abs(got["depth"].numpy() - want["depth"]).max() <= 0.5 / 256 + 1e-6
-        assert np.abs(got["image"].numpy() - want["image"]).mean() < 0.02  # JPEG, as the seed
+        assert np.abs(got["image"].numpy() - want["image"]).mean() < 0.02  # JPEG, as the capstone
 
 
 def test_describe_dataset_dir_reports_the_depth_units_the_writers_store(packed_dir, tmp_path):

@@ -284,7 +284,7 @@ def test_bad_size_is_a_clear_error(size, tmp_path):
 def test_windowed_clutter_tracing_gives_the_same_bytes_as_tracing_every_ray():
     """`trace` tests each clutter solid only against the rays of its projected bounding box; on
     the most cluttered interiors (workshop, shelf, clutter) that must equal tracing every ray."""
-    from maskdepth.world import backgrounds
+    from maskdepth.world import backgrounds, shading
     from maskdepth.world.sources import scene_table, view_camera
 
     spec = SourceSpec()
@@ -292,7 +292,7 @@ def test_windowed_clutter_tracing_gives_the_same_bytes_as_tracing_every_ray():
     for family in ("workshop", "shelf", "clutter", "tabletop"):
         bg = next(s for s in scenes if s.family == family)
         cam = view_camera(spec, bg.id, 1)
-        c = backgrounds.pixel_centres(48)
+        c = shading.pixel_centres(48)
         d = cam.rays(c[None, :], c[:, None])
         clutter = bg.scene["clutter"]
         full = intersect(clutter, cam.origin, d)

@@ -82,7 +82,7 @@ def test_the_helpers_have_one_home():
 
     assert preview.depth_to_rgb is depthviz.depth_to_rgb
     assert preview.depth_colorbar is depthviz.depth_colorbar
-    assert preview.DEPTH_CMAP == grids.DEPTH_CMAP == depthviz.DEPTH_CMAP == "magma_r"
+    assert grids.DEPTH_CMAP == depthviz.DEPTH_CMAP == "magma_r"
 
 
 class _Samples(torch.utils.data.Dataset):

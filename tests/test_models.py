@@ -1,4 +1,4 @@
-"""Models: the registry contract, the seed's exact parameter counts, encoders' local weights,
+"""Models: the registry contract, the capstone's exact parameter counts, encoders' local weights,
 and one base test class that every registered model (and single-task variant) must pass."""
 
 from __future__ import annotations
@@ -37,15 +37,15 @@ CASES = [
     ("joint", {"encoder": "mobilenet_v3_large", "base_channels": 8, "weights": "none"}),
     ("lean_unet", {"task": "mask"}),
     ("lean_unet", {"task": "depth"}),
-    ("lean_unet", {"task": "depth", "seed_head": True}),
+    ("lean_unet", {"task": "depth", "bn_relu_head": True}),
     ("resnet_unet", {"task": "mask"}),
     ("resnet_unet", {"task": "depth"}),
 ]
 IDS = [name + "".join(f"-{k}={v}" for k, v in kw.items()) for name, kw in CASES]
 
-# The seed's printed summaries (shared/seed/000_87a9362742540d82.txt).
-SEED_LEAN_PARAMS = 507_203
-SEED_RESNET_SUMMARY_PARAMS = 28_976_321  # the backbone listed twice by the summary tool
+# The capstone's printed summaries (shared/seed/000_87a9362742540d82.txt).
+CAPSTONE_LEAN_PARAMS = 507_203
+CAPSTONE_RESNET_SUMMARY_PARAMS = 28_976_321  # the backbone listed twice by the summary tool
 RESNET_UNET_PARAMS = 17_799_809
 
 
@@ -168,27 +168,27 @@ class TestEveryModel:
                 "tasks": tuple(model.tasks), "size_multiple": model.size_multiple, "in_channels": in_channels}
 
 
-# ---- parameter counts: the seed's numbers -------------------------------------------------
+# ---- parameter counts: the capstone's numbers -------------------------------------------------
 
 
-def test_lean_unet_has_the_seed_parameter_count():
-    assert count_parameters(create_model("lean_unet", seed_head=True)) == SEED_LEAN_PARAMS
+def test_lean_unet_has_the_capstone_parameter_count():
+    assert count_parameters(create_model("lean_unet", bn_relu_head=True)) == CAPSTONE_LEAN_PARAMS
     # Dropping the head's BatchNorm(1) removes exactly its weight and bias.
-    assert count_parameters(create_model("lean_unet", seed_head=False)) == SEED_LEAN_PARAMS - 2
+    assert count_parameters(create_model("lean_unet", bn_relu_head=False)) == CAPSTONE_LEAN_PARAMS - 2
     # Only the first conv sees the input: 3 more channels x 3x3 x 16 filters.
     assert (
-        count_parameters(create_model("lean_unet", in_channels=6, seed_head=True))
-        == SEED_LEAN_PARAMS + 3 * 9 * 16
+        count_parameters(create_model("lean_unet", in_channels=6, bn_relu_head=True))
+        == CAPSTONE_LEAN_PARAMS + 3 * 9 * 16
     )
 
 
-def test_lean_unet_seed_head_ends_in_relu():
-    model = create_model("lean_unet", seed_head=True).train()
+def test_lean_unet_bn_relu_head_ends_in_relu():
+    model = create_model("lean_unet", bn_relu_head=True).train()
     logits = model(torch.rand(4, 3, 32, 32))["mask"]
     assert logits.min() >= 0 and (logits == 0).any()
 
 
-def test_resnet_unet_parameter_count_and_the_seed_double_count():
+def test_resnet_unet_parameter_count_and_the_capstone_double_count():
     import torchvision
 
     model = create_model("resnet_unet")
@@ -197,8 +197,8 @@ def test_resnet_unet_parameter_count_and_the_seed_double_count():
     backbone = torchvision.models.resnet18(weights=None)
     backbone_without_fc = sum(p.numel() for n, p in backbone.named_parameters() if not n.startswith("fc."))
     assert count_parameters(model.encoder) == backbone_without_fc
-    # The seed's summary printed the backbone twice.
-    assert RESNET_UNET_PARAMS + backbone_without_fc == SEED_RESNET_SUMMARY_PARAMS
+    # The capstone's summary printed the backbone twice.
+    assert RESNET_UNET_PARAMS + backbone_without_fc == CAPSTONE_RESNET_SUMMARY_PARAMS
     # 6 channels: conv1 (7x7x64) and conv_original_size0 (3x3x64) see 3 more channels.
     six = create_model("resnet_unet", in_channels=6)
     assert count_parameters(six) == RESNET_UNET_PARAMS + 3 * 49 * 64 + 3 * 9 * 64
@@ -217,7 +217,7 @@ def test_resnet34_option_uses_the_deeper_backbone():
 
 
 def test_lean_unet_gflops_match_its_layer_table():
-    # (H*W, c_in, kernel^2, c_out) of every conv in the seed's summary at 64x64.
+    # (H*W, c_in, kernel^2, c_out) of every conv in the capstone's summary at 64x64.
     convs = [
         (64 * 64, 3, 9, 16), (32 * 32, 16, 9, 32), (16 * 16, 32, 9, 64), (16 * 16, 64, 9, 128),
         (8 * 8, 128, 1, 128), (16 * 16, 256, 9, 128), (16 * 16, 128, 9, 32), (32 * 32, 64, 9, 64),
@@ -362,7 +362,7 @@ def test_cli_models_json_lists_every_model():
     assert list(rows) == list_models()
     assert rows["joint"]["default"] and rows["joint"]["outputs"] == ["mask", "depth"]
     assert rows["resnet_unet"]["params"] == RESNET_UNET_PARAMS
-    assert rows["lean_unet"]["params"] == SEED_LEAN_PARAMS - 2  # default: logits head
+    assert rows["lean_unet"]["params"] == CAPSTONE_LEAN_PARAMS - 2  # default: logits head
     assert all(r["in_channels"] == 3 and r["gflops"] > 0 for r in rows.values())
     assert rows["resnet_unet"]["gflops"] > rows["lean_unet"]["gflops"] > rows["joint"]["gflops"]
 

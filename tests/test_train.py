@@ -359,16 +359,20 @@ def test_parameters_are_strictly_typed_and_ranged_before_anything_runs(tmp_path,
                             ({"lr": float("nan")}, "lr=nan"),
                             ({"augment": "no"}, "augment='no': expected true or false"),
                             ({"weight_decay": -1e-4}, "weight_decay=-0.0001: must be >= 0"),
-                            ({"device": "tpu"}, "--device 'tpu': not a device this tool runs on")):
+                            ({"device": "tpu"}, "--device 'tpu': not a device this tool runs on"),
+                            ({"amp": "True"}, "amp='True': choose one of auto, on, off"),
+                            ({"amp": False}, "amp=False: choose one of auto, on, off")):
         with pytest.raises(MaskdepthError, match=message.replace("(", r"\(").replace(".", r"\.")):
             TrainConfig.from_mapping(values)
     with pytest.raises(MaskdepthError, match="epochs=True: expected int"):
         coerce("epochs", True, 10)
+    with pytest.raises(MaskdepthError, match="amp=True: expected str"):
+        coerce("amp", True, "auto")  # YAML's `amp: on` unquoted
     for argv in (["--epochs", "true"], ["--lr", "-1"], ["--device", "tpu"]):
         capsys.readouterr()
         assert main(["train", *argv, "--out-dir", str(tmp_path / "never")]) == 2, argv
         assert len(capsys.readouterr().err.strip().splitlines()) == 1
-    for name, value in (("epochs", "true"), ("lr", "-1")):
+    for name, value in (("epochs", "true"), ("lr", "-1"), ("amp", "True")):
         assert main(["run", "--stage", "playground", "-p", name, value, "--outputs", str(tmp_path / "out")]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and f"{name}=" in err

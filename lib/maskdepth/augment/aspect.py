@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from maskdepth.augment import IMAGE_KEYS, LABEL_KEYS
 from maskdepth.world.textures import hash_uniform
-
-SAMPLE_KEYS = ("image", "bg", "mask", "depth")
 
 
 def crop_shape(size: int, max_aspect: float, multiple: int, u_size: float, u_side: float) -> tuple[int, int]:
@@ -51,9 +50,9 @@ def aspect_batch(batch: dict, seed: int, epoch: int, max_aspect: float, multiple
     left = (torch.from_numpy(hash_uniform(int(seed), 24, int(epoch), index, 1)) * (width - w + 1)).long().tolist()
     channels_last = ref.dim() == 4 and not ref.is_contiguous() and ref.is_contiguous(memory_format=torch.channels_last)
     out = dict(batch)
-    for key_name in SAMPLE_KEYS:
+    for key_name in IMAGE_KEYS + LABEL_KEYS:
         if key_name in out:
             x = out[key_name]
-            y = torch.stack([x[i, :, t:t + h, l:l + w] for i, (t, l) in enumerate(zip(top, left))])
+            y = torch.stack([x[i, :, t:t + h, c:c + w] for i, (t, c) in enumerate(zip(top, left))])
             out[key_name] = y.contiguous(memory_format=torch.channels_last) if channels_last else y.contiguous()
     return out

@@ -12,9 +12,8 @@ runs are reproducible and a resumed run augments exactly as an uninterrupted one
 drawn on the CPU (a few numbers per sample), moved to the batch's device in one transfer and
 applied to the batch tensors there (GPU when present), after collation. Brightness,
 contrast, saturation and colour cast are one 3x3 affine map of RGB per sample (one batched
-matmul), blur and softening are computed only for the samples that get them: on one CPU core
-about 0.5 ms per 64x64 sample (image and bg), half the per-sample `transforms.v2`
-ColorJitter path, which stays available through `build_augment(colour=...)`.
+matmul), blur and softening are computed only for the samples that get them, which makes it
+cheaper than the per-sample `transforms.v2` ColorJitter path (still there: `build_augment(colour=...)`).
 """
 
 from __future__ import annotations
@@ -23,9 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from maskdepth.augment import IMAGE_KEYS
 from maskdepth.world.textures import hash_uniform
 
-IMAGE_KEYS = ("image", "bg")
 GREY = (0.299, 0.587, 0.114)  # luma weights (sum 1)
 # Ranges at strength 1 (scaled linearly by `strength`).
 BRIGHTNESS, CONTRAST, SATURATION, CAST = 0.3, 0.3, 0.4, 0.08

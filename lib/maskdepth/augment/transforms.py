@@ -17,8 +17,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-IMAGE_KEYS = ("image", "bg")
-LABEL_KEYS = ("mask", "depth")
+from maskdepth.augment import IMAGE_KEYS, LABEL_KEYS
 
 
 def build_augment(flip_p: float = 0.5, colour: float = 0.0, hue: float = 0.0) -> v2.Transform:
@@ -26,9 +25,8 @@ def build_augment(flip_p: float = 0.5, colour: float = 0.0, hue: float = 0.0) ->
     per-sample colour jitter).
 
     Colour is off by default: the trainer applies photometric augmentation to whole batches
-    on the training device (`photometric`), about 10x cheaper than per-sample ColorJitter.
-    Hue jitter is the slow part of ColorJitter (about 3x the cost of the rest on 64x64
-    samples, measured: ~300 vs ~1,000 samples/s on one core).
+    on the training device (`photometric`), far cheaper than per-sample ColorJitter, whose hue
+    jitter is its slow part (docs/recipes.md, "Measurements behind code choices").
     """
     steps: list[v2.Transform] = [v2.RandomHorizontalFlip(p=flip_p)]
     if colour > 0 or hue > 0:

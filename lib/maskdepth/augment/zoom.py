@@ -17,10 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from maskdepth.augment import IMAGE_KEYS, LABEL_KEYS
 from maskdepth.world.textures import hash_uniform
-
-IMAGE_KEYS = ("image", "bg")
-LABEL_KEYS = ("mask", "depth")
 
 
 def draw_zoom(seed: int, epoch: int, index: torch.Tensor, max_zoom: float, share: float) -> torch.Tensor:

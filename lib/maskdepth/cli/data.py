@@ -38,7 +38,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--objects", action=argparse.BooleanOptionalAction, default=None,
                    help="also trace every placement's object once into a packed store that composition reads "
                         "(default: only for the full stage)")
-    p = sub.add_parser("materialize", help="write a stage to disk: packed arrays or the seed's folder layout")
+    p = sub.add_parser("materialize", help="write a stage to disk: packed arrays or the capstone's folder layout")
     _add_stage(p, "stage to write (required)")
     p.add_argument("--format", choices=("packed", "folders"), default="packed",
                    help="packed: memory-mapped arrays for training (default); folders: bg/ fg/ fg_bg/ mask/ depth/")

@@ -1,4 +1,5 @@
-"""`maskdepth train`: train on a stage or dataset folder. Every TrainConfig field is a flag.
+"""`maskdepth train`: train on a stage or dataset folder. Every TrainConfig field is a flag,
+its help the field's comment in `maskdepth.training.config`.
 
 `--resume --out RUN` continues RUN with its own settings (RUN/config.json): a flag given with
 it changes that setting (e.g. `--epochs 30` extends the run), every other one keeps the run's
@@ -12,50 +13,33 @@ from __future__ import annotations
 
 import argparse
 
-# Help for the TrainConfig fields whose source line carries no comment (a field's own comment
-# in maskdepth/training/trainer.py, read by `maskdepth.core.params.field_docs`, always wins over these).
-FALLBACK_HELP = {
-    "model": "network architecture (see `maskdepth models`)",
-    "model_kwargs": 'JSON options of the model, e.g. \'{"base_channels": 16}\'',
-    "size": "square working size in pixels (images are resized to it)",
-    "mask_loss": "loss of the mask head",
-    "depth_loss": "loss of the depth head",
-    "mask_weight": "weight of the mask loss in the total",
-    "depth_weight": "weight of the depth loss in the total",
-    "optimizer": "optimizer",
-    "lr": "learning rate (peak lr of the onecycle schedule)",
-    "weight_decay": "weight decay of the optimizer",
-    "schedule": "learning-rate schedule",
-    "gamma": "step / constant_then_step: factor of each lr decay",
-    "epochs": "epochs to train",
-    "batch_size": "training batch size (per process under torchrun)",
-    "val_batch_size": "validation batch size",
-    "workers": "DataLoader worker processes (0: load in the main process)",
-    "seed": "seed of the data order, augmentation and initial weights",
-    "tensorboard": "write TensorBoard logs to RUN/tb",
-    "progress_bar": "show a progress bar per epoch",
-}
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from maskdepth.core.params import add_dataclass_flags
     from maskdepth.evaluation.losses import DEPTH_LOSSES, MASK_LOSSES
     from maskdepth.models import list_models
-    from maskdepth.training.config import INPUT_MODES, OPTIMIZERS, SCHEDULES, TASKS, TrainConfig
+    from maskdepth.training.config import (
+        AMP_MODES,
+        INPUT_MODES,
+        OPTIMIZERS,
+        RUN_TASKS,
+        SCHEDULES,
+        TrainConfig,
+    )
 
     parser.add_argument("-f", "--params-file", help="YAML file of NAME: VALUE parameters (flags override it)")
     choices = {
         "model": list_models(),
-        "task": TASKS,
+        "task": RUN_TASKS,
         "input_mode": tuple(INPUT_MODES),
         "mask_loss": tuple(MASK_LOSSES),
         "depth_loss": tuple(DEPTH_LOSSES),
         "optimizer": OPTIMIZERS,
         "schedule": SCHEDULES,
-        "amp": ("auto", "on", "off"),
+        "amp": AMP_MODES,
     }
     # --out is the output location, as in every command; --out-dir (the field's own name) still works.
-    add_dataclass_flags(parser, TrainConfig, choices=choices, fallback_help=FALLBACK_HELP,
+    add_dataclass_flags(parser, TrainConfig, choices=choices,
                         flags={"out_dir": "--out"}, aliases={"out_dir": ["--out-dir"]})
 
 

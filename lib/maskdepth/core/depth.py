@@ -44,6 +44,16 @@ def normalised_log_depth(depth: torch.Tensor) -> torch.Tensor:
     return (torch.log(depth.clamp(DEPTH_MIN, DEPTH_MAX)) - _LOG_MIN) / _LOG_SPAN
 
 
+def valid_depth(gt, valid=None):
+    """Where ground-truth depth counts (a torch tensor or a numpy array): finite and > 0, since 0
+    means "no depth" and NaN "not measured"; and `valid` too where given (same shape)."""
+    if torch.is_tensor(gt):
+        ok = torch.isfinite(gt) & (gt > 0)
+        return ok if valid is None else ok & valid.bool()
+    ok = np.isfinite(gt) & (gt > 0)
+    return ok if valid is None else ok & np.asarray(valid, bool)
+
+
 def depth_to_png16(depth: np.ndarray) -> np.ndarray:
     """Metres -> uint16 (depth * 256, rounded); non-finite and <= 0 become 0 (invalid)."""
     d = np.nan_to_num(np.asarray(depth, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)

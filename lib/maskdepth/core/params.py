@@ -74,6 +74,8 @@ def coerce(name: str, value: Any, default: Any) -> Any:
                 raise ValueError(value)
             return value
         if kind is str:
+            if isinstance(value, bool):
+                raise ValueError(value)  # YAML reads on/off/yes/no as booleans: text is written quoted
             return str(value)
     except (ValueError, TypeError, json.JSONDecodeError):
         raise MaskdepthError(f"parameter {name}={value!r}: expected {kind.__name__}") from None
@@ -144,22 +146,20 @@ def add_dataclass_flags(
     cls,
     *,
     choices: dict[str, Any] | None = None,
-    fallback_help: dict[str, str] | None = None,
     flags: dict[str, str] | None = None,
     aliases: dict[str, list[str]] | None = None,
 ) -> None:
     """One `--field-name` flag per dataclass field; booleans get --x / --no-x.
 
-    Help text: the field's comment in the class source (`field_docs`), else `fallback_help`,
-    then its default. `choices`: allowed values per field (argparse lists and checks them).
+    Help text: the field's comment in the class source (`field_docs`), then its default. `choices`: allowed values per field (argparse lists and checks them).
     `flags`: another flag name for a field (e.g. out_dir -> --out); `aliases`: more names
     for a field, accepted but hidden from --help (kept for old command lines)."""
-    choices, fallback_help = choices or {}, fallback_help or {}
+    choices = choices or {}
     flags, aliases = flags or {}, aliases or {}
     docs = field_docs(cls)
     for name, default in field_defaults(cls).items():
         flag = flags.get(name, "--" + name.replace("_", "-"))
-        doc = docs.get(name) or fallback_help.get(name, "")
+        doc = docs.get(name, "")
         text = (f"{doc} " if doc else "").replace("%", "%%") + f"(default: {_shown(default).replace('%', '%%')})"
         if isinstance(default, bool):
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)

@@ -13,7 +13,7 @@ completes).
 dataset.json::
 
     format   "maskdepth-dataset/1"
-    layout   "packed" (memory-mapped arrays, see `packed`) | "folders" (seed layout, see `folder_dataset`)
+    layout   "packed" (memory-mapped arrays, see `packed`) | "folders" (capstone layout, see `folder_dataset`)
     size     working size in pixels (square samples)
     counts   {"train": n, "seen": n, "unseen": n}
     source   {"kind": "synthetic" | "imported" | "composed", ...what made it}
@@ -160,7 +160,7 @@ def stable_hash(text: str) -> int:
 
 
 def bg_id_from_name(name: str) -> str | None:
-    """The background id in a seed-style name (`bg12_fg3_7` -> "12"), or None."""
+    """The background id in a capstone-style name (`bg12_fg3_7` -> "12"), or None."""
     match = BG_ID.search(name)
     return (match.group(1).lstrip("0") or "0") if match else None
 

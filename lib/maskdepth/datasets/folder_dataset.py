@@ -1,4 +1,4 @@
-"""Reading a dataset directory in the seed's folder layout (`fg_bg/`, `mask/`, `depth/`, `bg/`).
+"""Reading a dataset directory in the capstone's folder layout (`fg_bg/`, `mask/`, `depth/`, `bg/`).
 
 File names come from dataset.json's `files` templates, filled with the samples.csv row
 (`{name}`, `{bg_file}`). Each sample decodes three PNG/JPEG files, slower than the packed

@@ -1,11 +1,11 @@
-"""Write a synthetic stage to disk: packed arrays (fast training) or the seed's folder layout.
+"""Write a synthetic stage to disk: packed arrays (fast training) or the capstone's folder layout.
 
 * `packed`: memory-mapped uint8 / uint16 arrays (see `packed`); exact: the mask is the
   composed mask, depth is rounded to 1/256 m, images to uint8.
-* `folders`: the seed's layout, to look at, share or feed other tools::
+* `folders`: the capstone's layout, to look at, share or feed other tools::
 
       bg/bg{B:03d}_p{P:02d}.png        backgrounds: the view of each (bg, placement), lossless
-      fg_bg/{name}.jpg                 composites (JPEG quality 95, 4:4:4, as the seed: lossy)
+      fg_bg/{name}.jpg                 composites (JPEG quality 95, 4:4:4, as the capstone: lossy)
       mask/{name}.png                  8-bit, 255 = foreground
       depth/{name}.png                 16-bit, metres * 256
       samples.csv, dataset.json

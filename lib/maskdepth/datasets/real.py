@@ -5,7 +5,7 @@ compositing rules as `composition` (sprite resized by area averaging, alpha blen
 mask = alpha > 0.5); what differs is where labels come from:
 
 * mask: exact, from the foreground's alpha;
-* depth: a teacher model (see `teacher`) run on the composite, as the seed's dataset was
+* depth: a teacher model (see `teacher`) run on the composite, as the capstone's dataset was
   labelled by DenseDepth. It is only as good as the teacher, and a relative teacher gives
   depth up to scale: dataset.json records the teacher and `depth.units = "teacher"`.
 

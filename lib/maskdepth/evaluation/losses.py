@@ -2,7 +2,7 @@
 
 Mask losses take logits [B,1,H,W] and a {0,1} target; depth losses take depth in metres
 [B,1,H,W], the ground truth in metres and an optional validity mask. A depth pixel counts
-only where the ground truth is > 0 and finite (and `valid`, if given, is true).
+only where `maskdepth.core.depth.valid_depth` says (finite, > 0, and `valid` if given).
 
 Depth space. The pixel losses (l1, mse, huber, ssim, gradient, densedepth) compare the
 *normalised log depth* t = (log d - log DEPTH_MIN) / (log DEPTH_MAX - log DEPTH_MIN), which
@@ -28,13 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskdepth.core.depth import DEPTH_MAX, DEPTH_MIN, normalised_log_depth
+from maskdepth.core.depth import DEPTH_MAX, DEPTH_MIN, normalised_log_depth, valid_depth
 from maskdepth.core.errors import MaskdepthError
+from maskdepth.models.blocks import OUTPUTS
 
-TASKS = ("mask", "depth")
 DEFAULT_MASK_LOSS = "bce_dice"
-# l1 on t: ~2 ms per 32x64x64 batch on one CPU thread; SSIM-based losses cost ~250 ms there
-# (oneDNN's backward of the 11x11 window) and did not train better in a short 1k-stage test.
+# l1 on t is cheap; the SSIM-based losses cost far more per CPU step (oneDNN's backward of the
+# 11x11 window) and did not train better (docs/recipes.md, "Measurements behind code choices").
 DEFAULT_DEPTH_LOSS = "l1"
 DICE_SMOOTH = 1.0  # keeps soft Dice defined (and near 0) for an empty mask predicted empty
 HUBER_BETA = 0.05  # in t units: ~30 % relative depth error, beyond which Huber turns linear
@@ -54,14 +54,11 @@ def _check_same_shape(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
         raise MaskdepthError(f"{what}: prediction shape {tuple(a.shape)} != target shape {tuple(b.shape)}")
 
 
-def valid_depth(gt: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-    """Boolean mask of usable ground-truth depth: > 0, finite, and `valid` where given."""
-    ok = torch.isfinite(gt) & (gt > 0)
-    if valid is not None:
-        if valid.shape != gt.shape:
-            raise MaskdepthError(f"valid: shape {tuple(valid.shape)} != depth shape {tuple(gt.shape)}")
-        ok = ok & valid.bool()
-    return ok
+def _usable_depth(gt: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
+    """`valid_depth`, with a `valid` of another shape than the ground truth refused."""
+    if valid is not None and valid.shape != gt.shape:
+        raise MaskdepthError(f"valid: shape {tuple(valid.shape)} != depth shape {tuple(gt.shape)}")
+    return valid_depth(gt, valid)
 
 
 def _prepare_depth(pred, gt, valid, what):
@@ -69,7 +66,7 @@ def _prepare_depth(pred, gt, valid, what):
     _check_same_shape(pred, gt, what)
     pred = pred.float()
     gt = gt.float()
-    ok = valid_depth(gt, valid)
+    ok = _usable_depth(gt, valid)
     gt = torch.where(ok, gt, torch.ones_like(gt))
     # Pred is clamped only from below: the model's output is inside the range anyway, and an
     # upper clamp would silently stop the gradient of an out-of-range prediction.
@@ -187,7 +184,7 @@ def silog_depth_loss(pred, gt, valid=None, lam: float = SILOG_LAMBDA):
     With lam = 0.5 a global scale error c costs (1 - lam)·log(c)^2, half of what a plain
     log-MSE charges. Images without valid pixels are skipped."""
     _check_same_shape(pred, gt, "silog depth loss")
-    ok = valid_depth(gt.float(), valid).flatten(1)
+    ok = _usable_depth(gt.float(), valid).flatten(1)
     gt = torch.where(ok, gt.float().flatten(1), torch.ones_like(ok, dtype=torch.float32))
     err = torch.log(pred.float().flatten(1).clamp_min(1e-6)) - torch.log(gt)
     err = torch.where(ok, err, torch.zeros_like(err))
@@ -355,9 +352,9 @@ class MaskDepthLoss(nn.Module):
 
 def _check_weights(weights, tasks, uncertainty) -> dict[str, float]:
     given = dict(weights or {})
-    unknown = set(given) - set(TASKS)
+    unknown = set(given) - set(OUTPUTS)
     if unknown:
-        raise MaskdepthError(f"weights: unknown task(s) {sorted(unknown)}; use {', '.join(TASKS)}")
+        raise MaskdepthError(f"weights: unknown task(s) {sorted(unknown)}; use {', '.join(OUTPUTS)}")
     out = {}
     for task in tasks:
         w = given.get(task, 1.0)

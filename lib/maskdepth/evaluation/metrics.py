@@ -14,7 +14,7 @@ sums and counts are kept. `all_reduce()` sums the state over torch.distributed r
 DDP validation on shards gives the full-dataset numbers.
 
 Depth metrics follow monodepth2's `compute_depth_errors` definitions over valid pixels
-(ground truth > 0 and finite), with the prediction clamped to [DEPTH_MIN, DEPTH_MAX] as its
+(`maskdepth.core.depth.valid_depth`), with the prediction clamped to [DEPTH_MIN, DEPTH_MAX] as its
 evaluation does; `rmse_over_std` divides the RMSE by the (population) standard deviation of
 the ground truth over the same pixels, so numbers compare across datasets of different
 depth spread.
@@ -44,7 +44,7 @@ import math
 
 import torch
 
-from maskdepth.core.depth import DEPTH_MAX, DEPTH_MIN
+from maskdepth.core.depth import DEPTH_MAX, DEPTH_MIN, valid_depth
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.evaluation.catalogue import ORDER_PAIRS, ORDER_TIE
 
@@ -181,10 +181,9 @@ def _depth_error_sums(pred, gt, valid, dims) -> torch.Tensor:
     """[..., len(_DEPTH_SUMS)] float64 sums over valid pixels, reduced over `dims`."""
     _check_shapes(pred, gt, "depth metrics (pred, gt)")
     gt = gt.detach().double()
-    ok = torch.isfinite(gt) & (gt > 0)
     if valid is not None:
         _check_shapes(valid, gt, "depth metrics (valid, gt)")
-        ok = ok & valid.bool()
+    ok = valid_depth(gt, valid)
     gt = torch.where(ok, gt, torch.ones_like(gt))
     pred = pred.detach().double().clamp(DEPTH_MIN, DEPTH_MAX)
     # A NaN prediction stays NaN (and shows in the metrics); invalid pixels never count.
@@ -249,7 +248,7 @@ def pairwise_ordering(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor 
     over pairs whose ground truths differ by more than ORDER_TIE; a predicted tie counts half.
     The pairs are drawn with `seed`, so the same maps always give the same number."""
     g = gt.detach().double().flatten()
-    ok = _valid_depth(g, None if valid is None else valid.flatten())
+    ok = valid_depth(g, None if valid is None else valid.flatten())
     index = torch.nonzero(ok).flatten()
     if index.numel() < 2:
         return math.nan
@@ -266,11 +265,6 @@ def pairwise_ordering(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor 
     return float(((said == truth).double() + 0.5 * (said == 0).double()).mean())
 
 
-def _valid_depth(gt: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
-    ok = torch.isfinite(gt) & (gt > 0)
-    return ok if valid is None else ok & valid.bool()
-
-
 def _per_image_median(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """[B] median of each image's values where `keep` (NaN where nothing is kept)."""
     b = values.shape[0]
@@ -282,7 +276,7 @@ def _medians(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None, w
     scale alignment and the depth-scale ratio are both made of."""
     _check_shapes(pred, gt, what)
     g = gt.detach().double()
-    ok = _valid_depth(g, valid)
+    ok = valid_depth(g, valid)
     p = pred.detach().double().clamp(DEPTH_MIN, DEPTH_MAX)
     return p, ok, _per_image_median(p, ok), _per_image_median(g, ok)
 
@@ -337,7 +331,7 @@ def ordering_terms(
     g = gt.detach().double().reshape(b, h, w)
     p = pred.detach().double().clamp(DEPTH_MIN, DEPTH_MAX).reshape(b, h, w)
     in_mask = mask.detach().reshape(b, h, w) > 0.5
-    ok = _valid_depth(g, None if valid is None else valid.reshape(b, h, w))
+    ok = valid_depth(g, None if valid is None else valid.reshape(b, h, w))
     obj = in_mask & ok
     rows = torch.arange(h, device=g.device)
     cols = torch.arange(w, device=g.device)

@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from maskdepth.core.depth import DEPTH_MAX, DEPTH_MIN
+from maskdepth.core.depth import DEPTH_MAX, DEPTH_MIN, valid_depth
 
 DEPTH_CMAP = "magma_r"  # reversed: near (small depth) is bright
 DEPTH_TICKS = (0.25, 0.5, 1, 2, 5, 10, 20, 40, 80)
@@ -67,7 +67,7 @@ def auto_range(*depths) -> tuple[float, float]:
         if hasattr(d, "detach"):
             d = d.detach().float().cpu().numpy()
         arr = np.asarray(d)
-        finite.append(arr[np.isfinite(arr) & (arr > 0)].ravel())
+        finite.append(arr[valid_depth(arr)].ravel())
     values = np.concatenate(finite) if finite else np.empty(0)
     if values.size == 0:
         return DEPTH_MIN, DEPTH_MAX

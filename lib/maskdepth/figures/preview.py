@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 # The one depth convention of every picture (near = bright, log scale, colour bar in metres).
-from maskdepth.figures.depthviz import DEPTH_CMAP, DEPTH_TICKS, depth_colorbar, depth_to_rgb  # noqa: F401
+from maskdepth.figures.depthviz import depth_colorbar, depth_to_rgb
 
 COLUMNS = ("bg", "fg_bg", "mask", "depth")
 

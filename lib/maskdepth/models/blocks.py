@@ -9,13 +9,13 @@ from torch import nn
 from maskdepth.core.depth import depth_from_raw
 from maskdepth.core.errors import MaskdepthError
 
-TASKS = ("mask", "depth")
+OUTPUTS = ("mask", "depth")  # what a model may predict: the keys of its forward's dict, in order
 
 
 class ConvBNReLU(nn.Sequential):
     """Conv2d -> BatchNorm2d -> ReLU, the unit every maskdepth U-Net is made of.
 
-    `bias=True` by default to match the seed's layers (its parameter counts include the bias);
+    `bias=True` by default to match the capstone's layers (its parameter counts include the bias);
     new designs pass `bias=False` since BatchNorm makes it redundant.
     """
 
@@ -76,6 +76,6 @@ def task_outputs(raw: torch.Tensor, tasks: tuple[str, ...]) -> dict[str, torch.T
 
 
 def check_task(task: str, model_name: str) -> tuple[str, ...]:
-    if task not in TASKS:
-        raise MaskdepthError(f"{model_name}: task must be one of {', '.join(TASKS)}, got {task!r}")
+    if task not in OUTPUTS:
+        raise MaskdepthError(f"{model_name}: task must be one of {', '.join(OUTPUTS)}, got {task!r}")
     return (task,)

@@ -16,10 +16,9 @@ A checkpoint is a dict saved with `torch.save` (atomically):
 Checkpoints are what people download and share, so they are read with
 `torch.load(weights_only=True)`: tensors and plain data (dict, list, tuple, str, int, float,
 bool, None) only. Everything saved here is of those types (the numpy RNG state is stored as
-a tensor). A file holding anything else is refused before any of it runs; the one exception
-allow-listed is the numpy uint32 array in which checkpoints of older versions kept that
-state. A checkpoint is written only from finite weights, and one whose weights hold NaN or
-infinite values is refused when read.
+a tensor). A file holding anything else is refused before any of it runs. A checkpoint is
+written only from finite weights, and one whose weights hold NaN or infinite values is
+refused when read.
 """
 
 from __future__ import annotations
@@ -120,19 +119,6 @@ def _listed(names: list[str], shown: int = 3) -> str:
     return ", ".join(names[:shown]) + more
 
 
-def _legacy_safe_globals() -> list:
-    """The exact non-torch types older checkpoints hold: the numpy RNG state, a uint32 array."""
-    import numpy as np
-
-    try:
-        from numpy._core.multiarray import _reconstruct
-    except ImportError:  # numpy < 2
-        from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
-    names = [_reconstruct, np.ndarray, np.dtype]
-    uint32 = getattr(getattr(np, "dtypes", None), "UInt32DType", None)
-    return names + ([uint32] if uint32 is not None else [])
-
-
 def _refusal(exc: Exception) -> str:
     """The part of torch's weights_only message that says what was refused, in one line."""
     text = str(exc)
@@ -150,11 +136,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     if not path.is_file():
         raise MaskdepthError(f"checkpoint {path}: no such file")
     try:
-        with torch.serialization.safe_globals(_legacy_safe_globals()):
-            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights_only" not in str(exc) and "WeightsUnpickler" not in str(exc):
             raise MaskdepthError(f"checkpoint {path}: cannot be read ({_first_line(exc)})") from exc
+        if re.search(r"Unsupported global: GLOBAL numpy\.", str(exc)):  # the numpy RNG state of versions before 0.1.0
+            raise MaskdepthError(f"checkpoint {path}: refused: it holds numpy arrays, as checkpoints written by an "
+                                 "older maskdepth do; retrain it") from exc
         raise MaskdepthError(
             f"checkpoint {path}: refused: {_refusal(exc)}, and loading it could run code; use checkpoints "
             "written by `maskdepth train` only"

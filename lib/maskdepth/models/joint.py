@@ -21,7 +21,7 @@ costs about one single-task U-Net instead of two.
               blocks (4 channels, PixelShuffle)
     heads     per task: 3x3 conv+BN+ReLU refinement at full resolution, 1x1 conv -> raw;
               mask raw = logits, depth = depth_from_raw(raw). With `mask_to_depth=True`
-              the depth head also sees sigmoid(mask logits) (the seed's untried idea: depth
+              the depth head also sees sigmoid(mask logits) (the capstone's untried idea: depth
               conditioned on where the object is)
 
 H and W must be multiples of the encoder's total stride (2 ** num_stages for lean, 32 for resnet).
@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from maskdepth.core.errors import MaskdepthError
-from maskdepth.models.blocks import TASKS, ConvBNReLU, check_input, task_outputs, upsample2x
+from maskdepth.models.blocks import OUTPUTS, ConvBNReLU, check_input, task_outputs, upsample2x
 from maskdepth.models.encoders import get_encoder
 from maskdepth.models.registry import register
 
@@ -92,7 +92,7 @@ class JointUNet(nn.Module):
         super().__init__()
         if base_channels < 4:
             raise MaskdepthError(f"joint: base_channels must be >= 4, got {base_channels}")
-        self.tasks = TASKS
+        self.tasks = OUTPUTS
         self.in_channels = in_channels
         if space_to_depth != 1 and encoder != "lean":
             raise MaskdepthError(f"joint: space_to_depth={space_to_depth} needs the lean encoder, not {encoder!r}")

@@ -1,6 +1,6 @@
-"""`lean_unet`: the seed's ~0.5M-parameter U-Net, reproduced layer for layer.
+"""`lean_unet`: the capstone's ~0.5M-parameter U-Net, reproduced layer for layer.
 
-Layout (from the seed's printed summary, 64x64 input; every block is conv+BN+ReLU):
+Layout (from the capstone's printed summary, 64x64 input; every block is conv+BN+ReLU):
 
     down_1   3->16 (3x3) @64, 16->32 (3x3, stride 2) @32       -> skip s1 (32 @ /2)
     maxpool  /4
@@ -11,14 +11,14 @@ Layout (from the seed's printed summary, 64x64 input; every block is conv+BN+ReL
     up x2, cat s1 (64)    up_1   64->64, 64->32 @32
     up x2                 output 32->16 @64, 16->1 (1x1)
 
-Upsampling is nearest-neighbour (the seed's F.upsample default); H and W must be
-multiples of 8. With 3 input channels and the seed head the net has exactly 507,203
+Upsampling is nearest-neighbour (the capstone's F.upsample default); H and W must be
+multiples of 8. With 3 input channels and the capstone's head the net has exactly 507,203
 parameters.
 
-`seed_head=True` keeps the seed's final 1x1 conv + BatchNorm + ReLU: the output is then
+`bn_relu_head=True` keeps the capstone's final 1x1 conv + BatchNorm + ReLU: the output is then
 non-negative (a ReLU), and it is used as-is as the mask logits (so every pixel has
-probability >= 0.5 -- the seed's behaviour) or as the raw depth fed to `depth_from_raw`.
-`seed_head=False` (default) ends with the plain 1x1 conv so the output is a proper raw
+probability >= 0.5 -- the capstone's behaviour) or as the raw depth fed to `depth_from_raw`.
+`bn_relu_head=False` (default) ends with the plain 1x1 conv so the output is a proper raw
 value (2 parameters fewer).
 """
 
@@ -35,7 +35,7 @@ from maskdepth.models.registry import register
 class LeanUNet(nn.Module):
     size_multiple = 8
 
-    def __init__(self, in_channels: int = 3, task: str = "mask", seed_head: bool = False):
+    def __init__(self, in_channels: int = 3, task: str = "mask", bn_relu_head: bool = False):
         super().__init__()
         self.tasks = check_task(task, "lean_unet")
         self.in_channels = in_channels
@@ -44,7 +44,7 @@ class LeanUNet(nn.Module):
         self.middle = ConvBNReLU(128, 128, kernel_size=1)
         self.up_2 = nn.Sequential(ConvBNReLU(256, 128), ConvBNReLU(128, 32))
         self.up_1 = nn.Sequential(ConvBNReLU(64, 64), ConvBNReLU(64, 32))
-        head = ConvBNReLU(16, 1, kernel_size=1) if seed_head else nn.Conv2d(16, 1, kernel_size=1)
+        head = ConvBNReLU(16, 1, kernel_size=1) if bn_relu_head else nn.Conv2d(16, 1, kernel_size=1)
         self.output = nn.Sequential(ConvBNReLU(32, 16), head)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -58,6 +58,6 @@ class LeanUNet(nn.Module):
         return task_outputs(y, self.tasks)
 
 
-@register("lean_unet", description="the seed's lean U-Net (~0.5M params), one task")
-def lean_unet(in_channels: int, *, task: str = "mask", seed_head: bool = False) -> nn.Module:
-    return LeanUNet(in_channels, task=task, seed_head=seed_head)
+@register("lean_unet", description="the capstone's lean U-Net (~0.5M params), one task")
+def lean_unet(in_channels: int, *, task: str = "mask", bn_relu_head: bool = False) -> nn.Module:
+    return LeanUNet(in_channels, task=task, bn_relu_head=bn_relu_head)

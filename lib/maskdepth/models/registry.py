@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from maskdepth.core.errors import MaskdepthError
+from maskdepth.models.blocks import OUTPUTS
 
 IN_CHANNELS = (3, 6)  # fg_bg alone, or bg + fg_bg
-TASKS = ("mask", "depth")  # the outputs a model may predict (the keys of its forward's dict)
 DEFAULT_MODEL = "joint"
 TASK_OPTION = "task"  # a builder that takes this option predicts the one task it names
 _NOT_IN_SPEC = ("weights",)
@@ -54,7 +54,7 @@ class ModelEntry:
     name: str
     builder: Callable[..., nn.Module]
     description: str
-    tasks: tuple[str, ...] = TASKS  # the outputs it can predict
+    tasks: tuple[str, ...] = OUTPUTS  # the outputs it can predict
     task_option: str | None = None  # the builder option that picks one of `tasks`; None: all at once
     in_channels: tuple[int, ...] = IN_CHANNELS  # the input channel counts it takes
 
@@ -79,7 +79,7 @@ class ModelEntry:
 _MODELS: dict[str, ModelEntry] = {}
 
 
-def register(name: str, *, description: str, tasks: tuple[str, ...] = TASKS, task_option=_DERIVED,
+def register(name: str, *, description: str, tasks: tuple[str, ...] = OUTPUTS, task_option=_DERIVED,
              in_channels: tuple[int, ...] = IN_CHANNELS):
     """Decorator: register `builder(in_channels, **options)` under `name`. `task_option` defaults
     to TASK_OPTION when the builder takes it (a single-task model), else None."""

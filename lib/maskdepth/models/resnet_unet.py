@@ -1,4 +1,4 @@
-"""`resnet_unet`: the seed's ResNet-backbone U-Net, the well-known ResNetUNet design.
+"""`resnet_unet`: the capstone's ResNet-backbone U-Net, the well-known ResNetUNet design.
 
     encoder   torchvision resnet18 (or resnet34) without avgpool/fc:
               layer0 = conv1+bn1+relu (/2, 64), layer1 = maxpool+layer1 (/4, 64),
@@ -12,7 +12,7 @@
     head      conv_last, 1x1 64->1 (raw: mask logits, or depth through depth_from_raw)
 
 H and W must be multiples of 32. With resnet18, 3 input channels and one output the net
-has 17,799,809 parameters. The seed's printed summary says 28,976,321: its summary tool
+has 17,799,809 parameters. The capstone's printed summary says 28,976,321: its summary tool
 hooked the backbone twice (the original ResNetUNet keeps the whole torchvision model *and*
 slices of it as layer0..layer4, so the 11,176,512 backbone parameters were listed twice);
 the parameters that exist and train are 17,799,809. resnet's fc is not registered here.
@@ -66,7 +66,7 @@ class ResNetUNet(nn.Module):
         return task_outputs(self.conv_last(y), self.tasks)
 
 
-@register("resnet_unet", description="the seed's ResNetUNet (resnet18 backbone), one task")
+@register("resnet_unet", description="the capstone's ResNetUNet (resnet18 backbone), one task")
 def resnet_unet(
     in_channels: int, *, task: str = "mask", encoder: str = "resnet18", weights=None
 ) -> nn.Module:

@@ -18,10 +18,8 @@ Used by `maskdepth.prediction.predictor` (``upsample="guided"``) for the mask lo
 ``"bilinear"`` stays available. Only upsampling is guided: a target no larger than the source
 is resized bilinearly. Large targets are computed in bands of rows, so the memory used beyond
 the guide and the result stays small.
-
-Measured (`bench/upsample.py`, bench/results/2026-12-01-upsample.json): a 64 px joint model on
-256 px renders, 200 samples per split; boundary IoU within 2 px of the object edges went from
-0.49-0.51 (bilinear) to 0.65-0.72, depth abs-rel there from 0.90-1.01 to 0.77-0.79.
+Why guided is the default: it scores better than bilinear at object edges (`bench/upsample.py`;
+numbers in docs/recipes.md, "Measurements behind code choices").
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ import torch.nn.functional as F
 UPSAMPLE_METHODS = ("guided", "bilinear")
 GUIDED_RADIUS = 4  # window (2r+1)^2 at the source (working) resolution: 9 px of 64
 # eps in squared guide units (guide in [0, 1]): small for the mask (edges as sharp as the image's),
-# 10x larger for depth, which then copies far less of the surfaces' texture (and measured as well)
+# 10x larger for depth, which then copies far less of the surfaces' texture (bench/upsample.py scores both)
 GUIDED_EPS_MASK = 1e-4
 GUIDED_EPS_DEPTH = 1e-3
 BAND_PIXELS = 1 << 22  # output pixels per band of rows (about 4 Mpx)

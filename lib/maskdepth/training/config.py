@@ -14,9 +14,10 @@ from pathlib import Path
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.evaluation.catalogue import parse_split_metric
 
-TASKS = ("mask", "depth", "joint")  # what a run trains: one output, or both ("joint")
+RUN_TASKS = ("mask", "depth", "joint")  # what a run trains: one of a model's OUTPUTS, or both ("joint")
 INPUT_MODES = {"fg_bg": 3, "bg_fg_bg": 6}
 OPTIMIZERS = ("sgd", "adam", "adamw")
+AMP_MODES = ("auto", "on", "off")
 SCHEDULES = ("constant", "step", "constant_then_step", "plateau", "onecycle")
 # Settings a resumed run must share with the checkpoint it continues (the states must fit).
 RESUME_KEYS = ("model", "model_kwargs", "task", "input_mode", "optimizer", "schedule", "uncertainty", "ema",
@@ -35,7 +36,7 @@ def _check_types_and_ranges(cfg) -> None:
 
     for name, default in field_defaults(type(cfg)).items():
         value = getattr(cfg, name)
-        if isinstance(default, bool) and name != "amp":
+        if isinstance(default, bool):
             ok = isinstance(value, bool)
         elif isinstance(default, int) and not isinstance(default, bool):
             ok = isinstance(value, int) and not isinstance(value, bool)
@@ -57,7 +58,9 @@ def _check_types_and_ranges(cfg) -> None:
 
 @dataclass
 class TrainConfig:
-    """Everything a run depends on. Field names are the papermill parameters and CLI flags.
+    """Everything a run depends on. Field names are the papermill parameters and CLI flags;
+    each field's comment is its help, the one source of `maskdepth train --help` and of
+    02_train's parameters cell (`make notebooks` writes it: `maskdepth.workflow.nbclean`).
 
     Its defaults are the default recipe, the one every entry point trains (maskdepth train,
     02_train, the stages, playground.ipynb): the `joint` model as registered (an ImageNet
@@ -67,46 +70,46 @@ class TrainConfig:
 
     data: str = "playground"  # stage name (playground | 1k | full) or a dataset folder
     out_dir: str = ""  # run folder; "" -> outputs/<stage>/<timestamp>-<hash>
-    model: str = "joint"
-    model_kwargs: dict = field(default_factory=dict)
+    model: str = "joint"  # network architecture (see `maskdepth models`)
+    model_kwargs: dict = field(default_factory=dict)  # JSON options of the model, e.g. '{"base_channels": 16}'
     weights: str = ""  # the encoder's initial weights: imagenet | none | a state_dict file ("": the model's default)
-    task: str = "joint"  # mask | depth | joint (the seed trained one model per task)
+    task: str = "joint"  # mask | depth | joint (the capstone trained one model per task)
     input_mode: str = "fg_bg"  # fg_bg (3 channels) | bg_fg_bg (6 channels)
-    size: int = 64
-    augment: bool = True  # random flips per sample and batched photometric augmentation (data/photometric.py)
+    size: int = 64  # square working size in pixels (images are resized to it)
+    augment: bool = True  # random flips per sample and batched photometric augmentation (maskdepth.augment.photometric)
     photometric: float = 1.0  # strength of the photometric augmentation when augment is on (0: off)
     zoom: float = 1.0  # largest zoom (crop + resize, depth kept in metres) when augment is on (1: off)
     aspect: float = 1.0  # largest long/short side ratio of non-square training crops when augment is on (1: off)
-    mask_loss: str = "bce_dice"
-    depth_loss: str = "l1_ssi"
-    mask_weight: float = 1.0
-    depth_weight: float = 1.0
+    mask_loss: str = "bce_dice"  # loss of the mask head
+    depth_loss: str = "l1_ssi"  # loss of the depth head
+    mask_weight: float = 1.0  # weight of the mask loss in the total
+    depth_weight: float = 1.0  # weight of the depth loss in the total
     uncertainty: bool = False  # learned task weighting (Kendall et al. 2018)
-    optimizer: str = "adamw"
-    lr: float = 3e-3
+    optimizer: str = "adamw"  # optimizer
+    lr: float = 3e-3  # learning rate (peak lr of the onecycle schedule)
     encoder_lr: float = 0.3  # the encoder's lr as a fraction of lr (a pretrained encoder usually wants less)
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-4  # weight decay of the optimizer
     ema: float = 0.0  # decay of a moving average of the weights that is evaluated and saved (0: off; e.g. 0.99)
     momentum: float = 0.9  # SGD only
-    schedule: str = "onecycle"
+    schedule: str = "onecycle"  # learning-rate schedule
     step_size: int = 10  # step / constant_then_step: epochs between decays
-    gamma: float = 0.1
+    gamma: float = 0.1  # step / constant_then_step: factor of each lr decay
     constant_epochs: int = 0  # constant_then_step: epochs at the initial lr before StepLR starts
-    epochs: int = 10
+    epochs: int = 10  # epochs to train
     max_steps: int = 0  # stop after this many optimizer steps in total (0: no limit)
-    batch_size: int = 32
-    workers: int = 0
-    seed: int = 0
+    batch_size: int = 32  # training batch size (per process under torchrun)
+    workers: int = 0  # DataLoader worker processes (0: load in the main process)
+    seed: int = 0  # seed of the data order, augmentation and initial weights
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "auto"  # auto (CUDA: bf16 from compute capability 8, else float16; CPU: bf16 only where it times clearly faster) | on | off
-    channels_last: bool = True  # channels_last memory format for training (faster for these models on a CPU: bench/ figure 3)
-    val_batch_size: int = 64
+    channels_last: bool = True  # channels_last memory format for training (bench/ figure 3 times it against the default format)
+    val_batch_size: int = 64  # validation batch size
     grid_every: int = 5  # epochs between TensorBoard image grids (0: never)
     # Checkpoint selection uses the `seen` split only; `unseen` and `ood` stay untouched test splits.
     best_metric: str = "seen.loss"
     resume: bool = False  # continue from out_dir/checkpoints/last.pt
-    tensorboard: bool = True
-    progress_bar: bool = True
+    tensorboard: bool = True  # write TensorBoard logs to RUN/tb
+    progress_bar: bool = True  # show a progress bar per epoch
 
     # -- construction ---------------------------------------------------------------
     @classmethod
@@ -135,11 +138,11 @@ class TrainConfig:
                 raise MaskdepthError(f"{name}={value!r}: choose one of {', '.join(map(str, options))}")
 
         _check_types_and_ranges(self)
-        choice("task", self.task, TASKS)
+        choice("task", self.task, RUN_TASKS)
         choice("input_mode", self.input_mode, tuple(INPUT_MODES))
         choice("optimizer", self.optimizer, OPTIMIZERS)
         choice("schedule", self.schedule, SCHEDULES)
-        choice("amp", str(self.amp), ("auto", "on", "off", "True", "False"))
+        choice("amp", self.amp, AMP_MODES)
         for name in ("epochs", "batch_size", "size", "val_batch_size"):
             if int(getattr(self, name)) < 1:
                 raise MaskdepthError(f"{name}={getattr(self, name)!r}: must be >= 1")
@@ -160,7 +163,10 @@ class TrainConfig:
 
     @property
     def tasks(self) -> tuple[str, ...]:
-        return ("mask", "depth") if self.task == "joint" else (self.task,)
+        """The model outputs this run trains."""
+        from maskdepth.models.blocks import OUTPUTS  # here: the config module imports no torch
+
+        return OUTPUTS if self.task == "joint" else (self.task,)
 
 
 def _check_joint_model(name: str) -> None:
@@ -176,9 +182,9 @@ def _check_joint_model(name: str) -> None:
 
 def resume_config(out_dir: str | os.PathLike, given: dict | None = None) -> TrainConfig:
     """The config that continues the run in `out_dir`: the run's own settings (its config.json,
-    else the config inside checkpoints/last.pt) with `given` (what the command line sets) on
-    top. Nothing falls back to the defaults of a fresh run; a field added since the run was
-    started takes its default."""
+    written when the run started) with `given` (what the command line sets) on top. Nothing
+    falls back to the defaults of a fresh run; a field added since the run was started takes
+    its default."""
     folder = Path(out_dir)
     given = dict(given or {})
     if (folder / "config.json").is_file():
@@ -186,9 +192,8 @@ def resume_config(out_dir: str | os.PathLike, given: dict | None = None) -> Trai
 
         saved = read_json(folder / "config.json")
     elif (folder / "checkpoints" / "last.pt").is_file():
-        from maskdepth.models.checkpoint import load_checkpoint
-
-        saved = load_checkpoint(folder / "checkpoints" / "last.pt", map_location="cpu").get("config") or {}
+        raise MaskdepthError(f"resume: {folder / 'checkpoints' / 'last.pt'} has no config.json beside it: written by "
+                             "an older maskdepth, whose runs cannot be continued; retrain it")
     else:
         raise MaskdepthError(f"resume: {folder} holds no run to continue (no config.json, no checkpoints/last.pt)")
     names = {f.name for f in dataclasses.fields(TrainConfig)}

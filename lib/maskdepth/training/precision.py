@@ -1,16 +1,12 @@
 """Whether bf16 autocast pays for this model on this CPU: timed, not guessed from CPU flags.
 
-The CPU flags do not decide it. Two machines with the same flags (AVX512-BF16, no AMX) gave
-opposite answers for the default model at batch 32, 64x64, 2 threads: on an AMD EPYC bf16
-trained 1.96x faster than float32 (bench/results/2026-11-26-vm.json), on an Intel Xeon it was
-1.2x *slower* than float32 channels_last (134 vs 110 samples/s, 2026-12-01). So with
-`amp=auto` on a CPU that has native bf16 the trainer times a few forward+backward passes of
+CPUs with the same flags have given opposite answers (docs/recipes.md, "Measurements behind
+code choices"), so with `amp=auto` on a CPU with native bf16 the trainer times a few passes of
 a copy of its model in both precisions and keeps float32 unless bf16 is clearly faster
-(`MIN_SPEEDUP`): float32 is exact, so a near tie goes to it. The choice is saved in the
-checkpoint, so a resumed run keeps its precision (and stays bit-exact) whatever a new timing
-would say, and in `$MASKDEPTH_CACHE/precision.json` per (CPU, threads, torch, model shape,
-input size, batch), so a second run of the same settings on the same machine makes the same
-choice without timing again (delete the file to re-time). `amp=on|off` skips all of this.
+(`MIN_SPEEDUP`; float32 is exact, so a near tie goes to it). The choice is saved in the
+checkpoint (a resumed run stays bit-exact) and in `$MASKDEPTH_CACHE/precision.json` per (CPU,
+threads, torch, model shape, input size, batch), so the same settings on the same machine choose
+alike without timing again (delete the file to re-time). `amp=on|off` skips all of this.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The gate: the seed's rule "only the promising changes go on", beside the stage table.
+"""The gate: the capstone's rule "only the promising changes go on", beside the stage table.
 
 A stage's run passes when its validation metrics clear the stage's thresholds
 (`maskdepth.plan.stages.Stage.gate`, keyed 'split.metric'): a minimum for a metric where higher is

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from maskdepth.core.depth import valid_depth
 from maskdepth.datasets.measured import MeasuredPhoto, measured_photos
 from maskdepth.evaluation.catalogue import finite_or_none
 from maskdepth.evaluation.metrics import compute_depth_errors, pairwise_ordering, scale_aligned
@@ -45,7 +46,7 @@ def depth_scores(pred: np.ndarray, gt: np.ndarray, region: np.ndarray | None = N
     `region` (bool) when given; scale alignment uses the region's own median ratio."""
     p = torch.from_numpy(np.asarray(pred, np.float32))[None, None]
     g = torch.from_numpy(np.nan_to_num(np.asarray(gt, np.float32), nan=0.0))[None, None]
-    valid = g > 0
+    valid = valid_depth(g)
     if region is not None:
         valid &= torch.from_numpy(np.asarray(region, bool))[None, None]
     n = int(valid.sum())

@@ -36,9 +36,8 @@ DEFAULT_RECIPES: dict[str, dict] = {
     "mask_to_depth": {"model_kwargs": {"mask_to_depth": True}},
     "bg_fg_bg": {"input_mode": "bg_fg_bg"},
     # No full-resolution layer (the memory-bound part of a CPU step): the same widths at strides
-    # 2..32, input folded 2x2 into channels, 2x2 output blocks. 1.57x the training speed of the
-    # default on a 2-core CPU; at 20 epochs the same IoU and sa delta1, but ordering 0.05-0.11
-    # lower on every split (docs/recipes.md, "Compute").
+    # 2..32, input folded 2x2 into channels, 2x2 output blocks. Faster to train than the default
+    # on a CPU, but it orders depth worse on every split (docs/recipes.md, "Compute").
     "space_to_depth": {**LEAN_RECIPE,
                        "model_kwargs": {"encoder": "lean", "num_stages": 4, "base_channels": 32, "space_to_depth": 2}},
 }

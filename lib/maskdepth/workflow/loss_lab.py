@@ -1,4 +1,4 @@
-"""The loss lab: the seed's controlled experiment, one depth model per depth loss.
+"""The loss lab: the capstone's controlled experiment, one depth model per depth loss.
 
 Every loss trains the same model with the same data, seed, epochs and lr, so the
 depth metrics that come out differ only by the loss. Results: `loss_lab.json`, a markdown

@@ -29,7 +29,7 @@ import numpy as np
 from maskdepth.core.depth import DEPTH_MAX, DEPTH_MIN
 from maskdepth.world import interiors, textures
 from maskdepth.world.camera import Camera
-from maskdepth.world.shading import SUPERSAMPLE, box_mean, lambert, pixel_centres  # noqa: F401 (re-exported)
+from maskdepth.world.shading import SUPERSAMPLE, box_mean, lambert, pixel_centres
 from maskdepth.world.shapes import Primitive, intersect, surface_coords
 from maskdepth.world.textures import hash_uniform
 

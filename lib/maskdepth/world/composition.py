@@ -12,7 +12,7 @@ For a manifest row (bg, fg, placement, foot point (u, v), scale, flip) at workin
 * image = the view with a soft contact shadow on the ground around the object's foot
   (shadows change colours only, never labels), then the object's anti-aliased colour
   blended over it where it is visible;
-* `bg` = the view without object or shadow (the seed's "bg" image);
+* `bg` = the view without object or shadow (the capstone's "bg" image);
 * a flipped row is the horizontal mirror of the unflipped sample: image, bg, mask, depth.
 
 Rendered objects are kept in an LRU cache (a row and its flip share one), so every epoch

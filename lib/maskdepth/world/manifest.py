@@ -1,6 +1,6 @@
 """Manifests: which background, foreground, placement and flip make each sample of a stage.
 
-Layout of the source set (seed's dataset): every training (bg, fg) pair has
+Layout of the source set (capstone's dataset): every training (bg, fg) pair has
 PLACEMENTS_PER_PAIR = 20 placements, each used unflipped and flipped, so the full stage's
 train split is 100 x 100 x 20 x 2 = 400,000 samples. Validation splits:
 
@@ -37,7 +37,7 @@ from maskdepth.core.fileio import read_json, write_json, write_text
 from maskdepth.plan.stages import SPLITS, Stage, get_stage
 
 # The placement geometry (foot points, size jitter) lives in `placement`; re-exported for callers.
-from maskdepth.world.placement import QUANT, SCALE_JITTER, place  # noqa: F401
+from maskdepth.world.placement import QUANT, place
 from maskdepth.world.sources import SourceSpec
 
 PLACEMENTS_PER_PAIR = 20

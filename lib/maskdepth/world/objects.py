@@ -1,8 +1,7 @@
 """A stage's rendered objects packed on disk: render once, compose many.
 
-Ray-tracing an object into its view costs a few milliseconds (`foregrounds.render_object`),
-so a stage whose rows are each seen once per epoch (the full stage: 200k placements) would
-compose at a few hundred samples/s per core. `build_store` traces every (bg, fg, placement)
+Ray-tracing an object into its view (`foregrounds.render_object`) costs far more than composing
+it, and the full stage sees each of its 200k placements once per epoch. `build_store` traces every (bg, fg, placement)
 of a stage once, in parallel worker processes, and packs the layers (window, z-depth,
 coverage, premultiplied colour) and contact shadows into flat arrays; `ObjectStore` reads
 them back through memory maps. The values are stored exactly as `composition` computes them

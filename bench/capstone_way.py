@@ -1,9 +1,9 @@
-"""The seed's way of training, rebuilt to compare against: files on disk, PIL, two networks.
+"""The capstone's way of training, rebuilt to compare against: files on disk, PIL, two networks.
 
-The seed stored every sample as files (fg_bg JPEG, mask PNG, depth 16-bit PNG), opened them
+The capstone stored every sample as files (fg_bg JPEG, mask PNG, depth 16-bit PNG), opened them
 with PIL in the DataLoader for every sample, and trained one ResNet U-Net for the mask and
 another for the depth. We write the same kind of folder from our dataset (at 64x64, so the
-seed pays no resize) and train both networks on the same batches, each with its own loss
+capstone pays no resize) and train both networks on the same batches, each with its own loss
 and AdamW, exactly as two separate runs would do per sample.
 """
 
@@ -23,7 +23,7 @@ SUBFOLDERS = {"image": ("fg_bg", ".jpg"), "mask": ("mask", ".png"), "depth": ("d
 JPEG_QUALITY = 95
 
 
-def write_seed_folder(dataset, count: int, folder: Path) -> Path:
+def write_capstone_folder(dataset, count: int, folder: Path) -> Path:
     """Write samples 0..count-1 of `dataset` as fg_bg JPEG, mask PNG and depth 16-bit PNG files."""
     for sub, _ in SUBFOLDERS.values():
         (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -37,8 +37,8 @@ def write_seed_folder(dataset, count: int, folder: Path) -> Path:
     return folder
 
 
-class SeedFileDataset(Dataset):
-    """Opens the three files of a sample with PIL on every access, like the seed's loader."""
+class CapstoneFileDataset(Dataset):
+    """Opens the three files of a sample with PIL on every access, like the capstone's loader."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
@@ -64,18 +64,18 @@ class SeedFileDataset(Dataset):
         }
 
 
-def seed_loader(dataset: SeedFileDataset, batch_size: int, seed: int = 0) -> DataLoader:
+def capstone_loader(dataset: CapstoneFileDataset, batch_size: int, seed: int = 0) -> DataLoader:
     return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, num_workers=0,
                       generator=torch.Generator().manual_seed(seed))
 
 
-class SeedTrainer:
+class CapstoneTrainer:
     """Two `resnet_unet` networks (mask, depth), each with its own loss and optimizer, same batches."""
 
-    def __init__(self, dataset: SeedFileDataset, batch_size: int, *, lr: float = 3e-3, seed: int = 0):
+    def __init__(self, dataset: CapstoneFileDataset, batch_size: int, *, lr: float = 3e-3, seed: int = 0):
         self.rigs: dict[str, StepRig] = {task: make_rig(RESNET[0], task, lr=lr, seed=seed)
                                          for task in ("mask", "depth")}
-        self.batches = batches_forever(seed_loader(dataset, batch_size, seed))
+        self.batches = batches_forever(capstone_loader(dataset, batch_size, seed))
 
     @property
     def models(self) -> list[torch.nn.Module]:
