@@ -143,8 +143,8 @@ def _check_training_parameters(stage: str, overrides: dict) -> None:
     `-p lr -1` or `-p epochs true` is a one-line error now, not a failed 02_train after setup)."""
     from maskdepth.core.params import coerce, field_defaults
     from maskdepth.plan.stages import stage_defaults
-    from maskdepth.training.config import TrainConfig
     from maskdepth.training.builders import check_memory
+    from maskdepth.training.config import TrainConfig
 
     defaults = field_defaults(TrainConfig)
     params = {**stage_defaults(stage), **overrides}

@@ -7,7 +7,6 @@ from last.pt with the repair of a kill in between, and the final metrics.json.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -147,7 +146,7 @@ class RunCheckpoints:
             if saved_precision.get("autocast") in ("bf16", "off"):  # keep the run's precision: bit-exact resume
                 self._use_precision(PrecisionChoice(saved_precision["autocast"],
                                                     f"the checkpoint's choice ({saved_precision.get('reason', '')})"))
-            else:  # a checkpoint of an older version: time it now
+            else:  # a float16 run from a GPU continues on the CPU: time the choice here
                 self._timed_precision()
         parts = [("optimizer", self.optimizer, True), ("scheduler", self.schedule, True),
                  ("scaler", self.scaler, False), ("criterion", self.criterion, False)]
@@ -168,11 +167,10 @@ class RunCheckpoints:
         m = ckpt.get("metrics", {})
         self.best_value, self.best_epoch = m.get("best_value"), m.get("best_epoch")
         self.train_time_s = float(m.get("train_time_s", 0.0))
-        hist = self.out_dir / "history.json"
-        if isinstance(ckpt.get("history"), list) and (ckpt["history"] or self.epoch == 0):
-            self.history = list(ckpt["history"])
-        elif hist.is_file():  # checkpoints of older versions: history.json, up to the checkpoint's epoch
-            self.history = [e for e in json.loads(hist.read_text())["epochs"] if e["epoch"] <= self.epoch]
+        if not isinstance(ckpt.get("history"), list) or not (ckpt["history"] or self.epoch == 0):
+            raise MaskdepthError(f"resume: {path} carries no training history (written by an older maskdepth); "
+                                 "start a new run in another out_dir")
+        self.history = list(ckpt["history"])
         if self.is_main:
             self._repair_after_kill(path)
         if changed:

@@ -34,7 +34,7 @@ class Trainer(RunParts, EpochPass, RunCheckpoints):
         cfg.validate()
         self.cfg = cfg
         self.rank, self.world, device_name = init_distributed(cfg.device)
-        amp = None if str(cfg.amp) == "auto" else str(cfg.amp) in ("on", "True")
+        amp = None if cfg.amp == "auto" else cfg.amp == "on"
         self.dev = resolve_device(device_name, amp=amp)
         self.is_main = self.rank == 0
         self.out_dir = self._resolve_out_dir()
