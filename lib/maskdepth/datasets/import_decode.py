@@ -34,7 +34,7 @@ class DepthRule:
     """How stored depth values become metres, recorded in dataset.json (`depth.units`).
 
     16-bit PNG: metres = value * scale, default 1/256 (this project's and KITTI's convention):
-    "metres". 8-bit maps (the seed's, from DenseDepth) hold *relative* depth: without a scale they
+    "metres". 8-bit maps (the capstone's, from DenseDepth) hold *relative* depth: without a scale they
     are mapped log-uniformly onto [DEPTH_MIN, DEPTH_MAX], 0 -> DEPTH_MIN and 255 -> DEPTH_MAX
     (`bright="near"` reverses it): "relative"; metric metrics on such data compare against this
     mapping, not real distances. With a scale, metres = value * scale. Depth is then clamped to

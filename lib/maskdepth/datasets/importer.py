@@ -1,6 +1,6 @@
 """Import an existing fg_bg / mask / depth dataset (a folder or a zip) as a packed dataset.
 
-Many course students hold the seed's 400k dataset in that layout. The files are found and paired
+Many course students hold the capstone's 400k dataset in that layout. The files are found and paired
 by `import_source`, decoded and checked by `import_decode`; any problem fails the import with the
 list (nothing is written as valid), unless `skip_bad`: then the samples with a problem are left
 out, counted and listed in problems.txt. A dataset without any foreground pixel is an error.
