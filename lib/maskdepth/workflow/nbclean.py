@@ -37,7 +37,7 @@ def strip(nb):
 TRAIN_NOTEBOOK = "02_train.ipynb"
 TRAIN_PARAMETERS_HEAD = (
     'run_dir = ""  # the pipeline sets the run folder (and out_dir to it)\n'
-    "# Every TrainConfig field with its default and help, written from the dataclass by `make notebooks`;\n"
+    "# Every TrainConfig field with its default and help, written from TrainConfig by `make notebooks`;\n"
     "# the pipeline passes the stage's training defaults and -p NAME VALUE on top.\n"
 )
 
