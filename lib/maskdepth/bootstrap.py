@@ -1,31 +1,12 @@
 """Make a runtime that already has Python (and usually a CUDA torch) ready for maskdepth, in the
 running kernel: Colab, GCP / Vertex AI notebooks, Kaggle, a rented GPU machine, a local Jupyter.
 
-Every notebook starts with the same short set-up cell (`SETUP_CELL`, kept equal in all of them
-by `sync_notebooks`). It makes `maskdepth` importable, in this order, from:
-
-1. `SOURCE` when the user sets it: a checkout folder (a clone, an upload, a Drive folder) or a
-   maskdepth wheel / sdist / zip file (pip-installed without dependencies);
-2. maskdepth as it is already importable (an install, a kernel of `maskdepth run`, an earlier
-   run of the cell: the cell is idempotent);
-3. the checkout the notebook sits in, found by its marker file `MARKER` (the working folder,
-   a parent, a sub-folder, `$MASKDEPTH_REPO`, Google Drive's MyDrive and two levels below it);
-4. the repository (`REPO_URL`, pip-installed from git) once an owner has configured it;
-
-then calls `setup()`, the logic of notebooks/00_setup.ipynb: it says in one line which source
-it used, keeps every requirement the runtime already satisfies (its CUDA torch, torchvision,
-ipykernel) and pip-installs only the missing or too old ones, with the kept versions pinned;
-puts a checkout's lib/ on sys.path and PYTHONPATH (no restart; `!python -m maskdepth ...` sees
-it too); on Colab sends the runs to Google Drive (opt-out: `DRIVE = False`), so a stage
-survives a disconnect and `maskdepth run --resume` continues it; and says what this machine
-will do (device, precision, workers, batch). It never ends in a traceback: a set-up that
-cannot go on stops with one line (`SetupStopped`).
-
-Standard library only (it runs before the requirements are installed). `REPO_URL` is the one
-place the repository's address is set: the notebooks' set-up cells and "Open in Colab" badges
-and the README's badge are copies that `python -m maskdepth.bootstrap --set-repo-url URL`
-rewrites (tests/test_bootstrap.py checks they agree).
-"""
+Every notebook starts with the same set-up cell (`SETUP_CELL`, kept equal by `sync_notebooks`): it
+makes `maskdepth` importable (from `SOURCE`, as installed, the checkout around the notebook, or
+`REPO_URL`), then `setup()` keeps what the runtime already satisfies (its CUDA torch), installs the
+rest and never ends in a traceback. Standard library only: it runs before the requirements are
+installed. `REPO_URL` is set here once; `--set-repo-url` rewrites its copies.
+The order and the steps: docs/workflow.md, "Notebook set-up"."""
 
 from __future__ import annotations
 

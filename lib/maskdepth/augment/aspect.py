@@ -1,15 +1,11 @@
 """Non-square training views: a share of batches cropped to a landscape or portrait window.
 
 `predict` runs the network at a photo's own aspect ratio, so training should not show it only
-squares. A crop changes neither the focal length in pixels nor any depth: every kept pixel
-keeps its image, mask and depth values, so labels stay exact and metric. One batch shares
-one crop size (a tensor is rectangular); each sample gets its own window position. The long
-side stays the working size and the short side is a multiple of the model's size multiple.
-
-Whether a batch is cropped, its orientation and size, and each sample's window are a pure
-function of (seed, epoch, sample indices), as in `photometric` and `zoom`, so a resumed run
-crops exactly as an uninterrupted one.
-"""
+squares. A crop changes neither the focal length in pixels nor any depth, so labels stay exact and
+metric. One batch shares one crop size (a tensor is rectangular), each sample its own window; the
+long side stays the working size. Every draw is a pure function of (seed, epoch, sample indices),
+as in `photometric` and `zoom`, so a resumed run crops exactly as an uninterrupted one.
+Details: docs/data.md, "Augmentation"."""
 
 from __future__ import annotations
 

@@ -1,20 +1,12 @@
 """Photometric augmentation of whole batches on the training device, labels untouched.
 
-A network that scores well on one renderer's colours, contrast and sharpness but fails on
-another camera's has learnt the renderer. Each training sample gets its own random
-brightness, contrast, saturation, colour cast, gamma, blur or softening (a lower
-resolution upsampled again, as a small or compressed photo looks) and sensor noise. The
-same parameters apply to the sample's `image` and `bg` (one camera took both); `mask` and
-`depth` are never touched.
-
-Parameters are a pure function of (seed, epoch, sample index) (counter-based hashing), so
-runs are reproducible and a resumed run augments exactly as an uninterrupted one; they are
-drawn on the CPU (a few numbers per sample), moved to the batch's device in one transfer and
-applied to the batch tensors there (GPU when present), after collation. Brightness,
-contrast, saturation and colour cast are one 3x3 affine map of RGB per sample (one batched
-matmul), blur and softening are computed only for the samples that get them, which makes it
-cheaper than the per-sample `transforms.v2` ColorJitter path (still there: `build_augment(colour=...)`).
-"""
+A network that scores well on one renderer's colours, contrast and sharpness but fails on another
+camera's has learnt the renderer. Each sample gets its own brightness, contrast, saturation, colour
+cast, gamma, blur or softening and sensor noise, the same for its `image` and `bg` (one camera took
+both). Parameters are a pure function of (seed, epoch, sample index), so a resumed run augments
+exactly as an uninterrupted one; they are applied to the collated batch on its device, which is
+cheaper than the per-sample ColorJitter path (still there: `build_augment(colour=...)`).
+How: docs/data.md, "Augmentation"."""
 
 from __future__ import annotations
 

@@ -1,15 +1,11 @@
 """Joint augmentations that keep image, bg, mask and depth aligned.
 
-The sample is wrapped in torchvision `tv_tensors` (image and bg as `Image`, mask and depth
-as `Mask`) and passed through one `transforms.v2` pipeline call, so every random parameter
-(flip or not, jitter amounts) is drawn once and applied to all of them: geometric transforms
-move all four together, colour transforms touch only the images (the same jitter parameters
-for image and bg, as the same camera took both; contrast mixes each image with its own mean
-grey, so the two differ by a small offset) and labels are never interpolated.
-
-No crops, zooms or rotations: a zoom changes the apparent focal length, so the same metric
-depth would come with a different object size, which would make depth ambiguous.
-"""
+One torchvision `transforms.v2` call on the sample wrapped in `tv_tensors` draws every random
+parameter once and applies it to all four: geometric transforms move them together, colour
+transforms touch only the images (the same jitter for image and bg: one camera took both), and
+labels are never interpolated. No crops, zooms or rotations here: a zoom changes the apparent focal
+length, so the same metric depth would come with a different object size (`zoom` keeps it exact).
+Details: docs/data.md, "Augmentation"."""
 
 from __future__ import annotations
 

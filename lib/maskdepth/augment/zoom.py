@@ -1,16 +1,11 @@
 """Zoom augmentation of whole batches: a crop resized back to full size, labels kept metric.
 
-Cropping a window of 1/z of the image and enlarging it z times is the picture a camera with
-a z times longer focal length would take from the same place: every visible point keeps its
-z-depth in metres, so the depth label is not rescaled. Objects look z times larger, the
-field of view narrows, and the horizon moves with the crop's position — variety of camera
-intrinsics and object sizes at no rendering cost.
-
-`image` and `bg` are resampled bilinearly; `mask` and `depth` by the nearest source pixel,
-so every label value stays one the scene really has (no blended depths across an edge).
-Parameters (zoom factor, crop position, and whether the sample is zoomed at all) are a pure
-function of (seed, epoch, sample index), as in `photometric`.
-"""
+Cropping 1/z of the image and enlarging it z times is the picture a camera with a z times longer
+focal length would take from the same place: every visible point keeps its z-depth, so the depth
+label is not rescaled — variety of camera intrinsics and object sizes at no rendering cost. Labels
+are resampled by the nearest source pixel, so no depth is blended across an edge. Parameters are a
+pure function of (seed, epoch, sample index), as in `photometric`.
+Details: docs/data.md, "Augmentation"."""
 
 from __future__ import annotations
 

@@ -1,15 +1,10 @@
 """`maskdepth data`: build and verify the synthetic data of a stage.
 
-  maskdepth data manifest --data 1k           count and sha256 of the stage's manifest (verified)
-  maskdepth data manifest --update-spec       regenerate data_manifests/ (maintainers, after a generator change)
-  maskdepth data build --data 1k --size 64    build or verify the cached sources; counts, storage, time
-  maskdepth data materialize --data 1k --format packed --out DIR      write a stage to disk (resumable)
-  maskdepth data import SRC --out DIR [--skip-bad]                    import a fg_bg/mask/depth folder or zip
-  maskdepth data compose --bg DIR --fg DIR --teacher FILE --out DIR   real photos, depth from a teacher model
-
-A dataset folder written by materialize/import/compose trains like a stage: `--data DIR`
-(`-p data DIR` in `maskdepth run`). Here --data names a stage (--stage, its old name, still works).
-"""
+Actions: `manifest` (count and sha256, verified; `--update-spec` for maintainers), `build` (the
+cached sources), `materialize` (a stage to disk), `import` (a fg_bg/mask/depth folder or zip) and
+`compose` (real photos, depth from a teacher). A dataset folder they write trains like a stage
+(`--data DIR`). Here --data names a stage (--stage, its old name, still works).
+Usage lines and formats: docs/data.md."""
 
 from __future__ import annotations
 

@@ -1,15 +1,10 @@
 """Depth parameterisation, shared by data, models, losses, metrics and predictions.
 
-Depth is metric, in metres, everywhere the library exposes it.
-
-* Range: [DEPTH_MIN, DEPTH_MAX]. The synthetic sky is capped at DEPTH_MAX.
-* Models emit a raw value r per pixel; `depth_from_raw` maps it log-uniformly onto the
-  range, depth = DEPTH_MIN * (DEPTH_MAX / DEPTH_MIN) ** sigmoid(r). This keeps the output
-  bounded and positive (log-metrics are defined) and gives equal resolution to near and
-  far depth in relative terms, which is what AbsRel and δ thresholds measure.
-* 16-bit PNG files store depth * DEPTH_PNG_SCALE (KITTI's convention: 1/256 m steps,
-  up to 255.99 m); 0 means "no depth".
-"""
+Depth is metric, in metres, everywhere the library exposes it, within [DEPTH_MIN, DEPTH_MAX].
+Models emit a raw value that `depth_from_raw` maps log-uniformly onto the range: bounded and
+positive (log-metrics are defined), with equal relative resolution near and far, which is what
+AbsRel and δ thresholds measure. 16-bit PNGs store depth * DEPTH_PNG_SCALE (KITTI's convention);
+0 means "no depth". The formula: docs/architecture.md, Contracts, "Depth"."""
 
 from __future__ import annotations
 

@@ -1,15 +1,11 @@
 """Atomic writes: a file is either complete under its final name or absent.
 
-Everything the workflow produces (checkpoints, JSON results, shards, images) goes
-through these helpers, so an interrupted run never leaves a half-written file that a
-later read would take as valid.
-
-They never destroy what the user gave: the rename replaces only a regular file or a
-missing path; a character device or FIFO (`/dev/null`, `/dev/stdout`) is written in place,
-anything else (a folder, socket, block device) is refused. `check_output` refuses, before
-any work, an output that is one of the command's own inputs; `folder_lock` keeps a second
-process out of a folder being written.
-"""
+Everything the workflow produces (checkpoints, JSON results, shards, images) goes through these
+helpers, so an interrupted run never leaves a half-written file that a later read would take as
+valid. They never destroy what the user gave: only a regular file or a missing path is replaced, a
+character device or FIFO is written in place, anything else is refused; `check_output` refuses an
+output that is one of the command's inputs, `folder_lock` keeps a second process out of a folder.
+Details: docs/architecture.md, Contracts, "Written files"."""
 
 from __future__ import annotations
 

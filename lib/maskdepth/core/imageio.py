@@ -1,28 +1,12 @@
 """Reading users' image files robustly, and writing PNG results atomically.
 
 Anything a user points `maskdepth predict` at ends up here, so every failure becomes a
-`BadInputError` naming the file: not an image, empty, truncated, too small, too large,
-unreadable. Decoded images are float32 RGB arrays [H, W, 3] in [0, 1], the value range
-the dataset feeds the networks. The backgrounds 6-channel checkpoints take are paired with
-their inputs here too (`pair_backgrounds`: NAME_bg.* beside NAME.*, or a --bg-dir folder).
-
-Conversions (documented choices):
-
-* Transparency (RGBA, LA, PA, P with a transparent colour) is composited on **white**.
-  Pixels under full transparency often hold garbage (black, or leftovers of an editor);
-  a plain white background is a defined, neutral backdrop, whereas dropping alpha would
-  show the model whatever happens to be stored there.
-* Greyscale and 1-bit images are replicated to three channels; palette, CMYK and YCbCr
-  images go through Pillow's RGB conversion.
-* 16-bit greyscale ("I;16", or "I" as Pillow opens 16-bit PNG/TIFF) is scaled by 1/65535,
-  keeping its precision instead of Pillow's clipping to 0..255. Float images ("F") in
-  [0, 1] are used as they are, others are min-max normalised.
-* EXIF orientation is applied, so a portrait photo from a phone is predicted upright and
-  the outputs have the rotated size.
-* Size limits are checked from the header, before any pixel is decoded. A JPEG above
-  `MAX_PIXELS` is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling, cheap in memory
-  and time); any other format above the limit is refused with a message saying so.
-"""
+`BadInputError` naming the file. Decoded images are float32 RGB [H, W, 3] in [0, 1], the range the
+dataset feeds the networks; transparency is composited on white (a defined backdrop, not whatever
+pixels hide under alpha 0), 16-bit greyscale keeps its precision, EXIF orientation is applied, and
+size limits are checked from the header before decoding (large JPEGs are decoded scaled down).
+`pair_backgrounds` pairs 6-channel checkpoints' backgrounds with their inputs.
+Every conversion and why: docs/predict.md, "Reading images"."""
 
 from __future__ import annotations
 

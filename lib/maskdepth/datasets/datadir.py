@@ -1,32 +1,11 @@
 """Dataset directories: materialized stages, imported datasets, composed real photos.
 
-This module is the on-disk contract only: what a dataset directory holds and how a producer
-writes it. Reading one is `packed` / `folder_dataset` (with the helpers of `samples`), and
-`dataset.open_dataset_dir` / `build_dataset` pick the reader from the layout.
-
-A dataset directory is valid only when its `dataset.json` exists. Every producer
-(`materialize`, `importer`, `real`) writes it last and atomically, after all the data files
-are complete under their final names, so an interrupted run leaves a directory that
-`read_dataset_json` (and so `open_dataset_dir`) refuses (and that a rerun of the same command
-completes).
-
-dataset.json::
-
-    format   "maskdepth-dataset/1"
-    layout   "packed" (memory-mapped arrays, see `packed`) | "folders" (capstone layout, see `folder_dataset`)
-    size     working size in pixels (square samples)
-    counts   {"train": n, "seen": n, "unseen": n}
-    source   {"kind": "synthetic" | "imported" | "composed", ...what made it}
-    depth    {"units": "metres" | "relative" | "teacher", "note": ...}
-    splits   {"method": ..., "note": ...}: how samples were assigned to train / seen / unseen
-
-`samples.csv` lists every sample (split, index within the split, name, ...).
-
-Samples follow the contract of `build_dataset` (docs/architecture.md): `image`, `bg`,
-`mask`, `depth` (metres), `index`. When no background photo is known (an import without
-`bg/`), `bg` is the image itself: 6-channel (`bg_fg_bg`) models then see no difference
-between the two inputs, so train those only on data that has backgrounds.
-"""
+This module is the on-disk contract only (what a dataset directory holds, how a producer writes
+it); reading one is `packed` / `folder_dataset`, picked by `dataset.open_dataset_dir`. A directory
+is valid only when its `dataset.json` exists, and every producer writes it last and atomically,
+so an interrupted run leaves a directory that is refused and that a rerun completes. Without a
+background photo, `bg` is the image itself (6-channel models then see no difference).
+dataset.json's fields and samples.csv: docs/data.md, "Dataset folders"."""
 
 from __future__ import annotations
 

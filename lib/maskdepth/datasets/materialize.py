@@ -1,22 +1,10 @@
 """Write a synthetic stage to disk: packed arrays (fast training) or the capstone's folder layout.
 
-* `packed`: memory-mapped uint8 / uint16 arrays (see `packed`); exact: the mask is the
-  composed mask, depth is rounded to 1/256 m, images to uint8.
-* `folders`: the capstone's layout, to look at, share or feed other tools::
-
-      bg/bg{B:03d}_p{P:02d}.png        backgrounds: the view of each (bg, placement), lossless
-      fg_bg/{name}.jpg                 composites (JPEG quality 95, 4:4:4, as the capstone: lossy)
-      mask/{name}.png                  8-bit, 255 = foreground
-      depth/{name}.png                 16-bit, metres * 256
-      samples.csv, dataset.json
-
-  with name = `bg{B:03d}_fg{F:03d}_p{P:02d}` plus `_flip` for mirrored samples, so
-  `maskdepth data import` of such a folder recovers the held-out backgrounds from the names.
-
-Both are resumable: a killed run leaves no dataset.json, and the same command completes
-it (packed: from the last checkpoint; folders: every file is written atomically, so
-samples whose three files exist are kept).
-"""
+`packed` is exact (the composed mask, depth rounded to 1/256 m, images to uint8); `folders` is
+the capstone's layout, to look at, share or feed other tools, named so that `maskdepth data
+import` of it recovers the held-out backgrounds. Both are resumable: a killed run leaves no
+dataset.json, and the same command completes it.
+File names and formats: docs/data.md, "A stage written to disk"."""
 
 from __future__ import annotations
 

@@ -1,27 +1,11 @@
 """Packed dataset directories: one memory-mapped .npy array per field and split.
 
-Layout (S = size, N = samples of the split, B = backgrounds)::
-
-    backgrounds.npy        uint8  [B, 3, S, S]  each background once (B may be 0)
-    {split}.image.npy      uint8  [N, 3, S, S]  the fg_bg composite
-    {split}.mask.npy       uint8  [N, S, S]     0 / 1
-    {split}.depth.npy      uint16 [N, S, S]     metres * 256 (maskdepth.core.depth.DEPTH_PNG_SCALE)
-    {split}.bg.npy         int32  [N]           row of backgrounds.npy; -1: none, bg = image
-    {split}.flip.npy       uint8  [N]           1: the sample shows the background mirrored
-    samples.csv, dataset.json (see `datadir`)
-
-Storing each background once instead of once per sample saves a third of the space
-(the full stage at 64 px: 9.8 GB instead of 14.7 GB). Samples are read with
-`np.load(mmap_mode="r")`: the operating system pages in what a batch touches, so a
-400k-sample dataset trains without loading it into memory.
-
-Writing (`write_packed`) is resumable and atomic: arrays are filled in `.partial/` through
-`np.lib.format.open_memmap`, a progress file records how many samples are durable (after a
-flush) every CHECKPOINT_EVERY samples, a finished split gets a done marker and is then
-renamed to its final names, and dataset.json is written last. A killed run therefore
-leaves no dataset.json (the directory is refused by `dataset.open_dataset_dir`), and running the
-same command again continues from the last checkpoint; finished splits are not redone.
-"""
+Each background is stored once, not once per sample (a third of the space), and samples are read
+through memory maps, so the operating system pages in what a batch touches and a 400k-sample
+dataset trains without loading it into memory. Writing (`write_packed`) is resumable and atomic:
+arrays are filled in `.partial/` with durable progress records, finished splits are renamed to
+their final names, and dataset.json comes last, so a rerun continues from the last checkpoint.
+The arrays, their dtypes and shapes: docs/data.md, "The packed layout"."""
 
 from __future__ import annotations
 

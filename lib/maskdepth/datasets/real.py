@@ -1,29 +1,11 @@
 """Compose real photos: background photos x RGBA foreground cut-outs, depth from a teacher.
 
-Like the synthetic data, a sample is a foreground pasted on a background with the same
-compositing rules as `composition` (sprite resized by area averaging, alpha blended,
-mask = alpha > 0.5); what differs is where labels come from:
-
-* mask: exact, from the foreground's alpha;
-* depth: a teacher model (see `teacher`) run on the composite, as the capstone's dataset was
-  labelled by DenseDepth. It is only as good as the teacher, and a relative teacher gives
-  depth up to scale: dataset.json records the teacher and `depth.units = "teacher"`.
-
-Backgrounds: any RGB photo (JPEG/PNG), centre-cropped to a square and resized to `size`.
-Foregrounds: RGBA PNGs, cropped to their visible pixels; the bottom of the visible object
-is its foot point.
-
-Placement rule (per bg, fg and placement index, from a seeded generator, so the same
-inputs always give the same dataset): the foot point lies on the lower part of the photo,
-where the ground usually is (v in [V_MIN, V_MAX] of the height, u away from the sides),
-and the object is larger the lower its foot (closer to the camera): its height is
-FRAC_NEAR..FRAC_FAR of the image from the bottom to the top of that band, with +-10%
-jitter, its width capped at MAX_WIDTH of the image. Half the placements mirror the
-foreground (never the background photo).
-
-Splits: `unseen` holds out whole background photos, `seen` a random 5% of the rest
-(`datadir.assign_splits`).
-"""
+A sample is composed with the same rules as `composition`; what differs is where labels come
+from: the mask is exact (the foreground's alpha), the depth is a teacher model's (`teacher`), as
+the capstone's dataset was labelled by DenseDepth, so it is only as good as the teacher and
+dataset.json says `depth.units = "teacher"`. Placements come from a seeded generator (the same
+inputs give the same dataset); `unseen` holds out whole background photos.
+Inputs, the placement rule and the splits: docs/data.md, "Real photos composed"."""
 
 from __future__ import annotations
 

@@ -1,21 +1,10 @@
 """Depth teachers: a model file the user supplies labels real photos with depth.
 
-maskdepth downloads no model. A teacher is a TorchScript file (`.pt`/`.pth`/`.ts`,
-loaded with `torch.jit.load`) or an ONNX file (`.onnx`, run with onnxruntime) with:
-
-* input: float32 [B, 3, H, W], RGB in [0, 1]. Any normalisation the model needs (ImageNet
-  mean/std, MiDaS' scaling) belongs inside the exported file, e.g. wrap the model in a
-  module that normalises, then `torch.jit.trace` or `torch.onnx.export` it.
-  H = W = `input_size` (the sample size unless set; MiDaS wants multiples of 32, e.g. 384).
-* output: one tensor [B, 1, h, w] or [B, h, w] (a tuple/list: its first element; a dict:
-  its "depth" entry), resized bilinearly to the sample size. With output="depth" it is
-  depth, metres = scale * output; with output="inverse" (MiDaS, DenseDepth's 1/depth
-  style) metres = scale / output. Relative teachers (MiDaS) give depth up to an unknown
-  scale: dataset.json then says `depth.units = "teacher"` and records the settings.
-
-Depth is clamped to [DEPTH_MIN, DEPTH_MAX]; a non-finite output, or a depth (not inverse)
-output that is zero or negative, is an error naming the teacher.
-"""
+maskdepth downloads no model. A teacher is a TorchScript or ONNX file taking RGB in [0, 1] (any
+normalisation it needs belongs inside the exported file) and giving depth or inverse depth, scaled
+to metres; relative teachers (MiDaS) give depth up to scale, which dataset.json records. Depth is
+clamped to [DEPTH_MIN, DEPTH_MAX]; a non-finite or non-positive depth is an error naming the teacher.
+The input and output contract: docs/data.md, "Depth teachers"."""
 
 from __future__ import annotations
 

@@ -1,15 +1,12 @@
 """Forward a model over one split and measure it: `run_split`, the one loop behind training-time
-evaluation (`maskdepth.training.trainer`, every epoch) and `maskdepth.validation.validate` (a checkpoint), so both
-compute the same numbers the same way.
+evaluation (`maskdepth.training.trainer`, every epoch) and `maskdepth.validation.validate` (a
+checkpoint), so both compute the same numbers the same way.
 
-Batches go to the device (`to_device`; in channels_last memory format when the model trains in
-it, which the checkpoint's config records), through the model under autocast only where
-`DeviceInfo.eval_amp` allows (CUDA; on a CPU evaluation stays float32), then into the
-dataset-accumulated meters of `maskdepth.evaluation.metrics` (sums over the whole split, not means of batch
-means), the criterion's losses (training) and, on request, the predictions with the ground truth
-they are scored against (validate's predictions.npz); `per_sample_metrics` and `load_predictions`
-read those back.
-"""
+Batches go to the device in the memory format the model trained in, through the model under
+autocast only where `DeviceInfo.eval_amp` allows (CUDA; a CPU stays float32), into the
+dataset-accumulated meters, the criterion's losses and, on request, the predictions that
+validate's predictions.npz keeps (`per_sample_metrics`, `load_predictions` read them back).
+Details: docs/evaluation.md, "The loop that scores a split"."""
 
 from __future__ import annotations
 

@@ -1,23 +1,11 @@
 """Training losses for the mask and depth heads, and their joint combination (`build_loss`).
 
-Mask losses take logits [B,1,H,W] and a {0,1} target; depth losses take depth in metres
-[B,1,H,W], the ground truth in metres and an optional validity mask. A depth pixel counts
-only where `maskdepth.core.depth.valid_depth` says (finite, > 0, and `valid` if given).
-
-Depth space. The pixel losses (l1, mse, huber, ssim, gradient, densedepth) compare the
-*normalised log depth* t = (log d - log DEPTH_MIN) / (log DEPTH_MAX - log DEPTH_MIN), which
-lies in [0, 1] over the model's range (the ground truth is clamped into it). Working in log
-depth makes an error of 10 % cost the same at 1 m and at 50 m, which is what AbsRel and the
-δ thresholds measure, and the fixed [0, 1] range gives SSIM a known data_range of 1 and
-makes the loss values comparable across datasets. For a model built on `depth_from_raw`,
-t is exactly sigmoid(raw). `silog` works in natural log depth, as Eigen et al. (2014) wrote it.
-
-SSIM comes from torchmetrics (`structural_similarity_index_measure`): it is differentiable,
-actively maintained, and already a dependency that the tests also use for reference metrics,
-so one package serves both; writing SSIM again would only add code to get wrong.
-
-All losses compute in float32 with autocast disabled: SSIM and logs lose too much in fp16.
-"""
+The depth pixel losses compare the normalised log depth, in [0, 1] over the model's range: an
+error of 10 % then costs the same at 1 m and at 50 m (what AbsRel and δ measure), SSIM gets a known
+data_range and loss values compare across datasets. A depth pixel counts only where
+`maskdepth.core.depth.valid_depth` says. SSIM is torchmetrics', already a dependency and
+differentiable, rather than a copy to get wrong. Losses compute in float32 with autocast off: SSIM
+and logs lose too much in fp16. Formulas and details: docs/evaluation.md, "Losses"."""
 
 from __future__ import annotations
 

@@ -1,42 +1,12 @@
-"""Validation metrics for masks and depth: their definitions, their catalogue, their meters.
+"""Validation metrics for masks and depth: their definitions and their meters.
 
-The one home of every metric: `CATALOGUE` says for each key its label, whether higher is
-better and its task; training's best-checkpoint choice, validation, reports, figures,
-the loss lab, the run pages and the stage gates read it from here (`get_metric`, `is_better`,
-`markdown_table` / `html_table`, `parse_split_metric`).
-
-The meters keep *sums* (float64 tensors, on the device of the data they were given) and
-divide once at the end, so a dataset's IoU is TP / (TP + FP + FN) over all its pixels and
-its RMSE is sqrt(Σ err² / N pixels): not a mean of per-batch values, which would weigh
-small last batches and nearly empty images wrongly. Per-image quantities (mean IoU,
-scale alignment, ordering) are computed image by image inside `update` and only their
-sums and counts are kept. `all_reduce()` sums the state over torch.distributed ranks, so
-DDP validation on shards gives the full-dataset numbers.
-
-Depth metrics follow monodepth2's `compute_depth_errors` definitions over valid pixels
-(`maskdepth.core.depth.valid_depth`), with the prediction clamped to [DEPTH_MIN, DEPTH_MAX] as its
-evaluation does; `rmse_over_std` divides the RMSE by the (population) standard deviation of
-the ground truth over the same pixels, so numbers compare across datasets of different
-depth spread.
-
-Beside those "metric" depth numbers (absolute scale, which one image cannot pin down
-without knowing the camera height), `DepthMeter` reports:
-
-* scale-aligned `sa_abs_rel`, `sa_rmse`, `sa_delta1`: each image's prediction is multiplied
-  by median(gt) / median(pred) over its valid pixels (then clamped as above) before the
-  same definitions, as monodepth2's median scaling does; they measure structure, the
-  metric ones structure and scale;
-* object-region `obj_abs_rel`, `obj_delta1`: the metric definitions over the valid pixels
-  inside the ground-truth mask only;
-* `ordering` / `ordering_n`: see `ordering_terms`.
-
-`MaskMeter` reports pooled `iou` / `dice` / `pixel_acc`, the mean per-image IoU `miou`, and
-pooled IoU within object-size bins `iou_small` (GT mask area > 0 and < 2 % of the image),
-`iou_medium` (2 % to 10 %) and `iou_large` (> 10 %), with the number of images in each bin
-(`iou_small_n`, ...). Images with an empty GT mask belong to no bin. A bin without images
-gives NaN (None in JSON files); medians are torch's (the lower of the two middle values
-for an even count).
-"""
+`MaskMeter` and `DepthMeter` keep sums and divide once at the end, so a dataset's IoU or RMSE is
+over all its pixels, not a mean of per-batch values (which would weigh small last batches and
+nearly empty images wrongly); per-image quantities (mean IoU, scale alignment, ordering) are summed
+image by image, and `all_reduce()` makes DDP shards give the full-dataset numbers. Depth follows
+monodepth2's definitions over valid pixels, beside scale-aligned, object-region and ordering
+numbers; keys, labels and directions are the catalogue's (`maskdepth.evaluation.catalogue`).
+Every definition: docs/evaluation.md, "Metrics"."""
 
 from __future__ import annotations
 

@@ -1,21 +1,11 @@
 """How depth is drawn, everywhere: one colour convention for every picture of depth.
 
-Data previews (`data.preview`), validation grids (`viz`), TensorBoard grids (`train`) and
-`maskdepth predict` (NAME_depth_color.png, NAME_preview.png) all draw depth the same way:
-
-* **near = bright**: the reversed perceptual map `DEPTH_CMAP` ("magma_r"), so the closest
-  things are pale yellow and the far background is dark;
-* **log scale**: colour position t = log(d / vmin) / log(vmax / vmin), the models' own
-  parameterisation (`maskdepth.core.depth`): near and far depths get equal relative resolution;
-* **fixed range** [DEPTH_MIN, DEPTH_MAX] = [0.25 m, 80 m] by default, so the same colour
-  means the same distance in every picture and two pictures compare by eye; a per-image
-  range (`auto_range`) is available where contrast matters more than comparability, and is
-  then always written next to the picture (colour bar, predictions.json);
-* a **colour bar in metres** on every figure (`depth_colorbar` for matplotlib axes,
-  `colorbar_strip` for plain image files such as the predict preview).
-
-Depths outside the range are clipped to its ends; non-finite values draw black.
-"""
+Data previews, validation and TensorBoard grids, the real-photo check and `maskdepth predict` all
+draw depth alike: near = bright (`DEPTH_CMAP`), a log scale (the models' own parameterisation, so
+near and far get equal relative resolution), the fixed range [DEPTH_MIN, DEPTH_MAX] by default (the
+same colour means the same distance in every picture, so two compare by eye; `auto_range` where
+contrast matters more, always written beside the picture) and a colour bar in metres.
+Details: docs/evaluation.md, "Depth pictures"."""
 
 from __future__ import annotations
 

@@ -1,16 +1,12 @@
 """Networks: a registry of U-Nets that predict the foreground mask and/or the depth map.
 
-    create_model(name, in_channels=3, **options) -> nn.Module
-        forward(x) -> {"mask": logits [B,1,H,W], "depth": metres [B,1,H,W]}
-        (single-task models return only their key; see `model.tasks`)
+`create_model(name, in_channels=3, **options)` builds ``joint`` (default, both outputs),
+``lean_unet`` or ``resnet_unet`` (the capstone's two single-task U-Nets); `forward(x)` returns
+{"mask": logits, "depth": metres}, single-task models only their key. What each model predicts
+and takes: `model_entry(name)` / `model_meta(name, ...)` (see `registry`). Encoders, weights and
+checkpoints: docs/models.md.
 
-Registered: ``joint`` (default, both outputs), ``lean_unet`` and ``resnet_unet`` (the
-capstone's two single-task U-Nets, ``task="mask"|"depth"``). Encoders for ``joint``: ``lean``,
-``resnet18``, ``resnet34`` (`get_encoder`). What each model predicts and takes:
-`model_entry(name)` / `model_meta(name, ...)` (see `registry`).
-
-Modules: blocks, budget, checkpoint, encoders, joint, lean_unet, pretrained, registry, resnet_unet.
-"""
+Modules: blocks, budget, checkpoint, encoders, joint, lean_unet, pretrained, registry, resnet_unet."""
 
 from maskdepth.models import joint, lean_unet, resnet_unet  # noqa: F401  (registers the models)
 from maskdepth.models.encoders import get_encoder, list_encoders

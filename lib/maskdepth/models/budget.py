@@ -1,15 +1,10 @@
 """Memory a model will need, estimated before it is built, and the limit it must stay under.
 
-Model options come from checkpoints (which people share) and from flags: `base_channels`
-5000 asks for gigabytes, 10^9 for terabytes, and an `input_size` of 4096 for > 20 GB of
-activations for one image. `check_model` builds the net on the meta device (no memory is
-allocated), counts its parameters and runs one forward pass there to sum the activations
-per image, and refuses in one line what would not fit the limit, before anything real is
-allocated.
-
-The limit is MASKDEPTH_MEMORY_LIMIT (GB), default DEFAULT_LIMIT_GB: what a 16 GB machine
-can give one process. Set it higher on a machine (or GPU) with more memory.
-"""
+Model options come from shared checkpoints and from flags, and a few wrong ones ask for terabytes.
+`check_model` builds the net on the meta device (nothing allocated), counts its parameters and
+sums one image's activations there, and refuses in one line what would not fit the limit
+(MASKDEPTH_MEMORY_LIMIT in GB, default DEFAULT_LIMIT_GB: what a 16 GB machine can give one
+process) before anything real is allocated. Examples: docs/models.md, "The memory budget"."""
 
 from __future__ import annotations
 

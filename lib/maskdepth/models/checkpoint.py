@@ -1,25 +1,11 @@
 """Checkpoints hold everything needed to resume training *and* to use the model alone.
 
-A checkpoint is a dict saved with `torch.save` (atomically):
-
-    format        "maskdepth-checkpoint/1"
-    model_spec    {"name", "in_channels", "kwargs"}: rebuilds the net with create_model
-    state_dict    model weights (unwrapped from DDP)
-    info          {"task", "input_mode", "input_size": [H, W], "tasks": [...]} for predict/validate
-    config        the training config (dict), for the record
-    epoch, step   progress counters (epoch = number of finished epochs)
-    optimizer, scheduler, scaler, criterion   state dicts (may be None)
-    rng           python / numpy / torch RNG states, for an exact resume
-    metrics       validation metrics at save time
-    history       the run's per-epoch records up to `epoch` (history.json is a copy of it)
-
+A checkpoint is a dict saved atomically with `torch.save`: the net's spec and weights, what
+predict/validate need (`info`), the training state for an exact resume and the run's history.
 Checkpoints are what people download and share, so they are read with
-`torch.load(weights_only=True)`: tensors and plain data (dict, list, tuple, str, int, float,
-bool, None) only. Everything saved here is of those types (the numpy RNG state is stored as
-a tensor). A file holding anything else is refused before any of it runs. A checkpoint is
-written only from finite weights, and one whose weights hold NaN or infinite values is
-refused when read.
-"""
+`torch.load(weights_only=True)` (tensors and plain data only; anything else is refused before any
+of it runs), written only from finite weights, and refused when their weights hold NaN or inf.
+The keys: docs/models.md, "Checkpoints"."""
 
 from __future__ import annotations
 

@@ -1,22 +1,11 @@
 """Encoders by name: feature pyramids that the U-Net decoders consume, with their ImageNet weights.
 
-Every encoder is an `nn.Module` whose forward takes the image in [0, 1] and returns a list
-of feature maps, shallowest first, described by `channels` and `strides` (input size /
-feature size). Input normalisation belongs to the encoder: a pretrained one normalises with
-the statistics its weights were trained with, so the rest of the project never knows them.
-
-`register_encoder(name, description=..., imagenet=..., convert=...)` records what an encoder
-is; `get_encoder(name, in_channels, weights=None)` builds one, where `weights` is
-None / "" / "none" (random init), "imagenet" (the entry's source, see `pretrained`), a
-local state_dict file in the format of that source, or "default" (ImageNet where the encoder
-has such weights: what `joint` asks for unless told otherwise). For 6 input channels (bg + fg_bg) the
-first convolution's pretrained RGB filters are copied to both triplets and halved.
-
-    lean                 small conv+BN+ReLU encoder with a stride-1 feature; random init only
-    resnet18, resnet34   torchvision ResNet trunks (strides 2..32)
-    mobilenet_v3_large   torchvision MobileNetV3-Large features (strides 2..32)
-    efficientnet_lite0   EfficientNet-Lite0 (timm's `tf_efficientnet_lite0`, strides 2..32)
-"""
+An encoder takes the image in [0, 1] and returns feature maps, shallowest first (`channels`,
+`strides`). Input normalisation belongs to the encoder, so the rest of the project never knows a
+pretrained one's statistics. `register_encoder` records what an encoder is; `get_encoder(name,
+in_channels, weights)` builds one with random, ImageNet, a file's or the default weights (for 6
+channels the pretrained RGB filters are copied to both triplets and halved).
+The encoders and the `weights` values: docs/models.md, "Encoders"."""
 
 from __future__ import annotations
 

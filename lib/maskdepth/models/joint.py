@@ -1,31 +1,11 @@
 """`joint` (the default model): one shared encoder and decoder, mask and depth together.
 
-Why this shape: mask and depth share almost all the evidence (the pasted foreground is
-what changes both), so one encoder-decoder is trained by both losses and each task only
-adds a light full-resolution refinement (3x3 conv+BN+ReLU) and a 1x1 output conv. That
-costs about one single-task U-Net instead of two.
-
-    encoder   by name (`encoders`): efficientnet_lite0 with its ImageNet weights (default;
-              `weights` = default (imagenet where the encoder has them) | imagenet | none | a file), resnet18/34, mobilenet_v3_large (strides
-              2..32, plus a small full-resolution stem of base_channels added here so mask
-              edges stay crisp), or lean (random init; features at strides 1, 2, 4, 8, widths
-              c, 2c, 4c, 8c with c = base_channels; `num_stages` sets the depth,
-              `max_channels` caps the widths)
-    context   on by default (`context=True`): the deepest feature plus a pooled, image-level
-              summary of it (see GlobalContext)
-    decoder   from the deepest feature up: 1x1 conv+BN+ReLU down to the next level's width
-              (cheap, at low resolution), bilinear x2, concatenate the skip, 3x3 conv+BN+ReLU
-    s2d       optional (`space_to_depth=2`, lean encoder): the encoder starts from the input's
-              2x2 blocks folded into channels, so no layer works at full resolution (the
-              memory-bound part of the step on a CPU) and each head predicts 2x2 output
-              blocks (4 channels, PixelShuffle)
-    heads     per task: 3x3 conv+BN+ReLU refinement at full resolution, 1x1 conv -> raw;
-              mask raw = logits, depth = depth_from_raw(raw). With `mask_to_depth=True`
-              the depth head also sees sigmoid(mask logits) (the capstone's untried idea: depth
-              conditioned on where the object is)
-
-H and W must be multiples of the encoder's total stride (2 ** num_stages for lean, 32 for resnet).
-"""
+Why this shape: mask and depth share almost all the evidence (the pasted foreground is what
+changes both), so one encoder-decoder is trained by both losses and each task only adds a light
+full-resolution refinement and a 1x1 output conv: about the cost of one single-task U-Net instead
+of two. The encoder is chosen by name (`encoders`); options add an image-level context, a
+space-to-depth input (no layer at full resolution) and a depth head that sees the mask.
+The layers and options: docs/models.md, "`joint`"."""
 
 from __future__ import annotations
 

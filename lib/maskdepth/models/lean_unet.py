@@ -1,26 +1,10 @@
 """`lean_unet`: the capstone's ~0.5M-parameter U-Net, reproduced layer for layer.
 
-Layout (from the capstone's printed summary, 64x64 input; every block is conv+BN+ReLU):
-
-    down_1   3->16 (3x3) @64, 16->32 (3x3, stride 2) @32       -> skip s1 (32 @ /2)
-    maxpool  /4
-    down_2   32->64 @16, 64->128 @16                            -> skip s2 (128 @ /4)
-    maxpool  /8
-    middle   128->128 (1x1) @8
-    up x2, cat s2 (256)   up_2   256->128, 128->32 @16
-    up x2, cat s1 (64)    up_1   64->64, 64->32 @32
-    up x2                 output 32->16 @64, 16->1 (1x1)
-
-Upsampling is nearest-neighbour (the capstone's F.upsample default); H and W must be
-multiples of 8. With 3 input channels and the capstone's head the net has exactly 507,203
-parameters.
-
-`bn_relu_head=True` keeps the capstone's final 1x1 conv + BatchNorm + ReLU: the output is then
-non-negative (a ReLU), and it is used as-is as the mask logits (so every pixel has
-probability >= 0.5 -- the capstone's behaviour) or as the raw depth fed to `depth_from_raw`.
-`bn_relu_head=False` (default) ends with the plain 1x1 conv so the output is a proper raw
-value (2 parameters fewer).
-"""
+Built from the capstone's printed summary: every block conv+BN+ReLU, nearest-neighbour upsampling
+(its F.upsample default), H and W multiples of 8. `bn_relu_head=True` keeps its final 1x1 conv +
+BatchNorm + ReLU (a non-negative output, so every mask pixel has probability >= 0.5, as the
+capstone had); the default ends with a plain 1x1 conv, so the output is a proper raw value.
+The layer table and parameter count: docs/models.md, "`lean_unet`"."""
 
 from __future__ import annotations
 

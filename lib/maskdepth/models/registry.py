@@ -1,21 +1,11 @@
 """Model registry: every network is built by name through `create_model`.
 
-A builder is registered with `@register("name", description=...)` and has the signature
-``builder(in_channels, *, option=default, ...) -> nn.Module``. `create_model` validates the
-name, the channel count and the options, builds the net and stamps it with
-``maskdepth_spec`` (name, in_channels and *all* options with defaults filled in, minus
-``weights``), which is what a checkpoint needs to rebuild the same net later even if a
-default changes. Pretrained weights only initialise training; the trained state_dict
-replaces them, so the weights file is not needed to rebuild.
-
-The registry also holds what a model *is*, so that no code outside `maskdepth.models` names a
-model to know it (`model_entry(name)`): the outputs it can predict (`tasks`), whether it
-predicts all of them at once or one chosen by an option (`task_option`: a builder that takes
-a ``task`` option is single-task), the input channel counts it takes (`in_channels`), and
-(`model_meta`, from the model itself) the number H and W must be multiples of. Every built
-model meets a small protocol (`MaskdepthModel`), checked by `create_model`: ``tasks`` (the
-keys ``forward`` returns), ``size_multiple``, ``in_channels``.
-"""
+`@register("name", description=...)` records a builder; `create_model` validates the name,
+channels and options, builds the net and stamps it with ``maskdepth_spec`` (all options, defaults
+filled in), so a checkpoint rebuilds the same net even if a default changes. The registry also
+holds what a model *is* (`model_entry`, `model_meta`: tasks, input channels, size multiple), so
+no code outside `maskdepth.models` names a model to know it; every built model meets
+`MaskdepthModel`. Details: docs/models.md, "The registry"; the contract: docs/architecture.md."""
 
 from __future__ import annotations
 

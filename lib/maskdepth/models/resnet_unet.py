@@ -1,22 +1,9 @@
 """`resnet_unet`: the capstone's ResNet-backbone U-Net, the well-known ResNetUNet design.
 
-    encoder   torchvision resnet18 (or resnet34) without avgpool/fc:
-              layer0 = conv1+bn1+relu (/2, 64), layer1 = maxpool+layer1 (/4, 64),
-              layer2 (/8, 128), layer3 (/16, 256), layer4 (/32, 512)
-    laterals  1x1 conv+ReLU on every layer (layer0_1x1 ... layer4_1x1)
-    decoder   bilinear x2 upsampling, cat with the next lateral, 3x3 conv+ReLU:
-              conv_up3 (256+512->512), conv_up2 (128+512->256), conv_up1 (64+256->256),
-              conv_up0 (64+256->128)
-    full-res  conv_original_size0/1 (3x3 in->64->64) on the input,
-              conv_original_size2 (3x3, 64+128->64) after the last upsampling
-    head      conv_last, 1x1 64->1 (raw: mask logits, or depth through depth_from_raw)
-
-H and W must be multiples of 32. With resnet18, 3 input channels and one output the net
-has 17,799,809 parameters. The capstone's printed summary says 28,976,321: its summary tool
-hooked the backbone twice (the original ResNetUNet keeps the whole torchvision model *and*
-slices of it as layer0..layer4, so the 11,176,512 backbone parameters were listed twice);
-the parameters that exist and train are 17,799,809. resnet's fc is not registered here.
-"""
+A torchvision resnet18 (or resnet34) encoder without avgpool/fc, 1x1 laterals on every layer, a
+bilinear decoder and a full-resolution branch on the input, one raw output (mask logits, or depth
+through `depth_from_raw`); H and W must be multiples of 32. The layer table, and why its parameter
+count differs from the capstone's printed summary: docs/models.md, "`resnet_unet`"."""
 
 from __future__ import annotations
 

@@ -2,19 +2,9 @@
 in tests): precision, data-loading workers, and batch with lr. `maskdepth.workflow.profile` reports them
 (`maskdepth doctor`); `maskdepth.plan.stages` applies them to the stage that adapts (full).
 
-- precision: CUDA autocast in bf16 on compute capability >= 8.0, float16 with a GradScaler
-  before (`maskdepth.core.device.cuda_autocast_dtype`); on a CPU, float32 unless the CPU has native
-  bf16 and bf16 timed clearly faster (`maskdepth.training.precision`, remembered per machine);
-- workers: one data-loading process per CPU but one (the training process keeps a core), at
-  most MAX_WORKERS (`workers_for`);
-- batch and lr together: a stage that adapts keeps its batch where it fits the device's memory
-  and halves it where it does not, and its lr follows the batch linearly (`scale_batch`, the
-  only place batch and lr change together);
-- pinned memory on CUDA only.
-
-Imports of the rest of maskdepth stay inside functions and reach only device, budget and models
-(maskdepth.plan.stages imports this module).
-"""
+Batch and lr change together only here (`scale_batch`). Imports of the rest of maskdepth stay
+inside functions and reach only device, budget and models (maskdepth.plan.stages imports this
+module). Each rule: docs/workflow.md, "Machine rules"."""
 
 from __future__ import annotations
 

@@ -1,19 +1,10 @@
 """Export a checkpoint to ONNX, verified against torch with onnxruntime before it is written.
 
-The ONNX graph has one input and one output per task, batch size dynamic:
-
-    image        float32 [batch, C, H, W] in [0, 1]; C = 3 (fg_bg) or 6 (bg then fg_bg),
-                 H, W = the checkpoint's input_size (resize images first, as `maskdepth.prediction.predictor`)
-    mask_logits  float32 [batch, 1, H, W]; sigmoid > 0.5 is foreground
-    depth        float32 [batch, 1, H, W] in metres
-
-Single-task checkpoints have only their output. The file's metadata_props repeat the
-checkpoint's task, input_mode and input_size, so the .onnx file is usable on its own.
-
-The exported graph is run by onnxruntime on random inputs at several batch sizes and
-compared with the torch model; the file is written (atomically) only if the largest
-absolute difference is within `atol`.
-"""
+The graph takes the checkpoint's input (3 or 6 channels at its input_size, batch dynamic) and
+gives one output per task (`mask_logits`, `depth` in metres); its metadata repeat the checkpoint's
+task, input_mode and input_size, so the .onnx file is usable on its own. It is run by onnxruntime
+on random inputs at several batch sizes and written (atomically) only if it agrees with torch
+within `atol`. Inputs and outputs: docs/predict.md, "ONNX export"."""
 
 from __future__ import annotations
 

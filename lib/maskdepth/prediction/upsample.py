@@ -1,26 +1,12 @@
 """Edge-aware upsampling: the network's low-resolution outputs brought to the image's resolution.
 
-Why: the network sees the image at its working size (64 px), so bilinear upsampling of its
-outputs gives edges as soft as the working size, about one working pixel wide: 4 px in a
-256 px image, 16 px in a 1024 px one. The image itself is at hand at full resolution and shows
-where the object's edges are. The guided filter (He, Sun & Tang, "Guided Image Filtering",
-TPAMI 2013) fits in every small window the output as a linear function of the guide's colour,
-q = a·I + b; its fast form (He & Sun, "Fast Guided Filter", arXiv:1505.00996, 2015) fits a and
-b at the low resolution, upsamples those smooth coefficients bilinearly and applies them to the
-full-resolution guide. Where the output changes with the colour (an object's edge between
-differently coloured object and ground), the result follows the image's sharp edge; where it
-does not (a flat region), a ≈ 0 and the result is the source smoothed over the window, never
-noisier. `eps` sets how much colour contrast counts as an edge (in squared guide units, the
-guide being in [0, 1]): small for the mask; larger for depth, which otherwise takes on some of
-the surfaces' texture (a tiled floor's joints).
-
-Used by `maskdepth.prediction.predictor` (``upsample="guided"``) for the mask logits and for log-depth;
-``"bilinear"`` stays available. Only upsampling is guided: a target no larger than the source
-is resized bilinearly. Large targets are computed in bands of rows, so the memory used beyond
-the guide and the result stays small.
-Why guided is the default: it scores better than bilinear at object edges (`bench/upsample.py`;
-numbers in docs/recipes.md, "Measurements behind code choices").
-"""
+Why: bilinear upsampling of outputs made at the working size gives edges about one working pixel
+wide, while the full-resolution image at hand shows where the edges are. The fast guided filter
+(He & Sun, 2015) fits the output as a linear function of the guide's colour at low resolution and
+applies the upsampled coefficients to the full-resolution image: edges follow the image's, flat
+regions are smoothed, never noisier. Used by the predictor for mask logits and log-depth
+(`"bilinear"` stays available); large targets are computed in bands of rows.
+How it works and why it is the default: docs/predict.md, "Guided upsampling"."""
 
 from __future__ import annotations
 

@@ -1,20 +1,10 @@
 """The real-photo check: a checkpoint's depth on photographs with measured depth.
 
-Synthetic splits say how well a model fits the world it was trained in; this says whether
-its depth means anything on a photograph. Each photo (`data.measured`) is predicted the way
-`maskdepth predict` does (its aspect ratio kept, outputs brought to the photo's resolution)
-and scored on the pixels with measured depth:
-
-* `pair_ordering`: random pixel pairs ordered as the ground truth orders them (`metrics`);
-* scale-aligned `sa_delta1` / `sa_abs_rel` (one image does not tell the scale) and the
-  metric `delta1` / `abs_rel` (what the network says in metres);
-* where the error lives: the near and far halves of the measured depth, and inside / outside
-  the predicted mask (the photo has no object mask of its own).
-
-Two baselines are scored the same way, so a number has a floor to stand on: `constant` (one
-depth everywhere) and `ramp` ("farther towards the top": depth doubling from the bottom row
-to the top row), the prior a model learns from layouts alone.
-"""
+Synthetic splits say how well a model fits the world it was trained in; this says whether its
+depth means anything on a photograph. Each photo is predicted the way `maskdepth predict` does and
+scored on its measured pixels (pair ordering, scale-aligned and metric depth, where the error
+lives), beside two baselines scored the same way (`constant`, and `ramp`: farther towards the top),
+so a number has a floor to stand on. Scores and baselines: docs/evaluation.md, "The real-photo check"."""
 
 from __future__ import annotations
 

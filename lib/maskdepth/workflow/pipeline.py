@@ -1,24 +1,11 @@
 """The staged workflow: `maskdepth run --stage playground|1k|full` runs the notebooks with papermill.
 
-00_setup → 01_create_data → 02_train → 03_validate (seen, then unseen, then ood), each
-executed in a kernel of the Python that runs the pipeline (the notebooks are stored with the
-standard `python3` kernelspec, which papermill is given explicitly; no kernel has to be
-registered) and a per-cell timeout into `outputs/<stage>/<run>/notebooks/`.
-Parameters: the stage's defaults (`maskdepth.plan.stages`) overridden by `-f params.yaml`
-and then by `-p NAME VALUE`; a name no notebook declares is an error.
-
-After training, the stage's gate (`maskdepth.validation.gate`) decides whether the run passed; `1k` and
-`full` start only after a passing run of the stage before them, unless `--force`.
-
-Long stages on machines that go away: SIGINT, SIGTERM or SIGHUP marks run.json "interrupted"
-(the notebook and the epoch reached) and stops the notebook's kernel; `maskdepth run --resume
-RUN_DIR` skips the notebooks already done, continues 02_train from checkpoints/last.pt and
-validates again. While a notebook trains, its per-epoch lines (RUN/train.log) are echoed on
-the console.
-
-Every run folder gets its page, RUN/index.html (`maskdepth.pages.runpage`), when the stage ends, fails
-or is interrupted.
-"""
+00_setup → 01_create_data → 02_train → 03_validate run in kernels of the pipeline's own Python
+(no kernel has to be registered), with parameters from the stage, `-f params.yaml` and `-p`. The
+stage's gate decides whether the run passed, and the next stage needs a passing run (`--force`
+overrides). Long stages run on machines that go away: a signal marks the run "interrupted" and
+`--resume` continues it. Every run folder gets its page, RUN/index.html, however the stage ends.
+Details: docs/workflow.md, "Stage runs"."""
 
 from __future__ import annotations
 

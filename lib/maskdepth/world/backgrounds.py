@@ -1,24 +1,11 @@
 """Procedural scenes (backgrounds), ray-traced per view so that their depth is exact.
 
-A background is a scene of one *family* — rooms of any proportion, corridors, halls with
-pillars, streets, open ground, courtyards, terraces with steps up to a raised platform —
-made of planes (floor, ceiling, walls, building facades, sky) and *clutter that is
-background*: doors, windows, frames, wall panels, skirting, shelves, furniture-like
-blocks, pillars, poles, trees and rocks (solids from `shapes`). Objects that stand free on
-the floor are what the foreground is; clutter stands against walls or far away, so an
-object-like thing is not automatically foreground. The close-range families (`interiors`:
-close-ups of a wall, desks, cluttered rooms, shelving, workshops) add free-standing clutter,
-unlabelled instances of the object families among it, and their own scale of the world.
-
-A *view* is the scene seen by one camera (`camera.draw_cameras`: one camera per placement).
-Rendering traces the ray through each pixel centre for the depth (z-depth, metres, clipped
-to [DEPTH_MIN, DEPTH_MAX]; sky reads DEPTH_MAX) and 2 x 2 rays per pixel for the colour.
-Surfaces are textured (`textures`) and lit by a per-view light: Lambertian shading plus
-ambient, distance falloff indoors, a sun and aerial haze outdoors.
-
-Scene families in OOD_FAMILIES and texture kinds in textures.OOD_KINDS occur only in the
-backgrounds of the `ood` split (ids from SourceSpec.first_ood_bg on).
-"""
+A background is a scene of one family (rooms, corridors, halls, streets, open ground, courtyards,
+terraces; the close-range ones are `interiors`) made of planes and clutter that is background, so
+an object-like thing in the picture is not automatically foreground. A view is the scene seen by
+one camera: the ray through each pixel centre gives its z-depth, 2 x 2 rays per pixel its colour,
+textured and lit per view. Families in OOD_FAMILIES occur only in the `ood` split.
+Details: docs/world.md, "Scenes"; the families: data_manifests/README.md."""
 
 from __future__ import annotations
 

@@ -1,20 +1,11 @@
 """The pinhole camera of a view, and how a view's camera is drawn from the seed.
 
-Conventions: image coordinates u (right) and v (down) are normalised to [0, 1] over the
-image width/height (images are square); `focal` is in image widths. World: x right, y up,
-z forward on the ground plane y = 0. The camera sits at (x, height, 0), turned by `yaw`
-about the vertical, pitched down by `pitch` and rolled by `roll` about its optical axis.
-
-Ray directions are scaled so that their component along the optical axis is 1: the ray
-parameter t at a hit is then the hit's *z-depth* (distance along the optical axis), the
-depth convention of every label. Angles enter only through their sine and cosine, made
-from tan(angle / 2) with the rational half-angle formulas, so no platform-dependent
-trigonometry enters the labels (same seed, same bytes, on any machine).
-
-A view's camera is a pure function of (seed, background id, placement index): every
-placement of a background is seen from its own camera, so 100 backgrounds give thousands
-of views. The held-out camera range (the highest cameras) is used only by the `ood` split.
-"""
+Ray directions are scaled to a unit component along the optical axis, so the ray parameter at a
+hit is its z-depth, the depth convention of every label; angles enter only through rational
+half-angle formulas, so no platform-dependent trigonometry enters the labels (same seed, same
+bytes, on any machine). A view's camera is a pure function of (seed, background id, placement
+index); the highest cameras are held out for the `ood` split.
+Coordinate conventions and details: docs/world.md, "Cameras"."""
 
 from __future__ import annotations
 

@@ -1,24 +1,11 @@
 """Object-in-scene composition with exact labels, on the fly.
 
-For a manifest row (bg, fg, placement, foot point (u, v), scale, flip) at working size S:
-
-* the view is background `bg` seen by the camera of (bg, placement) (cached by `sources`);
-* the object stands with its foot on the ground where the ray through (u, v) meets it,
-  turned by a yaw drawn from (seed, bg, fg, placement), every length times `scale`;
-* it is ray-traced into the view (`foregrounds.render_object`): its z-depth at each pixel
-  centre is exact; where it is nearer than the background at that pixel it is visible:
-  mask 1 and depth = the object's depth; elsewhere mask 0 and the background's depth
-  (so background clutter in front of an object occludes it, exactly);
-* image = the view with a soft contact shadow on the ground around the object's foot
-  (shadows change colours only, never labels), then the object's anti-aliased colour
-  blended over it where it is visible;
-* `bg` = the view without object or shadow (the capstone's "bg" image);
-* a flipped row is the horizontal mirror of the unflipped sample: image, bg, mask, depth.
-
-Rendered objects are kept in an LRU cache (a row and its flip share one), so every epoch
-after the first composes from memory; a stage whose rows are too many for that (full) is
-traced once into a packed store on disk (`objects`), read back byte-identically.
-"""
+A manifest row becomes a sample: the object is ray-traced into the view of (bg, placement), standing
+on the ground under its foot point; where it is nearer than the background it is visible (mask 1,
+its depth), elsewhere the background's depth, so clutter in front of it occludes it exactly. A
+contact shadow changes colours only, never labels; `bg` is the view without object or shadow.
+Rendered objects are kept in an LRU cache; the full stage reads them from a store on disk
+(`objects`), byte-identically. The steps in full: docs/world.md, "Composition"."""
 
 from __future__ import annotations
 

@@ -1,16 +1,10 @@
 """Procedural foreground objects: solids with relief, ray-traced into each view.
 
-An object is a union of primitives (`shapes`) in its own frame: the foot point (where it
-stands on the ground) at the origin, y up. Families: people (adults and children, with
-volume), crates, balls, vases and bottles, chairs, tables, traffic cones, potted plants,
-bins, and the held-out families (OOD_FAMILIES: animals and floor lamps) that occur only in
-the `ood` split. Each is drawn from the seed with a real-world size in metres.
-
-`render_object` traces the object into a view at a pose (foot on the ground at world
-(x, z), turned by a yaw): per-pixel exact z-depth and the mask from the ray through each
-pixel centre, colour from 2 x 2 rays per pixel (anti-aliased edges like the background's),
-Lambertian shading from the view's light.
-"""
+An object is a union of primitives (`shapes`) in its own frame, its foot point at the origin, drawn
+from the seed with a real-world size in metres; the held-out families (OOD_FAMILIES) occur only in
+the `ood` split. `render_object` traces it into a view at a pose: exact per-pixel z-depth and mask
+from the pixel-centre rays, anti-aliased colour from 2 x 2 rays per pixel.
+Families and details: docs/world.md, "Objects"."""
 
 from __future__ import annotations
 

@@ -1,28 +1,12 @@
 """Close-range and cluttered interiors: what photographs mostly show, within a few metres.
 
-The open scene families of `backgrounds` run to far walls and horizons from standing height;
-photographs are mostly taken close to things. These families are indoor scenes (floor, walls,
-ceiling, traced by `backgrounds.trace`) of their own scale, furnished with *free-standing
-clutter* that is part of the background render:
-
-* `closeup`: the camera 0.5-3 m from a furnished wall, a few things beside it;
-* `tabletop`: a desk or table against a wall, seen from a hand's width to a forearm above
-  it, with miniatures, books, mugs and bottles on it (the labelled object is a miniature too);
-* `clutter`: a cluttered room: cabinets, boxes, sofas, chairs, people along the walls and
-  beside the camera (occluding the labelled object's edges from the near side);
-* `shelf`: a loaded shelving unit filling the back, a few metres away (held out: ood);
-* `workshop`: a garage: racks of boxes along the walls, a vehicle, barrels, a workbench
-  (held out: ood).
-
-Clutter includes unlabelled instances of the object families (people, chairs, vases, ...),
-so an object-like thing in the picture is not automatically the foreground. The labelled
-object stands on the walkable floor (`Room.walk_x`, z < `Room.walk_z`), which free-standing
-clutter leaves free; labels stay exact regardless, since composition takes the nearest
-surface of object and background render at every pixel.
-
-A layout also fixes the scale of its world: `object_scale` (miniatures on a desk) and the
-camera's height range `cam_height` (`sources.view_cameras` maps the drawn height onto it).
-"""
+The open families of `backgrounds` run to far walls and horizons from standing height; photographs
+are mostly taken close to things. These families (`closeup`, `tabletop`, `clutter`, and held out
+for `ood`: `shelf`, `workshop`) are indoor scenes of their own scale (`object_scale`, the camera's
+`cam_height`), furnished with free-standing clutter that is part of the background render,
+unlabelled instances of the object families included, so an object-like thing is not automatically
+the foreground. Labels stay exact: composition takes the nearest surface at every pixel.
+Each family and the walkable floor: docs/world.md, "Scenes"."""
 
 from __future__ import annotations
 

@@ -1,26 +1,11 @@
 """Manifests: which background, foreground, placement and flip make each sample of a stage.
 
-Layout of the source set (capstone's dataset): every training (bg, fg) pair has
-PLACEMENTS_PER_PAIR = 20 placements, each used unflipped and flipped, so the full stage's
-train split is 100 x 100 x 20 x 2 = 400,000 samples. Validation splits:
-
-* `seen`: new placements (index >= PLACEMENTS_PER_PAIR) of (bg, fg) pairs used in training;
-* `unseen`: held-out backgrounds and foregrounds of the training families, never in training;
-* `ood`: backgrounds and foregrounds of held-out scene, object and texture families, seen
-  from cameras partly in a held-out height range (see `SourceSpec` and data_manifests/README.md).
-
-Smaller stages take deterministic random subsets of the same (bg, fg, placement) triples,
-each with both flips. A placement is a pure function of (seed, bg, fg, placement index)
-(counter-based hashing), so a triple looks the same in every stage; so is the view's
-camera (`sources.view_cameras`) and the object's yaw (`composition.object_pose`).
-
-A placement (`placement.place`) is a foot point (u, v) in normalised image coordinates, on
-walkable floor of the view, plus a size jitter `scale`. Values are stored as decimal strings
-with 6 decimals (integers of 1e-6 internally), so the CSV holds them exactly and the object's
-pose — the ground point under (u, v) through the view's camera — is reproducible from the
-manifest alone. The manifest's identity is the sha256 of its CSV text; the committed
-`data_manifests/spec.json` records it for every stage.
-"""
+The full stage keeps the capstone's layout (100 x 100 pairs x PLACEMENTS_PER_PAIR placements x 2
+flips in train; `seen`, `unseen` and `ood` validation splits); smaller stages are deterministic
+subsets of the same triples. A placement is a pure function of (seed, bg, fg, placement index) and
+is stored with 6 exact decimals, so a triple looks the same in every stage and the object's pose is
+reproducible from the manifest alone. A manifest's identity is the sha256 of its CSV text,
+recorded in data_manifests/spec.json. Splits and columns: docs/world.md, "Manifests"."""
 
 from __future__ import annotations
 

@@ -1,16 +1,11 @@
 """A stage's rendered objects packed on disk: render once, compose many.
 
-Ray-tracing an object into its view (`foregrounds.render_object`) costs far more than composing
-it, and the full stage sees each of its 200k placements once per epoch. `build_store` traces every (bg, fg, placement)
-of a stage once, in parallel worker processes, and packs the layers (window, z-depth,
-coverage, premultiplied colour) and contact shadows into flat arrays; `ObjectStore` reads
-them back through memory maps. The values are stored exactly as `composition` computes them
-(colours in 1/255 steps, coverage in quarters, shadows in 1/65535 steps, depth float32),
-so a sample composed from the store is byte-identical to one traced on the fly.
-
-The folder is named by the working size, the stage and its manifest's sha256, next to the
-cached views; `index.json` is written last (a folder without it is incomplete and ignored).
-"""
+Ray-tracing an object into its view costs far more than composing it, and the full stage sees each
+of its placements once per epoch. `build_store` traces every (bg, fg, placement) of a stage once,
+in parallel, into flat arrays that `ObjectStore` reads back through memory maps; values are stored
+exactly as `composition` computes them, so a sample from the store is byte-identical to one traced
+on the fly. `index.json` is written last: a folder without it is ignored.
+Layers, steps and folder name: docs/world.md, "The object store"."""
 
 from __future__ import annotations
 

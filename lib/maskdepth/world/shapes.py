@@ -1,18 +1,10 @@
 """Solid primitives and exact ray intersection: the geometry of objects and background clutter.
 
-Both the foreground objects and the background's clutter (doors, shelves, pillars, ...)
-are unions of three primitives, intersected analytically with each ray:
-
-* `box`: axis-aligned in its frame, centre and half sizes;
-* `ellipsoid`: centre and radii (a sphere when they are equal);
-* `cylinder`: along one axis of its frame from a base centre, with a base radius `r0` and a
-  top radius `r1` (a frustum, or a cone when r1 = 0), both ends capped.
-
-The hit parameter t of a ray whose direction is scaled to unit z-depth (see `camera`) is
-the exact z-depth of the hit. Only +, -, *, / and sqrt are used, so the same inputs give
-the same bytes on any machine. Rays start outside every solid (the camera is never inside
-one); a hit needs t > T_MIN.
-"""
+Objects and clutter are unions of boxes, ellipsoids and capped cylinders (frusta, cones),
+intersected analytically with each ray. With ray directions scaled to unit z-depth (see `camera`)
+the hit parameter t is the exact z-depth of the hit; only +, -, *, / and sqrt are used, so the same
+inputs give the same bytes on any machine. Rays start outside every solid; a hit needs t > T_MIN.
+The primitives' parameters: docs/world.md, "Shapes"."""
 
 from __future__ import annotations
 

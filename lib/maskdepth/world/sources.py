@@ -1,19 +1,11 @@
 """The source set: scenes (backgrounds), objects (foregrounds), and an on-disk cache of views.
 
-A `SourceSpec` fixes everything that determines the sources' bytes. Its hash names the
-cache folder `$MASKDEPTH_CACHE/sources/<hash>/` (default `~/.cache/maskdepth`), so a
-changed spec (or generator version) builds a new set and an unchanged one is only loaded.
-
-Scenes and objects are cheap parameter draws. What costs time is ray-tracing a *view*
-(a scene seen by the camera of one placement, see `camera.draw_cameras`): views are
-rendered on first use at the working size, in parallel worker processes when there are
-many, and cached one file per view (written atomically; a damaged file is re-rendered).
-Objects are traced into each sample by `composition` (their pose differs per placement).
-
-Ids: training backgrounds/foregrounds are 0..n-1; the held-out ones of the `unseen` split
-follow (same families as training), then those of the `ood` split (held-out families,
-textures and camera range; see data_manifests/README.md).
-"""
+A `SourceSpec` fixes everything that determines the sources' bytes; its hash names the cache folder
+(`$MASKDEPTH_CACHE/sources/<hash>/`), so a changed spec or generator version builds a new set and an
+unchanged one is only loaded. Scenes and objects are cheap parameter draws; ray-tracing a view is
+what costs time, so views are rendered on first use, in parallel, and cached one file per view
+(atomic; a damaged file is re-rendered). Ids: training first, then `unseen`, then `ood`.
+Details: docs/world.md, "The source set and its view cache"."""
 
 from __future__ import annotations
 

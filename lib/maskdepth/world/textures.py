@@ -1,19 +1,11 @@
 """Procedural surface textures shared by backgrounds and foregrounds.
 
-Everything here uses only IEEE-754 basic operations (+, -, *, /, floor, sqrt) and
-unsigned integer hashing, never transcendental functions such as sin/exp whose last bit
-may differ between CPUs and math libraries: that is what makes the same seed give
-byte-identical sources on any machine.
-
-A texture is a small dict (`kind`, colours `c1`/`c2`, `scale` in metres, ...) drawn by
-`random_texture` from a numpy Generator, evaluated with `shade(texture, s, t)` at surface
-coordinates (s, t) in metres.
-
-Photographs are not flat colours: their spectra fall as 1/f (every scale holds detail), their
-colours are mostly dull, dark-heavy and vary more in brightness than in hue. `natural` is
-such 1/f noise, `wood` grain with growth rings, `cloth` a weave with soft folds; half of all
-colours are drawn from those photographic statistics (`natural_colour`).
-"""
+Only IEEE-754 basic operations (+, -, *, /, floor, sqrt) and unsigned integer hashing, never
+transcendental functions whose last bit may differ between CPUs: that is what makes the same seed
+give byte-identical sources on any machine. A texture is a small dict drawn by `random_texture`
+and evaluated by `shade(texture, s, t)` at surface coordinates in metres. Photographs are not flat
+colours, so `natural`, `wood` and `cloth` and half of all colours follow photographic statistics.
+Details: docs/world.md, "Textures"."""
 
 from __future__ import annotations
 
