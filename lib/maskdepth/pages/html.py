@@ -1,9 +1,12 @@
-"""The frame every page shares: one HTML file with its CSS inline, no script, font or stylesheet
-from elsewhere, images and files linked by relative paths (a run folder copied anywhere keeps its
-page); and the small pieces both pages use: a badge, a figure, a two-column table."""
+"""What every page shares: the jinja2 environment that renders the templates in pages/templates/
+(package data; page.html.j2 is the frame: one HTML file with its CSS inline, no script, font or
+stylesheet from elsewhere), relative links (a run folder copied anywhere keeps its page) and the
+small helpers both pages use. Every {{ value }} is escaped by `html.escape`, as the pages always
+were; only a macro's output, which is HTML already, is written as it is."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 from collections.abc import Iterable
@@ -12,8 +15,13 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
 from maskdepth.core.fileio import read_json
 
+# The old frame and pieces, still used by the comparison page (pages.comparison) until it moves to
+# templates/comparison.html.j2 too.
 CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
        margin: 0 auto; padding: 12px 24px 40px; max-width: 1640px; color: #1d1d1f; background: #fff; }
@@ -38,6 +46,34 @@ figure img { max-width: 100%; max-height: 90vh; width: auto; height: auto; borde
 details { margin: 6px 0; } summary { cursor: pointer; color: #0b5cad; }
 """
 IMG_STYLE = "max-width:100%;height:auto"  # also without the stylesheet, no figure is wider than the page
+BADGE_CLASSES = ("ok", "failed", "interrupted", "running", "unfinished", "passed")
+
+
+def escaped(value) -> Markup:
+    """What `{{ value }}` writes: HTML (a macro's output, Markup) as it is, anything else as text
+    escaped by `html.escape` (quotes as &quot; and &#x27;; markupsafe would write &#34; and &#39;).
+    jinja2 calls it before autoescaping, which leaves the Markup it returns alone."""
+    if hasattr(value, "__html__"):
+        return Markup(value.__html__())
+    return Markup(html.escape(str(value)))
+
+
+def badge_class(text: str) -> str:
+    """The CSS class of a badge: its first word (after "gate ") when the stylesheet colours it."""
+    word = text.removeprefix("gate ").split()[0] if text else "other"
+    cls = word if word in BADGE_CLASSES else "other"
+    return "not-passed" if text.endswith("not passed") else cls
+
+
+ENV = Environment(loader=PackageLoader("maskdepth.pages", "templates"), autoescape=True, finalize=escaped,
+                  undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+ENV.globals.update(badge_class=badge_class, IMG_STYLE=IMG_STYLE)
+
+
+def render(template: str, title: str, **values) -> str:
+    """A page: templates/`template` (which extends page.html.j2) with `values`, stamped now."""
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return ENV.get_template(template).render(title=title, stamp=stamp, **values)
 
 
 def href(target: str | os.PathLike, page_dir: str | os.PathLike) -> str:
