@@ -74,6 +74,27 @@ def test_the_installed_package_finds_its_notebooks_and_manifests_from_any_folder
     assert found["verified"] is True  # the shipped spec.json is read and matches
 
 
+def test_the_installed_package_carries_and_finds_the_page_templates(installed, tmp_path):
+    """The jinja2 templates of the HTML pages (lib/maskdepth/pages/templates/) are package data:
+    in the wheel, in the installed package, and found there by the page renderer."""
+    wheel, site = installed
+    names = set(zipfile.ZipFile(wheel).namelist())
+    templates = {n for n in names if n.startswith("maskdepth/pages/templates/")}
+    checkout = {f"maskdepth/pages/templates/{p.name}" for p in (REPO / "lib/maskdepth/pages/templates").glob("*.html.j2")}
+    assert "maskdepth/pages/templates/page.html.j2" in templates and templates == checkout
+    assert (site / "maskdepth" / "pages" / "templates" / "run.html.j2").is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MASKDEPTH_") or k == "MASKDEPTH_CACHE"}
+    env["PYTHONPATH"] = str(site)
+    probe = ("from maskdepth.pages.html import ENV, render\n"
+             "print(ENV.get_template('run.html.j2').filename)\n"
+             "print(render('page.html.j2', 'a <title>').splitlines()[5])\n")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=empty, env=env, capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[-2] == str(site / "maskdepth" / "pages" / "templates" / "run.html.j2")
+    assert out[-1] == "<title>a &lt;title&gt;</title>"
+
 @pytest.mark.slow
 def test_maskdepth_run_from_an_empty_folder_with_the_installed_package(installed, tmp_path):
     _, site = installed

@@ -1,5 +1,6 @@
 """The metric tables of the HTML pages: one row per run or split, labels and directions from the
-catalogue, every value escaped.
+catalogue; `metric_table` gives the values, the `metric_table` macro of templates/parts.html.j2
+writes them (every value escaped).
 """
 
 from __future__ import annotations
@@ -9,17 +10,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from maskdepth.evaluation.catalogue import CATALOGUE, HEADLINE, finite_or_none, format_value, label
 
 
-def html_table(rows: Sequence[tuple[str, Mapping | None]], keys: Iterable[str] = HEADLINE, *,
-               first: str = "split", notes: Mapping[str, str] | None = None, drop_empty_columns: bool = True,
-               mark_best: bool = False, links: Mapping[str, str] | None = None) -> str:
-    """`markdown_table` as an HTML <table> (the run and comparison pages of `maskdepth.pages.runpage`).
+def metric_table(rows: Sequence[tuple[str, Mapping | None]], keys: Iterable[str] = HEADLINE, *,
+                 first: str = "split", notes: Mapping[str, str] | None = None, drop_empty_columns: bool = True,
+                 mark_best: bool = False, links: Mapping[str, str] | None = None) -> dict:
+    """`markdown_table` as the values of an HTML <table> (the run and comparison pages).
 
-    Each column header carries its direction (↑ higher / ↓ lower is better) and, as its
-    tooltip, the catalogue's definition; cells carry `data-key` (the metric key). `mark_best`
-    puts each score column's best value in bold (when at least two rows have one); `links`
-    maps a row name to the href its name cell links to."""
-    from html import escape
-
+    Each column carries its direction (↑ higher / ↓ lower is better) and, as its tooltip, the
+    catalogue's definition; cells carry their metric key. `mark_best` marks each score column's
+    best value (when at least two rows have one); `links` maps a row name to the href its name
+    cell links to; `notes` gives the text of a row without metrics."""
     keys = list(keys)
     if drop_empty_columns:
         keys = [k for k in keys if any(finite_or_none((m or {}).get(k)) is not None for _, m in rows)] or keys
@@ -30,30 +29,24 @@ def html_table(rows: Sequence[tuple[str, Mapping | None]], keys: Iterable[str] =
             direction = CATALOGUE[k].higher_is_better if k in CATALOGUE else None
             if direction is not None and len(values) > 1:
                 best[k] = max(values) if direction else min(values)
-    head = [f"<th>{escape(first)}</th>"]
+    columns = []
     for k in keys:
         metric = CATALOGUE.get(k)
         arrow = {True: " ↑", False: " ↓"}.get(metric.higher_is_better, "") if metric else ""
-        tip = ""
+        tip = None
         if metric:
             better = {True: "higher is better", False: "lower is better", None: "a count"}[metric.higher_is_better]
-            tip = f' title="{escape(f"{metric.description} ({better})")}"'
-        head.append(f'<th data-key="{escape(k)}"{tip}>{escape(label(k))}{arrow}</th>')
-    lines = ['<table class="metrics">', "<thead><tr>" + "".join(head) + "</tr></thead>", "<tbody>"]
+            tip = f"{metric.description} ({better})"
+        columns.append({"key": k, "label": label(k), "arrow": arrow, "tip": tip})
+    body = []
     for name, m in rows:
-        cell = escape(str(name))
-        if links and name in links:
-            cell = f'<a href="{escape(links[name])}">{cell}</a>'
-        cells = [f'<th scope="row">{cell}</th>']
+        row = {"name": str(name), "link": links[name] if links and name in links else None, "note": None, "cells": []}
         if not m and notes and name in notes:
-            cells.append(f'<td class="note" colspan="{len(keys)}">{escape(notes[name])}</td>')
+            row["note"] = notes[name]
         else:
             for k in keys:
                 value = finite_or_none((m or {}).get(k))
-                text = escape(format_value(k, value))
-                if k in best and value is not None and value == best[k]:
-                    text = f"<b>{text}</b>"
-                cells.append(f'<td class="num" data-key="{escape(k)}">{text}</td>')
-        lines.append("<tr>" + "".join(cells) + "</tr>")
-    lines += ["</tbody>", "</table>"]
-    return "\n".join(lines) + "\n"
+                row["cells"].append({"key": k, "text": format_value(k, value),
+                                     "best": k in best and value is not None and value == best[k]})
+        body.append(row)
+    return {"first": first, "columns": columns, "rows": body}

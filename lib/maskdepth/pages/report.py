@@ -1,18 +1,12 @@
 """Compare runs: one row per run folder, as a markdown table, a JSON list, PNG charts and a page.
 
-`report(paths)` accepts run folders and folders holding runs (e.g. outputs/1k) and reads
-each run's metrics.json (written when training ends), falling back to history.json and
-config.json for a run that was interrupted. Metrics are shown as "seen / unseen / ood"
-(the validation splits of `maskdepth.plan.stages`; "–" where a run has no value, e.g. a run
-made before the ood split existed). Columns, labels and directions come from the metric
-catalogue (`maskdepth.evaluation.catalogue.HEADLINE`).
-
-Beside report.md / report.json / report.png (bars per metric), the report draws
-report_curves.png (each run's history.json: a panel per key metric, a line per run and
-split) and report_depth_scale.png (the depth-scale error: a histogram per split of each
-image's median(pred) / median(GT), from the predictions.npz that validation saved in
-RUN/validation/<split>/; a run without them is left out and named) and writes index.html,
-the comparison page (`maskdepth.pages.runpage`) that shows them all.
+`report(paths)` accepts run folders and folders holding runs (e.g. outputs/1k) and reads each
+run's metrics.json, falling back to history.json and config.json for an interrupted run. Metrics
+read "seen / unseen / ood" ("–" where a run has no value); columns, labels and directions come
+from the metric catalogue. Beside report.md / report.json / report.png (bars per metric) it draws
+report_curves.png (every run's history.json overlaid) and report_depth_scale.png (per split, each
+image's median(pred) / median(GT) from RUN/validation/<split>/predictions.npz; a run without them
+is named) and writes index.html, the comparison page (`maskdepth.pages.comparison`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ is interrupted), by `maskdepth train` when training ends and by `maskdepth repor
 It shows the summary (stage, status, times, model, data), the gate decision, the metrics of each
 validation split (labels, directions and definitions from the catalogue), the executed notebooks
 rendered as HTML, the real-photo check, every figure of the run folder, the parameters
-(config.json, run.json) and links to the run's files. Every file is written atomically.
+(config.json, run.json) and links to the run's files. This module gathers the values;
+templates/run.html.j2 and run_sections.html.j2 write the HTML. Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from html import escape
 from pathlib import Path
 
 from maskdepth.core import runs
@@ -20,8 +20,8 @@ from maskdepth.core.errors import MaskdepthError
 from maskdepth.core.fileio import write_text
 from maskdepth.core.runs import damaged_as_error, format_duration
 from maskdepth.evaluation.catalogue import DETAIL, HEADLINE, format_value, label
-from maskdepth.pages.html import badge, figure_html, href, kv_table, page_html, read_optional, value_text
-from maskdepth.pages.metric_html import html_table
+from maskdepth.pages.html import href, read_optional, render, value_text
+from maskdepth.pages.metric_html import metric_table
 from maskdepth.pages.notebook_html import earlier_rendering, render_notebook
 from maskdepth.plan.stages import VAL_SPLITS
 from maskdepth.validation.realcheck import REAL_DIR, REAL_JSON, SCORE_KEYS, table_rows
@@ -30,7 +30,6 @@ PAGE = "index.html"
 # Figures of a validation split in the order its notebook shows them (others follow, sorted).
 FIGURE_ORDER = ("mask_grid.png", "best_worst_iou.png", "depth_grid.png", "best_worst_abs_rel.png", "histograms.png",
                 "training_curves.png")
-
 
 
 # -- the run page ----------------------------------------------------------------------------------
@@ -61,7 +60,6 @@ def write_run_page(run_dir: str | os.PathLike, *, render_notebooks: bool = True)
     return path
 
 
-
 def write_page(run_dir: str | os.PathLike, log=print, *, render_notebooks: bool = True) -> Path | None:
     """`write_run_page` at the end of a stage or a training run: the page's path, or None with a
     console line when it cannot be written — a page never decides the run's own outcome."""
@@ -76,6 +74,7 @@ def write_page(run_dir: str | os.PathLike, log=print, *, render_notebooks: bool 
 
 
 def run_page_html(run_dir: Path, *, render_notebooks: bool = True) -> str:
+    """The run page: the values of each section gathered here, written by templates/run.html.j2."""
     problems: list[str] = []
     info = read_optional(run_dir / "run.json", problems)
     config = read_optional(run_dir / "config.json", problems)
@@ -89,33 +88,26 @@ def run_page_html(run_dir: Path, *, render_notebooks: bool = True) -> str:
     name = run_dir.resolve().name
     title = f"{stage + ' run' if stage else 'training run'} {name}"
 
-    sections = [
-        ("summary", "Summary", _summary_section(run_dir, info, settings, metrics, history, status)),
-        ("gate", "Gate", _gate_section(info, status)),
-        ("metrics", "Metrics", _metrics_section(metrics, history)),
-        ("notebooks", "Notebooks", _notebooks_section(run_dir, info, render_notebooks)),
-        ("real", "Real photos", _real_section(run_dir, read_optional(run_dir / REAL_DIR / REAL_JSON, problems))),
-        ("figures", "Figures", _figures_section(run_dir)),
-        ("parameters", "Parameters", _parameters_section(config, params)),
-        ("files", "Files", _files_section(run_dir)),
-    ]
-    nav = " ".join(f'<a href="#{key}">{escape(text)}</a>' for key, text, _ in sections)
+    page = {
+        "summary": _summary(info, settings, metrics, history, status),
+        "gate": _gate(info, status),
+        "metrics": _metrics(metrics, history),
+        "notebooks": _notebooks(run_dir, info, render_notebooks),
+        "real": _real(run_dir, read_optional(run_dir / REAL_DIR / REAL_JSON, problems)),
+        "figures": _figures_shown(run_dir),
+        "parameters": _parameters(config, params),
+        "files": [(href(run_dir / rel, run_dir), rel) for rel in runs.RUN_FOLDER_FILES if (run_dir / rel).exists()],
+    }
     gate = (info or {}).get("gate")
-    verdict = f" {badge('gate ' + ('passed' if gate.get('passed') else 'not passed'))}" if gate else ""
-    body = [f"<h1>{escape(title)} {badge(status)}{verdict}</h1>", f'<div class="muted">{escape(str(run_dir.resolve()))}</div>',
-            f"<nav>{nav}</nav>"]
-    if (info or {}).get("error"):
-        body.append(f'<div class="error"><b>error</b><pre>{escape(str(info["error"]))}</pre></div>')
+    verdict = ("gate " + ("passed" if gate.get("passed") else "not passed")) if gate else None
+    error = str(info["error"]) if (info or {}).get("error") else None
+    interrupted = None
     if (info or {}).get("interrupted"):
         where = info["interrupted"]
-        reached = f" after epoch {where['epoch']}" if where.get("epoch") is not None else ""
-        body.append(f'<div class="error"><b>interrupted</b> ({escape(str(where.get("signal")))}) in '
-                    f"{escape(str(where.get('notebook')))}{reached}; continue with "
-                    f"<code>maskdepth run --resume {escape(str(run_dir))}</code></div>")
-    for problem in problems:
-        body.append(f'<div class="error">{escape(problem)}</div>')
-    body += [f'<h2 id="{key}">{escape(text)}</h2>\n{html}' for key, text, html in sections]
-    return page_html(title, "\n".join(body))
+        interrupted = {"signal": str(where.get("signal")), "notebook": str(where.get("notebook")),
+                       "epoch": where.get("epoch")}
+    return render("run.html.j2", title, status=status, verdict=verdict, folder=str(run_dir.resolve()),
+                  run_dir=str(run_dir), error=error, interrupted=interrupted, problems=problems, page=page)
 
 
 def _status(info, metrics, history, settings) -> str:
@@ -128,85 +120,71 @@ def _status(info, metrics, history, settings) -> str:
     return "unfinished (no epoch finished)"
 
 
-def _summary_section(run_dir, info, settings, metrics, history, status) -> str:
+def _summary(info, settings, metrics, history, status) -> dict:
+    """The summary table's values (the `summary` macro writes the rows)."""
     info = info or {}
     metrics = metrics or {}
-    rows: list[tuple[str, str]] = [("status", badge(status))]
-    stage = info.get("stage")
-    rows.append(("stage", escape(stage) if stage else "– (a <code>maskdepth train</code> run, no stage gate)"))
-    if info.get("start"):
-        rows.append(("started", escape(str(info["start"]))))
-    if info.get("end"):
-        rows.append(("ended", escape(str(info["end"]))))
-    if info.get("seconds") is not None:
-        rows.append(("run time", escape(format_duration(info["seconds"]))))
     train_time = metrics.get("train_time_s")
     if train_time is None and history:
         train_time = sum(e.get("time_s") or 0.0 for e in history)
-    if train_time is not None:
-        rows.append(("training time", escape(format_duration(train_time))))
-    model = str(metrics.get("model") or settings.get("model") or "?")
     kwargs = settings.get("model_kwargs") or {}
-    model_text = f"<code>{escape(model)}</code>" + (f" {escape(json.dumps(kwargs))}" if kwargs else "")
-    if metrics.get("params") is not None:
-        model_text += f", {metrics['params']:,} parameters"
-    rows.append(("model", model_text))
-    rows.append(("task", escape(f"{settings.get('task', '?')} (input {settings.get('input_mode', 'fg_bg')})")))
-    data = metrics.get("data") or settings.get("data") or "?"
     counts = metrics.get("n_samples") or {}
-    data_text = f"{escape(str(data))}, {escape(str(settings.get('size', '?')))} px, seed {escape(str(settings.get('seed', 0)))}"
-    if counts:
-        data_text += "; validation samples " + ", ".join(f"{escape(s)} {escape(str(n))}" for s, n in counts.items())
-    rows.append(("data", data_text))
-    done = metrics.get("epochs", history[-1].get("epoch") if history else 0)
-    train_text = f"{escape(str(done))} of {escape(str(settings.get('epochs', '?')))} epochs"
-    if metrics.get("best_epoch") is not None:
-        train_text += f", best epoch {escape(str(metrics['best_epoch']))} by {escape(str(metrics.get('best_metric', '?')))}"
-    train_text += f"; lr {escape(str(settings.get('lr', '?')))}, batch {escape(str(settings.get('batch_size', '?')))}"
-    if metrics.get("device"):
-        train_text += f"; device {escape(str(metrics['device']))} × {escape(str(metrics.get('world_size', 1)))}"
     precision = metrics.get("precision")
     if isinstance(precision, dict) and precision.get("autocast"):
-        label = "float32" if precision["autocast"] == "off" else f"{precision['autocast']} autocast"
-        train_text += (f", <span title=\"{escape(str(precision.get('reason', '')))}\">{escape(label)}</span>")
-    rows.append(("training", train_text))
-    if info.get("prerequisite"):
-        rows.append(("prerequisite", escape(str(info["prerequisite"].get("decision", "")))))
+        autocast = "float32" if precision["autocast"] == "off" else f"{precision['autocast']} autocast"
+        precision = {"label": autocast, "reason": str(precision.get("reason", ""))}
+    else:
+        precision = None
+    resumes = []
     for r in info.get("resumes") or []:
         changed = ", ".join(r.get("changed") or {}) or "nothing"
-        rows.append(("resumed", escape(f"{r.get('at')} (was {r.get('previous_status')}), skipped "
-                                       f"{', '.join(r.get('skipped') or []) or 'nothing'}, changed {changed}")))
-    if info.get("git_commit"):
-        rows.append(("git commit", f"<code>{escape(str(info['git_commit']))}</code>"))
+        resumes.append(f"{r.get('at')} (was {r.get('previous_status')}), skipped "
+                       f"{', '.join(r.get('skipped') or []) or 'nothing'}, changed {changed}")
+    machine = None
     if info.get("device"):
         dev = info["device"]
-        rows.append(("machine", escape(f"python {info.get('python', '?')}, torch {dev.get('torch', '?')}, "
-                                       f"CUDA {'yes' if dev.get('cuda_available') else 'no'}, "
-                                       f"{dev.get('platform', '')}")))
-    return kv_table(rows)
+        machine = (f"python {info.get('python', '?')}, torch {dev.get('torch', '?')}, "
+                   f"CUDA {'yes' if dev.get('cuda_available') else 'no'}, {dev.get('platform', '')}")
+    return {
+        "status": status, "stage": info.get("stage"), "started": info.get("start"), "ended": info.get("end"),
+        "run_time": format_duration(info["seconds"]) if info.get("seconds") is not None else None,
+        "train_time": format_duration(train_time) if train_time is not None else None,
+        "model": str(metrics.get("model") or settings.get("model") or "?"),
+        "model_kwargs": json.dumps(kwargs) if kwargs else None,
+        "params": f"{metrics['params']:,}" if metrics.get("params") is not None else None,
+        "task": f"{settings.get('task', '?')} (input {settings.get('input_mode', 'fg_bg')})",
+        "data": metrics.get("data") or settings.get("data") or "?", "size": settings.get("size", "?"),
+        "seed": settings.get("seed", 0), "counts": list(counts.items()) if counts else [],
+        "done": metrics.get("epochs", history[-1].get("epoch") if history else 0),
+        "epochs": settings.get("epochs", "?"),
+        "best": ({"epoch": metrics["best_epoch"], "by": metrics.get("best_metric", "?")}
+                 if metrics.get("best_epoch") is not None else None),
+        "lr": settings.get("lr", "?"), "batch": settings.get("batch_size", "?"),
+        "device": ({"name": metrics["device"], "count": metrics.get("world_size", 1)}
+                   if metrics.get("device") else None),
+        "precision": precision,
+        "prerequisite": str(info["prerequisite"].get("decision", "")) if info.get("prerequisite") else None,
+        "resumes": resumes, "git_commit": info.get("git_commit"), "machine": machine,
+    }
 
 
-def _gate_section(info, status) -> str:
+def _gate(info, status) -> dict:
+    """The gate decision: none for a run made by `maskdepth train`, else its verdict and checks."""
     from maskdepth.validation.gate import describe_check
 
-    if info is None:
-        return "<p>Not a stage run (<code>maskdepth run</code>): no gate.</p>\n"
-    gate = info.get("gate")
+    gate = (info or {}).get("gate")
+    view = {"stage_run": info is not None, "status": status, "verdict": None, "checks": []}
     if not gate:
-        return f"<p>No gate decision: the run's status is {badge(status)}.</p>\n"
-    verdict = "passed" if gate.get("passed") else "not passed"
-    rows = []
+        return view
+    view["verdict"] = "passed" if gate.get("passed") else "not passed"
     for check in gate.get("checks") or []:
         split, _, key = str(check.get("metric", "")).partition(".")
         bound = "min" if "min" in check else "max"
-        result = "skipped" if check.get("skipped") else ("ok" if check.get("ok") else "failed")
-        rows.append(f"<tr><th>{escape(split)} {escape(label(key))}</th>"
-                    f'<td class="num">{escape(format_value(key, check.get("value")))}</td>'
-                    f"<td>{bound} {escape(str(check.get(bound)))}</td><td>{badge(result)}</td>"
-                    f"<td>{escape(describe_check(check))}</td></tr>")
-    table = ("<table><thead><tr><th>threshold</th><th>value</th><th>bound</th><th>result</th><th>check</th></tr>"
-             f"</thead><tbody>{''.join(rows)}</tbody></table>\n")
-    return f"<p>Gate: {badge(verdict)}</p>\n{table}"
+        view["checks"].append({
+            "split": split, "label": label(key), "value": format_value(key, check.get("value")),
+            "bound": bound, "limit": str(check.get(bound)), "check": describe_check(check),
+            "result": "skipped" if check.get("skipped") else ("ok" if check.get("ok") else "failed")})
+    return view
 
 
 def _split_rows(source: Mapping, counts: Mapping) -> tuple[list, dict]:
@@ -215,27 +193,20 @@ def _split_rows(source: Mapping, counts: Mapping) -> tuple[list, dict]:
     return rows, notes
 
 
-def _metrics_section(metrics, history) -> str:
+def _metrics(metrics, history) -> dict:
+    """Where the metrics come from (metrics.json's best epoch, else history.json's last) and their tables."""
     if metrics:
-        counts = metrics.get("n_samples") or {}
-        rows, notes = _split_rows(metrics, counts)
-        where = (f"the best epoch ({escape(str(metrics.get('best_epoch', '?')))}, by "
-                 f"{escape(str(metrics.get('best_metric', '?')))}) "
-                 "of each validation split, from <code>metrics.json</code>")
+        rows, notes = _split_rows(metrics, metrics.get("n_samples") or {})
+        view = {"source": "metrics", "epoch": metrics.get("best_epoch", "?"), "by": metrics.get("best_metric", "?")}
     elif history:
         last = history[-1]
         rows, notes = _split_rows(last, {})
-        where = (f"the last finished epoch ({escape(str(last.get('epoch', '?')))}) of an unfinished run, "
-                 "from <code>history.json</code>")
+        view = {"source": "history", "epoch": last.get("epoch", "?"), "by": None}
     else:
-        return "<p>No metrics: no epoch finished (no metrics.json, no history.json).</p>\n"
-    if not rows:
-        return f"<p>No validation split has metrics ({where}).</p>\n"
-    headline = html_table(rows, HEADLINE, notes=notes)
-    detail = html_table(rows, ("loss", *DETAIL), notes=notes)
-    return (f"<p>Metrics of {where}. Hover a column for its definition; ↑ higher / ↓ lower is better.</p>\n"
-            f'<div id="metrics-headline">{headline}</div>\n'
-            f'<details><summary>every metric</summary><div id="metrics-detail">{detail}</div></details>\n')
+        return {"source": None}
+    view["headline"] = metric_table(rows, HEADLINE, notes=notes) if rows else None
+    view["detail"] = metric_table(rows, ("loss", *DETAIL), notes=notes) if rows else None
+    return view
 
 
 def _range_m(value) -> str:
@@ -245,36 +216,32 @@ def _range_m(value) -> str:
     return value_text(value)
 
 
-def _real_section(run_dir: Path, real) -> str:
+def _real(run_dir: Path, real) -> list[dict] | None:
     """The real-photo check (RUN/real/real.json): per photo the model beside the baselines, where
-    the error lives, and the figure (photo | measured | predicted depth)."""
+    the error lives, and the figure (photo | measured | predicted depth); None without one."""
     if not real:
-        return ("<p>No real-photo check in this run folder (<code>maskdepth validate --real -c RUN</code> "
-                "writes one).</p>\n")
-    parts = []
+        return None
+    photos = []
     for photo in real.get("photos") or []:
         if not isinstance(photo, dict):
             continue
-        name = escape(str(photo.get("name", "?")))
+        view = {"name": str(photo.get("name", "?")), "note": None}
+        photos.append(view)
         if not isinstance(photo.get("model"), dict):
-            parts.append(f"<p><b>{name}</b>: {escape(str(photo.get('note', 'not scored')))}</p>")
+            view["note"] = str(photo.get("note", "not scored"))
             continue
         try:
-            rows = table_rows(photo)
+            view["rows"] = table_rows(photo)
         except (KeyError, TypeError, AttributeError):
-            parts.append(f"<p><b>{name}</b>: damaged entry in {escape(REAL_JSON)}</p>")
+            view["note"] = f"damaged entry in {REAL_JSON}"
             continue
-        head = "".join(f"<th>{escape(label(k))}</th>" for k in SCORE_KEYS)
-        body = "".join(f"<tr><th>{escape(row)}</th>" + "".join(f'<td class="num">{escape(c)}</td>' for c in cells)
-                       + "</tr>" for row, cells in rows)
-        parts.append(f"<h3>{name}</h3><p class=\"muted\">{escape(str(photo.get('about', '')))}; measured "
-                     f"{escape(_range_m(photo.get('gt_range_m')))}, predicted {escape(_range_m(photo.get('pred_range_m')))}"
-                     f"; the network saw {escape(value_text(photo.get('network_size')))} (H, W)</p>")
-        parts.append(f"<table><thead><tr><th></th>{head}</tr></thead><tbody>{body}</tbody></table>")
         figure = run_dir / REAL_DIR / str(photo.get("figure", ""))
-        if photo.get("figure") and figure.is_file() and figure.parent == run_dir / REAL_DIR:
-            parts.append(f'<p><img src="{href(figure, run_dir)}" alt="{name}" style="max-width:100%"></p>')
-    return "\n".join(parts) + "\n"
+        shown = photo.get("figure") and figure.is_file() and figure.parent == run_dir / REAL_DIR
+        view.update(columns=[label(k) for k in SCORE_KEYS], about=str(photo.get("about", "")),
+                    measured=_range_m(photo.get("gt_range_m")), predicted=_range_m(photo.get("pred_range_m")),
+                    network_size=value_text(photo.get("network_size")),
+                    figure=href(figure, run_dir) if shown else None)
+    return photos
 
 
 def _figures(run_dir: Path) -> list[tuple[str, list[Path]]]:
@@ -290,75 +257,48 @@ def _figures(run_dir: Path) -> list[tuple[str, list[Path]]]:
     return [(g, p) for g, p in groups if p]
 
 
-def _figures_section(run_dir: Path) -> str:
-    groups = _figures(run_dir)
-    if not groups:
-        return "<p>No figures in this run folder yet.</p>\n"
+def _figures_shown(run_dir: Path) -> list[dict]:
+    """Per group its PNGs, each shown once: a picture seen before (the same training curves in
+    every split) is a link to where it is shown."""
     import hashlib
 
     seen: dict[str, Path] = {}
-    parts = []
-    for group, pngs in groups:
-        parts.append(f"<h3>{escape(group)}</h3>")
+    shown = []
+    for group, pngs in _figures(run_dir):
         split_dir = pngs[0].parent
-        if (split_dir / "metrics.json").is_file() and split_dir.parent.name == "validation":
-            parts.append(f'<p class="muted"><a href="{href(split_dir / "metrics.json", run_dir)}">metrics.json</a> '
-                         "(overall and per sample)</p>")
+        has_metrics = (split_dir / "metrics.json").is_file() and split_dir.parent.name == "validation"
+        view = {"name": group, "metrics_link": href(split_dir / "metrics.json", run_dir) if has_metrics else None,
+                "figures": []}
         for png in pngs:
-            rel = png.relative_to(run_dir).as_posix()
             digest = hashlib.sha1(png.read_bytes()).hexdigest()
-            if digest in seen:  # the same training curves in every split: shown once
-                first = seen[digest].relative_to(run_dir).as_posix()
-                parts.append(f'<p class="muted"><a href="{href(png, run_dir)}">{escape(rel)}</a>: '
-                             f"the same picture as {escape(first)} above</p>")
-                continue
-            seen[digest] = png
-            parts.append(figure_html(png, run_dir, rel))
-    return "\n".join(parts) + "\n"
+            first = seen.setdefault(digest, png)
+            view["figures"].append({"link": href(png, run_dir), "rel": png.relative_to(run_dir).as_posix(),
+                                    "same_as": first.relative_to(run_dir).as_posix() if first != png else None})
+        shown.append(view)
+    return shown
 
 
-def _notebooks_section(run_dir: Path, info, render: bool) -> str:
+def _notebooks(run_dir: Path, info, render: bool) -> list[dict]:
+    """Each notebook of the run: its status and time, and links to it and to its HTML rendering."""
     folder = run_dir / "notebooks"
     entries = {e.get("notebook"): e for e in (info or {}).get("notebooks") or []}
     names = [n for n in entries if n] + sorted(p.name for p in folder.glob("*.ipynb") if p.name not in entries)
-    if not names:
-        return "<p>No notebooks (a run made by <code>maskdepth train</code> has none).</p>\n"
     rows = []
     for nb in names:
         entry = entries.get(nb, {})
         ipynb = folder / nb
-        status = entry.get("status") or ("ok" if ipynb.is_file() else "–")
-        seconds = f"{entry['seconds']:.1f} s" if isinstance(entry.get("seconds"), (int, float)) else ""
-        if not ipynb.is_file():
-            cell = "not written"
-        else:
+        row = {"name": nb, "status": entry.get("status") or ("ok" if ipynb.is_file() else "–"),
+               "seconds": f"{entry['seconds']:.1f} s" if isinstance(entry.get("seconds"), (int, float)) else "",
+               "link": None}
+        if ipynb.is_file():
             html, note = render_notebook(ipynb) if render else earlier_rendering(ipynb)
-            cell = f'<a href="{href(ipynb, run_dir)}">{escape(nb)}</a>'
-            if html is not None:
-                cell = f'<a href="{href(html, run_dir)}">{escape(html.name)}</a> · ' + cell
-            if note:
-                cell += f' <span class="muted">{escape(note)}</span>'
-        rows.append(f"<tr><th>{escape(nb)}</th><td>{badge(status)}</td><td class=\"num\">{seconds}</td>"
-                    f"<td>{cell}</td></tr>")
-    return ("<table><thead><tr><th>notebook</th><th>status</th><th>time</th><th>executed notebook</th></tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>\n")
+            row.update(link=href(ipynb, run_dir), note=note, html_link=href(html, run_dir) if html else None,
+                       html_name=html.name if html else None)
+        rows.append(row)
+    return rows
 
 
-def _parameters_section(config, params) -> str:
-    parts = []
-    if config:
-        parts.append("<h3>training configuration (config.json)</h3>")
-        parts.append(kv_table((k, escape(value_text(v))) for k, v in config.items()))
-    if params:
-        table = kv_table((k, escape(value_text(v))) for k, v in params.items())
-        if config:
-            parts.append(f"<details><summary>stage parameters (run.json)</summary>{table}</details>")
-        else:
-            parts += ["<h3>stage parameters (run.json)</h3>", table]
-    return "\n".join(parts) + "\n" if parts else "<p>No parameters recorded (no config.json, no run.json).</p>\n"
-
-
-def _files_section(run_dir: Path) -> str:
-    links = [f'<li><a href="{href(run_dir / rel, run_dir)}">{escape(rel)}</a></li>'
-             for rel in runs.RUN_FOLDER_FILES if (run_dir / rel).exists()]
-    return f"<ul>{''.join(links)}</ul>\n" if links else "<p>No files yet.</p>\n"
+def _parameters(config, params) -> dict:
+    """config.json and run.json's parameters as (name, text) rows."""
+    return {"config": [(k, value_text(v)) for k, v in config.items()] if config else [],
+            "params": [(k, value_text(v)) for k, v in params.items()] if params else []}
