@@ -53,21 +53,25 @@ def test_the_wheel_carries_every_file_maskdepth_run_needs(installed):
     assert "maskdepth/training/config.py" in names and "maskdepth/datasets/samples.py" in names  # sub-packages ship
 
 
-def test_the_installed_package_finds_its_notebooks_and_manifests_from_any_folder(installed, tmp_path):
-    _, site = installed
+
+def _probe_installed(site, tmp_path, probe: str) -> list[str]:
+    """Lines printed by `probe` run against the installed package only, from an empty folder."""
     empty = tmp_path / "empty"
     empty.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MASKDEPTH_") or k == "MASKDEPTH_CACHE"}
     env["PYTHONPATH"] = str(site)
+    return subprocess.run([sys.executable, "-c", probe], cwd=empty, env=env, capture_output=True, text=True,
+                          check=True).stdout.strip().splitlines()
+
+def test_the_installed_package_finds_its_notebooks_and_manifests_from_any_folder(installed, tmp_path):
+    _, site = installed
     probe = ("import json, maskdepth\n"
              "from maskdepth.workflow.notebooks import notebooks_dir\n"
              "from maskdepth.world.manifest import manifests_dir, load_manifest, verify_manifest\n"
              "print(json.dumps({'package': maskdepth.__file__, 'notebooks': str(notebooks_dir()),\n"
              "                  'manifests': str(manifests_dir()),\n"
              "                  'verified': verify_manifest(load_manifest('playground', verify=False))}))\n")
-    out = subprocess.run([sys.executable, "-c", probe], cwd=empty, env=env, capture_output=True, text=True,
-                         check=True).stdout
-    found = json.loads(out.strip().splitlines()[-1])
+    found = json.loads(_probe_installed(site, tmp_path, probe)[-1])
     assert found["package"] == str(site / "maskdepth" / "__init__.py")
     assert found["notebooks"] == str(site / "maskdepth" / PACKAGED / "notebooks")
     assert found["manifests"] == str(site / "maskdepth" / PACKAGED / "data_manifests")
@@ -83,15 +87,10 @@ def test_the_installed_package_carries_and_finds_the_page_templates(installed, t
     checkout = {f"maskdepth/pages/templates/{p.name}" for p in (REPO / "lib/maskdepth/pages/templates").glob("*.html.j2")}
     assert "maskdepth/pages/templates/page.html.j2" in templates and templates == checkout
     assert (site / "maskdepth" / "pages" / "templates" / "run.html.j2").is_file()
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MASKDEPTH_") or k == "MASKDEPTH_CACHE"}
-    env["PYTHONPATH"] = str(site)
     probe = ("from maskdepth.pages.html import ENV, render\n"
              "print(ENV.get_template('run.html.j2').filename)\n"
              "print(render('page.html.j2', 'a <title>').splitlines()[5])\n")
-    out = subprocess.run([sys.executable, "-c", probe], cwd=empty, env=env, capture_output=True, text=True,
-                         check=True).stdout.splitlines()
+    out = _probe_installed(site, tmp_path, probe)
     assert out[-2] == str(site / "maskdepth" / "pages" / "templates" / "run.html.j2")
     assert out[-1] == "<title>a &lt;title&gt;</title>"
 
