@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     from maskdepth.core.errors import MaskdepthError
     from maskdepth.core.fileio import check_output
-    from maskdepth.core.params import field_defaults, parse_value, read_params_file
+    from maskdepth.core.params import field_defaults, parse_text, read_params_file
     from maskdepth.core.runs import check_run_name
     from maskdepth.plan.stages import STAGES
     from maskdepth.training.config import TrainConfig
@@ -61,9 +61,9 @@ def run(args: argparse.Namespace) -> int:
 
     check_run_name(args.name)
     overrides = read_params_file(args.params_file) if args.params_file else {}
-    text_fields = {k for k, v in field_defaults(TrainConfig).items() if isinstance(v, str)}
-    for name, value in args.param:  # a text field keeps its text: `-p amp on` is "on", not YAML's true
-        overrides[name] = value if name in text_fields else parse_value(value)
+    defaults = field_defaults(TrainConfig)
+    for name, value in args.param:
+        overrides[name] = parse_text(value, defaults.get(name))
     if args.data is not None:
         if "data" in overrides and overrides["data"] != args.data:
             raise MaskdepthError(f"--data {args.data} and -p data {overrides['data']}: give the data once")

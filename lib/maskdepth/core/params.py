@@ -44,6 +44,12 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def parse_text(text: str, default: Any) -> Any:
+    """A value given as text for a field with `default`: a text field keeps the text (`-p amp on`
+    is "on", not YAML's true); any other field, or an unknown one, parses it (`parse_value`)."""
+    return text if isinstance(default, str) else parse_value(text)
+
+
 def coerce(name: str, value: Any, default: Any) -> Any:
     """Convert `value` to the type of the field's default, with an error naming the parameter."""
     if default is None or value is None:
@@ -182,7 +188,7 @@ def dataclass_values(args: argparse.Namespace, cls) -> dict:
         value = getattr(args, name, None)
         if value is None:
             continue
-        out[name] = coerce(name, parse_value(value) if isinstance(value, str) and not isinstance(default, str) else value, default)
+        out[name] = coerce(name, parse_text(value, default) if isinstance(value, str) else value, default)
     return out
 
 
