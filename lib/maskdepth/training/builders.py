@@ -12,13 +12,8 @@ from maskdepth.datasets.dataset import open_split
 from maskdepth.evaluation.catalogue import json_ready
 from maskdepth.evaluation.loop import run_split
 from maskdepth.plan.stages import VAL_SPLITS
-from maskdepth.training.config import (
-    TrainConfig,
-)
-from maskdepth.training.rng import (
-    SeededSampler,
-    SeededSamples,
-)
+from maskdepth.training.config import TrainConfig
+from maskdepth.training.rng import SeededSampler, SeededSamples
 
 
 # -- building blocks -------------------------------------------------------------------
