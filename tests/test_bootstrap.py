@@ -126,24 +126,66 @@ def test_set_up_in_this_checkout_installs_nothing_and_says_where_from(monkeypatc
 
 
 # -- Colab, simulated ------------------------------------------------------------------------
+PREINSTALLED = ("torch", "torchvision", "ipykernel")
+
+
+def _installed_closure(names) -> dict:
+    """The installed distributions `names` need, requirements and their extras followed, by name."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    found: dict = {}
+    done: set = set()
+    todo = [(name, "") for name in names]
+    while todo:
+        name, extra = todo.pop()
+        name = canonicalize_name(name)
+        if (name, extra) in done:
+            continue
+        done.add((name, extra))
+        try:
+            dist = found.get(name) or metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue  # a platform-only requirement this venv never installed
+        found[name] = dist
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({"extra": extra}):
+                todo += [(req.name, "")] + [(req.name, wanted) for wanted in req.extras]
+    return found
+
+
 def _base_runtime() -> Path:
-    """A venv with only what a Colab image preinstalls that matters here: torch and torchvision (this
-    venv's versions, from the package index) and ipykernel. Built once per session in the test cache,
-    or once for good in $MASKDEPTH_COLAB_RUNTIME when set (torch is large: about 75 s from a local
-    index), then copied by hard links for every test, never changed."""
-    import torch
-    import torchvision
+    """A venv with only what a Colab image preinstalls that matters here: torch, torchvision and
+    ipykernel with what they require, laid into its site-packages from this venv's installed files
+    (their RECORDs, hard-linked where the file system allows): the same versions pip would give,
+    without a 3 GB download that a busy disk or registry can fail. Built once per test session in the
+    test cache, then copied by hard links for every test, never changed."""
+    import sysconfig
 
     from maskdepth.core.resources import default_cache_dir
 
-    tv = torchvision.__version__.split("+")[0]
-    base = Path(os.environ.get("MASKDEPTH_COLAB_RUNTIME") or default_cache_dir() / "colab-runtime") / f"py{sys.version_info[0]}{sys.version_info[1]}-torch{torch.__version__.split('+')[0]}-tv{tv}"
-    if not (base / "ready").is_file():
-        shutil.rmtree(base, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(base)], check=True)
-        subprocess.run([str(base / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                        f"torch=={torch.__version__.split('+')[0]}", f"torchvision=={tv}", "ipykernel"], check=True)
-        (base / "ready").write_text("torch, torchvision, ipykernel\n")
+    base = default_cache_dir() / "colab-runtime"
+    if (base / "ready").is_file():
+        return base
+    shutil.rmtree(base, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(base)], check=True)
+    site = base / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    here = Path(sysconfig.get_path("purelib"))
+    for dist in _installed_closure(PREINSTALLED).values():
+        for rel in dist.files or []:
+            src = Path(dist.locate_file(rel))
+            if rel.parts[0] == ".." or not src.is_file() or here not in src.parents:
+                continue  # scripts outside site-packages, caches never written
+            dst = site / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+    (base / "ready").write_text(", ".join(PREINSTALLED) + "\n")
     return base
 
 
