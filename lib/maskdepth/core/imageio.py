@@ -361,6 +361,11 @@ def _min_max(values: np.ndarray) -> np.ndarray:
     return (values - low) / (high - low) if high > low else np.zeros_like(values)
 
 
+# zlib level of every PNG the package writes: the fastest, because encoding, not the network, is most
+# of what predict spends on a photo, and a higher level saves few bytes on depth maps (docs/predict.md).
+PNG_COMPRESS_LEVEL = 1
+
+
 def save_png(path, array: np.ndarray) -> None:
     """Write uint8 ([H, W] or [H, W, 3]) or uint16 ([H, W], 16-bit PNG) atomically."""
     array = np.ascontiguousarray(array)
@@ -368,4 +373,4 @@ def save_png(path, array: np.ndarray) -> None:
         raise TypeError(f"save_png takes uint8 or uint16 arrays, not {array.dtype}")
     image = Image.fromarray(array)
     with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
+        image.save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)

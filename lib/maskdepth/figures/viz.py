@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from maskdepth.core.imageio import PNG_COMPRESS_LEVEL
+
 DPI = 100
 MAX_WIDTH_PX = 1600
 
@@ -63,7 +65,7 @@ def figure_to_array(fig) -> np.ndarray:
     from PIL import Image
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, pil_kwargs={"compress_level": 1})
+    fig.savefig(buf, format="png", dpi=DPI, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
     buf.seek(0)
     with Image.open(buf) as png:
         return np.asarray(png.convert("RGB")).copy()
@@ -75,7 +77,7 @@ def save_figure(fig, path: str | os.PathLike) -> None:
     from maskdepth.core.fileio import write_bytes
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, pil_kwargs={"compress_level": 1})  # 2x faster, ~1% larger
+    fig.savefig(buf, format="png", dpi=DPI, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
     write_bytes(path, buf.getvalue())
 
 
@@ -84,7 +86,7 @@ def save_figure_trimmed(fig, path, dpi: int = DPI) -> None:
     from maskdepth.core.fileio import atomic_path
 
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
 
 
 
