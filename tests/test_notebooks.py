@@ -63,3 +63,26 @@ def test_playground_notebook(tmp_path):
     assert (run / "train" / "checkpoints" / "best.pt").is_file()
     assert json.loads((run / "validation" / "metrics.json").read_text())["overall"]
     assert list((run / "validation").glob("*grid*.png"))
+
+
+def test_two_runs_started_at_once_in_one_folder_each_talk_to_their_own_kernel(tmp_path):
+    """Two `maskdepth run`s started together in one working folder (two ablations side by side): each
+    kernel's sockets are its own, so both notebooks run, and no socket file is left in the folder."""
+    import subprocess
+    import sys
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python",
+                                                           "display_name": "Python 3"}})
+    nb.cells = [nbformat.v4.new_code_cell("x = 0", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("import os\nprint('ran', x, os.getpid())")]
+    nbformat.write(nb, tmp_path / "tiny.ipynb")
+    script = ("import sys\nfrom pathlib import Path\nfrom maskdepth.workflow.notebooks import execute\n"
+              "execute(Path('tiny.ipynb'), Path(f'out{sys.argv[1]}.ipynb'), {'x': int(sys.argv[1])}, 120)\n")
+    runs = [subprocess.Popen([sys.executable, "-c", script, str(i)], cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True) for i in (1, 2)]
+    logs = [run.communicate(timeout=300)[0] for run in runs]
+    for i, (run, log) in enumerate(zip(runs, logs, strict=True), start=1):
+        assert run.returncode == 0 and "Invalid Signature" not in log, log[-2000:]
+        out = nbformat.read(tmp_path / f"out{i}.ipynb", as_version=4)
+        assert out.cells[-1].outputs[0]["text"].startswith(f"ran {i} ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out1.ipynb", "out2.ipynb", "tiny.ipynb"]

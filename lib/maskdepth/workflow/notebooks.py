@@ -76,9 +76,22 @@ def _kernel_manager_class():
         return QuietShutdownKernelManager
 
     class IPCKernelManager(QuietShutdownKernelManager):
+        """Its sockets live in a folder of its own: jupyter_client's default is `kernel-ipc-N` in the
+        working folder, numbered from 1, so two runs started there at once bound the same sockets."""
+
         def __init__(self, **kwargs):
+            import tempfile
+
             kwargs.setdefault("transport", "ipc")
             super().__init__(**kwargs)
+            self._ipc_dir = tempfile.mkdtemp(prefix="maskdepth-kernel-")
+            self.ip = os.path.join(self._ipc_dir, "ipc")
+
+        def cleanup_ipc_files(self) -> None:
+            import shutil
+
+            super().cleanup_ipc_files()
+            shutil.rmtree(self._ipc_dir, ignore_errors=True)
 
     return IPCKernelManager
 
