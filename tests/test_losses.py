@@ -179,6 +179,24 @@ def test_silog_matches_numpy_per_image(depth_pair, gt_with_holes):
     assert DEPTH_LOSSES["silog"](pred, gt).item() == pytest.approx(np.mean(values), rel=1e-5)
 
 
+def test_l1_ssid_adds_nothing_for_a_disparity_off_by_scale_and_shift_and_matches_numpy(depth_pair, gt_with_holes):
+    """The MiDaS term is blind to an affine change of disparity and, otherwise, is the least-squares
+    aligned disparity's mean absolute error over the gt disparity's mean absolute deviation."""
+    pred, _ = depth_pair
+    gt, valid = gt_with_holes
+    affine = torch.where(valid, 1.0 / (0.7 / gt.clamp_min(1e-3) + 0.05), pred)
+    assert DEPTH_LOSSES["l1_ssid"](affine, gt).item() == pytest.approx(DEPTH_LOSSES["l1"](affine, gt).item(), abs=1e-5)
+    values = []
+    for b in range(pred.shape[0]):
+        v = valid[b].numpy()
+        x = 1.0 / pred[b].numpy().astype(np.float64)[v]
+        y = 1.0 / gt[b].numpy().astype(np.float64)[v]
+        a, c = np.polyfit(x, y, 1)
+        values.append(np.abs(a * x + c - y).mean() / np.abs(y - y.mean()).mean())
+    extra = DEPTH_LOSSES["l1_ssid"](pred, gt).item() - DEPTH_LOSSES["l1"](pred, gt).item()
+    assert extra > 0.05 and extra == pytest.approx(np.mean(values), rel=1e-4)
+
+
 def test_ssim_refuses_images_smaller_than_its_window():
     d = torch.ones(1, 1, 8, 8)
     with pytest.raises(MaskdepthError, match="at least 11x11"):
