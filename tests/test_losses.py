@@ -181,7 +181,8 @@ def test_silog_matches_numpy_per_image(depth_pair, gt_with_holes):
 
 def test_l1_ssid_adds_nothing_for_a_disparity_off_by_scale_and_shift_and_matches_numpy(depth_pair, gt_with_holes):
     """The MiDaS term is blind to an affine change of disparity and, otherwise, is the least-squares
-    aligned disparity's mean absolute error over the gt disparity's mean absolute deviation."""
+    aligned disparity's mean absolute error over the gt disparity's mean absolute deviation;
+    l1_ssi_ssid is l1_ssi plus the same term."""
     pred, _ = depth_pair
     gt, valid = gt_with_holes
     affine = torch.where(valid, 1.0 / (0.7 / gt.clamp_min(1e-3) + 0.05), pred)
@@ -195,6 +196,8 @@ def test_l1_ssid_adds_nothing_for_a_disparity_off_by_scale_and_shift_and_matches
         values.append(np.abs(a * x + c - y).mean() / np.abs(y - y.mean()).mean())
     extra = DEPTH_LOSSES["l1_ssid"](pred, gt).item() - DEPTH_LOSSES["l1"](pred, gt).item()
     assert extra > 0.05 and extra == pytest.approx(np.mean(values), rel=1e-4)
+    mixed = DEPTH_LOSSES["l1_ssi_ssid"](pred, gt).item()
+    assert mixed == pytest.approx(DEPTH_LOSSES["l1_ssi"](pred, gt).item() + np.mean(values), rel=1e-4)
 
 
 def test_ssim_refuses_images_smaller_than_its_window():

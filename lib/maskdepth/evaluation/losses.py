@@ -233,6 +233,15 @@ def l1_ssid_depth_loss(pred, gt, valid=None):
     return _masked_mean((p - g).abs(), ok) + _scale_shift_free_disparity_error(pred, gt_m, ok)
 
 
+def l1_ssi_ssid_depth_loss(pred, gt, valid=None):
+    """`l1_ssi` + the disparity term of `l1_ssid`: the median-aligned log error keeps far structure,
+    the scale-and-shift-aligned disparity error weighs near structure (the ablation's mix of the two)."""
+    p, g, ok = _prepare_depth(pred, gt, valid, "l1_ssi_ssid depth loss")
+    gt_m = torch.where(ok, gt.float(), torch.ones_like(gt, dtype=torch.float32))
+    return (_masked_mean((p - g).abs(), ok) + _shift_free_log_error(p, g, ok)
+            + _scale_shift_free_disparity_error(pred, gt_m, ok))
+
+
 GRADIENT_SCALES = 4  # multi-scale gradient matching at strides 1, 2, 4, 8 (MiDaS uses 4)
 
 
@@ -275,6 +284,7 @@ DEPTH_LOSSES: dict[str, Callable[..., torch.Tensor]] = {
     "l1_ssi": l1_ssi_depth_loss,
     "l1_msgrad": l1_msgrad_depth_loss,
     "l1_ssid": l1_ssid_depth_loss,
+    "l1_ssi_ssid": l1_ssi_ssid_depth_loss,
 }
 
 
