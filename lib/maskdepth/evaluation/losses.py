@@ -211,6 +211,7 @@ def _scale_shift_free_disparity_error(pred, gt, ok):
     scale and shift, then the mean |aligned - gt| over the gt disparity's mean absolute deviation
     (Ranftl et al., MiDaS): blind to the camera's scale and to a disparity offset, so what it weighs
     is near structure, where disparity varies most; averaged over images that have valid pixels."""
+    gt = torch.where(ok, gt.float(), torch.ones_like(gt, dtype=torch.float32))
     okf = ok.flatten(1).float()
     n = okf.sum(1)
     n_safe = n.clamp_min(1)
@@ -229,17 +230,15 @@ def l1_ssid_depth_loss(pred, gt, valid=None):
     """L1 on t + the scale-and-shift-invariant L1 on disparity (`_scale_shift_free_disparity_error`):
     the MiDaS alternative to `l1_ssi`'s median-aligned log error, for the recipe ablation."""
     p, g, ok = _prepare_depth(pred, gt, valid, "l1_ssid depth loss")
-    gt_m = torch.where(ok, gt.float(), torch.ones_like(gt, dtype=torch.float32))
-    return _masked_mean((p - g).abs(), ok) + _scale_shift_free_disparity_error(pred, gt_m, ok)
+    return _masked_mean((p - g).abs(), ok) + _scale_shift_free_disparity_error(pred, gt, ok)
 
 
 def l1_ssi_ssid_depth_loss(pred, gt, valid=None):
     """`l1_ssi` + the disparity term of `l1_ssid`: the median-aligned log error keeps far structure,
     the scale-and-shift-aligned disparity error weighs near structure (the ablation's mix of the two)."""
     p, g, ok = _prepare_depth(pred, gt, valid, "l1_ssi_ssid depth loss")
-    gt_m = torch.where(ok, gt.float(), torch.ones_like(gt, dtype=torch.float32))
     return (_masked_mean((p - g).abs(), ok) + _shift_free_log_error(p, g, ok)
-            + _scale_shift_free_disparity_error(pred, gt_m, ok))
+            + _scale_shift_free_disparity_error(pred, gt, ok))
 
 
 GRADIENT_SCALES = 4  # multi-scale gradient matching at strides 1, 2, 4, 8 (MiDaS uses 4)
