@@ -69,6 +69,11 @@ def _masked_mean(values: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
     return total / count.clamp_min(1)
 
 
+def _mean_over_images(per_image: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
+    """Mean of a per-image loss [B] over the images where `has` holds; 0 (attached) when none does."""
+    return torch.where(has, per_image, torch.zeros_like(per_image)).sum() / has.sum().clamp_min(1)
+
+
 # --------------------------------------------------------------------------- mask losses
 
 
@@ -179,8 +184,7 @@ def silog_depth_loss(pred, gt, valid=None, lam: float = SILOG_LAMBDA):
     n = ok.sum(1)
     n_safe = n.clamp_min(1)
     per_image = (err**2).sum(1) / n_safe - lam * (err.sum(1) / n_safe) ** 2
-    has = n > 0
-    return torch.where(has, per_image, torch.zeros_like(per_image)).sum() / has.sum().clamp_min(1)
+    return _mean_over_images(per_image, n > 0)
 
 
 def _shift_free_log_error(p, g, ok):
@@ -193,8 +197,7 @@ def _shift_free_log_error(p, g, ok):
     flat_ok = ok.flatten(1)
     n = flat_ok.sum(1)
     per_image = torch.where(flat_ok, dev, torch.zeros_like(dev)).sum(1) / n.clamp_min(1)
-    has = n > 0
-    return torch.where(has, per_image, torch.zeros_like(per_image)).sum() / has.sum().clamp_min(1)
+    return _mean_over_images(per_image, n > 0)
 
 
 def l1_ssi_depth_loss(pred, gt, valid=None):
@@ -222,8 +225,7 @@ def _scale_shift_free_disparity_error(pred, gt, ok):
     scale = (dx * dy).sum(1) / (dx * dx).sum(1).clamp_min(1e-12)
     spread = dy.abs().sum(1) / n_safe
     err = ((scale[:, None] * dx - dy).abs().sum(1) / n_safe) / spread.clamp_min(1e-6)
-    has = n > 1
-    return torch.where(has, err, torch.zeros_like(err)).sum() / has.sum().clamp_min(1)
+    return _mean_over_images(err, n > 1)
 
 
 def l1_ssid_depth_loss(pred, gt, valid=None):
