@@ -7,7 +7,9 @@ with `maskdepth.prediction.export.export_onnx` (which checks onnxruntime against
 torch eager    the checkpoint's network in eval mode under `torch.inference_mode`, contiguous
                float32 (how predict ran it before)
 torch predict  what `maskdepth.prediction.predictor.Predictor` runs: BatchNorm folded into the convolutions,
-               channels_last, inference_mode, float32 (its default precision)
+               channels_last, inference_mode, float32 (its default precision), one view (the
+               checkpoints carry no recipe, so no test-time augmentation: the network against
+               the network; figure 8 times predict with the recipe's)
 torch bf16     the same with bf16 autocast (`Predictor(precision="bf16")`), only where the CPU
                has native bf16
 onnx           onnxruntime on the CPU provider with as many intra-op threads as torch

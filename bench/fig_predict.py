@@ -7,9 +7,10 @@ the photo's own resolution with the guided filter, encode and write the four fil
 (NAME_mask.png, NAME_depth.png, NAME_depth_color.png, NAME_preview.png) and predictions.json.
 
 Checkpoint: the default recipe's model (`maskdepth run --stage 1k`: `joint` with
-the registry's default `joint`, 64 px working size) with random weights (`weights="none"`: timing
+the registry's default `joint`, the stage's working size) with random weights (`weights="none"`: timing
 does not need trained weights; the PNGs of an untrained net may compress differently from a
-trained one's), saved with `save_checkpoint` as training saves it.
+trained one's), saved with `save_checkpoint` as training saves it, its recipe with it: predict
+reads it with the recipe's test-time augmentation (`maskdepth.models.tta`), as for a trained run.
 
 Photos: synthetic JPEGs (quality 90: smooth colour fields, a disc, sensor-like noise) at about
 0.3, 2 and 12 megapixels (640x480, 1632x1224, 4000x3000), a few per size, and a folder of
@@ -98,8 +99,9 @@ def write_checkpoint(path: Path, stage: str = "1k", size: int | None = None) -> 
     model = build_model(cfg).eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, model, info={"task": cfg.task, "tasks": list(cfg.tasks), "input_mode": cfg.input_mode,
-                                       "input_size": [cfg.size, cfg.size], "data": stage})
+                                       "input_size": [cfg.size, cfg.size], "data": stage}, config=cfg.to_dict())
     return {"path": str(path), "model": cfg.model, "model_kwargs": dict(cfg.model_kwargs), "task": cfg.task,
+            "tta": cfg.tta,
             "input_size": [cfg.size, cfg.size], "weights": "random (untrained)",
             "parameters": sum(p.numel() for p in model.parameters())}
 

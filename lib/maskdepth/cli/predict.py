@@ -6,6 +6,9 @@ import argparse
 
 DEFAULT_OUT = "predictions"
 UPSAMPLE_CHOICES = ("guided", "bilinear")  # = maskdepth.prediction.upsample.UPSAMPLE_METHODS (kept light: no torch import)
+TTA_CHOICES = ("none", "flip", "flip_scale")  # = maskdepth.models.tta.TTA_MODES (kept light: no torch import)
+TTA_HELP = ("test-time augmentation: none | flip (the image and its mirror, averaged) | flip_scale (also at 4/3 "
+            "size) (default: what the checkpoint's recipe says)")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -40,6 +43,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=None, metavar="PX",
                         help="working size: the short side the network sees, the aspect ratio kept, both sides "
                              "rounded to the model's multiple (default: the checkpoint's training size)")
+    parser.add_argument("--tta", default=None, choices=TTA_CHOICES, help=TTA_HELP)
     parser.add_argument("--threshold", type=float, default=0.5,
                         help="mask probability above which a pixel is foreground (default 0.5)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
@@ -72,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     summary = predict_paths(
         args.inputs, checkpoint, args.out, bg=args.bg, bg_dir=args.bg_dir, upsample=args.upsample,
         preview=args.preview, depth_range=args.depth_range, batch_size=args.batch_size, threshold=args.threshold,
-        device=args.device, overwrite=args.overwrite, size=args.size,
+        device=args.device, overwrite=args.overwrite, size=args.size, tta=args.tta,
     )
     print(f"{summary.line} (outputs in {args.out}, listed in {summary.manifest})")
     return 0 if summary.written and not summary.failed else 1

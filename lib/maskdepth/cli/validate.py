@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from maskdepth.cli.predict import TTA_CHOICES, TTA_HELP
 from maskdepth.plan.stages import SPLITS
 
 
@@ -28,6 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--size", type=int, default=None, help="image size (default: the checkpoint's)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--tta", default=None, choices=TTA_CHOICES, help=TTA_HELP)
     parser.add_argument("--no-predictions", action="store_true", help="don't write predictions.npz")
     parser.add_argument("--no-figures", action="store_true", help="only metrics.json (and predictions)")
 
@@ -51,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         size=args.size,
+        tta=args.tta,
         save_predictions=not args.no_predictions,
         figures=not args.no_figures,
     )
@@ -71,7 +74,7 @@ def _real(args: argparse.Namespace) -> int:
     if args.data is not None or args.n_samples:
         raise MaskdepthError("--real scores the bundled real photos: drop --data and --n-samples")
     out = args.out if args.out is not None else default_out_dir(args.checkpoint)
-    record = real_check(args.checkpoint, out, device=args.device, size=args.size, figures=not args.no_figures)
+    record = real_check(args.checkpoint, out, device=args.device, size=args.size, tta=args.tta, figures=not args.no_figures)
     print(summary_line(record))
     print(f"wrote {Path(out) / REAL_JSON}")
     for photo in record["photos"]:

@@ -186,6 +186,7 @@ def predict_paths(
     overwrite: bool = False,
     precision: str = "auto",
     size: int | None = None,
+    tta: str | None = None,
 ) -> PredictSummary:
     """`maskdepth predict` as a function: image files and folders -> files in `out_dir`.
 
@@ -202,7 +203,7 @@ def predict_paths(
     if bg is not None and bg_dir is not None:
         raise MaskdepthError("give one background for all (--bg FILE) or a folder of them (--bg-dir DIR), not both")
     predictor = Predictor(checkpoint, device=device, threshold=threshold, upsample=upsample, precision=precision,
-                          size=size)
+                          size=size, tta=tta)
     if not predictor.needs_background and bg_dir is not None:
         raise MaskdepthError(
             f"checkpoint {predictor.checkpoint} takes the image alone (input_mode fg_bg, 3 channels): "
@@ -261,6 +262,7 @@ def predictions_record(predictor: Predictor, summary: PredictSummary, *, preview
         "working_size": {"short_side": predictor.short_side, "multiple": predictor.size_multiple,
                          "max_aspect": MAX_ASPECT},
         "threshold": predictor.threshold,
+        "tta": predictor.tta,
         "upsample": predictor.upsample_record,
         "depth_png_scale": DEPTH_PNG_SCALE,
         "depth_color": {"range": depth_range, "colormap": DEPTH_CMAP, "scale": "log", "near": "bright",

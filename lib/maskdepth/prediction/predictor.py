@@ -19,6 +19,7 @@ from maskdepth.core.progress import progress
 from maskdepth.core.runs import resolve_checkpoint
 from maskdepth.datasets.dataset import model_input
 from maskdepth.models.checkpoint import input_size, load_model
+from maskdepth.models.tta import check_tta, recipe_tta, with_tta
 from maskdepth.prediction.speed import AUTO_BF16, PRECISIONS, fold_batchnorm, outputs_agree
 from maskdepth.prediction.upsample import (
     GUIDED_EPS_DEPTH,
@@ -89,7 +90,8 @@ class Predictor:
     """A checkpoint loaded once (from the file alone) and ready for batches of any-size images."""
 
     def __init__(self, checkpoint, *, device: str = "auto", threshold: float = MASK_THRESHOLD,
-                 upsample: str = DEFAULT_UPSAMPLE, precision: str = "auto", size: int | None = None):
+                 upsample: str = DEFAULT_UPSAMPLE, precision: str = "auto", size: int | None = None,
+                 tta: str | None = None):
         if not 0.0 < threshold < 1.0:
             raise MaskdepthError(f"threshold must be in (0, 1), got {threshold}")
         if precision not in PRECISIONS:
@@ -99,8 +101,10 @@ class Predictor:
         self.checkpoint = str(checkpoint)
         self.device = resolve_device(device).device
         model, info = load_model(checkpoint, map_location="cpu")
-        # The fastest equivalent network for inference (module doc): BN folded, channels_last.
-        self.model = fold_batchnorm(model.eval()).to(self.device, memory_format=torch.channels_last)
+        self.tta = recipe_tta(info.get("config")) if tta is None else check_tta(tta)
+        # The fastest equivalent network for inference (module doc): BN folded, channels_last;
+        # read over the views of the recipe's test-time augmentation.
+        self.model = with_tta(fold_batchnorm(model.eval()).to(self.device, memory_format=torch.channels_last), self.tta)
         self._bf16 = self._bf16_state(precision)
         self.bf16_check: dict = {}  # what the first batch measured, bf16 against float32
         self.info = info
@@ -294,6 +298,7 @@ def predict(
     show_progress: bool = True,
     precision: str = "auto",
     size: int | None = None,
+    tta: str | None = None,
 ) -> list[dict[str, np.ndarray]]:
     """Mask and depth of each image, at the image's resolution.
 
@@ -304,14 +309,16 @@ def predict(
     `upsample`: "guided" (default: the outputs follow the image's edges) or "bilinear"
     (see the module docstring). `precision`: "auto" (float32), "float32" or "bf16" (where
     native, once verified against float32 on the first batch; see the module docstring).
-    `size`: the working size (short side; default the checkpoint's training size).
+    `size`: the working size (short side; default the checkpoint's training size). `tta`: the
+    test-time augmentation, none | flip | flip_scale (`maskdepth.models.tta`; default: the
+    checkpoint's recipe).
 
     Returns one dict per image, with the keys its checkpoint predicts: "mask" (bool [H,W]),
     "mask_prob" (float32 [H,W] in [0,1]) and "depth" (float32 [H,W], metres).
     A bad file raises `BadInputError` naming it.
     """
     predictor = Predictor(checkpoint, device=device, threshold=threshold, upsample=upsample, precision=precision,
-                          size=size)
+                          size=size, tta=tta)
     return predictor.predict(images, bg=bg, batch_size=batch_size, show_progress=show_progress)
 
 

@@ -104,6 +104,7 @@ class TrainConfig:
     amp: str = "auto"  # auto (CUDA: bf16 from compute capability 8, else float16; CPU: bf16 only where it times clearly faster) | on | off
     channels_last: bool = True  # channels_last memory format for training (bench/ figure 3 times it against the default format)
     val_batch_size: int = 64  # validation batch size
+    tta: str = "flip_scale"  # how validate and predict read the model: none | flip (and its mirror) | flip_scale (also at 4/3 size)
     grid_every: int = 5  # epochs between TensorBoard image grids (0: never)
     # Checkpoint selection uses the `seen` split only; `unseen` and `ood` stay untouched test splits.
     best_metric: str = "seen.loss"
@@ -156,6 +157,9 @@ class TrainConfig:
             raise MaskdepthError(f"best_metric={self.best_metric!r}: {exc}, e.g. seen.loss or seen.iou") from None
         if self.task == "joint":
             _check_joint_model(self.model)
+        from maskdepth.models.tta import check_tta  # here: the config module imports no torch at import time
+
+        check_tta(self.tta)
 
     @property
     def in_channels(self) -> int:

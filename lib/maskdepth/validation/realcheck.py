@@ -91,8 +91,9 @@ def default_out_dir(checkpoint) -> Path:
 
 
 def real_check(checkpoint, out_dir=None, *, photos=None, device: str = "auto", size: int | None = None,
-               figures: bool = True) -> dict:
-    """Score `checkpoint` on the measured photos; with `out_dir` (never the checkpoint or a folder
+               tta: str | None = None, figures: bool = True) -> dict:
+    """Score `checkpoint` on the measured photos, read as `maskdepth predict` reads it (`tta`: its
+    recipe's test-time augmentation unless given); with `out_dir` (never the checkpoint or a folder
     holding it: `fileio.check_output`), write REAL_JSON and a figure per photo (photo | measured
     depth | predicted depth, one colour bar). Returns the record."""
     from maskdepth.core.fileio import check_output, write_json
@@ -102,8 +103,8 @@ def real_check(checkpoint, out_dir=None, *, photos=None, device: str = "auto", s
     checkpoint = resolve_checkpoint(checkpoint)
     if out_dir is not None:  # refused before the checkpoint is loaded
         out_dir = check_output(out_dir, reads=[checkpoint], folder=True)
-    predictor = Predictor(checkpoint, device=device, size=size)
-    record = {"checkpoint": str(predictor.checkpoint), "photos": []}
+    predictor = Predictor(checkpoint, device=device, size=size, tta=tta)
+    record = {"checkpoint": str(predictor.checkpoint), "tta": predictor.tta, "photos": []}
     for photo in measured_photos(photos):
         scores, result = check_photo(predictor, photo)
         if out_dir is not None and figures and "depth" in result:

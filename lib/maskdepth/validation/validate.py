@@ -36,6 +36,7 @@ def validate(
     device: str = "auto",
     size: int | None = None,
     seed: int | None = None,
+    tta: str | None = None,
     save_predictions: bool = True,
     figures: bool = True,
     progress_bar: bool = True,
@@ -44,13 +45,14 @@ def validate(
 
     `checkpoint` is a .pt file or a run folder (-> checkpoints/best.pt). `data`, `size` and
     `seed` default to what the model was trained with (its checkpoint's config), so the
-    split is the one training validated on. `n_samples` limits the evaluation to the first
+    split is the one training validated on; `tta` (test-time augmentation, `maskdepth.models.tta`)
+    defaults to what its recipe says. `n_samples` limits the evaluation to the first
     n samples of the split (None or 0: all); `n_show` is how many the grids show.
     Returns the metrics.json content; figure and prediction files are named relative to
     its "out_dir". A split without samples gives n_samples 0 and a "note", not an error.
 
     metrics.json: {"run", "checkpoint", "epoch", "task", "model", "split", "data", "size", "seed",
-    "n_samples", "overall": {...}, "per_sample": [{"index", "iou", ...}], "out_dir", "figures":
+    "tta", "n_samples", "overall": {...}, "per_sample": [{"index", "iou", ...}], "out_dir", "figures":
     [file names], "predictions": "predictions.npz" | null, "breakdown": "breakdown.md" | null}.
     "overall" is accumulated over all pixels of the split by `MaskMeter` / `DepthMeter` (every
     key of the catalogue; undefined ones are null); "per_sample" holds one score per image
@@ -62,6 +64,7 @@ def validate(
     from maskdepth.datasets.dataset import open_split
     from maskdepth.models.budget import check_model
     from maskdepth.models.checkpoint import load_model
+    from maskdepth.models.tta import check_tta, recipe_tta, with_tta
 
     if split not in SPLITS:
         raise MaskdepthError(f"split={split!r}: choose one of {', '.join(SPLITS)}")
@@ -78,6 +81,7 @@ def validate(
     input_size = info.get("input_size") or [config.get("size", 64)] * 2
     size = int(size or input_size[0])
     seed = int(config.get("seed", 0) if seed is None else seed)
+    tta = recipe_tta(config) if tta is None else check_tta(tta)
     tasks = tuple(info.get("tasks") or getattr(model, "tasks", None) or ("mask", "depth"))
     if batch_size < 1:
         raise MaskdepthError(f"batch_size={batch_size}: must be >= 1")
@@ -105,6 +109,7 @@ def validate(
         "data": str(data),
         "size": size,
         "seed": seed,
+        "tta": tta,
         "n_samples": len(dataset) if dataset is not None else 0,
     }
     if dataset is None:
@@ -113,7 +118,7 @@ def validate(
         write_json(out / METRICS_FILE, metrics)
         return metrics
 
-    arrays, overall, per_sample = score_split(model, dataset, tasks, int(info["in_channels"]), config=config,
+    arrays, overall, per_sample = score_split(with_tta(model, tta), dataset, tasks, int(info["in_channels"]), config=config,
                                               device=device, batch_size=batch_size, progress_bar=progress_bar)
 
     run_name = run_dir.name if run_dir is not None else ckpt_path.stem
