@@ -9,8 +9,10 @@ import pytest
 
 from maskdepth.cli import main
 from maskdepth.core.errors import MaskdepthError
-from maskdepth.plan.stages import get_stage, stage_defaults
+from maskdepth.plan.stages import VAL_SPLITS, get_stage, stage_defaults
+from maskdepth.training.config import TrainConfig
 from maskdepth.validation.gate import check_prerequisite, describe_check, evaluate_gate
+from maskdepth.validation.readout import run_metrics
 from maskdepth.workflow.pipeline import run_stage, unfinished_run
 
 FAST = {"epochs": 1, "size": 32, "n_samples": 4}
@@ -113,7 +115,9 @@ def test_the_default_recipe_passes_the_playground_gate_and_opens_1k(tmp_path):
     result = run_stage("playground", {}, name="default", root=tmp_path, log=lambda line: None)
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert result.status == "ok" and result.gate["passed"], result.gate["checks"]
-    assert result.gate == evaluate_gate("playground", metrics)
+    read = run_metrics(result.run_dir, metrics)  # as the recipe reads the model: validate's numbers
+    assert read["read_as"] == {split: TrainConfig().tta for split in VAL_SPLITS}
+    assert result.gate == evaluate_gate("playground", read)
     defaults = stage_defaults("playground")
     assert metrics["epochs"] == defaults["epochs"] and metrics["size"] == defaults["size"]
     assert check_prerequisite("1k", stage_defaults("1k"), tmp_path, force=False)["decision"].startswith("go")

@@ -156,3 +156,49 @@ def test_the_command_lines_record_and_override_the_mode(tmp_path, capsys):
     assert main(["validate", "-c", str(recipe), "--real", "--tta", "flip_scale", "--out", str(tmp_path / "r"),
                  "--no-figures", "--device", "cpu"]) == 0
     assert json.loads((tmp_path / "r" / "real.json").read_text())["tta"] == "flip_scale"
+
+
+def _run_with_validation(tmp_path, *, epoch=3, n=8, name="best.pt", tta="flip_scale"):
+    run = tmp_path / "run"
+    (run / "validation" / "ood").mkdir(parents=True)
+    metrics = {"best_epoch": 3, "n_samples": {"seen": 8, "ood": 8},
+               "seen": {"iou": 0.40, "loss": 0.9}, "ood": {"iou": 0.30, "sa_delta1": 0.5, "loss": 1.1}}
+    validated = {"checkpoint": str(run / "checkpoints" / name), "epoch": epoch, "n_samples": n, "tta": tta,
+                 "overall": {"iou": 0.33, "sa_delta1": 0.55, "ordering": None}}
+    (run / "validation" / "ood" / "metrics.json").write_text(json.dumps(validated))
+    return run, metrics
+
+
+def test_a_runs_metrics_are_the_recipes_reading_where_validate_scored_its_checkpoint(tmp_path):
+    from maskdepth.validation.readout import run_metrics
+
+    run, metrics = _run_with_validation(tmp_path)
+    read = run_metrics(run, metrics)
+    assert read["read_as"] == {"seen": "plain", "ood": "flip_scale"}
+    assert read["ood"] == {"iou": 0.33, "sa_delta1": 0.55, "loss": 1.1}  # training's loss kept, a null not laid over
+    assert read["seen"] == metrics["seen"] and metrics["ood"]["iou"] == 0.30  # the input is not changed
+    for stale in ({"epoch": 2}, {"n": 4}, {"name": "last.pt"}):  # another epoch, part of the split, another file
+        run, metrics = _run_with_validation(tmp_path / str(stale), **stale)
+        read = run_metrics(run, metrics)
+        assert read["ood"] == metrics["ood"] and read["read_as"]["ood"] == "plain"
+
+
+def test_the_gate_judges_the_recipes_reading(tmp_path):
+    from maskdepth.plan.stages import STAGES
+    from maskdepth.validation.gate import evaluate_gate
+    from maskdepth.validation.readout import run_metrics
+
+    bounds = STAGES["1k"].gate
+    assert "ood.iou" in bounds
+    run, metrics = _run_with_validation(tmp_path)
+    for key, bound in bounds.items():  # every check passed with room to spare ...
+        split, name = key.split(".")
+        metrics["n_samples"][split] = 8
+        metrics.setdefault(split, {})[name] = bound + 0.1
+    metrics["ood"]["iou"] = bounds["ood.iou"] - 0.05  # ... but ood masks, as trained
+    validated = json.loads((run / "validation" / "ood" / "metrics.json").read_text())
+    validated["overall"] = {k.split(".")[1]: v + 0.1 for k, v in bounds.items() if k.startswith("ood.")}
+    validated["overall"]["iou"] = bounds["ood.iou"] + 0.05  # above it as the recipe reads the model
+    (run / "validation" / "ood" / "metrics.json").write_text(json.dumps(validated))
+    assert not evaluate_gate("1k", metrics)["passed"]
+    assert evaluate_gate("1k", run_metrics(run, metrics))["passed"]

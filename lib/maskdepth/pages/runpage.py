@@ -24,7 +24,9 @@ from maskdepth.pages.html import href, read_optional, render, value_text
 from maskdepth.pages.metric_html import metric_table
 from maskdepth.pages.notebook_html import earlier_rendering, render_notebook
 from maskdepth.plan.stages import VAL_SPLITS
+from maskdepth.validation.readout import run_metrics
 from maskdepth.validation.realcheck import REAL_DIR, REAL_JSON, SCORE_KEYS, table_rows
+from maskdepth.validation.validate import VALIDATION_DIR
 
 PAGE = "index.html"
 # Figures of a validation split in the order its notebook shows them (others follow, sorted).
@@ -78,7 +80,7 @@ def run_page_html(run_dir: Path, *, render_notebooks: bool = True) -> str:
     problems: list[str] = []
     info = read_optional(run_dir / "run.json", problems)
     config = read_optional(run_dir / "config.json", problems)
-    metrics = read_optional(run_dir / "metrics.json", problems)
+    metrics = run_metrics(run_dir, read_optional(run_dir / "metrics.json", problems))
     history_file = read_optional(run_dir / "history.json", problems)
     history = list((history_file or {}).get("epochs") or [])
     params = (info or {}).get("params") or {}
@@ -197,7 +199,8 @@ def _metrics(metrics, history) -> dict:
     """Where the metrics come from (metrics.json's best epoch, else history.json's last) and their tables."""
     if metrics:
         rows, notes = _split_rows(metrics, metrics.get("n_samples") or {})
-        view = {"source": "metrics", "epoch": metrics.get("best_epoch", "?"), "by": metrics.get("best_metric", "?")}
+        view = {"source": "metrics", "epoch": metrics.get("best_epoch", "?"), "by": metrics.get("best_metric", "?"),
+                "read_as": ", ".join(f"{split} {how}" for split, how in (metrics.get("read_as") or {}).items())}
     elif history:
         last = history[-1]
         rows, notes = _split_rows(last, {})
@@ -247,7 +250,7 @@ def _real(run_dir: Path, real) -> list[dict] | None:
 def _figures(run_dir: Path) -> list[tuple[str, list[Path]]]:
     """(group, PNGs) in page order: the run's figures, then each validation split's."""
     groups = [("run", sorted((run_dir / "figures").glob("*.png")))]
-    val = run_dir / "validation"
+    val = run_dir / VALIDATION_DIR
     splits = [s for s in VAL_SPLITS if (val / s).is_dir()]
     splits += sorted(p.name for p in val.iterdir() if p.is_dir() and p.name not in splits) if val.is_dir() else []
     for split in splits:
@@ -266,7 +269,7 @@ def _figures_shown(run_dir: Path) -> list[dict]:
     shown = []
     for group, pngs in _figures(run_dir):
         split_dir = pngs[0].parent
-        has_metrics = (split_dir / "metrics.json").is_file() and split_dir.parent.name == "validation"
+        has_metrics = (split_dir / "metrics.json").is_file() and split_dir.parent.name == VALIDATION_DIR
         view = {"name": group, "metrics_link": href(split_dir / "metrics.json", run_dir) if has_metrics else None,
                 "figures": []}
         for png in pngs:

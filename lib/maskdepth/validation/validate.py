@@ -22,6 +22,7 @@ from maskdepth.validation.scoring import PREDICTIONS_NPZ, score_split, write_bre
 from maskdepth.validation.split_figures import write_figures
 
 METRICS_FILE = "metrics.json"
+VALIDATION_DIR = "validation"  # RUN/validation/<split>/: what `validate` wrote for a run's checkpoint
 
 
 def validate(
@@ -91,7 +92,7 @@ def validate(
 
     run_dir = run_dir_of(ckpt_path)
     if out_dir is None:
-        out_dir = (run_dir if run_dir is not None else ckpt_path.parent) / "validation" / split
+        out_dir = (run_dir if run_dir is not None else ckpt_path.parent) / VALIDATION_DIR / split
     out = Path(out_dir)
 
     if n_samples and n_samples < 0:

@@ -17,6 +17,7 @@ from pathlib import Path
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.core.fileio import read_json, write_json, write_text
 from maskdepth.plan.stages import VAL_SPLITS
+from maskdepth.validation.readout import run_metrics
 
 REFERENCE_FILE = Path("docs") / "reference_runs.json"
 BEGIN, END = "<!-- expectations:begin -->", "<!-- expectations:end -->"
@@ -46,6 +47,7 @@ def summarize_run(run: Path) -> dict:
         metrics = read_json(run / "metrics.json")
     except (OSError, ValueError) as exc:
         raise MaskdepthError(f"{run}: not a finished stage run (run.json and metrics.json: {exc})") from None
+    metrics = run_metrics(run, metrics)
     real_file = run / "real" / "real.json"
     real = read_json(real_file)["photos"][0] if real_file.is_file() else None
     params = info.get("params", {})
@@ -57,6 +59,7 @@ def summarize_run(run: Path) -> dict:
         "size": params.get("size"),
         "epochs": params.get("epochs"),
         "gate_passed": bool((info.get("gate") or {}).get("passed")),
+        "read_as": metrics.get("read_as"),
         "splits": {s: {k: _round((metrics.get(s) or {}).get(k)) for k in SPLIT_KEYS} for s in VAL_SPLITS},
         "real": None if not real or "model" not in real else {
             "photo": real["name"], **{k: _round(real["model"].get(k)) for k in REAL_KEYS},
@@ -84,8 +87,10 @@ def render_table(reference: dict) -> str:
         real = run.get("real")
         real_cell = "–" if not real else (f"{_cell([real[k] for k in REAL_KEYS])} "
                                           f"({_cell([real['ramp'][k] for k in REAL_KEYS])})")
+        readings = set((run.get("read_as") or {}).values())
+        reading = f", read with {readings.pop()}" if len(readings) == 1 and readings != {"plain"} else ""
         lines.append(
-            f"| {run['stage']} ({run['size']} px, {run['epochs']} epochs) | {_duration(run['seconds'])} | "
+            f"| {run['stage']} ({run['size']} px, {run['epochs']} epochs{reading}) | {_duration(run['seconds'])} | "
             + " | ".join(_cell([splits[s][k] for s in VAL_SPLITS]) for k in SPLIT_KEYS)
             + f" | {real_cell} |")
     for name in GPU_ROWS:

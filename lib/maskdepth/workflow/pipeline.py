@@ -24,6 +24,7 @@ from maskdepth.core.fileio import folder_lock, read_json, write_json
 from maskdepth.pages.runpage import write_page
 from maskdepth.plan.stages import STAGES, VAL_SPLITS, get_stage, stage_defaults
 from maskdepth.validation.gate import check_prerequisite, describe_check, evaluate_gate, same_idea
+from maskdepth.validation.readout import run_metrics
 from maskdepth.workflow.interrupts import LogTail, StageInterrupted, _signals_interrupt
 from maskdepth.workflow.notebooks import NotebookFailed, declared_parameters, execute, notebooks_dir
 from maskdepth.workflow.summary import write_summary
@@ -214,7 +215,7 @@ def _run_steps(stage, run_dir: Path, info: dict, params: dict, declared: dict, s
         write_page(run_dir, log)
         raise
     metrics_path = run_dir / "metrics.json"
-    metrics = read_json(metrics_path) if metrics_path.is_file() else {}
+    metrics = run_metrics(run_dir, read_json(metrics_path) if metrics_path.is_file() else {})
     gate = evaluate_gate(stage, metrics)
     info.update(status="ok", gate=gate, end=_now(), seconds=seconds())
     write_json(run_dir / "run.json", info)
