@@ -242,7 +242,7 @@ def _real(run_dir: Path, real) -> list[dict] | None:
         shown = photo.get("figure") and figure.is_file() and figure.parent == run_dir / REAL_DIR
         view.update(columns=[label(k) for k in SCORE_KEYS], about=str(photo.get("about", "")),
                     measured=_range_m(photo.get("gt_range_m")), predicted=_range_m(photo.get("pred_range_m")),
-                    network_size=value_text(photo.get("network_size")),
+                    network_size=value_text(photo.get("network_size")), tta=value_text(real.get("tta", "none")),
                     figure=href(figure, run_dir) if shown else None)
     return photos
 
