@@ -1,8 +1,8 @@
 """Compare runs: one row per run folder, as a markdown table, a JSON list, PNG charts and a page.
 
 `report(paths)` accepts run folders and folders holding runs (e.g. outputs/1k) and reads each
-run's metrics.json, falling back to history.json and config.json for an interrupted run. Metrics
-read "seen / unseen / ood" ("–" where a run has no value); columns, labels and directions come
+run's metrics as its recipe reads the model (`validation.readout.run_metrics`), falling back to
+history.json and config.json for an interrupted run. Metrics read "seen / unseen / ood" ("–" where a run has no value); columns, labels and directions come
 from the metric catalogue. Beside report.md / report.json / report.png (bars per metric) it draws
 report_curves.png (every run's history.json overlaid) and report_depth_scale.png (per split, each
 image's median(pred) / median(GT) from RUN/validation/<split>/predictions.npz; a run without them
@@ -34,6 +34,7 @@ from maskdepth.evaluation.tables import markdown_table as metrics_table
 from maskdepth.evaluation.tables import splits_cell, splits_header
 from maskdepth.figures import viz
 from maskdepth.plan.stages import VAL_SPLITS
+from maskdepth.validation.readout import run_metrics
 
 # The metric columns of a report (keys of the catalogue in maskdepth.evaluation.metrics).
 METRICS = HEADLINE
@@ -72,7 +73,8 @@ def summarize_run(run: str | os.PathLike) -> dict:
     if not runs.is_run_dir(run):
         raise MaskdepthError(f"{run}: not a run folder (needs config.json plus metrics.json or history.json)")
     config = _read(run / "config.json")
-    metrics = _read(run / "metrics.json") if (run / "metrics.json").is_file() else {}
+    # as the recipe reads the model where validate scored its checkpoint (the run page's numbers)
+    metrics = run_metrics(run, _read(run / "metrics.json")) if (run / "metrics.json").is_file() else {}
     history = _read(run / "history.json").get("epochs", []) if (run / "history.json").is_file() else []
     if metrics:
         splits = {s: metrics.get(s) or {} for s in VAL_SPLITS}
