@@ -1,12 +1,13 @@
 """Compare runs: one row per run folder, as a markdown table, a JSON list, PNG charts and a page.
 
-`report(paths)` accepts run folders and folders holding runs (e.g. outputs/1k) and reads each
-run's metrics as its recipe reads the model (`validation.readout.run_metrics`), falling back to
+`report(paths)` accepts run folders and folders holding runs (e.g. outputs/1k) and reads each run's
+metrics as its recipe reads the model (`validation.readout.run_metrics`), falling back to
 history.json and config.json for an interrupted run. Metrics read "seen / unseen / ood" ("–" where a
 run has no value); columns, labels and directions come from the metric catalogue. Beside report.md,
-report.json and report.png (bars per metric) it draws report_curves.png (every run's history.json overlaid) and report_depth_scale.png (per split, each
-image's median(pred) / median(GT) from RUN/validation/<split>/predictions.npz; a run without them
-is named) and writes index.html, the comparison page (`maskdepth.pages.comparison`).
+report.json and report.png (bars per metric) it draws report_curves.png (every run's history.json
+overlaid) and report_depth_scale.png (per split, each image's median(pred) / median(GT) from
+RUN/validation/<split>/predictions.npz; a run without them is named) and writes index.html, the
+comparison page (`maskdepth.pages.comparison`).
 """
 
 from __future__ import annotations
