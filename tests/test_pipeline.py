@@ -9,10 +9,10 @@ import pytest
 
 from maskdepth.cli import main
 from maskdepth.core.errors import MaskdepthError
+from maskdepth.core.runs import run_metrics
 from maskdepth.plan.stages import VAL_SPLITS, get_stage, stage_defaults
 from maskdepth.training.config import TrainConfig
 from maskdepth.validation.gate import check_prerequisite, describe_check, evaluate_gate
-from maskdepth.validation.readout import run_metrics
 from maskdepth.workflow.pipeline import run_stage, unfinished_run
 
 FAST = {"epochs": 1, "size": 32, "n_samples": 4}

@@ -96,14 +96,15 @@ def test_best_epoch_is_the_best_of_the_history_by_the_configured_metric(learned)
 
 def test_validate_of_best_pt_reproduces_the_metrics_json_numbers(learned, tmp_path):
     """Training evaluates with the same loop as validate (`evaluation.run_split`, same memory
-    format, same batches): re-scoring best.pt gives metrics.json's numbers exactly."""
+    format, same batches): re-scoring best.pt with one plain view (no test-time augmentation,
+    which training's per-epoch evaluation does not use) gives metrics.json's numbers exactly."""
     from maskdepth.models.checkpoint import load_checkpoint
     from maskdepth.validation.validate import validate
 
     run, metrics, _, _, _ = learned
     assert load_checkpoint(run / "checkpoints" / "best.pt")["epoch"] == metrics["best_epoch"]
     for split in ("seen", "unseen", "ood"):
-        again = validate(run, split=split, out_dir=tmp_path / split, batch_size=LEARN["val_batch_size"],
+        again = validate(run, split=split, out_dir=tmp_path / split, batch_size=LEARN["val_batch_size"], tta="none",
                          figures=False, save_predictions=False, progress_bar=False)
         assert again["epoch"] == metrics["best_epoch"] and again["n_samples"] == metrics["n_samples"][split]
         assert again["overall"] and set(again["overall"]) <= set(metrics[split])

@@ -170,7 +170,7 @@ def _run_with_validation(tmp_path, *, epoch=3, n=8, name="best.pt", tta="flip_sc
 
 
 def test_a_runs_metrics_are_the_recipes_reading_where_validate_scored_its_checkpoint(tmp_path):
-    from maskdepth.validation.readout import run_metrics
+    from maskdepth.core.runs import run_metrics
 
     run, metrics = _run_with_validation(tmp_path)
     read = run_metrics(run, metrics)
@@ -184,9 +184,9 @@ def test_a_runs_metrics_are_the_recipes_reading_where_validate_scored_its_checkp
 
 
 def test_the_gate_judges_the_recipes_reading(tmp_path):
+    from maskdepth.core.runs import run_metrics
     from maskdepth.plan.stages import STAGES
     from maskdepth.validation.gate import evaluate_gate
-    from maskdepth.validation.readout import run_metrics
 
     bounds = STAGES["1k"].gate
     assert "ood.iou" in bounds

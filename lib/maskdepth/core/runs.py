@@ -21,6 +21,8 @@ from pathlib import Path
 from maskdepth.core.errors import MaskdepthError
 
 OUTPUTS_ENV = "MASKDEPTH_OUTPUTS"
+METRICS_FILE = "metrics.json"  # a run's metrics (training's), and each validated split's
+VALIDATION_DIR = "validation"  # RUN/validation/<split>/: what `validate` wrote for the run's checkpoint
 # What training writes in a run folder: a fresh run refuses a folder holding any of them (--resume continues it).
 TRAINING_FILES = ("checkpoints/last.pt", "checkpoints/best.pt", "history.json", "metrics.json")
 # The run folder's own files (besides figures, notebooks and validation/), in the order its page links them.
@@ -220,3 +222,31 @@ def damaged_as_error(run_dir) -> Iterator[None]:
         detail = (str(exc).splitlines() or [""])[0][:200]
         raise MaskdepthError(f"{run_dir}: run.json, config.json, metrics.json or history.json holds a value of the "
                              f"wrong kind ({type(exc).__name__}: {detail}); the run folder is damaged") from None
+
+
+def run_metrics(run_dir: str | os.PathLike, metrics: dict | None) -> dict | None:
+    """A run's metrics as its recipe reads the model: training's metrics.json (the best epoch, scored
+    on the plain network) with each split that `validate` scored on that same checkpoint, epoch and
+    whole split (VALIDATION_DIR/<split>/METRICS_FILE: the recipe's test-time augmentation) laid over
+    it, so the gate and every report say what `maskdepth predict` gives. "read_as" maps each split
+    to the reading its numbers come from ("plain": training's own)."""
+    if not metrics:
+        return metrics
+    out = dict(metrics)
+    read_as = {}
+    for split in [s for s in metrics.get("n_samples") or {} if isinstance(metrics.get(s), dict)]:
+        path = Path(run_dir) / VALIDATION_DIR / split / METRICS_FILE
+        read_as[split] = "plain"
+        try:
+            validated = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        except (OSError, ValueError):
+            validated = None
+        if (isinstance(validated, dict) and validated.get("n_samples")
+                and validated.get("epoch") == metrics.get("best_epoch")
+                and Path(str(validated.get("checkpoint", ""))).name == CHECKPOINT_NAMES[0]
+                and validated.get("n_samples") == (metrics.get("n_samples") or {}).get(split)
+                and isinstance(validated.get("overall"), dict)):
+            out[split] = {**metrics[split], **{k: v for k, v in validated["overall"].items() if v is not None}}
+            read_as[split] = validated.get("tta", "none")
+    out["read_as"] = read_as
+    return out

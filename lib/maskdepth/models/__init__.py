@@ -6,7 +6,7 @@
 and takes: `model_entry(name)` / `model_meta(name, ...)` (see `registry`). Encoders, weights and
 checkpoints: docs/models.md.
 
-Modules: blocks, budget, checkpoint, encoders, joint, lean_unet, pretrained, registry, resnet_unet."""
+Modules: blocks, budget, checkpoint, encoders, joint, lean_unet, pretrained, registry, resnet_unet, tta."""
 
 from maskdepth.models import joint, lean_unet, resnet_unet  # noqa: F401  (registers the models)
 from maskdepth.models.encoders import get_encoder, list_encoders

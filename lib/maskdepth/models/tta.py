@@ -81,3 +81,9 @@ class TestTimeAugmented(nn.Module):
 def with_tta(model: nn.Module, mode: str) -> nn.Module:
     """`model` itself for "none", else wrapped in `TestTimeAugmented`."""
     return model if check_tta(mode) == "none" else TestTimeAugmented(model, mode)
+
+
+def as_recipe_reads(model: nn.Module, config: dict | None, tta: str | None = None) -> tuple[nn.Module, str]:
+    """(`model` read over the views of `tta`, else of its recipe's mode; that mode)."""
+    mode = recipe_tta(config) if tta is None else check_tta(tta)
+    return with_tta(model, mode), mode

@@ -1,7 +1,7 @@
 """Compare runs: one row per run folder, as a markdown table, a JSON list, PNG charts and a page.
 
 `report(paths)` accepts run folders and folders holding runs (e.g. outputs/1k) and reads each run's
-metrics as its recipe reads the model (`validation.readout.run_metrics`), falling back to
+metrics as its recipe reads the model (`core.runs.run_metrics`), falling back to
 history.json and config.json for an interrupted run. Metrics read "seen / unseen / ood" ("–" where a
 run has no value); columns, labels and directions come from the metric catalogue. Beside report.md,
 report.json and report.png (bars per metric) it draws report_curves.png (every run's history.json
@@ -22,7 +22,7 @@ import numpy as np
 from maskdepth.core import runs
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.core.fileio import read_json, write_json, write_text
-from maskdepth.core.runs import format_duration, format_params
+from maskdepth.core.runs import format_duration, format_params, run_metrics
 from maskdepth.evaluation.catalogue import (
     CURVE_KEYS,
     HEADLINE,
@@ -35,7 +35,6 @@ from maskdepth.evaluation.tables import markdown_table as metrics_table
 from maskdepth.evaluation.tables import splits_cell, splits_header
 from maskdepth.figures import viz
 from maskdepth.plan.stages import VAL_SPLITS
-from maskdepth.validation.readout import run_metrics
 
 # The metric columns of a report (keys of the catalogue in maskdepth.evaluation.metrics).
 METRICS = HEADLINE

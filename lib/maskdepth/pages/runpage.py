@@ -18,15 +18,13 @@ from pathlib import Path
 from maskdepth.core import runs
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.core.fileio import write_text
-from maskdepth.core.runs import damaged_as_error, format_duration
+from maskdepth.core.runs import VALIDATION_DIR, damaged_as_error, format_duration, run_metrics
 from maskdepth.evaluation.catalogue import DETAIL, HEADLINE, format_value, label
 from maskdepth.pages.html import href, read_optional, render, value_text
 from maskdepth.pages.metric_html import metric_table
 from maskdepth.pages.notebook_html import earlier_rendering, render_notebook
 from maskdepth.plan.stages import VAL_SPLITS
-from maskdepth.validation.readout import run_metrics
 from maskdepth.validation.realcheck import REAL_DIR, REAL_JSON, SCORE_KEYS, table_rows
-from maskdepth.validation.validate import VALIDATION_DIR
 
 PAGE = "index.html"
 # Figures of a validation split in the order its notebook shows them (others follow, sorted).

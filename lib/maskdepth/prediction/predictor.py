@@ -19,8 +19,7 @@ from maskdepth.core.progress import progress
 from maskdepth.core.runs import resolve_checkpoint
 from maskdepth.datasets.dataset import model_input
 from maskdepth.models.checkpoint import input_size, load_model
-from maskdepth.models.tta import check_tta, recipe_tta, with_tta
-from maskdepth.prediction.speed import AUTO_BF16, PRECISIONS, fold_batchnorm, outputs_agree
+from maskdepth.prediction.speed import AUTO_BF16, PRECISIONS, inference_network, outputs_agree
 from maskdepth.prediction.upsample import (
     GUIDED_EPS_DEPTH,
     GUIDED_EPS_MASK,
@@ -101,10 +100,8 @@ class Predictor:
         self.checkpoint = str(checkpoint)
         self.device = resolve_device(device).device
         model, info = load_model(checkpoint, map_location="cpu")
-        self.tta = recipe_tta(info.get("config")) if tta is None else check_tta(tta)
-        # The fastest equivalent network for inference (module doc): BN folded, channels_last;
-        # read over the views of the recipe's test-time augmentation.
-        self.model = with_tta(fold_batchnorm(model.eval()).to(self.device, memory_format=torch.channels_last), self.tta)
+        # The fastest equivalent network for inference (module doc), read as its recipe says.
+        self.model, self.tta = inference_network(model, info.get("config"), self.device, tta)
         self._bf16 = self._bf16_state(precision)
         self.bf16_check: dict = {}  # what the first batch measured, bf16 against float32
         self.info = info

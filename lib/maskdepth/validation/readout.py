@@ -1,6 +1,5 @@
 """metrics.json of a validated split read back for notebooks and logs: a summary in Markdown or
-one line, the figures of a notebook section and the breakdown table; and a run's metrics as its
-recipe reads them (`run_metrics`: what the gate, summary, page and README report)."""
+one line, the figures of a notebook section and the breakdown table."""
 
 from __future__ import annotations
 
@@ -52,32 +51,3 @@ def summary_line(metrics: dict) -> str:
         return f"{metrics['split']}: {metrics.get('note') or 'no samples'} (skipped)"
     return f"{metrics['split']} ({metrics['n_samples']} samples): {inline_summary(metrics['overall'])}"
 
-
-def run_metrics(run_dir: Path, metrics: dict | None) -> dict | None:
-    """A run's metrics as its recipe reads them: training's metrics.json (the best epoch, scored on
-    the plain network) with each split that `validate` scored on that same checkpoint and epoch
-    (RUN/validation/<split>/metrics.json: the recipe's test-time augmentation) laid over it, so
-    the gate and every report say what `maskdepth predict` gives. "read_as" maps each split to
-    the reading its numbers come from ("plain": training's own)."""
-    from maskdepth.core.fileio import read_json
-    from maskdepth.core.runs import CHECKPOINT_NAMES
-    from maskdepth.validation.validate import METRICS_FILE, VALIDATION_DIR
-
-    if not metrics:
-        return metrics
-    out = dict(metrics)
-    read_as = {}
-    for split in [s for s in metrics.get("n_samples") or {} if isinstance(metrics.get(s), dict)]:
-        path = Path(run_dir) / VALIDATION_DIR / split / METRICS_FILE
-        read_as[split] = "plain"
-        try:
-            validated = read_json(path) if path.is_file() else None
-        except (OSError, ValueError):
-            validated = None
-        if (validated and validated.get("n_samples") and validated.get("epoch") == metrics.get("best_epoch")
-                and Path(str(validated.get("checkpoint", ""))).name == CHECKPOINT_NAMES[0]
-                and validated.get("n_samples") == (metrics.get("n_samples") or {}).get(split)):
-            out[split] = {**metrics[split], **{k: v for k, v in validated["overall"].items() if v is not None}}
-            read_as[split] = validated.get("tta", "none")
-    out["read_as"] = read_as
-    return out

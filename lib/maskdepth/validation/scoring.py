@@ -43,13 +43,15 @@ def predict_split(model, dataset, tasks, in_channels: int, *, batch_size: int, d
 
 
 def score_split(model, dataset, tasks, in_channels: int, *, config: dict, device: str, batch_size: int,
-                progress_bar: bool = True) -> tuple[dict, dict[str, float], list[dict]]:
-    """`model` over `dataset` on `device`: (arrays, overall metrics, per-sample metrics)."""
+                tta: str | None = None, progress_bar: bool = True) -> tuple[dict, dict[str, float], list[dict], str]:
+    """`model` over `dataset` on `device`, read as its recipe (`config`) says or with test-time
+    augmentation `tta` (`maskdepth.models.tta`): (arrays, overall metrics, per-sample metrics, the mode)."""
     from maskdepth.core.device import resolve_device
     from maskdepth.evaluation.loop import per_sample_metrics
+    from maskdepth.models.tta import as_recipe_reads
 
     dev = resolve_device(device)
-    model = model.to(dev.device)
+    model, mode = as_recipe_reads(model.to(dev.device), config, tta)
     # In the memory format it was trained and validated in, so the numbers are training's own.
     channels_last = bool(config.get("channels_last", False))
     if channels_last:
@@ -59,7 +61,7 @@ def score_split(model, dataset, tasks, in_channels: int, *, config: dict, device
     overall: dict[str, float] = {}
     for meter in meters.values():
         overall.update(meter.compute())
-    return arrays, overall, per_sample_metrics(arrays)
+    return arrays, overall, per_sample_metrics(arrays), mode
 
 
 def overall_metrics(arrays: dict) -> dict:

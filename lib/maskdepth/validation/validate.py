@@ -15,14 +15,11 @@ import torch
 
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.core.fileio import write_json
-from maskdepth.core.runs import resolve_checkpoint, run_dir_of, stage_label
+from maskdepth.core.runs import METRICS_FILE, VALIDATION_DIR, resolve_checkpoint, run_dir_of, stage_label
 from maskdepth.evaluation.catalogue import json_ready
 from maskdepth.plan.stages import SPLITS
 from maskdepth.validation.scoring import PREDICTIONS_NPZ, score_split, write_breakdown, write_predictions
 from maskdepth.validation.split_figures import write_figures
-
-METRICS_FILE = "metrics.json"
-VALIDATION_DIR = "validation"  # RUN/validation/<split>/: what `validate` wrote for a run's checkpoint
 
 
 def validate(
@@ -53,7 +50,7 @@ def validate(
     its "out_dir". A split without samples gives n_samples 0 and a "note", not an error.
 
     metrics.json: {"run", "checkpoint", "epoch", "task", "model", "split", "data", "size", "seed",
-    "tta", "n_samples", "overall": {...}, "per_sample": [{"index", "iou", ...}], "out_dir", "figures":
+    "n_samples", "tta", "overall": {...}, "per_sample": [{"index", "iou", ...}], "out_dir", "figures":
     [file names], "predictions": "predictions.npz" | null, "breakdown": "breakdown.md" | null}.
     "overall" is accumulated over all pixels of the split by `MaskMeter` / `DepthMeter` (every
     key of the catalogue; undefined ones are null); "per_sample" holds one score per image
@@ -65,7 +62,6 @@ def validate(
     from maskdepth.datasets.dataset import open_split
     from maskdepth.models.budget import check_model
     from maskdepth.models.checkpoint import load_model
-    from maskdepth.models.tta import check_tta, recipe_tta, with_tta
 
     if split not in SPLITS:
         raise MaskdepthError(f"split={split!r}: choose one of {', '.join(SPLITS)}")
@@ -82,7 +78,6 @@ def validate(
     input_size = info.get("input_size") or [config.get("size", 64)] * 2
     size = int(size or input_size[0])
     seed = int(config.get("seed", 0) if seed is None else seed)
-    tta = recipe_tta(config) if tta is None else check_tta(tta)
     tasks = tuple(info.get("tasks") or getattr(model, "tasks", None) or ("mask", "depth"))
     if batch_size < 1:
         raise MaskdepthError(f"batch_size={batch_size}: must be >= 1")
@@ -110,17 +105,17 @@ def validate(
         "data": str(data),
         "size": size,
         "seed": seed,
-        "tta": tta,
         "n_samples": len(dataset) if dataset is not None else 0,
     }
     if dataset is None:
-        metrics = {**about, "note": f"no {split} samples in {data}", "overall": {}, "per_sample": [],
+        metrics = {**about, "tta": tta, "note": f"no {split} samples in {data}", "overall": {}, "per_sample": [],
                    "out_dir": str(out), "figures": [], "predictions": None}
         write_json(out / METRICS_FILE, metrics)
         return metrics
 
-    arrays, overall, per_sample = score_split(with_tta(model, tta), dataset, tasks, int(info["in_channels"]), config=config,
-                                              device=device, batch_size=batch_size, progress_bar=progress_bar)
+    arrays, overall, per_sample, tta = score_split(model, dataset, tasks, int(info["in_channels"]), config=config,
+                                                   device=device, batch_size=batch_size, tta=tta,
+                                                   progress_bar=progress_bar)
 
     run_name = run_dir.name if run_dir is not None else ckpt_path.stem
     heading = f"{run_name} · {ckpt_path.name} (epoch {info.get('epoch')}) · {split} of {stage_label(data)}, n={len(dataset)}"
@@ -130,6 +125,7 @@ def validate(
     breakdown = write_breakdown(arrays, per_sample, str(data), split, seed, out)
     metrics = {
         **about,
+        "tta": tta,
         "overall": json_ready(overall),
         "per_sample": per_sample,
         "out_dir": str(out),

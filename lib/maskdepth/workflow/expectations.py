@@ -16,8 +16,8 @@ from pathlib import Path
 
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.core.fileio import read_json, write_json, write_text
+from maskdepth.core.runs import run_metrics
 from maskdepth.plan.stages import VAL_SPLITS
-from maskdepth.validation.readout import run_metrics
 
 REFERENCE_FILE = Path("docs") / "reference_runs.json"
 BEGIN, END = "<!-- expectations:begin -->", "<!-- expectations:end -->"

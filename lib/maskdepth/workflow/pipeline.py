@@ -21,10 +21,10 @@ from maskdepth.core import runs
 from maskdepth.core.environment import device_summary, git_commit, package_versions
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.core.fileio import folder_lock, read_json, write_json
+from maskdepth.core.runs import run_metrics
 from maskdepth.pages.runpage import write_page
 from maskdepth.plan.stages import STAGES, VAL_SPLITS, get_stage, stage_defaults
 from maskdepth.validation.gate import check_prerequisite, describe_check, evaluate_gate, same_idea
-from maskdepth.validation.readout import run_metrics
 from maskdepth.workflow.interrupts import LogTail, StageInterrupted, _signals_interrupt
 from maskdepth.workflow.notebooks import NotebookFailed, declared_parameters, execute, notebooks_dir
 from maskdepth.workflow.summary import write_summary
