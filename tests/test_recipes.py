@@ -224,7 +224,7 @@ def test_every_entry_point_trains_the_same_network(monkeypatch):
     specs = {name: build_model(cfg).maskdepth_spec for name, cfg in configs.items()}
     assert len({_json.dumps(s, sort_keys=True) for s in specs.values()}) == 1, specs
     losses = {(cfg.depth_loss, cfg.mask_loss, cfg.encoder_lr, cfg.weights) for cfg in configs.values()}
-    assert losses == {("l1_ssi", "bce_dice", 0.3, "")}
+    assert losses == {("l1_ssi_ssid", "bce_dice", 0.3, "")}
     assert specs["02_train, no parameters"]["kwargs"]["encoder"] == "efficientnet_lite0"
     for stage in STAGES.values():
         assert set(stage.train_defaults) <= {"size", "epochs", "batch_size", "lr", "workers"}

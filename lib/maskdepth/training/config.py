@@ -65,7 +65,8 @@ class TrainConfig:
     Its defaults are the default recipe, the one every entry point trains (maskdepth train,
     02_train, the stages, playground.ipynb): the `joint` model as registered (an ImageNet
     EfficientNet-Lite0 encoder with context: `maskdepth.models.joint`), the encoder at 0.3x
-    the lr, the l1_ssi depth loss; a stage changes only size, epochs, batch and lr
+    the lr, the l1_ssi_ssid depth loss, read with test-time augmentation flip_scale; a stage
+    changes only size, epochs, batch and lr
     (measurements: docs/recipes.md)."""
 
     data: str = "playground"  # stage name (playground | 1k | full) or a dataset folder
@@ -81,7 +82,7 @@ class TrainConfig:
     zoom: float = 1.0  # largest zoom (crop + resize, depth kept in metres) when augment is on (1: off)
     aspect: float = 1.0  # largest long/short side ratio of non-square training crops when augment is on (1: off)
     mask_loss: str = "bce_dice"  # loss of the mask head
-    depth_loss: str = "l1_ssi"  # loss of the depth head
+    depth_loss: str = "l1_ssi_ssid"  # loss of the depth head
     mask_weight: float = 1.0  # weight of the mask loss in the total
     depth_weight: float = 1.0  # weight of the depth loss in the total
     uncertainty: bool = False  # learned task weighting (Kendall et al. 2018)

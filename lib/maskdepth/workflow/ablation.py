@@ -34,7 +34,7 @@ DEFAULT_RECIPES: dict[str, dict] = {
     "depth_weight_2": {"depth_weight": 2.0},
     "l1_msgrad": {"depth_loss": "l1_msgrad"},
     "l1_ssid": {"depth_loss": "l1_ssid"},
-    "l1_ssi_ssid": {"depth_loss": "l1_ssi_ssid"},
+    "l1_ssi": {"depth_loss": "l1_ssi"},  # the previous default: no disparity term
     "mask_to_depth": {"model_kwargs": {"mask_to_depth": True}},
     "bg_fg_bg": {"input_mode": "bg_fg_bg"},
     # No full-resolution layer (the memory-bound part of a CPU step): the same widths at strides
