@@ -12,7 +12,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
-SIZE = 64  # the capstone's working size, and the 1k/full stages'
+SIZE = 64  # the capstone's working size (the stages work at `maskdepth.plan.stages.WORKING_SIZE`)
 
 
 def cpu_cores() -> int:

@@ -37,9 +37,9 @@ class Stage:
 
 
 # The working size of every stage (one size: the 1k stage needs a playground run of the same
-# size). 128 px with both structure terms of l1_ssi_ssid beat 96 px on every ood number and on the
-# real photo's structure, at 1.8x the step time, which the 1k stage's epochs are fitted to
-# (docs/recipes.md).
+# size). 128 px with both structure terms of l1_ssi_ssid beat 96 px with l1_ssi on masks, on depth
+# structure and on the real photo's structure, for more step time, which the 1k stage's epochs
+# are fitted to, and less metric accuracy (docs/recipes.md).
 WORKING_SIZE = 128
 # The previous default, kept for comparison (bench figures, ablation): the lean encoder with
 # five stages and context, trained from random weights. (The default recipe itself is
