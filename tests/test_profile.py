@@ -70,8 +70,10 @@ def test_the_full_stage_adapts_to_the_machine_and_the_small_stages_do_not():
         full = stage_defaults("full", machine=machine)
         assert full["workers"] == M.workers_for(machine.cpu_count)
         assert full["lr"] == pytest.approx(3e-3 * full["batch_size"] / 256)  # batch and lr move together
-    for machine in (A100, H100):  # the default model fits at 256 on the large cards
-        assert (stage_defaults("full", machine=machine)["batch_size"]) == 256
+    # at the 128 px working size the default model fits at 256 on an 80 GB card; on a 40 GB A100 its
+    # estimate is just over the share training may plan to use, so the batch halves once, and only once
+    assert stage_defaults("full", machine=H100)["batch_size"] == 256
+    assert stage_defaults("full", machine=A100)["batch_size"] == 128
     squeezed = stage_defaults("full", machine=tiny_gpu)
     assert squeezed["batch_size"] < 256 and squeezed["lr"] == pytest.approx(3e-3 * squeezed["batch_size"] / 256)
     for name in ("playground", "1k"):
