@@ -47,6 +47,7 @@ class TestTimeAugmented(nn.Module):
         super().__init__()
         self.model = model
         self.mode = check_tta(mode)
+        self.mirrored = mode != "none"  # each view read with its mirror, in one batch
         self.size_multiple = int(getattr(model, "size_multiple", 1))
 
     @property
@@ -63,18 +64,18 @@ class TestTimeAugmented(nn.Module):
             if scale != 1.0:
                 view = F.interpolate(x, size=scaled_size(height, width, scale, self.size_multiple), mode="bilinear",
                                      align_corners=False)
-            if self.mode != "none":  # the view and its mirror in one batch
+            if self.mirrored:
                 view = torch.cat([view, view.flip(-1)])
             out = self.model(view)
             for key, value in out.items():
                 value = value.float()
                 value = value.log() if key == "depth" else value
-                if self.mode != "none":
+                if self.mirrored:
                     value = value[:n] + value[n:].flip(-1)
                 if value.shape[-2:] != (height, width):
                     value = F.interpolate(value, size=(height, width), mode="bilinear", align_corners=False)
                 totals[key] = totals[key] + value if key in totals else value
-            views += 1 if self.mode == "none" else 2
+            views += 2 if self.mirrored else 1
         return {key: (total / views).exp() if key == "depth" else total / views for key, total in totals.items()}
 
 

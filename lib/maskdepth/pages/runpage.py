@@ -18,7 +18,7 @@ from pathlib import Path
 from maskdepth.core import runs
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.core.fileio import write_text
-from maskdepth.core.runs import VALIDATION_DIR, damaged_as_error, format_duration, run_metrics
+from maskdepth.core.runs import METRICS_FILE, VALIDATION_DIR, damaged_as_error, format_duration, run_metrics
 from maskdepth.evaluation.catalogue import DETAIL, HEADLINE, format_value, label
 from maskdepth.pages.html import href, read_optional, render, value_text
 from maskdepth.pages.metric_html import metric_table
@@ -78,7 +78,7 @@ def run_page_html(run_dir: Path, *, render_notebooks: bool = True) -> str:
     problems: list[str] = []
     info = read_optional(run_dir / "run.json", problems)
     config = read_optional(run_dir / "config.json", problems)
-    metrics = run_metrics(run_dir, read_optional(run_dir / "metrics.json", problems))
+    metrics = run_metrics(run_dir, read_optional(run_dir / METRICS_FILE, problems))
     history_file = read_optional(run_dir / "history.json", problems)
     history = list((history_file or {}).get("epochs") or [])
     params = (info or {}).get("params") or {}
@@ -267,8 +267,8 @@ def _figures_shown(run_dir: Path) -> list[dict]:
     shown = []
     for group, pngs in _figures(run_dir):
         split_dir = pngs[0].parent
-        has_metrics = (split_dir / "metrics.json").is_file() and split_dir.parent.name == VALIDATION_DIR
-        view = {"name": group, "metrics_link": href(split_dir / "metrics.json", run_dir) if has_metrics else None,
+        has_metrics = (split_dir / METRICS_FILE).is_file() and split_dir.parent.name == VALIDATION_DIR
+        view = {"name": group, "metrics_link": href(split_dir / METRICS_FILE, run_dir) if has_metrics else None,
                 "figures": []}
         for png in pngs:
             digest = hashlib.sha1(png.read_bytes()).hexdigest()

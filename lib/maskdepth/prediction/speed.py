@@ -10,13 +10,6 @@ PRECISIONS = ("auto", "float32", "bf16")
 AUTO_BF16 = False  # "auto" stays float32: bf16 inference measured slower on an AVX512-BF16 CPU (module doc)
 BF16_MIN_MASK_IOU = 0.99  # outputs_agree: bf16 against float32 on the first batch
 BF16_MAX_DEPTH_REL = 0.02
-def inference_network(model, config: dict | None, device, tta: str | None = None):
-    """(the fastest equivalent network for inference: BatchNorm folded, channels_last, on `device`,
-    read over the views of test-time augmentation `tta`, default its recipe's: `maskdepth.models.tta`;
-    that mode)."""
-    from maskdepth.models.tta import as_recipe_reads
-
-    return as_recipe_reads(fold_batchnorm(model.eval()).to(device, memory_format=torch.channels_last), config, tta)
 
 
 def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
@@ -36,6 +29,15 @@ def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
                 module[i] = fuse_conv_bn_eval(conv.eval(), bn.eval())
                 module[i + 1] = torch.nn.Identity()
     return model
+
+
+def inference_network(model, config: dict | None, device, tta: str | None = None):
+    """(the fastest equivalent network for inference: BatchNorm folded, channels_last, on `device`,
+    read over the views of test-time augmentation `tta`, default its recipe's: `maskdepth.models.tta`;
+    that mode)."""
+    from maskdepth.models.tta import as_recipe_reads
+
+    return as_recipe_reads(fold_batchnorm(model.eval()).to(device, memory_format=torch.channels_last), config, tta)
 
 
 def outputs_agree(reference: dict[str, torch.Tensor], other: dict[str, torch.Tensor]) -> tuple[bool, dict]:

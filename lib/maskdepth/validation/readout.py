@@ -50,4 +50,3 @@ def summary_line(metrics: dict) -> str:
     if not metrics["n_samples"]:
         return f"{metrics['split']}: {metrics.get('note') or 'no samples'} (skipped)"
     return f"{metrics['split']} ({metrics['n_samples']} samples): {inline_summary(metrics['overall'])}"
-
