@@ -21,6 +21,8 @@ from maskdepth.evaluation.losses import (
     densedepth_depth_loss,
     gradient_depth_loss,
     l1_depth_loss,
+    l1_ssi_depth_loss,
+    object_depth_error,
     ssim_depth_loss,
 )
 
@@ -291,6 +293,8 @@ def test_criterion_ignores_autocast():
         ({"weights": {"depth": "heavy"}}, "expected a number"),
         ({"uncertainty": True, "weights": {"mask": 2.0}}, "exclude each other"),
         ({"uncertainty": True, "task": "mask"}, "two tasks"),
+        ({"object_weight": -1.0}, "object_weight: must be finite and >= 0"),
+        ({"object_weight": math.inf}, "object_weight: must be finite and >= 0"),
     ],
 )
 def test_bad_arguments_are_clear_errors(kwargs, message):
@@ -301,3 +305,56 @@ def test_bad_arguments_are_clear_errors(kwargs, message):
 def test_missing_prediction_is_a_clear_error():
     with pytest.raises(MaskdepthError, match="pred has no 'depth'"):
         build_loss("joint")({"mask": torch.zeros(1, 1, 4, 4)}, _batch())
+
+
+# --------------------------------------------------------------------------- object term
+
+
+def _scene_with_object(factor: float):
+    """Two 16 x 16 images: the background exact, a 3 x 3 object predicted `factor` times too far;
+    the second image also scaled by 2 everywhere (a camera-scale error the term must not see)."""
+    g = torch.Generator().manual_seed(3)
+    gt = depth_from_raw(torch.randn(2, 1, 16, 16, generator=g))
+    mask = torch.zeros_like(gt)
+    mask[:, :, 6:9, 6:9] = 1.0
+    pred = torch.where(mask > 0, gt * factor, gt)
+    pred[1] *= 2.0
+    return pred, gt, mask
+
+
+def test_object_term_is_the_objects_log_error_against_its_scene():
+    pred, gt, mask = _scene_with_object(1.5)
+    # The median log error is the background's (0, or log 2 in the scaled image), so the object's
+    # error left after it is exactly log(1.5) in normalised log depth, whatever the camera's scale.
+    expected = math.log(1.5) / SPAN
+    assert object_depth_error(pred, gt, mask).item() == pytest.approx(expected, rel=1e-4)
+    # A per-pixel loss sees the same error diluted by the object's 9 / 256 of the image.
+    assert l1_ssi_depth_loss(pred[:1], gt[:1]).item() < 0.1 * expected
+    exact, _, _ = _scene_with_object(1.0)
+    assert object_depth_error(exact, gt, mask).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_object_term_counts_only_images_that_show_an_object():
+    pred, gt, mask = _scene_with_object(1.5)
+    mask[1] = 0.0
+    pred[1] = gt[1] * 3.0  # a large error, but no object in that image
+    pred[1, :, :4] = gt[1, :, :4]
+    assert object_depth_error(pred, gt, mask).item() == pytest.approx(math.log(1.5) / SPAN, rel=1e-4)
+    assert object_depth_error(pred, gt, torch.zeros_like(mask)).item() == 0.0
+
+
+def test_object_weight_adds_the_term_to_the_depth_loss_and_needs_the_mask():
+    pred_depth, gt, mask = _scene_with_object(1.5)
+    target = {"mask": mask, "depth": gt}
+    pred = {"mask": torch.zeros_like(mask), "depth": pred_depth.clone().requires_grad_(True)}
+    plain = build_loss("joint", depth_loss="l1_ssi")(pred, target)
+    weighted = build_loss("joint", depth_loss="l1_ssi", object_weight=2.0)(pred, target)
+    assert set(weighted) == {"loss", "mask", "depth", "object"}
+    assert weighted["object"].item() == pytest.approx(object_depth_error(pred_depth, gt, mask).item())
+    assert weighted["depth"].item() == pytest.approx(plain["depth"].item() + 2.0 * weighted["object"].item(), rel=1e-6)
+    weighted["loss"].backward()
+    grad = pred["depth"].grad
+    assert grad[:, :, 6:9, 6:9].abs().mean() > 10 * grad[:, :, :4, :4].abs().mean()
+    with pytest.raises(MaskdepthError, match="object_weight needs the ground-truth mask"):
+        build_loss("depth", object_weight=1.0)({"depth": pred_depth}, {"depth": gt})
+    assert "object" not in build_loss("mask", object_weight=1.0)({"mask": pred["mask"]}, target)

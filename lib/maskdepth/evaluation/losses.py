@@ -243,6 +243,25 @@ def l1_ssi_ssid_depth_loss(pred, gt, valid=None):
             + _scale_shift_free_disparity_error(pred, gt, ok))
 
 
+def object_depth_error(pred, gt, mask, valid=None):
+    """Per image, the shift-free log error of `_shift_free_log_error` (each pixel's log error less the
+    whole image's median, so the object is judged against its own scene, not the camera's scale)
+    averaged over the ground-truth mask's valid pixels; averaged over the images that show an object.
+
+    A per-pixel loss weighs an object by its area, a few per cent of the image: a net can leave it at
+    the depth of what surrounds it in the picture (a lampshade at the wall's depth) and lose little.
+    Here every object counts as much as every image, which is what the object-level measures
+    (depth in the mask, ordering) score."""
+    p, g, ok = _prepare_depth(pred, gt, valid, "object depth term")
+    _check_same_shape(mask, gt, "object depth term (mask, gt)")
+    e = torch.where(ok, p - g, torch.full_like(p, float("nan"))).flatten(1)
+    med = torch.nanmedian(e, dim=1, keepdim=True).values.detach()
+    in_obj = (ok & (mask > 0.5)).flatten(1)
+    n = in_obj.sum(1)
+    dev = torch.where(in_obj, (e - med).abs(), torch.zeros_like(e))
+    return _mean_over_images(dev.sum(1) / n.clamp_min(1), n > 0)
+
+
 GRADIENT_SCALES = 4  # multi-scale gradient matching at strides 1, 2, 4, 8 (MiDaS uses 4)
 
 
@@ -317,6 +336,9 @@ class MaskDepthLoss(nn.Module):
     rescales s_i, and treats both tasks alike. The total may go negative as the losses shrink;
     that is expected. The s_i are parameters of this module: give `criterion.parameters()` to
     the optimizer and save `criterion.state_dict()` with the checkpoint.
+
+    `object_weight` > 0 adds `object_depth_error` (needs the target's "mask") to the depth
+    task's loss with that weight; it is also reported alone as "object".
     """
 
     def __init__(
@@ -326,9 +348,13 @@ class MaskDepthLoss(nn.Module):
         depth_loss: str = DEFAULT_DEPTH_LOSS,
         weights: Mapping[str, float] | None = None,
         uncertainty: bool = False,
+        object_weight: float = 0.0,
     ):
         super().__init__()
         self.tasks = tuple(tasks)
+        if not (math.isfinite(object_weight) and object_weight >= 0):
+            raise MaskdepthError(f"object_weight: must be finite and >= 0, got {object_weight}")
+        self.object_weight = float(object_weight) if "depth" in self.tasks else 0.0
         self.mask_loss_name = mask_loss
         self.depth_loss_name = depth_loss
         self._loss_fns = {}
@@ -348,12 +374,17 @@ class MaskDepthLoss(nn.Module):
                     raise MaskdepthError(
                         f"loss for task {task!r}: {side} has no {task!r} entry (keys: {', '.join(d)})"
                     )
+        if self.object_weight and "mask" not in target:
+            raise MaskdepthError("object_weight needs the ground-truth mask: the target has no 'mask' entry")
         out = {}
         total = None
         for task in self.tasks:
             p = pred[task]
             with torch.autocast(device_type=p.device.type, enabled=False):
                 loss = self._loss_fns[task](p, target[task])
+                if task == "depth" and self.object_weight:
+                    out["object"] = object_depth_error(p, target["depth"], target["mask"])
+                    loss = loss + self.object_weight * out["object"]
                 if self.uncertainty:
                     s = self.log_vars[task]
                     term = torch.exp(-s) * loss + s
@@ -374,6 +405,8 @@ class MaskDepthLoss(nn.Module):
     def extra_repr(self) -> str:
         names = {"mask": self.mask_loss_name, "depth": self.depth_loss_name}
         parts = [f"{t}={names[t]}" for t in self.tasks]
+        if self.object_weight:
+            parts.append(f"object_weight={self.object_weight}")
         return ", ".join(parts) + (", uncertainty" if self.uncertainty else f", weights={self.weights}")
 
 
@@ -405,6 +438,7 @@ def build_loss(
     depth_loss: str = DEFAULT_DEPTH_LOSS,
     weights: Mapping[str, float] | None = None,
     uncertainty: bool = False,
+    object_weight: float = 0.0,
 ) -> MaskDepthLoss:
     """The training criterion for `task` ("joint", "mask" or "depth").
 
@@ -415,4 +449,4 @@ def build_loss(
         raise MaskdepthError(f"unknown task {task!r}; choose one of {', '.join(tasks)}")
     if uncertainty and task != "joint":
         raise MaskdepthError(f"uncertainty weighting needs two tasks; task is {task!r}")
-    return MaskDepthLoss(tasks[task], mask_loss, depth_loss, weights, uncertainty)
+    return MaskDepthLoss(tasks[task], mask_loss, depth_loss, weights, uncertainty, object_weight)

@@ -24,7 +24,7 @@ RESUME_KEYS = ("model", "model_kwargs", "task", "input_mode", "optimizer", "sche
                "encoder_lr")
 # Lower bounds of numeric parameters (inclusive; lr must also be > 0, checked in validate).
 MINIMUM = {"weight_decay": 0, "momentum": 0, "step_size": 1, "gamma": 0, "constant_epochs": 0, "mask_weight": 0,
-           "depth_weight": 0, "grid_every": 0, "seed": 0, "workers": 0, "max_steps": 0, "photometric": 0, "zoom": 1, "aspect": 1,
+           "depth_weight": 0, "object_weight": 0, "grid_every": 0, "seed": 0, "workers": 0, "max_steps": 0, "photometric": 0, "zoom": 1, "aspect": 1,
            "ema": 0, "encoder_lr": 0}
 
 
@@ -85,6 +85,7 @@ class TrainConfig:
     depth_loss: str = "l1_ssi_ssid"  # loss of the depth head
     mask_weight: float = 1.0  # weight of the mask loss in the total
     depth_weight: float = 1.0  # weight of the depth loss in the total
+    object_weight: float = 0.0  # weight of the object-region depth term, added to the depth loss (0: off)
     uncertainty: bool = False  # learned task weighting (Kendall et al. 2018)
     optimizer: str = "adamw"  # optimizer
     lr: float = 3e-3  # learning rate (peak lr of the onecycle schedule)

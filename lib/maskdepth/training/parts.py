@@ -48,6 +48,7 @@ class RunParts:
             depth_loss=cfg.depth_loss,
             weights={"mask": cfg.mask_weight, "depth": cfg.depth_weight},
             uncertainty=cfg.uncertainty,
+            object_weight=cfg.object_weight,
         ).to(self.dev.device)
         self.optimizer = build_optimizer(cfg, param_groups(cfg, self.model, self.criterion.parameters()))
         self.ema = WeightEMA(self.model, cfg.ema) if cfg.ema else None

@@ -21,7 +21,7 @@ from maskdepth.plan.stages import get_stage, stage_defaults
 
 # The settings that make two runs "the same idea" for the gate.
 GATE_KEYS = ("model", "model_kwargs", "task", "input_mode", "mask_loss", "depth_loss", "mask_weight",
-             "depth_weight", "uncertainty", "size")
+             "depth_weight", "object_weight", "uncertainty", "size")
 
 
 def evaluate_gate(stage: str, metrics: dict) -> dict:
