@@ -348,6 +348,22 @@ def test_a_fresh_run_refuses_any_earlier_run_and_resume_needs_the_same_model(tmp
     assert (run / "checkpoints" / "best.pt").read_bytes() == best and (run / "history.json").read_text() == history
 
 
+def test_a_run_with_the_object_term_trains_on_it_and_logs_it(tmp_path):
+    """object_weight reaches the criterion: the log carries the object term, in the training
+    loss and in each split's validation loss, and a negative weight is refused up front."""
+    train(tiny_config(tmp_path, epochs=1, object_weight=2.0))
+    record = json.loads((tmp_path / "run" / "history.json").read_text())["epochs"][0]
+    for part in ("train", "seen", "ood"):
+        assert record[part]["object"] > 0, part
+    seen = record["seen"]
+    assert seen["loss"] == pytest.approx(seen["mask"] + seen["depth"], rel=1e-5)
+    train(tiny_config(tmp_path, epochs=1, out_dir=str(tmp_path / "plain")))  # off unless asked for
+    plain = json.loads((tmp_path / "plain" / "history.json").read_text())["epochs"][0]
+    assert "object" not in plain["train"] and "object" not in plain["seen"]
+    with pytest.raises(MaskdepthError, match="object_weight=-1.0: must be >= 0"):
+        TrainConfig.from_mapping({"object_weight": -1.0})
+
+
 def test_parameters_are_strictly_typed_and_ranged_before_anything_runs(tmp_path, capsys):
     """Issue 16 cases 8 and 10: `-p epochs true` is no number, `-p lr -1` and `--device tpu` are
     refused by the config itself (and so before any notebook or dataset is touched)."""

@@ -35,6 +35,7 @@ DEFAULT_RECIPES: dict[str, dict] = {
     "l1_msgrad": {"depth_loss": "l1_msgrad"},
     "l1_ssid": {"depth_loss": "l1_ssid"},
     "l1_ssi": {"depth_loss": "l1_ssi"},  # the previous default: no disparity term
+    "object_weight_3": {"object_weight": 3.0},  # the object-region depth term (evaluation.losses)
     "mask_to_depth": {"model_kwargs": {"mask_to_depth": True}},
     "bg_fg_bg": {"input_mode": "bg_fg_bg"},
     # No full-resolution layer (the memory-bound part of a CPU step): the same widths at strides
