@@ -187,17 +187,26 @@ def silog_depth_loss(pred, gt, valid=None, lam: float = SILOG_LAMBDA):
     return _mean_over_images(per_image, n > 0)
 
 
-def _shift_free_log_error(p, g, ok):
-    """Mean |e - median(e)| per image (e = t_pred - t_gt over the image's valid pixels),
-    averaged over images that have any: a shift in log depth is a global scale, so this is
-    the error left after the per-image median scaling that the scale-aligned metrics apply."""
+def _log_error_less_median(p, g, ok):
+    """[B, N] |e - median(e)| per pixel (e = t_pred - t_gt; the median over the image's valid pixels,
+    detached) and the flattened `ok`: a shift in log depth is a global scale, so this is each pixel's
+    error left after the per-image median scaling that the scale-aligned metrics apply."""
     e = torch.where(ok, p - g, torch.full_like(p, float("nan"))).flatten(1)
     med = torch.nanmedian(e, dim=1, keepdim=True).values.detach()
-    dev = (e - med).abs()
-    flat_ok = ok.flatten(1)
-    n = flat_ok.sum(1)
-    per_image = torch.where(flat_ok, dev, torch.zeros_like(dev)).sum(1) / n.clamp_min(1)
+    return (e - med).abs(), ok.flatten(1)
+
+
+def _mean_over_pixels(dev, pixels):
+    """Mean of `dev` [B, N] over each image's `pixels`, averaged over the images that have any."""
+    n = pixels.sum(1)
+    per_image = torch.where(pixels, dev, torch.zeros_like(dev)).sum(1) / n.clamp_min(1)
     return _mean_over_images(per_image, n > 0)
+
+
+def _shift_free_log_error(p, g, ok):
+    """Mean `_log_error_less_median` per image over its valid pixels, averaged over images that have any."""
+    dev, flat_ok = _log_error_less_median(p, g, ok)
+    return _mean_over_pixels(dev, flat_ok)
 
 
 def l1_ssi_depth_loss(pred, gt, valid=None):
@@ -244,9 +253,9 @@ def l1_ssi_ssid_depth_loss(pred, gt, valid=None):
 
 
 def object_depth_error(pred, gt, mask, valid=None):
-    """Per image, the shift-free log error of `_shift_free_log_error` (each pixel's log error less the
-    whole image's median, so the object is judged against its own scene, not the camera's scale)
-    averaged over the ground-truth mask's valid pixels; averaged over the images that show an object.
+    """Per image, `_log_error_less_median` (each pixel's log error less the whole image's median, so
+    the object is judged against its own scene, not the camera's scale) averaged over the
+    ground-truth mask's valid pixels; averaged over the images that show an object.
 
     A per-pixel loss weighs an object by its area, a few per cent of the image: a net can leave it at
     the depth of what surrounds it in the picture (a lampshade at the wall's depth) and lose little.
@@ -254,12 +263,8 @@ def object_depth_error(pred, gt, mask, valid=None):
     (depth in the mask, ordering) score."""
     p, g, ok = _prepare_depth(pred, gt, valid, "object depth term")
     _check_same_shape(mask, gt, "object depth term (mask, gt)")
-    e = torch.where(ok, p - g, torch.full_like(p, float("nan"))).flatten(1)
-    med = torch.nanmedian(e, dim=1, keepdim=True).values.detach()
-    in_obj = (ok & (mask > 0.5)).flatten(1)
-    n = in_obj.sum(1)
-    dev = torch.where(in_obj, (e - med).abs(), torch.zeros_like(e))
-    return _mean_over_images(dev.sum(1) / n.clamp_min(1), n > 0)
+    dev, flat_ok = _log_error_less_median(p, g, ok)
+    return _mean_over_pixels(dev, flat_ok & (mask > 0.5).flatten(1))
 
 
 GRADIENT_SCALES = 4  # multi-scale gradient matching at strides 1, 2, 4, 8 (MiDaS uses 4)
