@@ -37,6 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from maskdepth.core.runs import METRICS_FILE
     from maskdepth.validation.readout import summary_line
     from maskdepth.validation.validate import validate
 
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(summary_line(metrics))
     out = Path(metrics["out_dir"])
-    for name in ["metrics.json", metrics["predictions"], *metrics["figures"]]:
+    for name in [METRICS_FILE, metrics["predictions"], *metrics["figures"]]:
         if name:
             print(f"wrote {out / name}")
     return 0

@@ -24,9 +24,9 @@ OUTPUTS_ENV = "MASKDEPTH_OUTPUTS"
 METRICS_FILE = "metrics.json"  # a run's metrics (training's), and each validated split's
 VALIDATION_DIR = "validation"  # RUN/validation/<split>/: what `validate` wrote for the run's checkpoint
 # What training writes in a run folder: a fresh run refuses a folder holding any of them (--resume continues it).
-TRAINING_FILES = ("checkpoints/last.pt", "checkpoints/best.pt", "history.json", "metrics.json")
+TRAINING_FILES = ("checkpoints/last.pt", "checkpoints/best.pt", "history.json", METRICS_FILE)
 # The run folder's own files (besides figures, notebooks and validation/), in the order its page links them.
-RUN_FOLDER_FILES = ("run.json", "config.json", "metrics.json", "history.json", "summary.md", "train.log", "setup.json",
+RUN_FOLDER_FILES = ("run.json", "config.json", METRICS_FILE, "history.json", "summary.md", "train.log", "setup.json",
                     "data.json", "checkpoints/best.pt", "checkpoints/last.pt", "tb")
 
 
@@ -63,7 +63,7 @@ def stage_label(data: str) -> str:
 
 def is_run_dir(path: str | os.PathLike) -> bool:
     p = Path(path)
-    return (p / "config.json").is_file() and ((p / "metrics.json").is_file() or (p / "history.json").is_file())
+    return (p / "config.json").is_file() and ((p / METRICS_FILE).is_file() or (p / "history.json").is_file())
 
 
 def run_dir_of(checkpoint: Path) -> Path | None:
@@ -123,7 +123,7 @@ def run_passed(run: Path) -> bool:
     try:
         info = json.loads((run / "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return (run / "metrics.json").is_file()
+        return (run / METRICS_FILE).is_file()
     if not isinstance(info, dict) or info.get("status") != "ok":
         return False
     gate = info.get("gate")

@@ -22,7 +22,7 @@ import numpy as np
 from maskdepth.core import runs
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.core.fileio import read_json, write_json, write_text
-from maskdepth.core.runs import format_duration, format_params, run_metrics
+from maskdepth.core.runs import METRICS_FILE, format_duration, format_params, run_metrics
 from maskdepth.evaluation.catalogue import (
     CURVE_KEYS,
     HEADLINE,
@@ -74,7 +74,7 @@ def summarize_run(run: str | os.PathLike) -> dict:
         raise MaskdepthError(f"{run}: not a run folder (needs config.json plus metrics.json or history.json)")
     config = _read(run / "config.json")
     # as the recipe reads the model where validate scored its checkpoint (the run page's numbers)
-    metrics = run_metrics(run, _read(run / "metrics.json")) if (run / "metrics.json").is_file() else {}
+    metrics = run_metrics(run, _read(run / METRICS_FILE)) if (run / METRICS_FILE).is_file() else {}
     history = _read(run / "history.json").get("epochs", []) if (run / "history.json").is_file() else []
     if metrics:
         splits = {s: metrics.get(s) or {} for s in VAL_SPLITS}

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from maskdepth.core.fileio import write_json
-from maskdepth.core.runs import format_duration
+from maskdepth.core.runs import METRICS_FILE, format_duration
 from maskdepth.plan.stages import VAL_SPLITS
 
 # The run's console lines (also on stdout): `maskdepth run` echoes them while 02_train runs.
@@ -167,7 +167,7 @@ class RunLog:
 
     def write_metrics(self, result: dict, epoch: int, *, hparams: bool = True) -> dict:
         """metrics.json (the run's final numbers), then (`hparams`) the HParams tab from it."""
-        write_json(self.out_dir / "metrics.json", result)
+        write_json(self.out_dir / METRICS_FILE, result)
         if hparams:
             self.write_hparams(result, epoch)
         return result

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.core.fileio import write_json, write_text
+from maskdepth.core.runs import METRICS_FILE
 from maskdepth.evaluation.tables import splits_cell, splits_header
 from maskdepth.plan.stages import LEAN_RECIPE, VAL_SPLITS, get_stage
 
@@ -79,7 +80,7 @@ def _finished(name: str, cfg) -> dict | None:
         differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         raise MaskdepthError(f"recipe {name!r}: {run} holds a run with other settings ({', '.join(differ)}); "
                              f"rename the recipe or choose another out_dir")
-    metrics = run / "metrics.json"
+    metrics = run / METRICS_FILE
     return json.loads(metrics.read_text()) if metrics.is_file() else None
 
 

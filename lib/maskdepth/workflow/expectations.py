@@ -16,7 +16,7 @@ from pathlib import Path
 
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.core.fileio import read_json, write_json, write_text
-from maskdepth.core.runs import run_metrics
+from maskdepth.core.runs import METRICS_FILE, run_metrics
 from maskdepth.plan.stages import VAL_SPLITS
 
 REFERENCE_FILE = Path("docs") / "reference_runs.json"
@@ -44,7 +44,7 @@ def summarize_run(run: Path) -> dict:
     run = Path(run)
     try:
         info = read_json(run / "run.json")
-        metrics = read_json(run / "metrics.json")
+        metrics = read_json(run / METRICS_FILE)
     except (OSError, ValueError) as exc:
         raise MaskdepthError(f"{run}: not a finished stage run (run.json and metrics.json: {exc})") from None
     metrics = run_metrics(run, metrics)

@@ -21,7 +21,7 @@ from maskdepth.core import runs
 from maskdepth.core.environment import device_summary, git_commit, package_versions
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.core.fileio import folder_lock, read_json, write_json
-from maskdepth.core.runs import run_metrics
+from maskdepth.core.runs import METRICS_FILE, run_metrics
 from maskdepth.pages.runpage import write_page
 from maskdepth.plan.stages import STAGES, VAL_SPLITS, get_stage, stage_defaults
 from maskdepth.validation.gate import check_prerequisite, describe_check, evaluate_gate, same_idea
@@ -214,7 +214,7 @@ def _run_steps(stage, run_dir: Path, info: dict, params: dict, declared: dict, s
         write_summary(run_dir, info, None)
         write_page(run_dir, log)
         raise
-    metrics_path = run_dir / "metrics.json"
+    metrics_path = run_dir / METRICS_FILE
     metrics = run_metrics(run_dir, read_json(metrics_path) if metrics_path.is_file() else {})
     gate = evaluate_gate(stage, metrics)
     info.update(status="ok", gate=gate, end=_now(), seconds=seconds())
