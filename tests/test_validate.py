@@ -209,6 +209,11 @@ def test_a_split_without_samples_is_reported_not_an_error(joint_run, tmp_path, c
     assert metrics["n_samples"] == 0 and metrics["note"] == f"no ood samples in {folder}"
     assert metrics["overall"] == {} and metrics["figures"] == [] and metrics["predictions"] is None
     assert json.loads((tmp_path / "v" / "metrics.json").read_text()) == metrics
+    assert metrics["tta"] == "none"  # the recipe's mode (its config sets none), not null
+    flipped = validate(run, data=str(folder), split="ood", out_dir=tmp_path / "f", device="cpu", tta="flip")
+    assert flipped["tta"] == "flip"
+    with pytest.raises(MaskdepthError, match="tta='sideways'"):
+        validate(run, data=str(folder), split="ood", out_dir=tmp_path / "b", device="cpu", tta="sideways")
     assert figure_paths(metrics, "mask") == []
     assert summary_line(metrics) == f"ood: no ood samples in {folder} (skipped)"
     assert "nothing to score" in summary_markdown(metrics)

@@ -84,7 +84,12 @@ def with_tta(model: nn.Module, mode: str) -> nn.Module:
     return model if check_tta(mode) == "none" else TestTimeAugmented(model, mode)
 
 
+def reading_tta(config: dict | None, tta: str | None = None) -> str:
+    """The mode a model is read with: `tta` when given (checked), else its recipe's."""
+    return recipe_tta(config) if tta is None else check_tta(tta)
+
+
 def as_recipe_reads(model: nn.Module, config: dict | None, tta: str | None = None) -> tuple[nn.Module, str]:
     """(`model` read over the views of `tta`, else of its recipe's mode; that mode)."""
-    mode = recipe_tta(config) if tta is None else check_tta(tta)
+    mode = reading_tta(config, tta)
     return with_tta(model, mode), mode

@@ -42,6 +42,14 @@ def predict_split(model, dataset, tasks, in_channels: int, *, batch_size: int, d
 
 
 
+def reading_mode(config: dict, tta: str | None = None) -> str:
+    """The test-time augmentation a split is scored with: `tta` when given, else the recipe's
+    (`maskdepth.models.tta`); named in a split's metrics even when it has no samples to read."""
+    from maskdepth.models.tta import reading_tta
+
+    return reading_tta(config, tta)
+
+
 def score_split(model, dataset, tasks, in_channels: int, *, config: dict, device: str, batch_size: int,
                 tta: str | None = None, progress_bar: bool = True) -> tuple[dict, dict[str, float], list[dict], str]:
     """`model` over `dataset` on `device`, read as its recipe (`config`) says or with test-time

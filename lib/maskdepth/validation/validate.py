@@ -18,7 +18,13 @@ from maskdepth.core.fileio import write_json
 from maskdepth.core.runs import METRICS_FILE, VALIDATION_DIR, resolve_checkpoint, run_dir_of, stage_label
 from maskdepth.evaluation.catalogue import json_ready
 from maskdepth.plan.stages import SPLITS
-from maskdepth.validation.scoring import PREDICTIONS_NPZ, score_split, write_breakdown, write_predictions
+from maskdepth.validation.scoring import (
+    PREDICTIONS_NPZ,
+    reading_mode,
+    score_split,
+    write_breakdown,
+    write_predictions,
+)
 from maskdepth.validation.split_figures import write_figures
 
 
@@ -78,6 +84,7 @@ def validate(
     input_size = info.get("input_size") or [config.get("size", 64)] * 2
     size = int(size or input_size[0])
     seed = int(config.get("seed", 0) if seed is None else seed)
+    tta = reading_mode(config, tta)  # named in metrics.json even for a split without samples
     tasks = tuple(info.get("tasks") or getattr(model, "tasks", None) or ("mask", "depth"))
     if batch_size < 1:
         raise MaskdepthError(f"batch_size={batch_size}: must be >= 1")
