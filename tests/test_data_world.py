@@ -1,10 +1,11 @@
-"""The synthetic world (generator v4): exact labels for every primitive, determinism, composition."""
+"""The synthetic world (generator v5): exact labels for every primitive, determinism, composition."""
 
 import numpy as np
 import pytest
 
 from maskdepth.core.errors import MaskdepthError
 from maskdepth.datasets.dataset import build_dataset
+from maskdepth.world import foregrounds
 from maskdepth.world import manifest as mf
 from maskdepth.world.camera import Camera, rational_angle
 from maskdepth.world.composition import Composer, reference_digest, render_sample
@@ -302,3 +303,48 @@ def test_windowed_clutter_tracing_gives_the_same_bytes_as_tracing_every_ray():
             assert full[key].tobytes() == windowed[key].tobytes(), (family, key)
         for a in range(3):
             assert full["normal"][a].tobytes() == windowed["normal"][a].tobytes(), (family, a)
+
+
+def _silhouette_widths(fg, rows=48, cols=96):
+    """Per height row (bottom first), the widest solid run in metres of the object's silhouette seen
+    face-on and side-on (orthographic rays along z and along x, the wider of the two)."""
+    lo, hi = fg.bounds()
+    y = (np.arange(rows) + 0.5) * fg.height_m / rows
+    widths = []
+    for axis, (a, b) in ((2, (lo[0], hi[0])), (0, (lo[2], hi[2]))):
+        across = a + (np.arange(cols) + 0.5) * (b - a) / cols
+        u, v = np.meshgrid(across, y)
+        start = [u, v, np.full(u.shape, lo[axis] - 1.0)] if axis == 2 else [np.full(u.shape, lo[0] - 1.0), v, u]
+        hit = np.isfinite(intersect(fg.parts, tuple(start), (0.0, 0.0, 1.0) if axis == 2 else (1.0, 0.0, 0.0))["t"])
+        run = np.zeros(hit.shape, dtype=int)
+        for col in range(cols):
+            run[:, col] = np.where(hit[:, col], (run[:, col - 1] if col else 0) + 1, 0)
+        widths.append(run.max(1) * (b - a) / cols)
+    return np.maximum(*widths)
+
+
+@pytest.mark.parametrize("family", foregrounds.FAMILIES)
+def test_every_object_family_stands_on_the_floor_in_one_piece(family):
+    """Each object's lowest point is its foot on the ground and no height band of it floats."""
+    pool = foregrounds.OOD_FAMILIES if family in foregrounds.OOD_FAMILIES else foregrounds.TRAIN_FAMILIES
+    drawn = [fg for fg in (foregrounds.foreground_params(0, i, ood=family in foregrounds.OOD_FAMILIES)
+                           for i in range(12 * len(pool))) if fg.family == family]
+    assert len(drawn) >= 5, family
+    for fg in drawn:
+        lo, _ = fg.bounds()
+        assert abs(lo[1]) < 1e-9, (family, fg.id)
+        assert (_silhouette_widths(fg) > 0).all(), (family, fg.id)
+
+
+@pytest.mark.parametrize("family", ["stool", "sign", "lamp"])
+def test_stools_signs_and_lamps_carry_their_mass_on_a_thin_support(family):
+    """What teaches the cue a floor lamp needs: a seat, board or shade carried on legs or posts a few
+    centimetres thick, each under a third of the width above them."""
+    ood = family in foregrounds.OOD_FAMILIES
+    drawn = [fg for fg in (foregrounds.foreground_params(0, i, ood=ood) for i in range(150)) if fg.family == family]
+    assert len(drawn) >= 5, family
+    for fg in drawn:
+        widths = _silhouette_widths(fg)
+        rows = len(widths)
+        support = widths[rows // 8: rows // 3]  # above any base plate, below the seat, board or shade
+        assert support.max() < min(0.1, 0.3 * widths[rows // 3:].max()), (family, fg.id)

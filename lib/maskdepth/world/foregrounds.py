@@ -17,7 +17,8 @@ from maskdepth.world.camera import Camera
 from maskdepth.world.shading import SUPERSAMPLE, box_mean, lambert
 from maskdepth.world.shapes import Primitive, intersect, surface_coords
 
-FAMILIES = ("person", "crate", "ball", "vase", "chair", "table", "cone", "plant", "bin", "animal", "lamp")
+FAMILIES = ("person", "crate", "ball", "vase", "chair", "table", "cone", "plant", "bin", "stool", "sign", "animal",
+            "lamp")
 OOD_FAMILIES = ("animal", "lamp")
 TRAIN_FAMILIES = tuple(f for f in FAMILIES if f not in OOD_FAMILIES)
 
@@ -171,6 +172,41 @@ def _bin(rng, ood):
     return [_cyl((0.0, 0.0, 0.0), 0.9 * r, 0.95 * h, r, tex), _cyl((0.0, 0.95 * h, 0.0), 1.05 * r, 0.05 * h, 1.05 * r, tex)]
 
 
+def _stool(rng, ood):
+    """A stool: a seat carried on one pole over a round base, or on three or four thin legs."""
+    h = 0.45 + 0.4 * rng.random()
+    seat_r, seat_t = 0.14 + 0.08 * rng.random(), 0.03 + 0.03 * rng.random()
+    frame = _t(rng, ("gradient", "noise", "planks"), (0.05, 0.3), ood)
+    seat = _t(rng, ("fabric", "noise", "gradient", "planks", "checks"), (0.03, 0.1), ood)
+    parts = [_cyl((0.0, h - seat_t, 0.0), seat_r, seat_t, seat_r, seat)]
+    if rng.random() < 0.5:  # bar stool: one pole on a round base
+        pole = 0.015 + 0.015 * rng.random()
+        parts += [_cyl((0.0, 0.0, 0.0), 0.9 * seat_r, 0.02, 0.85 * seat_r, frame),
+                  _cyl((0.0, 0.02, 0.0), pole, h - seat_t - 0.02, pole, frame)]
+    else:
+        legs, leg = (3, 4)[int(rng.random() < 0.5)], 0.01 + 0.01 * rng.random()
+        angles = rng.random() * np.pi + 2 * np.pi * np.arange(legs) / legs
+        parts += [_cyl((0.8 * seat_r * np.cos(a), 0.0, 0.8 * seat_r * np.sin(a)), leg, h - seat_t, leg, frame)
+                  for a in angles]
+    return parts
+
+
+def _sign(rng, ood):
+    """A sign or notice board carried high on one or two thin posts."""
+    h = 1.0 + 1.2 * rng.random()
+    w, bh = 0.3 + 0.6 * rng.random(), 0.2 + 0.4 * rng.random()
+    bh = min(bh, 0.5 * h)
+    board = _t(rng, ("stripes", "checks", "gradient", "noise", "dots", "tiles"), (0.03, 0.15), ood)
+    metal = _t(rng, ("gradient", "noise"), (0.1, 0.4), ood)
+    post = 0.015 + 0.02 * rng.random()
+    parts = [_box((0.0, h - 0.5 * bh, 0.0), (0.5 * w, 0.5 * bh, 0.01 + 0.01 * rng.random()), board)]
+    xs = (0.0,) if rng.random() < 0.6 else (-0.35 * w, 0.35 * w)
+    parts += [_cyl((x, 0.0, -0.03 - post), post, h - 0.1 * bh, post, metal) for x in xs]
+    if rng.random() < 0.5:  # a base plate or foot
+        parts.append(_box((0.0, 0.01, -0.03 - post), (min(0.45 * w, 0.15 + abs(xs[-1])), 0.01, 0.15), metal))
+    return parts
+
+
 def _animal(rng, ood):
     """A four-legged animal (dog- to calf-sized): body, legs, neck, head, tail."""
     h = 0.4 + 0.8 * rng.random()
@@ -200,7 +236,8 @@ def _lamp(rng, ood):
 
 
 _BUILDERS = {"person": _person, "crate": _crate, "ball": _ball, "vase": _vase, "chair": _chair, "table": _table,
-             "cone": _cone, "plant": _plant, "bin": _bin, "animal": _animal, "lamp": _lamp}
+             "cone": _cone, "plant": _plant, "bin": _bin, "stool": _stool, "sign": _sign, "animal": _animal,
+             "lamp": _lamp}
 
 
 def foreground_params(seed: int, fg_id: int, ood: bool = False) -> Foreground:

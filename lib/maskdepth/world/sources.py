@@ -29,7 +29,7 @@ from maskdepth.world.camera import HEIGHT_MIN, TRAIN_HEIGHT_MAX, Camera, camera_
 from maskdepth.world.foregrounds import Foreground, foreground_params
 
 # Bump when a change to the generators changes the sources' bytes: it invalidates caches.
-GENERATOR_VERSION = "maskdepth-synth/4"
+GENERATOR_VERSION = "maskdepth-synth/5"
 MIN_SIZE, MAX_SIZE = 16, 512
 
 
