@@ -252,3 +252,26 @@ def test_a_training_run_logs_the_depth_grid_and_its_hparams(tmp_path):
     assert {"hparam/seen.iou", "hparam/unseen.abs_rel", "hparam/ood.delta1", "hparam/best_epoch"} <= names
     (value,) = events.Scalars("hparam/seen.iou")
     assert value.value == pytest.approx(metrics["seen"]["iou"], rel=1e-6)
+
+
+def test_the_family_figure_shows_every_family_and_its_object(tmp_path):
+    """One panel pair per scene and object family, each with its labelled object in view (a placement
+    that hides it behind clutter or the frame's edge gives way to the next)."""
+    import matplotlib.pyplot as plt
+
+    from maskdepth.figures.preview import MIN_SHOWN, family_examples, family_grid, shown_sample
+    from maskdepth.world import backgrounds, foregrounds
+    from maskdepth.world.sources import SourceSpec
+
+    spec = SourceSpec()
+    examples = family_examples(spec)
+    labels = [label for label, *_ in examples]
+    assert len(labels) == len(backgrounds.FAMILIES) + len(foregrounds.FAMILIES)
+    assert {"object: stool", "object: sign", "object: lamp (ood)", "scene: shelf (ood)"} <= set(labels)
+    for label, bg, fg, placement in examples:
+        assert shown_sample(spec, bg, fg, placement, 48, cache_dir=tmp_path)["mask"].mean() >= MIN_SHOWN, label
+    fig = family_grid(spec, size=48, cache_dir=tmp_path)
+    try:
+        assert {ax.get_title() for ax in fig.axes} >= set(labels)
+    finally:
+        plt.close(fig)

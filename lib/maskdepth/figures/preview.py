@@ -15,6 +15,7 @@ import numpy as np
 from maskdepth.figures.depthviz import depth_colorbar, depth_to_rgb
 
 COLUMNS = ("bg", "fg_bg", "mask", "depth")
+MIN_SHOWN = 0.003  # the share of the picture a family example's object must cover to be shown
 
 
 def sample_grid(dataset, indices, title: str | None = None):
@@ -79,11 +80,21 @@ def family_examples(spec, seed_offset: int = 0) -> list[tuple[str, int, int, int
     return examples
 
 
+def shown_sample(spec, bg: int, fg: int, placement: int, size: int, cache_dir=None, tries: int = 8) -> dict:
+    """The sample of (bg, fg) at `placement`, or at the first of the next placements whose object
+    covers at least MIN_SHOWN of the picture: a placement may hide it behind clutter or the frame's edge."""
+    from maskdepth.world.composition import render_sample
+
+    for p in range(placement, placement + tries):
+        sample = render_sample(spec, bg, fg, p, size, cache_dir=cache_dir)
+        if sample["mask"].mean() >= MIN_SHOWN:
+            break
+    return sample
+
+
 def family_grid(spec, size: int = 96, cache_dir=None, columns: int = 6):
     """A Figure: image and depth of one sample per scene family and per object family."""
     import matplotlib.pyplot as plt
-
-    from maskdepth.world.composition import render_sample
 
     examples = family_examples(spec)
     rows = -(-len(examples) // columns)
@@ -93,7 +104,7 @@ def family_grid(spec, size: int = 96, cache_dir=None, columns: int = 6):
         ax.set_axis_off()
     for k, (label, bg, fg, placement) in enumerate(examples):
         r, c = 2 * (k // columns), k % columns
-        sample = render_sample(spec, bg, fg, placement, size, cache_dir=cache_dir)
+        sample = shown_sample(spec, bg, fg, placement, size, cache_dir=cache_dir)
         axes[r, c].imshow(np.clip(sample["image"].transpose(1, 2, 0), 0, 1), interpolation="nearest")
         axes[r, c].set_title(label, fontsize=9)
         axes[r + 1, c].imshow(depth_to_rgb(sample["depth"][0]), interpolation="nearest")
