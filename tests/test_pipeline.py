@@ -82,6 +82,15 @@ def test_failing_cell_stops_the_stage_and_keeps_the_notebook(tmp_path, capsys):
     assert not (run / "notebooks" / "03_validate_seen.ipynb").exists()
 
 
+def test_a_cell_past_the_timeout_fails_saying_how_to_give_it_longer(tmp_path):
+    from maskdepth.workflow.notebooks import NotebookFailed, execute
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import time\ntime.sleep(60)")])
+    nbformat.write(nb, tmp_path / "slow.ipynb")
+    with pytest.raises(NotebookFailed, match=r"slow.ipynb failed in a cell: CellTimeoutError: .*after 2 seconds\. .*maskdepth run --timeout SECONDS`\."):
+        execute(tmp_path / "slow.ipynb", tmp_path / "out" / "slow.ipynb", {}, timeout=2)
+
+
 def test_gate_refuses_1k_without_a_passing_playground_run(tmp_path, capsys):
     params = stage_defaults("1k")
     with pytest.raises(MaskdepthError, match="needs a playground run.*maskdepth run --stage playground"):

@@ -148,7 +148,10 @@ def execute(nb_in: Path, nb_out: Path, parameters: dict, timeout: int, cwd: Path
             raise StageInterrupted("SIGINT") from None
         raise NotebookFailed(nb_in.name, exc.exec_count, exc.ename, exc.evalue, nb_out) from None
     except Exception as exc:  # kernel died, timeout
-        raise NotebookFailed(nb_in.name, None, type(exc).__name__, str(exc), nb_out) from None
+        said = (str(exc).strip().splitlines() or [""])[0]
+        if type(exc).__name__ == "CellTimeoutError":  # nbclient's: no cell may run past `timeout`
+            said += " Give a longer run's cells more time: `maskdepth run --timeout SECONDS`."
+        raise NotebookFailed(nb_in.name, None, type(exc).__name__, said, nb_out) from None
     finally:
         if saved_env is None:
             os.environ.pop(PIPELINE_ENV, None)
