@@ -11,7 +11,7 @@ import torch
 
 from maskdepth.cli import main
 from maskdepth.datasets.measured import disparity_to_depth, motorcycle
-from maskdepth.evaluation.metrics import pairwise_ordering
+from maskdepth.evaluation.metrics import depth_relief, pairwise_ordering
 from maskdepth.models import create_model
 from maskdepth.models.checkpoint import save_checkpoint
 from maskdepth.validation.realcheck import REAL_JSON, depth_scores, ramp, real_check, summary_markdown
@@ -44,12 +44,28 @@ def test_pairwise_ordering_counts_order_not_scale():
     assert pairwise_ordering(flipped, gt, valid) == 1.0
 
 
+def test_relief_says_how_far_the_depths_are_spread():
+    gt = torch.rand(40, 50, generator=torch.Generator().manual_seed(0)) * 4 + 1
+    assert depth_relief(gt, gt) == pytest.approx(1.0)
+    assert depth_relief(7 * gt, gt) == pytest.approx(1.0)  # a global scale is not relief
+    assert depth_relief(3 * gt**1.5, gt) == pytest.approx(1.5)  # stretched: near too near against far
+    assert depth_relief(gt**0.5, gt) == pytest.approx(0.5)  # flattened
+    assert depth_relief(torch.ones_like(gt), gt) == 0.0
+    valid = torch.zeros_like(gt, dtype=torch.bool)
+    valid[:, :25] = True
+    assert depth_relief(torch.where(valid, gt**2, gt), gt, valid) == pytest.approx(2.0)  # only valid pixels count
+    assert np.isnan(depth_relief(gt, torch.full_like(gt, 2.0)))  # no spread to compare with
+    assert np.isnan(depth_relief(gt, gt, torch.zeros_like(valid)))
+
+
 def test_scores_separate_scale_from_structure():
     gt = np.where(np.random.default_rng(0).random((30, 40)) < 0.1, np.nan, np.linspace(1, 5, 40)[None].repeat(30, 0))
     scores = depth_scores(3 * np.nan_to_num(gt, nan=1.0), gt)
     assert scores["sa_delta1"] == pytest.approx(1.0) and scores["sa_abs_rel"] == pytest.approx(0.0, abs=1e-6)
     assert scores["delta1"] == 0.0 and scores["pair_ordering"] == 1.0
     assert scores["n_pixels"] == int(np.isfinite(gt).sum())
+    assert scores["relief"] == pytest.approx(1.0)
+    assert depth_scores(np.nan_to_num(gt, nan=1.0) ** 2, gt)["relief"] == pytest.approx(2.0)
     top_far = ramp(30, 40)
     assert top_far[0, 0] == 2.0 and top_far[-1, 0] == 1.0
 

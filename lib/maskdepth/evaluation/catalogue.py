@@ -16,12 +16,14 @@ OBJECT_KEYS = ("obj_abs_rel", "obj_delta1")
 ORDERING_KEYS = ("ordering", "ordering_n")
 ORDER_PAIRS = 20_000  # pixel pairs drawn by pairwise_ordering
 ORDER_TIE = 0.02  # ground-truth depths closer than this (relative) have no order and are not drawn
+RELIEF_QUANTILES = (0.1, 0.9)  # the near and far depths whose ratio depth_relief compares
 # --------------------------------------------------------------------------- catalogue
 
 
 @dataclass(frozen=True)
 class Metric:
-    """What a metric key means. `higher_is_better` is None for counts (not scores)."""
+    """What a metric key means. `higher_is_better` is None for counts and for a diagnostic whose
+    right value is `target` (neither higher nor lower is better)."""
 
     key: str
     label: str
@@ -29,6 +31,7 @@ class Metric:
     task: str  # "mask" | "depth" | "loss"
     description: str = ""
     fmt: str = ".3f"
+    target: float | None = None
 
     def format(self, value) -> str:
         """The value for a table cell: "–" when missing or not finite."""
@@ -70,6 +73,9 @@ CATALOGUE: dict[str, Metric] = {m.key: m for m in (
     Metric("ordering_n", "ordering n", None, "depth", "images the ordering was counted on", "d"),
     Metric("pair_ordering", "pair ordering", True, "depth", f"fraction of {ORDER_PAIRS:,} random pixel pairs whose "
            f"depths differ by over {ORDER_TIE:.0%} ordered as the ground truth orders them (a tie predicted: half)"),
+    Metric("relief", "relief", None, "depth",
+           f"ln(q{RELIEF_QUANTILES[1] * 100:.0f} / q{RELIEF_QUANTILES[0] * 100:.0f}) of the predicted depths over the same of the ground truth's: 1 is the true spread, above 1 the scene is "
+           "stretched (near things too near against far ones), below 1 flattened", ".2f", target=1.0),
 )}
 
 # The columns of tables that compare runs and splits (report, run summary, notebooks).
@@ -98,7 +104,8 @@ def higher_is_better(key: str) -> bool:
     """Direction of a score; an error for counts and unknown keys."""
     direction = get_metric(key).higher_is_better
     if direction is None:
-        raise MaskdepthError(f"metric {key!r} is a count, not a score: it has no better direction")
+        raise MaskdepthError(f"metric {key!r} is not a score (a count, or a diagnostic with a right value): "
+                             "it has no better direction")
     return direction
 
 

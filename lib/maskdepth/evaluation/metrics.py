@@ -16,7 +16,7 @@ import torch
 
 from maskdepth.core.depth import DEPTH_MAX, DEPTH_MIN, valid_depth
 from maskdepth.core.errors import MaskdepthError
-from maskdepth.evaluation.catalogue import ORDER_PAIRS, ORDER_TIE
+from maskdepth.evaluation.catalogue import ORDER_PAIRS, ORDER_TIE, RELIEF_QUANTILES
 
 # Object-size bins by GT mask area as a fraction of the image: small < 2 % <= medium <= 10 % < large.
 SIZE_BINS = ("small", "medium", "large")
@@ -233,6 +233,25 @@ def pairwise_ordering(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor 
     truth = torch.sign(g[first] - g[second])
     said = torch.sign(p[first] - p[second])
     return float(((said == truth).double() + 0.5 * (said == 0).double()).mean())
+
+
+def depth_relief(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor | None = None) -> float:
+    """How far the prediction spreads the scene's depths against the ground truth:
+    ln(q90 / q10) of `pred` over ln(q90 / q10) of `gt`, the quantiles over the valid pixels
+    (RELIEF_QUANTILES). 1 is the true spread; above 1 the prediction stretches the scene (near
+    things too near against far ones), below 1 it flattens it. A global scale does not change it.
+    NaN where no pixel is valid or the ground truth has no spread."""
+    g = gt.detach().double().flatten()
+    ok = valid_depth(g, None if valid is None else valid.flatten())
+    if int(ok.sum()) < 2:
+        return math.nan
+    p = pred.detach().double().flatten()[ok].clamp_min(DEPTH_MIN)
+    q = torch.tensor(RELIEF_QUANTILES, dtype=torch.float64)
+    # "lower" picks sample values, so any increasing map of the depths maps the quantiles exactly
+    g_lo, g_hi = torch.quantile(g[ok], q, interpolation="lower")
+    p_lo, p_hi = torch.quantile(p, q, interpolation="lower")
+    spread = math.log(float(g_hi / g_lo))
+    return math.log(float(p_hi / p_lo)) / spread if spread > 0 else math.nan
 
 
 def _per_image_median(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

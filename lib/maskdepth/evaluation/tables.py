@@ -42,7 +42,8 @@ def definitions_table(metrics: Mapping[str, float], keys: Iterable[str] = HEADLI
     for k in keys:
         if k in metrics and k in CATALOGUE:
             m = CATALOGUE[k]
-            better = {True: "higher", False: "lower", None: "(count)"}[m.higher_is_better]
+            better = {True: "higher", False: "lower"}.get(m.higher_is_better) or (
+                "(count)" if m.target is None else f"nearest {m.target:g}")
             definition = m.description.replace("|", "\\|")  # a table cell: escape |x|
             lines.append(f"| {m.label} | {m.format(metrics[k])} | {better} | {definition} |")
     return "\n".join(lines) + "\n"

@@ -16,12 +16,12 @@ import torch
 
 from maskdepth.core.depth import valid_depth
 from maskdepth.datasets.measured import MeasuredPhoto, measured_photos
-from maskdepth.evaluation.catalogue import finite_or_none
-from maskdepth.evaluation.metrics import compute_depth_errors, pairwise_ordering, scale_aligned
+from maskdepth.evaluation.catalogue import finite_or_none, format_value
+from maskdepth.evaluation.metrics import compute_depth_errors, depth_relief, pairwise_ordering, scale_aligned
 
 REAL_DIR = "real"  # RUN/real/: real.json and one figure per photo
 REAL_JSON = "real.json"
-SCORE_KEYS = ("pair_ordering", "sa_delta1", "sa_abs_rel", "delta1", "abs_rel")
+SCORE_KEYS = ("pair_ordering", "sa_delta1", "sa_abs_rel", "delta1", "abs_rel", "relief")
 BASELINES = ("constant", "ramp")
 
 
@@ -46,7 +46,7 @@ def depth_scores(pred: np.ndarray, gt: np.ndarray, region: np.ndarray | None = N
     aligned = compute_depth_errors(scale_aligned(p, g, valid).float(), g, valid)
     return {"n_pixels": n, "pair_ordering": pairwise_ordering(p[0, 0], g[0, 0], valid[0, 0], seed=seed),
             "sa_delta1": aligned["delta1"], "sa_abs_rel": aligned["abs_rel"],
-            "delta1": metric["delta1"], "abs_rel": metric["abs_rel"]}
+            "delta1": metric["delta1"], "abs_rel": metric["abs_rel"], "relief": depth_relief(p, g, valid)}
 
 
 def where_error_lives(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None) -> dict[str, dict]:
@@ -145,7 +145,8 @@ def save_real_figure(path: Path, photo: MeasuredPhoto, pred: np.ndarray, scores:
     panels = [(photo.image, f"{photo.name} ({gt.shape[1]}×{gt.shape[0]})"),
               (depth_to_rgb(gt, vmin=vmin, vmax=vmax), "measured depth (black: not measured)"),
               (depth_to_rgb(pred, vmin=vmin, vmax=vmax),
-               f"predicted: pair ordering {model['pair_ordering']:.3f}, sa δ1 {model['sa_delta1']:.3f}")]
+               f"predicted: pair ordering {model['pair_ordering']:.3f}, sa δ1 {model['sa_delta1']:.3f}, "
+               f"relief {model['relief']:.2f}")]
     for ax, (image, title) in zip(axes, panels):
         ax.imshow(image)
         ax.set_title(title, fontsize=9)
@@ -182,8 +183,7 @@ def table_rows(photo: dict) -> list[tuple[str, list[str]]]:
     model on each region of `where_error_lives`."""
     rows = [("model", photo["model"]), *((f"{b} (baseline)", photo["baselines"][b]) for b in BASELINES),
             *((f"model, {name}", scores) for name, scores in photo["where"].items())]
-    return [(name, ["–" if not isinstance(scores.get(k), (int, float)) or not math.isfinite(scores[k])
-                    else f"{scores[k]:.3f}" for k in SCORE_KEYS]) for name, scores in rows]
+    return [(name, [format_value(k, scores.get(k)) for k in SCORE_KEYS]) for name, scores in rows]
 
 
 def summary_line(record: dict) -> str:
