@@ -14,7 +14,7 @@ from maskdepth.datasets.measured import disparity_to_depth, motorcycle
 from maskdepth.evaluation.metrics import depth_relief, pairwise_ordering
 from maskdepth.models import create_model
 from maskdepth.models.checkpoint import save_checkpoint
-from maskdepth.validation.realcheck import REAL_JSON, depth_scores, ramp, real_check, summary_markdown
+from maskdepth.validation.realcheck import REAL_JSON, depth_scores, ramp, real_check, summary_markdown, table_rows
 
 pytest.importorskip("skimage.data", reason="scikit-image ships the photo")
 
@@ -56,6 +56,13 @@ def test_relief_says_how_far_the_depths_are_spread():
     assert depth_relief(torch.where(valid, gt**2, gt), gt, valid) == pytest.approx(2.0)  # only valid pixels count
     assert np.isnan(depth_relief(gt, torch.full_like(gt, 2.0)))  # no spread to compare with
     assert np.isnan(depth_relief(gt, gt, torch.zeros_like(valid)))
+
+
+def test_table_rows_show_only_numbers_from_a_file():
+    scores = {"pair_ordering": 0.8125, "sa_delta1": "high", "delta1": True, "abs_rel": float("nan")}  # no relief
+    photo = {"model": scores, "baselines": {"constant": scores, "ramp": {}}, "where": {}}
+    (name, cells), *_ = table_rows(photo)
+    assert name == "model" and cells == ["0.812", "–", "–", "–", "–", "–"]
 
 
 def test_scores_separate_scale_from_structure():

@@ -183,7 +183,10 @@ def table_rows(photo: dict) -> list[tuple[str, list[str]]]:
     model on each region of `where_error_lives`."""
     rows = [("model", photo["model"]), *((f"{b} (baseline)", photo["baselines"][b]) for b in BASELINES),
             *((f"model, {name}", scores) for name, scores in photo["where"].items())]
-    return [(name, [format_value(k, scores.get(k)) for k in SCORE_KEYS]) for name, scores in rows]
+    def cell(key, value) -> str:  # a file's value may be anything: only numbers are shown
+        return format_value(key, value if isinstance(value, (int, float)) and not isinstance(value, bool) else None)
+
+    return [(name, [cell(k, scores.get(k)) for k in SCORE_KEYS]) for name, scores in rows]
 
 
 def summary_line(record: dict) -> str:
