@@ -14,7 +14,14 @@ from maskdepth.datasets.measured import disparity_to_depth, motorcycle
 from maskdepth.evaluation.metrics import depth_relief, pairwise_ordering
 from maskdepth.models import create_model
 from maskdepth.models.checkpoint import save_checkpoint
-from maskdepth.validation.realcheck import REAL_JSON, depth_scores, ramp, real_check, summary_markdown, table_rows
+from maskdepth.validation.realcheck import (
+    REAL_JSON,
+    depth_scores,
+    ramp,
+    real_check,
+    summary_markdown,
+    table_rows,
+)
 
 pytest.importorskip("skimage.data", reason="scikit-image ships the photo")
 
