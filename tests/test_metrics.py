@@ -522,3 +522,5 @@ def test_markdown_table_rows_notes_and_missing_values():
     rows = definitions_table({"abs_rel": 0.25, "ordering_n": 7.0}, ("abs_rel", "ordering_n", "iou")).splitlines()
     assert rows[2:] == ["| AbsRel | 0.250 | lower | mean \\|pred − gt\\| / gt |",  # pipes escaped in a cell
                         "| ordering n | 7 | (count) | images the ordering was counted on |"]
+    (relief,) = definitions_table({"relief": 1.25}, ("relief",)).splitlines()[2:]
+    assert relief.startswith("| relief | 1.25 | nearest 1 | ln(q90 / q10) of the predicted depths")
