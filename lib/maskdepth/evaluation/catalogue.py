@@ -74,8 +74,9 @@ CATALOGUE: dict[str, Metric] = {m.key: m for m in (
     Metric("pair_ordering", "pair ordering", True, "depth", f"fraction of {ORDER_PAIRS:,} random pixel pairs whose "
            f"depths differ by over {ORDER_TIE:.0%} ordered as the ground truth orders them (a tie predicted: half)"),
     Metric("relief", "relief", None, "depth",
-           f"ln(q{RELIEF_QUANTILES[1] * 100:.0f} / q{RELIEF_QUANTILES[0] * 100:.0f}) of the predicted depths over the same of the ground truth's: 1 is the true spread, above 1 the scene is "
-           "stretched (near things too near against far ones), below 1 flattened", ".2f", target=1.0),
+           f"ln(q{RELIEF_QUANTILES[1] * 100:.0f} / q{RELIEF_QUANTILES[0] * 100:.0f}) of the predicted depths "
+           "over the same of the ground truth's: 1 is the true spread, above 1 the scene is stretched (near "
+           "things too near against far ones), below 1 flattened", ".2f", target=1.0),
 )}
 
 # The columns of tables that compare runs and splits (report, run summary, notebooks).
