@@ -123,6 +123,7 @@ def execute(nb_in: Path, nb_out: Path, parameters: dict, timeout: int, cwd: Path
     import os
 
     import papermill as pm
+    from nbclient.exceptions import CellTimeoutError
     from papermill.exceptions import PapermillExecutionError
 
     nb_out.parent.mkdir(parents=True, exist_ok=True)
@@ -149,7 +150,7 @@ def execute(nb_in: Path, nb_out: Path, parameters: dict, timeout: int, cwd: Path
         raise NotebookFailed(nb_in.name, exc.exec_count, exc.ename, exc.evalue, nb_out) from None
     except Exception as exc:  # kernel died, timeout
         said = (str(exc).strip().splitlines() or [""])[0]
-        if type(exc).__name__ == "CellTimeoutError":  # nbclient's: no cell may run past `timeout`
+        if isinstance(exc, CellTimeoutError):  # no cell may run past `timeout`
             said += " Give a longer run's cells more time: `maskdepth run --timeout SECONDS`."
         raise NotebookFailed(nb_in.name, None, type(exc).__name__, said, nb_out) from None
     finally:
